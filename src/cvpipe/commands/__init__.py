@@ -1,0 +1,1 @@
+"""Sub-commands of the `cvpipe` console script; each module has add_parser(subparsers)."""
