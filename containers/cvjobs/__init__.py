@@ -1,0 +1,1 @@
+"""Job entrypoints of the cvpipe image: ``split`` (processing) and ``train`` (training)."""

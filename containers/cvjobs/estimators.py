@@ -1,0 +1,122 @@
+"""Estimator names -> classes, and the pipeline every job fits."""
+
+from __future__ import annotations
+
+import functools
+import importlib
+from dataclasses import dataclass
+from typing import Any
+
+from sklearn.base import BaseEstimator, is_classifier, is_regressor
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+
+from cvjobs.job import UserError, quote_names
+
+# Short names for the common estimators; anything else is given as a dotted path. A fixed table (not
+# sklearn.utils.all_estimators) because that walks every sklearn module, too slow for each job.
+ESTIMATORS: dict[str, str] = {
+    "DecisionTreeClassifier": "sklearn.tree.DecisionTreeClassifier",
+    "DecisionTreeRegressor": "sklearn.tree.DecisionTreeRegressor",
+    "ElasticNet": "sklearn.linear_model.ElasticNet",
+    "ExtraTreesClassifier": "sklearn.ensemble.ExtraTreesClassifier",
+    "ExtraTreesRegressor": "sklearn.ensemble.ExtraTreesRegressor",
+    "GaussianNB": "sklearn.naive_bayes.GaussianNB",
+    "GradientBoostingClassifier": "sklearn.ensemble.GradientBoostingClassifier",
+    "GradientBoostingRegressor": "sklearn.ensemble.GradientBoostingRegressor",
+    "HistGradientBoostingClassifier": "sklearn.ensemble.HistGradientBoostingClassifier",
+    "HistGradientBoostingRegressor": "sklearn.ensemble.HistGradientBoostingRegressor",
+    "KNeighborsClassifier": "sklearn.neighbors.KNeighborsClassifier",
+    "KNeighborsRegressor": "sklearn.neighbors.KNeighborsRegressor",
+    "Lasso": "sklearn.linear_model.Lasso",
+    "LinearRegression": "sklearn.linear_model.LinearRegression",
+    "LinearSVC": "sklearn.svm.LinearSVC",
+    "LinearSVR": "sklearn.svm.LinearSVR",
+    "LogisticRegression": "sklearn.linear_model.LogisticRegression",
+    "MLPClassifier": "sklearn.neural_network.MLPClassifier",
+    "MLPRegressor": "sklearn.neural_network.MLPRegressor",
+    "RandomForestClassifier": "sklearn.ensemble.RandomForestClassifier",
+    "RandomForestRegressor": "sklearn.ensemble.RandomForestRegressor",
+    "Ridge": "sklearn.linear_model.Ridge",
+    "RidgeClassifier": "sklearn.linear_model.RidgeClassifier",
+    "SGDClassifier": "sklearn.linear_model.SGDClassifier",
+    "SGDRegressor": "sklearn.linear_model.SGDRegressor",
+    "SVC": "sklearn.svm.SVC",
+    "SVR": "sklearn.svm.SVR",
+}
+_BY_LOWER_NAME = {name.lower(): name for name in ESTIMATORS}
+
+SCALERS = ("StandardScaler", "none")
+
+
+@dataclass(frozen=True)
+class EstimatorSpec:
+    """A resolved estimator: ``name`` as recorded in manifests, ``path`` it imports from."""
+
+    name: str
+    path: str
+    cls: type[BaseEstimator]
+    task: str  # "classification" | "regression"
+
+
+@functools.lru_cache(maxsize=64)
+def resolve_estimator(name: str) -> EstimatorSpec:
+    """Resolve a short name (case-insensitive) or a dotted path ``package.module.Class``."""
+    name = name.strip()
+    if "." not in name:
+        canonical = _BY_LOWER_NAME.get(name.lower())
+        if canonical is None:
+            raise UserError(
+                f"unknown estimator {name!r}: use one of {quote_names(sorted(ESTIMATORS), 40)} "
+                "or a dotted path such as 'sklearn.linear_model.Perceptron'"
+            )
+        name, path = canonical, ESTIMATORS[canonical]
+    else:
+        path = name
+    module_name, _, class_name = path.rpartition(".")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise UserError(f"cannot import estimator {path!r}: {exc}") from None
+    cls = getattr(module, class_name, None)
+    if not (isinstance(cls, type) and issubclass(cls, BaseEstimator) and hasattr(cls, "fit")):
+        raise UserError(
+            f"{path!r} is not a scikit-learn estimator "
+            "(expected a class deriving from sklearn.base.BaseEstimator with a fit method)"
+        )
+    try:
+        instance = cls()
+    except TypeError as exc:
+        raise UserError(f"estimator {name} cannot be built with default parameters: {exc}") from None
+    if is_classifier(instance):
+        task = "classification"
+    elif is_regressor(instance):
+        task = "regression"
+    else:
+        raise UserError(f"estimator {name} is neither a classifier nor a regressor")
+    return EstimatorSpec(name=name, path=path, cls=cls, task=task)
+
+
+def make_estimator(
+    spec: EstimatorSpec, params: dict[str, Any], random_state: int
+) -> tuple[BaseEstimator, dict[str, Any]]:
+    """Build the estimator with ``params``; return it and the parameters actually set.
+
+    ``random_state`` is set only where the estimator has one and the user did not choose it.
+    """
+    estimator = spec.cls()
+    if "random_state" in estimator.get_params(deep=False) and "random_state" not in params:
+        params = {**params, "random_state": random_state}
+    try:
+        estimator.set_params(**params)
+    except ValueError as exc:  # unknown parameter names; values are checked by fit
+        raise UserError(f"estimator {spec.name} rejected hyperparameters: {exc}") from None
+    return estimator, params
+
+
+def make_pipeline(estimator: BaseEstimator, scaler: str) -> Pipeline:
+    """Scaler then estimator, so that the scaler is fitted inside each fold on training rows only."""
+    steps: list[tuple[str, Any]] = [("estimator", estimator)]
+    if scaler == "StandardScaler":
+        steps.insert(0, ("scaler", StandardScaler()))
+    return Pipeline(steps)

@@ -1,0 +1,173 @@
+"""``split``: the processing job that assigns every row of the dataset to one of k folds, once.
+
+Environment: ``CV_TARGET`` (target column), ``CV_ESTIMATOR`` (short name or dotted path; decides
+classification vs regression), ``CV_K`` (default 5), ``CV_SPLITTER`` (``auto`` | ``KFold`` |
+``StratifiedKFold``, default auto), ``CV_SEED`` (default 0), ``CV_METRIC`` (``auto`` or a scorer
+name, default auto). Input: one CSV under ``processing/input/``. Output: ``processing/output/``
+{X,y,folds}.npy + manifest.json, and a JSON summary in ``output/message``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from sklearn.model_selection import KFold, StratifiedKFold
+
+from cvjobs.data import SplitData, feature_matrix, find_csv, read_table, resolve_metric, save_split, target_vector
+from cvjobs.estimators import EstimatorSpec, resolve_estimator
+from cvjobs.job import UserError, json_bytes, log, publish, quote_names, run_job
+
+SPLITTERS = {"KFold": KFold, "StratifiedKFold": StratifiedKFold}
+# Each fold is one training job per candidate, and the fold list must fit the 1 KiB exit message.
+MAX_K = 100
+MESSAGE_LIMIT = 1024
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    target: str
+    k: int
+    splitter: str
+    seed: int
+    estimator: EstimatorSpec
+    metric: str
+
+
+def main(ml_root: Path = Path("/opt/ml"), environ: Mapping[str, str] | None = None) -> int:
+    ml_root = Path(ml_root)
+    environ = os.environ if environ is None else environ
+    return run_job("split", ml_root, lambda: _split(ml_root, environ))
+
+
+def cli() -> None:
+    sys.exit(main())
+
+
+def read_config(environ: Mapping[str, str]) -> SplitConfig:
+    """Check the whole environment before touching the data: configuration errors come first."""
+    target = environ.get("CV_TARGET", "").strip()
+    if not target:
+        raise UserError("CV_TARGET is not set: name the target column of the CSV")
+    estimator_name = environ.get("CV_ESTIMATOR", "").strip()
+    if not estimator_name:
+        raise UserError("CV_ESTIMATOR is not set: name the estimator, e.g. SVC")
+    estimator = resolve_estimator(estimator_name)
+    k = _int_setting(environ, "CV_K", "5", minimum=2, maximum=MAX_K)
+    seed = _int_setting(environ, "CV_SEED", "0", minimum=0, maximum=2**32 - 1)
+    splitter = environ.get("CV_SPLITTER", "auto").strip()
+    by_lower_name = {name.lower(): name for name in SPLITTERS}
+    if splitter == "auto":
+        splitter = "StratifiedKFold" if estimator.task == "classification" else "KFold"
+    elif splitter.lower() in by_lower_name:
+        splitter = by_lower_name[splitter.lower()]
+    else:
+        raise UserError(f"CV_SPLITTER={splitter!r} is not supported: use auto, {', '.join(SPLITTERS)}")
+    if splitter == "StratifiedKFold" and estimator.task == "regression":
+        raise UserError(f"StratifiedKFold needs class labels but {estimator.name} is a regressor: use KFold or auto")
+    metric = resolve_metric(environ.get("CV_METRIC", "auto"), estimator.task)
+    return SplitConfig(target, k, splitter, seed, estimator, metric)
+
+
+def _int_setting(environ: Mapping[str, str], name: str, default: str, *, minimum: int, maximum: int) -> int:
+    text = environ.get(name, default).strip()
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or not minimum <= value <= maximum:
+        raise UserError(f"{name}={text!r} must be an integer from {minimum} to {maximum}")
+    return value
+
+
+def check_splittable(y: np.ndarray, config: SplitConfig) -> None:
+    if config.k > len(y):
+        raise UserError(f"CV_K={config.k} folds need at least {config.k} rows; the CSV has {len(y)}")
+    if config.estimator.task == "classification":
+        classes, counts = np.unique(y, return_counts=True)
+        if len(classes) < 2:
+            raise UserError(f"target column {config.target!r} has a single class: a classifier needs two or more")
+        if config.splitter == "StratifiedKFold":
+            small = [
+                f"{label!r} ({count})"
+                for label, count in zip(classes.tolist(), counts, strict=True)
+                if count < config.k
+            ]
+            if small:
+                raise UserError(
+                    f"StratifiedKFold with k={config.k} needs at least {config.k} rows of every class; "
+                    f"too few rows for class(es) {', '.join(small[:20])}: "
+                    "lower CV_K, add rows, or merge or drop the rare classes"
+                )
+
+
+def assign_folds(config: SplitConfig, X: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Fold id per row: row i is in the validation part of fold ``folds[i]``."""
+    splitter = SPLITTERS[config.splitter](n_splits=config.k, shuffle=True, random_state=config.seed)
+    folds = np.empty(len(y), dtype=np.int64)
+    for fold, (_, validation) in enumerate(splitter.split(X, y)):
+        folds[validation] = fold
+    return folds
+
+
+def _split(ml_root: Path, environ: Mapping[str, str]) -> None:
+    config = read_config(environ)
+    path = find_csv(ml_root / "processing" / "input")
+    table = read_table(path)
+    if config.target not in table.columns:
+        raise UserError(
+            f"target column {config.target!r} is not in {path.name}; its columns are {quote_names(table.columns, 50)}"
+        )
+    features = [name for name in table.columns if name != config.target]
+    if not features:
+        raise UserError(f"{path.name} has no feature columns besides the target {config.target!r}")
+    X = feature_matrix(table, features)
+    y = target_vector(table, config.target, config.estimator.task)
+    check_splittable(y, config)
+    folds = assign_folds(config, X, y)
+
+    with path.open("rb") as stream:
+        digest = hashlib.file_digest(stream, "sha256").hexdigest()
+    classes = np.unique(y).tolist() if config.estimator.task == "classification" else None
+    summary = {
+        "task": config.estimator.task,
+        "splitter": config.splitter,
+        "metric": config.metric,
+        "k": config.k,
+        "folds": list(range(config.k)),
+        "n_rows": int(X.shape[0]),
+        "n_features": int(X.shape[1]),
+        "target": config.target,
+        "estimator": config.estimator.name,
+    }
+    message = json_bytes(summary, indent=None)
+    if len(message) >= MESSAGE_LIMIT:
+        raise UserError(
+            f"the job summary is {len(message)} bytes, over SageMaker's {MESSAGE_LIMIT}: "
+            "shorten the target column name or the estimator path"
+        )
+    manifest = {
+        **summary,
+        "feature_names": features,
+        "classes": classes,
+        "seed": config.seed,
+        "estimator_path": config.estimator.path,
+        "rows_per_fold": np.bincount(folds, minlength=config.k).tolist(),
+        "input": {"file": str(path.relative_to(ml_root / "processing" / "input")), "sha256": digest},
+    }
+    save_split(ml_root / "processing" / "output", SplitData(X=X, y=y, folds=folds, manifest=manifest))
+    publish(ml_root / "output", {"message": message})
+    log(
+        "split",
+        f"{summary['n_rows']} rows x {summary['n_features']} features -> {config.k} folds "
+        f"({config.splitter}, {config.estimator.task}, metric {config.metric})",
+    )
+
+
+if __name__ == "__main__":
+    cli()

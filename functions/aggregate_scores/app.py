@@ -1,0 +1,42 @@
+"""Aggregate a round's fold scores into the tuning history and decide whether to propose more."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.parser import event_parser
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from fold_scores import AggregateEvent, aggregate
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics(capture_cold_start_metric=True)
+@event_parser(model=AggregateEvent)
+def lambda_handler(event: AggregateEvent, context: LambdaContext) -> dict[str, Any]:
+    logger.append_keys(execution=event.config.run.execution)
+    tuning = aggregate(event)
+    this_round = tuning.history[len(tuning.history) - len(event.candidates) :]
+    metrics.add_metric(name="CandidatesEvaluated", unit=MetricUnit.Count, value=len(this_round))
+    metrics.add_metric(
+        name="FoldFailures", unit=MetricUnit.Count, value=sum(len(entry.failures) for entry in this_round)
+    )
+    if tuning.best:
+        metrics.add_metric(name="BestScore", unit=MetricUnit.NoUnit, value=tuning.best.cv.mean)
+    logger.info(
+        "Round aggregated",
+        extra={
+            "round": tuning.round,
+            "evaluated": tuning.evaluated,
+            "failed": tuning.failed,
+            "best": tuning.best and {"id": tuning.best.id, "cv_mean": tuning.best.cv.mean},
+            "done": tuning.done,
+        },
+    )
+    return tuning.model_dump(mode="json")

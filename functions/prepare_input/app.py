@@ -1,0 +1,40 @@
+"""Validate the execution input and normalise it into the config every later state reads."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.parser import event_parser
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from execution_input import InvalidInputError, normalise
+from pydantic import BaseModel, Field
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+
+
+class PrepareInputEvent(BaseModel):
+    # The execution input is validated by ``normalise``, which names every bad field.
+    input: Any = None
+    execution: str = Field(min_length=1, max_length=80)
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics(capture_cold_start_metric=True)
+@event_parser(model=PrepareInputEvent)
+def lambda_handler(event: PrepareInputEvent, context: LambdaContext) -> dict[str, Any]:
+    logger.append_keys(execution=event.execution)
+    try:
+        config = normalise(event.input, execution=event.execution, bucket=os.environ["ARTIFACT_BUCKET"])
+    except InvalidInputError as error:
+        metrics.add_metric(name="InvalidInputs", unit=MetricUnit.Count, value=1)
+        logger.warning("Invalid execution input", extra={"problems": error.problems})
+        raise
+    metrics.add_metric(name="ExecutionsPrepared", unit=MetricUnit.Count, value=1)
+    logger.info("Execution input normalised", extra={"run": config["run"]})
+    return config

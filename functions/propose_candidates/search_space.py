@@ -1,0 +1,211 @@
+"""Candidates of the search space: a deterministic grid, or a seeded random sample.
+
+Both strategies define one fixed sequence of distinct candidates per config; round r takes the next
+``batch_size`` of it after those already proposed, so the candidates depend only on the seed and
+never on how the search is batched.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import random
+from collections.abc import Iterator
+from typing import Any, Literal
+
+from pydantic import BaseModel, JsonValue
+
+# SageMaker's HyperParameters limits; the Map adds cv_fold to each fold's map, hence one key fewer.
+MAX_HYPERPARAMETERS = 99
+MAX_KEY_LENGTH = 256
+MAX_VALUE_LENGTH = 2500
+
+# Random sampling stops after this many draws per wanted candidate, so a continuous range too narrow to
+# hold that many distinct floats ends the search instead of looping.
+DRAWS_PER_CANDIDATE = 100
+
+
+class HyperparameterLimitError(ValueError):
+    """A candidate's hyperparameters exceed SageMaker's limits."""
+
+
+class Choice(BaseModel):
+    values: list[JsonValue]
+
+
+class Range(BaseModel):
+    type: Literal["float", "int"]
+    low: float
+    high: float
+    log: bool = False
+    steps: int | None = None
+
+
+Dimension = Choice | Range
+
+
+class ModelSpec(BaseModel):
+    estimator: str
+    params: dict[str, JsonValue]
+    scaler: str
+    search_space: dict[str, Dimension]
+
+
+class TuningSpec(BaseModel):
+    strategy: Literal["grid", "random"]
+    max_candidates: int
+    batch_size: int
+    seed: int
+
+
+class CvSpec(BaseModel):
+    seed: int
+
+
+class DatasetInfo(BaseModel):
+    metric: str
+
+
+class Run(BaseModel):
+    execution: str
+
+
+class Config(BaseModel):
+    """The parts of the normalised config this function reads."""
+
+    model: ModelSpec
+    tuning: TuningSpec
+    cv: CvSpec
+    metric: str
+    dataset_info: DatasetInfo | None = None  # the split job's summary, which resolves metric "auto"
+    run: Run
+
+    @property
+    def resolved_metric(self) -> str:
+        return self.dataset_info.metric if self.dataset_info else self.metric
+
+
+class Progress(BaseModel):
+    round: int
+    history: list[Any]  # one entry per candidate proposed so far
+
+
+class ProposeEvent(BaseModel):
+    config: Config
+    tuning: Progress | None = None
+
+
+def propose(event: ProposeEvent) -> dict[str, Any]:
+    """The next round's candidates; an empty list means the search is over."""
+    config, tuning = event.config, event.config.tuning
+    proposed = len(event.tuning.history) if event.tuning else 0
+    stop = min(proposed + tuning.batch_size, tuning.max_candidates)
+    candidates = [
+        {"id": proposed + offset, "params": params, "hyperparameters": hyperparameters(config, params)}
+        for offset, params in enumerate(itertools.islice(candidate_params(config), proposed, stop))
+    ]
+    return {"round": (event.tuning.round if event.tuning else 0) + 1, "candidates": candidates}
+
+
+def candidate_params(config: Config) -> Iterator[dict[str, JsonValue]]:
+    """Every candidate's params in proposal order: the fixed params merged with the searched values."""
+    space, tuning = config.model.search_space, config.tuning
+    searched = grid(space) if tuning.strategy == "grid" else random_search(space, tuning.seed, tuning.max_candidates)
+    for values in searched:
+        yield {**config.model.params, **values}
+
+
+def grid(space: dict[str, Dimension]) -> Iterator[dict[str, JsonValue]]:
+    """The cartesian product of the grid points, the first name in sorted order varying slowest.
+
+    Each dimension's points are distinct, so the candidates are too.
+    """
+    names = sorted(space)
+    for values in itertools.product(*(grid_points(space[name]) for name in names)):
+        yield dict(zip(names, values))
+
+
+def grid_points(dimension: Dimension) -> list[JsonValue]:
+    """Distinct values in given order, or ``steps`` evenly spaced points of a range (geometric when log)."""
+    if isinstance(dimension, Choice):
+        return _distinct(dimension.values)
+    low, high, steps = dimension.low, dimension.high, dimension.steps
+    if dimension.log:
+        points = [low * (high / low) ** (i / (steps - 1)) for i in range(steps)]
+    else:
+        points = [low + (high - low) * i / (steps - 1) for i in range(steps)]
+    if dimension.type == "int":
+        return _distinct([round(point) for point in points])
+    # 12 significant digits keep 0.1 from reading 0.10000000000000002 in hyperparameters and the registry.
+    return [float(f"{point:.12g}") for point in points]
+
+
+def random_search(space: dict[str, Dimension], seed: int, max_candidates: int) -> Iterator[dict[str, JsonValue]]:
+    """Distinct seeded draws, one value per name in sorted order; ends once a discrete space is exhausted."""
+    rng = random.Random(seed)
+    names = sorted(space)
+    choices = {name: _distinct(space[name].values) for name in names if isinstance(space[name], Choice)}
+    size = math.prod(space_size(dimension) for dimension in space.values())
+    seen: set[str] = set()
+    for _ in range(max_candidates * DRAWS_PER_CANDIDATE):
+        draw = {name: rng.choice(choices[name]) if name in choices else _sample(space[name], rng) for name in names}
+        key = json.dumps(draw, sort_keys=True)
+        if key in seen:
+            continue
+        seen.add(key)
+        yield draw
+        if len(seen) == size:
+            return
+
+
+def space_size(dimension: Dimension) -> float:
+    """How many distinct values a dimension holds (infinite for a float range)."""
+    if isinstance(dimension, Choice):
+        return len(_distinct(dimension.values))
+    return int(dimension.high - dimension.low) + 1 if dimension.type == "int" else math.inf
+
+
+def hyperparameters(config: Config, params: dict[str, JsonValue]) -> dict[str, str]:
+    """SageMaker HyperParameters of a candidate: the train job's control keys, then each param as JSON."""
+    values = {
+        "cv_estimator": config.model.estimator,
+        "cv_metric": config.resolved_metric,
+        "cv_scaler": config.model.scaler,
+        "cv_seed": str(config.cv.seed),
+        **{name: json.dumps(value) for name, value in sorted(params.items())},
+    }
+    if len(values) > MAX_HYPERPARAMETERS:
+        raise HyperparameterLimitError(
+            f"{len(values)} hyperparameters (4 control keys and {len(params)} params) exceed SageMaker's 100 "
+            "with the cv_fold key each fold job adds: fix or search fewer params"
+        )
+    for name, value in values.items():
+        if len(name) > MAX_KEY_LENGTH:
+            raise HyperparameterLimitError(
+                f"hyperparameter name {name[:40]!r}... is {len(name)} characters; SageMaker takes {MAX_KEY_LENGTH}"
+            )
+        if len(value) > MAX_VALUE_LENGTH:
+            raise HyperparameterLimitError(
+                f"hyperparameter {name!r} is {len(value)} characters as JSON; SageMaker takes {MAX_VALUE_LENGTH}: "
+                "shorten its value in model.params or model.search_space"
+            )
+    return values
+
+
+def _sample(dimension: Range, rng: random.Random) -> float | int:
+    low, high = dimension.low, dimension.high
+    if dimension.type == "int":
+        if not dimension.log:
+            return rng.randint(int(low), int(high))
+        # Log-uniform over [low, high + 1) floored, so every integer in [low, high] can be drawn.
+        return min(int(math.exp(rng.uniform(math.log(low), math.log(high + 1)))), int(high))
+    return math.exp(rng.uniform(math.log(low), math.log(high))) if dimension.log else rng.uniform(low, high)
+
+
+def _distinct(values: list[Any]) -> list[Any]:
+    """``values`` without repeats, in first-seen order (JSON values need not be hashable)."""
+    unique: dict[str, Any] = {}
+    for value in values:
+        unique.setdefault(json.dumps(value, sort_keys=True), value)
+    return list(unique.values())

@@ -1,0 +1,202 @@
+"""Executions: a validated definition run from its StartAt state on a thread of its own.
+
+The context object ``$$`` names the execution as Step Functions would (its Id is an execution ARN
+in the real format, in the local account), so definitions that pass ``$$.Execution.Name`` or
+``$$.Execution.Id`` on to their tasks see the values they would see in the cloud.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import traceback
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, Callable
+
+from .clock import RealClock
+from .errors import RUNTIME, TIMEOUT, DefinitionError, StatesError
+from .history import Event, History, Trace, data_details, timestamp_text
+from .payload import check_payload_size
+from .states import Cancelled, Clock, Lane, Run, StateMachine
+from .tasks import TaskRegistry
+from .validate import validate
+
+ACCOUNT_ID = "000000000000"
+
+SUCCEEDED = "SUCCEEDED"
+FAILED = "FAILED"
+TIMED_OUT = "TIMED_OUT"
+ABORTED = "ABORTED"
+
+
+@dataclass(frozen=True)
+class ExecutionResult:
+    status: str
+    """SUCCEEDED | FAILED | TIMED_OUT | ABORTED"""
+    output: Any
+    error: str | None
+    cause: str | None
+    history: list[Event]
+    name: str
+    arn: str
+
+
+class Execution:
+    """A running execution (it starts when created): ``wait()`` for its result, or ``abort()`` it."""
+
+    def __init__(self, machine: StateMachine, run: Run, input: Any, name: str, arn: str, timeout: float | None) -> None:
+        self.name = name
+        self.arn = arn
+        self._machine = machine
+        self._run = run
+        self._input = input
+        self._abort_reason: tuple[str | None, str | None] = (None, None)
+        self._result: ExecutionResult | None = None
+        self._done = threading.Event()
+        # The deadline is also checked on the run's clock (virtual time); this timer covers real time.
+        self._timer = threading.Timer(timeout, run.expire) if timeout is not None else None
+        if self._timer is not None:
+            self._timer.daemon = True
+            self._timer.start()
+        threading.Thread(target=self._execute, name=f"execution:{name}", daemon=True).start()
+
+    @property
+    def history(self) -> list[Event]:
+        return self._run.history.events
+
+    def wait(self, timeout: float | None = None) -> ExecutionResult:
+        """The result once the execution has ended; TimeoutError if it is still running after ``timeout``."""
+        if not self._done.wait(timeout):
+            raise TimeoutError(f"execution {self.name} is still running")
+        assert self._result is not None
+        return self._result
+
+    def abort(self, error: str | None = None, cause: str | None = None) -> None:
+        """Stop the execution (status ABORTED); running tasks are asked to stop via ``request.cancelled``."""
+        if not self._done.is_set():
+            self._abort_reason = (error, cause)
+            self._run.root.cancel()
+
+    def _execute(self) -> None:
+        trace = Trace(self._run.history)
+        trace.emit("ExecutionStarted", {**data_details("input", self._input), "roleArn": self._run.context["Execution"]["RoleArn"]})
+        lane = Lane(self._run, self._run.root, trace)
+        try:
+            check_payload_size(self._input)
+            output = self._machine.run(lane, self._input)
+            self._finish(SUCCEEDED, trace, output=output)
+        except StatesError as failure:
+            self._finish(FAILED, trace, error=failure.error or None, cause=failure.cause or None)
+        except Cancelled:
+            if self._run.timed_out.is_set():
+                self._finish(TIMED_OUT, trace, error=TIMEOUT, cause="The execution ran longer than its TimeoutSeconds")
+            else:
+                error, cause = self._abort_reason
+                self._finish(ABORTED, trace, error=error, cause=cause)
+        except Exception:  # noqa: BLE001 - a fault of the engine or of an on_event listener
+            self._finish(FAILED, trace, error=RUNTIME, cause=f"internal error of the local engine:\n{traceback.format_exc()}")
+        finally:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._done.set()
+
+    def _finish(self, status: str, trace: Trace, *, output: Any = None, error: str | None = None, cause: str | None = None) -> None:
+        event_type = {SUCCEEDED: "ExecutionSucceeded", FAILED: "ExecutionFailed", TIMED_OUT: "ExecutionTimedOut", ABORTED: "ExecutionAborted"}[status]
+        if status == SUCCEEDED:
+            details = data_details("output", output)
+        else:
+            details = {key: value for key, value in (("error", error), ("cause", cause)) if value is not None}
+        trace.emit(event_type, details)
+        self._result = ExecutionResult(status, output, error, cause, self._run.history.events, self.name, self.arn)
+
+
+class Engine:
+    """Runs Amazon States Language definitions (JSONPath) on this machine.
+
+    ``tasks`` maps Task Resources to handlers; ``clock`` drives Wait states, retry back-off and
+    timestamps (a ``VirtualClock`` makes waits instant); ``max_concurrency`` caps the threads of
+    each Map and Parallel state on top of the definition's own MaxConcurrency.
+    """
+
+    def __init__(self, tasks: TaskRegistry, clock: Clock | None = None, max_concurrency: int | None = None) -> None:
+        self.tasks = tasks
+        self.clock = clock or RealClock()
+        self.max_concurrency = max_concurrency
+
+    def run(
+        self,
+        definition: dict[str, Any] | str,
+        input: Any = None,
+        *,
+        name: str | None = None,
+        on_event: Callable[[Event], None] | None = None,
+        timeout: float | None = None,
+        state_machine_name: str = "StateMachine",
+    ) -> ExecutionResult:
+        """Run to the end; see ``start``."""
+        return self.start(
+            definition, input, name=name, on_event=on_event, timeout=timeout, state_machine_name=state_machine_name
+        ).wait()
+
+    def start(
+        self,
+        definition: dict[str, Any] | str,
+        input: Any = None,
+        *,
+        name: str | None = None,
+        on_event: Callable[[Event], None] | None = None,
+        timeout: float | None = None,
+        state_machine_name: str = "StateMachine",
+    ) -> Execution:
+        """Validate ``definition`` (DefinitionError lists every problem) and start an execution.
+
+        ``input`` is the execution input as a JSON-compatible value (None means ``{}``, as in AWS).
+        ``timeout`` (seconds) overrides the definition's top-level TimeoutSeconds.
+        ``on_event`` is called with every history event as it is appended, from any thread.
+        """
+        spec = parse_definition(definition)
+        validate(spec)
+        name = name or str(uuid.uuid4())
+        execution_input = {} if input is None else json.loads(json.dumps(input))
+        region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+        arn = f"arn:aws:states:{region}:{ACCOUNT_ID}:execution:{state_machine_name}:{name}"
+        started = self.clock.now()
+        timeout = timeout if timeout is not None else spec.get("TimeoutSeconds")
+        context = {
+            "Execution": {
+                "Id": arn,
+                "Name": name,
+                "Input": execution_input,
+                "StartTime": timestamp_text(started),
+                "RoleArn": f"arn:aws:iam::{ACCOUNT_ID}:role/{state_machine_name}Role",
+            },
+            "StateMachine": {
+                "Id": f"arn:aws:states:{region}:{ACCOUNT_ID}:stateMachine:{state_machine_name}",
+                "Name": state_machine_name,
+            },
+        }
+        run = Run(
+            tasks=self.tasks,
+            clock=self.clock,
+            history=History(self.clock.now, on_event),
+            context=context,
+            region=region,
+            max_concurrency=self.max_concurrency,
+            deadline=started + timedelta(seconds=timeout) if timeout is not None else None,
+        )
+        return Execution(StateMachine(spec), run, execution_input, name, arn, timeout)
+
+
+def parse_definition(definition: dict[str, Any] | str) -> dict[str, Any]:
+    if isinstance(definition, dict):
+        return definition
+    try:
+        spec = json.loads(definition)
+    except ValueError as exc:
+        raise DefinitionError([f"the definition is not JSON: {exc}"]) from exc
+    if not isinstance(spec, dict):
+        raise DefinitionError(["the definition must be a JSON object"])
+    return spec

@@ -1,0 +1,218 @@
+"""JSONPath as Step Functions evaluates it: Paths, Reference Paths and the context object (``$$``).
+
+AWS evaluates paths with Jayway JsonPath (over Jackson); this module reproduces what a state machine
+can observe of it:
+
+- a *definite* path (only names and indexes, e.g. ``$.a.b[0]['c d']``) yields its value and fails
+  when a step finds nothing; an index past the end of an array reads as null, as Jackson does;
+- an *indefinite* path (wildcard, slice, union, filter, recursive descent) yields the list of its
+  matches, which may be empty; only its definite prefix must exist.
+
+Definite paths, which nearly every definition uses, are walked by hand; the indefinite remainder of
+a path is compiled once with ``jsonpath_ng.ext`` and applied to the value the definite prefix reaches.
+Values are returned by reference: callers must treat input documents as immutable.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from jsonpath_ng import JSONPath
+from jsonpath_ng.exceptions import JSONPathError
+from jsonpath_ng.ext import parse as parse_extended
+
+from .errors import RESULT_PATH_MATCH_FAILURE, RUNTIME, StatesError
+
+Step = str | int
+"""One definite step: an object member name or an array index."""
+
+_STEP = re.compile(
+    r"""
+      \.(?P<name>[^\s.\[\]()'"*,?@]+)                 # .name
+    | \.?\[\s*(?P<index>-?\d+)\s*\]                   # [0]   (AWS also accepts .[0])
+    | \.?\[\s*'(?P<single>(?:[^'\\]|\\.)*)'\s*\]      # ['name']
+    | \.?\[\s*"(?P<double>(?:[^"\\]|\\.)*)"\s*\]      # ["name"]
+    """,
+    re.VERBOSE | re.ASCII,
+)
+_ESCAPED = re.compile(r"\\(.)")
+
+
+@dataclass(frozen=True)
+class _Path:
+    in_context: bool
+    steps: tuple[Step, ...]
+    """The definite prefix."""
+    rest: JSONPath | None
+    """The indefinite remainder, applied to the value the prefix reaches; None for a definite path."""
+
+
+class _NoMatch(Exception):
+    def __init__(self, depth: int) -> None:
+        super().__init__(depth)
+        self.depth = depth
+        """Index of the step that found nothing."""
+
+
+_PAST_THE_END = object()
+
+
+def compact_json(value: Any) -> str:
+    """JSON text as AWS prints payloads: no insignificant whitespace, non-ASCII kept as is."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+@lru_cache(maxsize=4096)
+def _compile(path: str) -> _Path:
+    if not path.startswith("$"):
+        raise ValueError(f"invalid path '{path}': a path must start with '$'")
+    in_context = path.startswith("$$")
+    body = path[2:] if in_context else path[1:]
+    steps: list[Step] = []
+    position = 0
+    while match := _STEP.match(body, position):
+        if match["name"] is not None:
+            steps.append(match["name"])
+        elif match["index"] is not None:
+            steps.append(int(match["index"]))
+        else:
+            quoted = match["single"] if match["single"] is not None else match["double"]
+            steps.append(_ESCAPED.sub(r"\1", quoted))
+        position = match.end()
+    rest = None
+    if position < len(body):
+        try:
+            rest = parse_extended("$" + body[position:])
+        except JSONPathError as error:
+            raise ValueError(f"invalid path '{path}': cannot parse '{body[position:]}' ({error})") from None
+    return _Path(in_context, tuple(steps), rest)
+
+
+def _compiled(path: str) -> _Path:
+    if not isinstance(path, str):
+        raise StatesError(RUNTIME, f"invalid path {path!r}: a path must be a string")
+    try:
+        return _compile(path)
+    except ValueError as error:
+        raise StatesError(RUNTIME, str(error)) from None
+
+
+def _walk(compiled: _Path, data: Any, context: dict | None) -> Any:
+    """Follow the definite steps of a path; raise ``_NoMatch`` at the first one that finds nothing."""
+    node = (context if context is not None else {}) if compiled.in_context else data
+    last = len(compiled.steps) - 1
+    for depth, step in enumerate(compiled.steps):
+        if isinstance(step, str):
+            if not isinstance(node, dict) or step not in node:
+                raise _NoMatch(depth)
+            node = node[step]
+        elif isinstance(node, list):
+            if not -len(node) <= step < len(node):
+                if depth == last and compiled.rest is None:
+                    return _PAST_THE_END
+                raise _NoMatch(depth)
+            node = node[step]
+        else:
+            raise _NoMatch(depth)
+    return node
+
+
+def _jayway_form(in_context: bool, steps: tuple[Step, ...]) -> str:
+    """The normalized path Jayway prints in its messages, e.g. ``$['a'][0]``."""
+    return ("$$" if in_context else "$") + "".join(
+        f"['{step}']" if isinstance(step, str) else f"[{step}]" for step in steps
+    )
+
+
+def get_path(path: str, data: Any, context: dict | None = None) -> Any:
+    """Evaluate a Path: ``$...`` against ``data``, ``$$...`` against the context object.
+
+    A definite path returns its value, an indefinite one the list of its matches. Raises
+    ``StatesError(States.Runtime)`` naming the path when a definite step finds nothing.
+    """
+    compiled = _compiled(path)
+    try:
+        node = _walk(compiled, data, context)
+    except _NoMatch as missing:
+        reached = _jayway_form(compiled.in_context, compiled.steps[: missing.depth + 1])
+        raise StatesError(RUNTIME, f"Invalid path '{path}' : No results for path: {reached}") from None
+    if node is _PAST_THE_END:
+        return None
+    if compiled.rest is None:
+        return node
+    return [match.value for match in compiled.rest.find(node)]
+
+
+def path_exists(path: str, data: Any, context: dict | None = None) -> bool:
+    """Whether ``path`` selects something (Choice ``IsPresent``).
+
+    An index past the end of an array does not exist, and an indefinite path exists when it
+    has at least one match.
+    """
+    compiled = _compiled(path)
+    try:
+        node = _walk(compiled, data, context)
+    except _NoMatch:
+        return False
+    if node is _PAST_THE_END:
+        return False
+    return compiled.rest is None or bool(compiled.rest.find(node))
+
+
+def set_path(data: Any, reference_path: str, value: Any) -> Any:
+    """Place ``value`` in ``data`` at a Reference Path, as ResultPath does.
+
+    Returns a new structure and leaves ``data`` untouched (containers along the path are copied,
+    the rest is shared). ``$`` replaces the whole input, missing object members are created, and
+    array indexes must exist. Raises ``StatesError(States.ResultPathMatchFailure)`` when the path
+    cannot be applied, e.g. ``$.a.b`` when ``$.a`` is a string.
+    """
+    compiled = _compiled(reference_path)
+    if compiled.in_context or compiled.rest is not None:
+        raise StatesError(RUNTIME, f"'{reference_path}' is not a Reference Path into the state input")
+    try:
+        return _assign(data, compiled.steps, 0, value)
+    except _NoMatch:
+        raise StatesError(
+            RESULT_PATH_MATCH_FAILURE,
+            f"Unable to apply ReferencePath {reference_path} to input {json.dumps(compact_json(data))}",
+        ) from None
+
+
+def _assign(node: Any, steps: tuple[Step, ...], depth: int, value: Any) -> Any:
+    if depth == len(steps):
+        return value
+    step = steps[depth]
+    if isinstance(step, str) and isinstance(node, dict):
+        updated = dict(node)
+        updated[step] = _assign(node.get(step, {}), steps, depth + 1, value)
+        return updated
+    if isinstance(step, int) and isinstance(node, list) and -len(node) <= step < len(node):
+        updated = list(node)
+        updated[step] = _assign(node[step], steps, depth + 1, value)
+        return updated
+    raise _NoMatch(depth)
+
+
+def validate_path(path: str, *, reference: bool = False) -> str | None:
+    """Return what is wrong with ``path``, or None if it is a valid Path.
+
+    ``reference=True`` also requires a Reference Path: one that can only identify a single node,
+    so no wildcards, filters, slices, unions or recursive descent.
+    """
+    if not isinstance(path, str):
+        return f"a path must be a string, not {path!r}"
+    try:
+        compiled = _compile(path)
+    except ValueError as error:
+        return str(error)
+    if reference and compiled.rest is not None:
+        return (
+            f"'{path}' is not a Reference Path: wildcards, filters, slices, unions and "
+            "recursive descent are not allowed"
+        )
+    return None

@@ -1,0 +1,115 @@
+"""Input and output processing of a state: InputPath, Parameters, ResultSelector, ResultPath, OutputPath.
+
+"Raw input" is what a state receives, "result" what its work produced (a task's answer, a Pass
+state's Result, a Map or Parallel state's list). Templates build new containers; values picked out of
+the input by paths are shared with it, so inputs must be treated as immutable.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .errors import DATA_LIMIT_EXCEEDED, RUNTIME, StatesError
+from .intrinsics import evaluate_intrinsic, is_intrinsic
+from .paths import compact_json, get_path, set_path, validate_path
+
+PAYLOAD_LIMIT = 262_144
+"""AWS's limit for a state's input or output: 256 KiB of UTF-8 JSON text."""
+
+
+def apply_template(template: Any, data: Any, context: dict | None = None) -> Any:
+    """Fill a payload template (Parameters, ItemSelector, ResultSelector) from ``data`` and ``context``.
+
+    A field whose name ends in ``.$`` takes the value of its path or intrinsic call and loses the
+    suffix; objects and arrays are walked to any depth; everything else is copied as written.
+    """
+    if isinstance(template, dict):
+        filled = {}
+        for key, value in template.items():
+            if key.endswith(".$"):
+                filled[key[:-2]] = _resolve_field(key, value, data, context)
+            else:
+                filled[key] = apply_template(value, data, context)
+        return filled
+    if isinstance(template, list):
+        return [apply_template(item, data, context) for item in template]
+    return template
+
+
+def _resolve_field(key: str, expression: Any, data: Any, context: dict | None) -> Any:
+    if is_intrinsic(expression):
+        try:
+            return evaluate_intrinsic(expression, data, context)
+        except StatesError as error:
+            # Intrinsics report their own failures as States.IntrinsicFailure; States.Runtime
+            # from inside one means a path argument found nothing.
+            if error.error != RUNTIME:
+                raise
+            raise StatesError(
+                RUNTIME,
+                f"The JsonPath argument for the field '{key}' could not be found in the input "
+                f"'{compact_json(data)}': {error.cause}",
+            ) from None
+    problem = validate_path(expression)
+    if problem:
+        raise StatesError(
+            RUNTIME,
+            f"The value for the field '{key}' must be a valid JSONPath or a valid intrinsic function call: {problem}",
+        )
+    try:
+        return get_path(expression, data, context)
+    except StatesError:
+        source, where = (context, "context object") if expression.startswith("$$") else (data, "input")
+        raise StatesError(
+            RUNTIME,
+            f"The JSONPath '{expression}' specified for the field '{key}' could not be found in the "
+            f"{where} '{compact_json(source)}'",
+        ) from None
+
+
+def _select(state: dict, field: str, data: Any, context: dict | None) -> Any:
+    """InputPath and OutputPath: absent keeps everything, null keeps nothing (``{}``)."""
+    if field not in state:
+        return data
+    path = state[field]
+    return {} if path is None else get_path(path, data, context)
+
+
+def process_input(state: dict, raw_input: Any, context: dict | None = None) -> Any:
+    """The effective input of a state: InputPath, then Parameters.
+
+    A Map state's ``Parameters`` is its legacy name for ItemSelector, which applies to each item,
+    so it is left to the Map state.
+    """
+    effective = _select(state, "InputPath", raw_input, context)
+    if "Parameters" in state and state.get("Type") != "Map":
+        effective = apply_template(state["Parameters"], effective, context)
+    return effective
+
+
+def process_output(state: dict, raw_input: Any, result: Any, context: dict | None = None) -> Any:
+    """The effective output of a state: ResultSelector, ResultPath, then OutputPath.
+
+    ResultPath places the result into the raw input: absent means ``$`` (the result replaces the
+    input), null discards the result and keeps the raw input.
+    """
+    if "ResultSelector" in state:
+        result = apply_template(state["ResultSelector"], result, context)
+    result_path = state.get("ResultPath", "$")
+    combined = raw_input if result_path is None else set_path(raw_input, result_path, result)
+    return _select(state, "OutputPath", combined, context)
+
+
+def payload_size(value: Any) -> int:
+    """Size in bytes of ``value`` as AWS counts it: UTF-8 of its compact JSON text."""
+    return len(compact_json(value).encode("utf-8"))
+
+
+def check_payload_size(value: Any, limit: int = PAYLOAD_LIMIT) -> None:
+    """Raise ``StatesError(States.DataLimitExceeded)`` if ``value`` is larger than ``limit`` bytes."""
+    size = payload_size(value)
+    if size > limit:
+        raise StatesError(
+            DATA_LIMIT_EXCEEDED,
+            f"The payload is {size} bytes, which exceeds the maximum of {limit} bytes.",
+        )

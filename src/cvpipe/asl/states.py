@@ -1,0 +1,543 @@
+"""The states of the Amazon States Language, one class per type, and the machine that runs them.
+
+A ``StateMachine`` (the top level, a Parallel branch, a Map's ItemProcessor) moves from state to
+state along one ``Lane``: a sequential line of execution with its own chain of history events, its
+own cancellation ``Scope`` and, inside a Map iteration, its ``$$.Map.Item``. Each state entry
+emits ``<Type>StateEntered``, does its work and emits ``<Type>StateExited``.
+
+Input and output processing follows the spec's table: Pass, Task, Parallel and Map take
+InputPath + Parameters (Map: InputPath, then ItemSelector per item), Task, Parallel and Map also
+ResultSelector; every type but Fail takes OutputPath, and Pass, Task, Parallel and Map ResultPath.
+Validation keeps fields off the types that do not allow them, so the ``payload`` helpers can read
+whatever fields a state has.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Callable, ClassVar
+
+from .choice import next_state
+from .clock import RealClock, VirtualClock
+from .errors import RUNTIME, TASK_FAILED, TIMEOUT, StatesError
+from .history import Event, History, Trace, data_details, resource_details, timestamp_text, to_json_text
+from .intrinsics import evaluate_intrinsic, is_intrinsic
+from .paths import get_path
+from .payload import apply_template, check_payload_size, process_input, process_output
+from .retry import error_output, find_catcher, with_retries
+from .tasks import TaskRegistry, TaskRequest
+
+Clock = RealClock | VirtualClock
+
+INLINE_MAP_CONCURRENCY = 40
+"""Step Functions runs at most 40 iterations of an inline Map at once, whatever MaxConcurrency says."""
+
+TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})")
+
+
+def parse_timestamp(value: Any) -> datetime | None:
+    """An RFC 3339 timestamp (upper-case ``T``, ``Z`` or a numeric offset), or None."""
+    if not isinstance(value, str) or not TIMESTAMP.fullmatch(value):
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+class Cancelled(Exception):
+    """Unwinds a lane whose scope was cancelled: the execution was aborted or timed out, or a
+    sibling Map iteration or Parallel branch failed. Not a StatesError, so Retry and Catch never see it."""
+
+
+class Scope:
+    """A cancellable region of an execution; cancelling it cancels every scope opened inside it."""
+
+    def __init__(self, parent: Scope | None = None) -> None:
+        self.event = threading.Event()
+        self._lock = threading.Lock()
+        self._listeners: dict[int, Callable[[], None]] = {}
+        self._next_key = 0
+        self._detach = parent.on_cancel(self.cancel) if parent else None
+
+    @property
+    def cancelled(self) -> bool:
+        return self.event.is_set()
+
+    def on_cancel(self, listener: Callable[[], None]) -> Callable[[], None]:
+        """Call ``listener`` when the scope is cancelled (at once if it already is); returns a remover."""
+        with self._lock:
+            if not self.event.is_set():
+                key = self._next_key
+                self._next_key += 1
+                self._listeners[key] = listener
+                return lambda: self._listeners.pop(key, None)
+        listener()
+        return lambda: None
+
+    def cancel(self) -> None:
+        with self._lock:
+            if self.event.is_set():
+                return
+            self.event.set()
+            listeners = list(self._listeners.values())
+            self._listeners.clear()
+        for listener in listeners:
+            listener()
+
+    def close(self) -> None:
+        """Stop listening to the parent scope (the region has finished)."""
+        if self._detach:
+            self._detach()
+
+
+@dataclass
+class Run:
+    """What every lane of one execution shares."""
+
+    tasks: TaskRegistry
+    clock: Clock
+    history: History
+    context: dict[str, Any]
+    """The execution-wide part of ``$$``: Execution and StateMachine."""
+    region: str
+    max_concurrency: int | None
+    deadline: datetime | None
+    root: Scope = field(default_factory=Scope)
+    timed_out: threading.Event = field(default_factory=threading.Event)
+
+    def expire(self) -> None:
+        """The execution's TimeoutSeconds has passed: stop everything."""
+        self.timed_out.set()
+        self.root.cancel()
+
+    def seconds_left(self) -> float | None:
+        if self.deadline is None:
+            return None
+        return (self.deadline - self.clock.now()).total_seconds()
+
+
+class Lane:
+    """One sequential line of execution: the whole run, a Parallel branch or a Map iteration."""
+
+    def __init__(self, run: Run, scope: Scope, trace: Trace, map_item: dict[str, Any] | None = None) -> None:
+        self.run = run
+        self.scope = scope
+        self.trace = trace
+        self.map_item = map_item
+
+    def emit(self, event_type: str, details: dict[str, Any] | None = None) -> Event:
+        return self.trace.emit(event_type, details)
+
+    def fork(self, scope: Scope, map_item: dict[str, Any] | None = None) -> Lane:
+        return Lane(self.run, scope, self.trace.fork(), map_item or self.map_item)
+
+    def follow(self, lanes: list[Lane]) -> None:
+        """Continue this lane's event chain after the lanes it forked have finished."""
+        self.trace.last_event_id = max([self.trace.last_event_id] + [lane.trace.last_event_id for lane in lanes])
+
+    def check(self) -> None:
+        """Raise Cancelled if this lane must stop (cancelled scope, or the execution ran out of time)."""
+        left = self.run.seconds_left()
+        if left is not None and left <= 0:
+            self.run.expire()
+        if self.scope.cancelled:
+            raise Cancelled()
+
+    def sleep(self, seconds: float) -> None:
+        """Wait on the run's clock; a wait past the execution's deadline times the execution out."""
+        left = self.run.seconds_left()
+        if left is not None and seconds >= left:
+            if self.run.clock.sleep(max(left, 0), self.scope.event):
+                self.run.expire()
+            raise Cancelled()
+        if not self.run.clock.sleep(seconds, self.scope.event):
+            raise Cancelled()
+
+    def context(self, state_name: str, entered: datetime, retry_count: int = 0) -> dict[str, Any]:
+        """The context object ``$$`` for a state entered at ``entered``."""
+        context = {
+            **self.run.context,
+            "State": {"Name": state_name, "EnteredTime": timestamp_text(entered), "RetryCount": retry_count},
+        }
+        if self.map_item is not None:
+            context["Map"] = {"Item": self.map_item}
+        return context
+
+
+class StateRuntimeError(StatesError):
+    """States.Runtime with the failing state named in the cause, as Step Functions words it."""
+
+    def __init__(self, state: str, event_id: int, cause: str) -> None:
+        super().__init__(
+            RUNTIME, f"An error occurred while executing the state '{state}' (entered at the event id #{event_id}). {cause}"
+        )
+
+
+class State:
+    type: ClassVar[str]
+    abortable: ClassVar[bool] = False
+    """Whether the type has a ``<Type>StateAborted`` event (its work can be interrupted)."""
+
+    def __init__(self, name: str, spec: dict[str, Any]) -> None:
+        self.name = name
+        self.spec = spec
+        self.next: str | None = spec.get("Next")
+
+    def run(self, lane: Lane, raw_input: Any) -> tuple[Any, str | None]:
+        """Enter the state with ``raw_input``; its output and the next state's name (None: the end)."""
+        entered = lane.emit(f"{self.type}StateEntered", data_details("input", raw_input, name=self.name))
+        try:
+            output, next_name = self.execute(lane, raw_input, entered.timestamp)
+            check_payload_size(output)
+        except Cancelled:
+            if self.abortable:
+                lane.emit(f"{self.type}StateAborted")
+            raise
+        except StatesError as failure:
+            if failure.error == RUNTIME and not isinstance(failure, StateRuntimeError):
+                raise StateRuntimeError(self.name, entered.id, failure.cause) from failure
+            raise
+        lane.emit(f"{self.type}StateExited", data_details("output", output, name=self.name))
+        return output, next_name
+
+    def execute(self, lane: Lane, raw_input: Any, entered: datetime) -> tuple[Any, str | None]:
+        raise NotImplementedError
+
+
+class Pass(State):
+    type = "Pass"
+
+    def execute(self, lane: Lane, raw_input: Any, entered: datetime) -> tuple[Any, str | None]:
+        context = lane.context(self.name, entered)
+        effective = process_input(self.spec, raw_input, context)
+        result = self.spec["Result"] if "Result" in self.spec else effective
+        return process_output(self.spec, raw_input, result, context), self.next
+
+
+class Choice(State):
+    type = "Choice"
+
+    def execute(self, lane: Lane, raw_input: Any, entered: datetime) -> tuple[Any, str | None]:
+        context = lane.context(self.name, entered)
+        effective = process_input(self.spec, raw_input, context)
+        return process_output(self.spec, raw_input, effective, context), next_state(self.spec, effective, context)
+
+
+class Succeed(State):
+    type = "Succeed"
+
+    def execute(self, lane: Lane, raw_input: Any, entered: datetime) -> tuple[Any, str | None]:
+        context = lane.context(self.name, entered)
+        return process_output(self.spec, raw_input, process_input(self.spec, raw_input, context), context), None
+
+
+class Fail(State):
+    type = "Fail"
+
+    def execute(self, lane: Lane, raw_input: Any, entered: datetime) -> tuple[Any, str | None]:
+        context = lane.context(self.name, entered)
+        raise StatesError(self._text("Error", raw_input, context), self._text("Cause", raw_input, context))
+
+    def _text(self, field_name: str, raw_input: Any, context: dict[str, Any]) -> str:
+        """Error or Cause: the literal, or what ErrorPath/CausePath (a path or an intrinsic) yields."""
+        if field_name in self.spec:
+            return self.spec[field_name]
+        expression = self.spec.get(f"{field_name}Path")
+        if expression is None:
+            return ""
+        value = evaluate_intrinsic(expression, raw_input, context) if is_intrinsic(expression) else get_path(
+            expression, raw_input, context
+        )
+        if not isinstance(value, str):
+            raise StatesError(RUNTIME, f"{field_name}Path {expression!r} must yield a string, not {to_json_text(value)}")
+        return value
+
+
+class Wait(State):
+    type = "Wait"
+    abortable = True
+
+    def execute(self, lane: Lane, raw_input: Any, entered: datetime) -> tuple[Any, str | None]:
+        context = lane.context(self.name, entered)
+        effective = process_input(self.spec, raw_input, context)
+        lane.sleep(self._seconds(effective, context, lane.run.clock.now()))
+        return process_output(self.spec, raw_input, effective, context), self.next
+
+    def _seconds(self, effective: Any, context: dict[str, Any], now: datetime) -> float:
+        spec = self.spec
+        if "Seconds" in spec:
+            return spec["Seconds"]
+        if "SecondsPath" in spec:
+            seconds = get_path(spec["SecondsPath"], effective, context)
+            if isinstance(seconds, bool) or not isinstance(seconds, int) or seconds < 0:
+                raise StatesError(RUNTIME, f"SecondsPath {spec['SecondsPath']!r} must select a non-negative integer")
+            return seconds
+        if "Timestamp" in spec:
+            moment = parse_timestamp(spec["Timestamp"])
+        else:
+            moment = parse_timestamp(get_path(spec["TimestampPath"], effective, context))
+            if moment is None:
+                raise StatesError(RUNTIME, f"TimestampPath {spec['TimestampPath']!r} must select an RFC 3339 timestamp")
+        assert moment is not None  # a literal Timestamp was validated with the definition
+        return max((moment - now).total_seconds(), 0.0)
+
+
+class Recoverable(State):
+    """A state with Retry and Catch (Task, Parallel, Map): ``attempt`` is what a Retrier repeats."""
+
+    abortable = True
+
+    def execute(self, lane: Lane, raw_input: Any, entered: datetime) -> tuple[Any, str | None]:
+        def attempt(retry_count: int) -> Any:
+            return self.attempt(lane, raw_input, lane.context(self.name, entered, retry_count))
+
+        try:
+            return with_retries(self.spec.get("Retry", []), attempt, lane.sleep), self.next
+        except StatesError as failure:
+            catcher = find_catcher(self.spec.get("Catch", []), failure)
+            if catcher is None:
+                raise
+            # A Catcher's ResultPath places the error output into the raw input; no OutputPath applies.
+            placement = {"ResultPath": catcher.get("ResultPath", "$")}
+            return process_output(placement, raw_input, error_output(failure), lane.context(self.name, entered)), catcher[
+                "Next"
+            ]
+
+    def attempt(self, lane: Lane, raw_input: Any, context: dict[str, Any]) -> Any:
+        raise NotImplementedError
+
+
+class Task(Recoverable):
+    type = "Task"
+
+    def attempt(self, lane: Lane, raw_input: Any, context: dict[str, Any]) -> Any:
+        parameters = process_input(self.spec, raw_input, context)
+        check_payload_size(parameters)
+        result = self._invoke(lane, parameters, context, self._timeout(raw_input, context))
+        return process_output(self.spec, raw_input, result, context)
+
+    def _timeout(self, raw_input: Any, context: dict[str, Any]) -> float | None:
+        if "TimeoutSecondsPath" not in self.spec:
+            return self.spec.get("TimeoutSeconds")
+        seconds = get_path(self.spec["TimeoutSecondsPath"], raw_input, context)
+        if isinstance(seconds, bool) or not isinstance(seconds, int) or seconds <= 0:
+            raise StatesError(RUNTIME, f"TimeoutSecondsPath {self.spec['TimeoutSecondsPath']!r} must select a positive integer")
+        return seconds
+
+    def _invoke(self, lane: Lane, parameters: Any, context: dict[str, Any], timeout: float | None) -> Any:
+        """Hand the work to the resource's integration on a thread of its own, so that a timeout or a
+        cancellation can stop waiting for it (the handler is asked to stop through ``cancelled``)."""
+        resource = self.spec["Resource"]
+        handler = lane.run.tasks.resolve(resource)
+        described = resource_details(resource)
+        scheduled = {**described, "region": lane.run.region, "parameters": to_json_text(parameters)}
+        if timeout is not None:
+            scheduled["timeoutInSeconds"] = timeout
+        if "HeartbeatSeconds" in self.spec:
+            scheduled["heartbeatInSeconds"] = self.spec["HeartbeatSeconds"]
+        lane.emit("TaskScheduled", scheduled)
+        request = TaskRequest(resource, copy.deepcopy(parameters), copy.deepcopy(context), timeout, emit=lane.emit)
+        lane.emit("TaskStarted", described)
+
+        outcome: dict[str, Any] = {}
+        wake = threading.Event()
+
+        def call() -> None:
+            try:
+                outcome["result"] = handler(request)
+            except BaseException as exc:  # noqa: BLE001 - reported as the task's failure below
+                outcome["exception"] = exc
+            wake.set()
+
+        def on_cancel() -> None:
+            request.cancelled.set()
+            wake.set()
+
+        detach = lane.scope.on_cancel(on_cancel)
+        started = lane.run.clock.now()
+        threading.Thread(target=call, name=f"task:{self.name}", daemon=True).start()
+        wake.wait(timeout)
+        detach()
+        if lane.scope.cancelled:
+            raise Cancelled()
+        elapsed = (lane.run.clock.now() - started).total_seconds()
+        try:
+            if not outcome or (timeout is not None and elapsed > timeout):
+                request.cancelled.set()
+                raise StatesError(TIMEOUT, f"the task did not finish within {timeout} seconds")
+            if "exception" in outcome:
+                raise as_states_error(outcome["exception"])
+            result = json_copy(outcome["result"], f"the result of {resource}")
+            check_payload_size(result)
+        except StatesError as failure:
+            kind = "TaskTimedOut" if failure.error == TIMEOUT else "TaskFailed"
+            lane.emit(kind, {**described, "error": failure.error, "cause": failure.cause})
+            raise
+        lane.emit("TaskSucceeded", {**described, **data_details("output", result)})
+        return result
+
+
+def as_states_error(exc: BaseException) -> StatesError:
+    """A handler's exception as the task's error: its own StatesError, else States.TaskFailed."""
+    if isinstance(exc, StatesError):
+        return exc
+    return StatesError(TASK_FAILED, f"{type(exc).__name__}: {exc}")
+
+
+def json_copy(value: Any, what: str) -> Any:
+    """A detached, JSON-only copy of ``value``."""
+    try:
+        return json.loads(json.dumps(value))
+    except (TypeError, ValueError) as exc:
+        raise StatesError(RUNTIME, f"{what} is not JSON: {exc}") from exc
+
+
+def run_concurrently(count: int, limit: int, body: Callable[[int], Any], scope: Scope) -> list[Any]:
+    """``[body(0), ..., body(count - 1)]`` computed on up to ``limit`` threads.
+
+    The first failure cancels ``scope`` (so the other bodies stop and no more start) and is raised
+    once every thread has finished; Cancelled is raised if the scope was cancelled from outside.
+    """
+    results: list[Any] = [None] * count
+    failures: list[BaseException] = []
+    lock = threading.Lock()
+    indices = iter(range(count))
+
+    def worker() -> None:
+        while not scope.cancelled:
+            with lock:
+                index = next(indices, None)
+            if index is None:
+                return
+            try:
+                results[index] = body(index)
+            except Cancelled:
+                return
+            except BaseException as exc:  # noqa: BLE001 - StatesError, or a bug re-raised below
+                with lock:
+                    failures.append(exc)
+                scope.cancel()
+                return
+
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(min(limit, count))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if failures:
+        raise failures[0]
+    if scope.cancelled:
+        raise Cancelled()
+    return results
+
+
+class Parallel(Recoverable):
+    type = "Parallel"
+
+    def __init__(self, name: str, spec: dict[str, Any]) -> None:
+        super().__init__(name, spec)
+        self.branches = [StateMachine(branch) for branch in spec["Branches"]]
+
+    def attempt(self, lane: Lane, raw_input: Any, context: dict[str, Any]) -> Any:
+        try:
+            effective = process_input(self.spec, raw_input, context)
+            lane.emit("ParallelStateStarted")
+            siblings = Scope(lane.scope)
+            lanes = [lane.fork(siblings) for _ in self.branches]
+            try:
+                limit = lane.run.max_concurrency or len(lanes)
+                outputs = run_concurrently(len(lanes), limit, lambda i: self.branches[i].run(lanes[i], effective), siblings)
+            finally:
+                siblings.close()
+                lane.follow(lanes)
+            lane.emit("ParallelStateSucceeded")
+            return process_output(self.spec, raw_input, outputs, context)
+        except StatesError:
+            lane.emit("ParallelStateFailed")
+            raise
+
+
+class Map(Recoverable):
+    type = "Map"
+
+    def __init__(self, name: str, spec: dict[str, Any]) -> None:
+        super().__init__(name, spec)
+        self.processor = StateMachine(spec.get("ItemProcessor") or spec["Iterator"])
+        self.item_selector = spec.get("ItemSelector", spec.get("Parameters"))
+
+    def attempt(self, lane: Lane, raw_input: Any, context: dict[str, Any]) -> Any:
+        try:
+            # A Map's Parameters is the older name of ItemSelector, so only InputPath applies here.
+            effective = process_input(self.spec, raw_input, context)
+            items = get_path(self.spec.get("ItemsPath", "$"), effective, context)
+            if not isinstance(items, list):
+                raise StatesError(RUNTIME, f"ItemsPath {self.spec.get('ItemsPath', '$')!r} must select an array, not {to_json_text(items)}")
+            limit = self._concurrency(lane, effective, context)
+            lane.emit("MapStateStarted", {"length": len(items)})
+            siblings = Scope(lane.scope)
+            lanes = [lane.fork(siblings, {"Index": index, "Value": item}) for index, item in enumerate(items)]
+            try:
+                outputs = run_concurrently(len(items), limit, lambda i: self._iterate(lanes[i], effective, context), siblings)
+            finally:
+                siblings.close()
+                lane.follow(lanes)
+            lane.emit("MapStateSucceeded")
+            return process_output(self.spec, raw_input, outputs, context)
+        except StatesError:
+            lane.emit("MapStateFailed")
+            raise
+
+    def _concurrency(self, lane: Lane, effective: Any, context: dict[str, Any]) -> int:
+        if "MaxConcurrencyPath" in self.spec:
+            limit = get_path(self.spec["MaxConcurrencyPath"], effective, context)
+            if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+                raise StatesError(RUNTIME, f"MaxConcurrencyPath {self.spec['MaxConcurrencyPath']!r} must select a non-negative integer")
+        else:
+            limit = self.spec.get("MaxConcurrency", 0)
+        limit = min(limit or INLINE_MAP_CONCURRENCY, INLINE_MAP_CONCURRENCY)
+        return min(limit, lane.run.max_concurrency or limit)
+
+    def _iterate(self, iteration: Lane, effective: Any, context: dict[str, Any]) -> Any:
+        item = iteration.map_item
+        assert item is not None
+        iteration.emit("MapIterationStarted", {"name": self.name, "index": item["Index"]})
+        try:
+            if self.item_selector is None:
+                item_input = item["Value"]
+            else:
+                item_input = apply_template(self.item_selector, effective, {**context, "Map": {"Item": item}})
+            output = self.processor.run(iteration, item_input)
+        except StatesError:
+            iteration.emit("MapIterationFailed", {"name": self.name, "index": item["Index"]})
+            raise
+        except Cancelled:
+            iteration.emit("MapIterationAborted", {"name": self.name, "index": item["Index"]})
+            raise
+        iteration.emit("MapIterationSucceeded", {"name": self.name, "index": item["Index"]})
+        return output
+
+
+STATE_TYPES: dict[str, type[State]] = {
+    cls.type: cls for cls in (Pass, Task, Choice, Wait, Succeed, Fail, Parallel, Map)
+}
+
+
+class StateMachine:
+    """States and where to start: the top level, a Parallel branch or a Map's ItemProcessor."""
+
+    def __init__(self, spec: dict[str, Any]) -> None:
+        self.start_at: str = spec["StartAt"]
+        self.states = {name: STATE_TYPES[state["Type"]](name, state) for name, state in spec["States"].items()}
+
+    def run(self, lane: Lane, data: Any) -> Any:
+        name: str | None = self.start_at
+        while name is not None:
+            lane.check()
+            data, name = self.states[name].run(lane, data)
+        return data

@@ -1,0 +1,92 @@
+"""`cvpipe asl run`: run any Amazon States Language definition on this machine.
+
+Prints one JSON object on stdout, ``{"status", "output", "error", "cause"}``, and exits 0 when the
+execution SUCCEEDED, 1 when it did not, 2 when it could not start (bad definition, input or template).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..asl import DefinitionError, Engine, RealClock, TaskRegistry, VirtualClock
+from ..asl.engine import SUCCEEDED, parse_definition
+from ..stdio import reserved_stdout
+from ..integrations.lambda_ import register_lambda
+from ..integrations.template import Template, TemplateError, state_machine_for, substitute
+
+
+class UsageError(ValueError):
+    """A command-line argument is unusable; the message says which and why."""
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    asl = subparsers.add_parser("asl", help="run Amazon States Language definitions locally")
+    commands = asl.add_subparsers(dest="asl_command", required=True)
+    run = commands.add_parser(
+        "run",
+        help="run one execution of a definition",
+        description="Run an ASL definition as Step Functions would, and print "
+        '{"status", "output", "error", "cause"} as JSON.',
+    )
+    run.add_argument("definition", type=Path, help="the definition (.asl.json)")
+    run.add_argument("--input", help="execution input: JSON text or a JSON file (default: {})")
+    run.add_argument(
+        "--template", type=Path,
+        help="SAM template: fills ${Placeholders} from the state machine's DefinitionSubstitutions "
+        "and runs its Lambda functions in-process",
+    )
+    run.add_argument("--virtual-clock", action="store_true", help="Wait states and retry back-off take no time")
+    run.add_argument("--name", help="execution name (default: a UUID)")
+    run.set_defaults(handler=run_command)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    registry = TaskRegistry()
+    try:  # everything that can stop the execution from starting exits 2
+        execution_input = read_input(args.input)
+        text = read_text(args.definition, "definition")
+        machine_name = args.definition.name.split(".")[0]
+        substitutions: dict[str, str] = {}
+        if args.template is not None:
+            template = Template(args.template)
+            machine = state_machine_for(template, args.definition)
+            machine_name, substitutions = machine.logical_id, machine.substitutions
+            register_lambda(registry, template.functions(), template.path.parent)
+        definition = parse_definition(substitute(text, substitutions))
+        engine = Engine(registry, VirtualClock() if args.virtual_clock else RealClock())
+        with reserved_stdout() as stdout:
+            result = engine.run(definition, execution_input, name=args.name, state_machine_name=machine_name)
+            summary = {"status": result.status, "output": result.output, "error": result.error, "cause": result.cause}
+            json.dump(summary, stdout, indent=2)
+            stdout.write("\n")
+    except (UsageError, TemplateError, DefinitionError) as exc:
+        print(f"cvpipe asl run: {exc}", file=sys.stderr)
+        return 2
+    return 0 if result.status == SUCCEEDED else 1
+
+
+def read_text(path: Path, what: str) -> str:
+    try:
+        return path.read_text()
+    except OSError as exc:
+        raise UsageError(f"cannot read the {what} {path}: {exc.strerror}") from exc
+
+
+def read_input(value: str | None) -> Any:
+    """``--input``: a JSON file if one exists at that path, else JSON text."""
+    if value is None:
+        return {}
+    path = Path(value)
+    if path.is_file():
+        try:
+            return json.loads(read_text(path, "--input file"))
+        except ValueError as exc:
+            raise UsageError(f"--input file {path} is not JSON: {exc}") from exc
+    try:
+        return json.loads(value)
+    except ValueError:
+        raise UsageError(f"--input {value!r} is neither JSON text nor an existing file") from None

@@ -1,0 +1,68 @@
+"""`cvpipe models list`: the model packages in the local model registry."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..integrations.registry import LocalModelRegistry
+from ..integrations.store import LocalObjectStore
+from ..local import local_home
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("models", help="the local model registry")
+    actions = parser.add_subparsers(dest="action", required=True)
+    listing = actions.add_parser("list", help="list registered model packages, newest first")
+    listing.add_argument("--group", help="only this model package group")
+    listing.add_argument("--json", action="store_true", help="print one JSON document")
+    listing.add_argument("--home", type=Path, help="local state folder (default: $CVPIPE_HOME or ./.cvpipe)")
+    listing.set_defaults(handler=list_command)
+
+
+def model_rows(registry: LocalModelRegistry, group: str | None) -> list[dict[str, Any]]:
+    rows = []
+    for summary in registry.list_model_packages(group)["ModelPackageSummaryList"]:
+        package = registry.describe_model_package(summary["ModelPackageArn"])
+        metadata = package.get("CustomerMetadataProperties", {})
+        rows.append({
+            "group": package["ModelPackageGroupName"],
+            "version": package["ModelPackageVersion"],
+            "arn": package["ModelPackageArn"],
+            "approval_status": package["ModelApprovalStatus"],
+            "created": package["CreationTime"],
+            "metric": metadata.get("metric"),
+            "cv_mean": _number(metadata.get("cv_mean")),
+            "cv_std": _number(metadata.get("cv_std")),
+            "estimator": metadata.get("estimator"),
+            "execution": metadata.get("execution"),
+        })
+    return rows
+
+
+def _number(text: str | None) -> float | None:
+    return None if text is None else float(text)
+
+
+def list_command(args: argparse.Namespace) -> int:
+    home = local_home(args.home)
+    database = home / "registry.sqlite"
+    registry = LocalModelRegistry(database, LocalObjectStore(home / "s3")) if database.exists() else None
+    rows = model_rows(registry, args.group) if registry else []
+    if args.json:
+        json.dump({"model_packages": rows}, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return 0
+    if not rows:
+        where = f"group {args.group!r}" if args.group else str(database)
+        print(f"no model packages in {where}")
+        return 0
+    print(f"{'GROUP':<24} {'VER':>3}  {'APPROVAL':<22} {'METRIC':<10} {'CV MEAN ± STD':<18} ARN")
+    for row in rows:
+        score = "-" if row["cv_mean"] is None else f"{row['cv_mean']:.4f} ± {row['cv_std']:.4f}"
+        print(f"{row['group']:<24} {row['version']:>3}  {row['approval_status']:<22} "
+              f"{row['metric'] or '-':<10} {score:<18} {row['arn']}")
+    return 0

@@ -1,0 +1,135 @@
+"""`cvpipe run`: one execution of the cross-validation pipeline on this machine."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, TextIO
+
+from ..stdio import reserved_stdout
+from ..local import LocalPipeline, PipelineRun, UserError, find_project_root
+from ..progress import ProgressReporter
+
+DEMO_INPUT = Path("examples/demo.json")
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "run",
+        help="run the pipeline locally (with no arguments: the Iris/SVC demo)",
+        description="Run one execution of the cross-validation workflow on this machine, from the "
+        "same definition that Step Functions runs.",
+    )
+    parser.add_argument("--input", type=Path, help="execution input JSON file (default: examples/demo.json)")
+    parser.add_argument("--dataset", help="CSV file or s3:// URI; sets dataset.uri")
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="override one input field, e.g. --set cv.k=10 --set model.estimator=LogisticRegression "
+        "(VALUE is JSON when it parses, else a string)",
+    )
+    parser.add_argument("--name", help="execution name (default: a timestamped one)")
+    parser.add_argument("--json", action="store_true", help="print the execution output as one JSON document")
+    parser.add_argument("--workers", type=int, help="local job worker processes (default: one per core)")
+    parser.add_argument("--home", type=Path, help="local state folder (default: $CVPIPE_HOME or ./.cvpipe)")
+    parser.set_defaults(handler=run_command)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    try:
+        root = find_project_root()
+        execution_input = build_input(root, args.input, args.dataset, args.overrides)
+        pipeline = LocalPipeline(root, home=args.home, workers=args.workers)
+    except UserError as error:
+        print(f"cvpipe run: {error}", file=sys.stderr)
+        return 2
+    with reserved_stdout() as stdout, pipeline:
+        progress = ProgressReporter(sys.stderr)
+        try:
+            run = pipeline.run(execution_input, name=args.name, on_event=progress)
+        except UserError as error:
+            print(f"cvpipe run: {error}", file=sys.stderr)
+            return 2
+        progress.close()
+        if args.json:
+            json.dump(run.document(), stdout, indent=2)
+            stdout.write("\n")
+        else:
+            print_summary(run, stdout)
+    if run.status != "SUCCEEDED":
+        print(f"cvpipe run: execution {run.status}: {run.error}: {run.cause}", file=sys.stderr)
+        return 2 if run.error == "InvalidInputError" else 1
+    return 0
+
+
+def build_input(root: Path, input_file: Path | None, dataset: str | None, overrides: list[str]) -> dict[str, Any]:
+    """The execution input: a JSON file (the demo by default), then --dataset, then each --set."""
+    path = input_file or root / DEMO_INPUT
+    try:
+        document = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"--input {path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise UserError(f"--input {path}: cannot read it ({error})") from None
+    except json.JSONDecodeError as error:
+        raise UserError(f"--input {path}: not valid JSON ({error})") from None
+    if not isinstance(document, dict):
+        raise UserError(f"--input {path}: the execution input must be a JSON object")
+    if input_file is None:
+        # The demo's dataset path is relative to the project, wherever cvpipe runs from.
+        document["dataset"]["uri"] = str(root / document["dataset"]["uri"])
+    if dataset is not None:
+        document.setdefault("dataset", {})["uri"] = dataset
+    for override in overrides:
+        key, sep, raw = override.partition("=")
+        if not sep or not key:
+            raise UserError(f"--set {override!r}: expected KEY=VALUE, e.g. --set cv.k=10")
+        set_field(document, key, parse_value(raw))
+    return document
+
+
+def parse_value(raw: str) -> Any:
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        return raw
+
+
+def set_field(document: dict[str, Any], dotted_key: str, value: Any) -> None:
+    """Set ``a.b.c`` in a nested document, creating objects on the way."""
+    *parents, leaf = dotted_key.split(".")
+    node = document
+    for i, part in enumerate(parents):
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            where = ".".join(parents[: i + 1])
+            raise UserError(f"--set {dotted_key}: {where} is not an object in the input")
+        node = child
+    node[leaf] = value
+
+
+def print_summary(run: PipelineRun, out: TextIO) -> None:
+    doc = run.document()
+    best = doc.get("best")
+    print(f"execution   {run.name}: {run.status}", file=out)
+    if best:
+        cv = best["cv"]
+        folds = ", ".join(f"{score:.4f}" for score in cv["folds"])
+        print(f"best        candidate {best['id']}: {json.dumps(best['params'], sort_keys=True)}", file=out)
+        print(f"cv {doc.get('metric') or 'score':<8} {cv['mean']:.4f} ± {cv['std']:.4f}  (folds: {folds})", file=out)
+    tuning = doc.get("tuning") or {}
+    if tuning:
+        print(
+            f"tuning      {tuning.get('evaluated', 0)} candidates in {tuning.get('rounds', 0)} round(s), "
+            f"{tuning.get('failed', 0)} failed",
+            file=out,
+        )
+    if doc.get("baseline") is not None and best:
+        verdict = "passed" if run.status == "SUCCEEDED" else "not passed"
+        print(f"baseline    {doc['baseline']}: {verdict}", file=out)
+    if doc.get("model_package_arn"):
+        print(f"registered  {doc['model_package_arn']} (version {doc['model_package_version']})", file=out)
+    else:
+        print("registered  nothing", file=out)
+    print(f"artifacts   {doc['run_dir']}", file=out)

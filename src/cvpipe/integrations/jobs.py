@@ -1,0 +1,310 @@
+"""A pool of warm worker processes that run container entrypoints as local jobs.
+
+A fresh interpreter per job would cost more than a small fit (importing scikit-learn alone takes
+seconds), so each worker imports the heavy modules once and then runs job after job: it calls the
+program's ``main(ml_root)`` in-process, with the job's environment, working directory and log.
+Module-level state therefore survives from one job to the next in a worker; programs must not
+rely on a fresh interpreter (environment variables read at import time, for one, keep the values
+of the worker's start).
+
+Stopping a job (cancellation or timeout) kills its worker: Python cannot interrupt a running fit
+safely, a process can be. The pool then starts a fresh worker in its place.
+
+This module imports nothing from the rest of ``cvpipe``: workers import it and should stay light.
+"""
+
+from __future__ import annotations
+
+import atexit
+import importlib
+import multiprocessing
+import os
+import queue
+import signal
+import sys
+import threading
+import time
+import tomllib
+import traceback
+import warnings
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
+from pathlib import Path
+from typing import Any
+
+STOP_GRACE_SECONDS = 2.0
+"""How long a stopped job's worker gets to exit after SIGTERM before it is killed."""
+_POLL_SECONDS = 0.05  # how often a waiting job looks at its cancellation event
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    exit_code: int
+    """The program's exit code; for a stopped or crashed worker, the process's (-N: signal N)."""
+    stopped: bool
+    """The job was ended early: cancelled, or over its time limit."""
+    timed_out: bool
+    seconds: float
+    """Time the job ran in a worker, queueing excluded."""
+
+
+def programs_from_pyproject(path: Path) -> dict[str, str]:
+    """The console scripts of a ``pyproject.toml``: program name -> ``"module:attr"``."""
+    with open(path, "rb") as file:
+        project = tomllib.load(file).get("project", {})
+    return dict(project.get("scripts", {}))
+
+
+@dataclass(eq=False)
+class _Worker:
+    process: Any  # multiprocessing's SpawnProcess
+    conn: Connection
+
+
+class JobPool:
+    """Runs programs (``name -> "module:attr"``; the worker calls ``module.main(ml_root)``) in
+    ``workers`` long-lived processes. ``run`` is thread-safe; calls beyond the number of workers
+    wait for a free one."""
+
+    def __init__(
+        self,
+        programs: Mapping[str, str],
+        workers: int | None = None,
+        sys_path: Iterable[str] = (),
+        warm_modules: Iterable[str] = (),
+    ) -> None:
+        self.programs = dict(programs)
+        self.size = workers or os.cpu_count() or 1
+        program_modules = [target.partition(":")[0] for target in self.programs.values()]
+        self._worker_args = ([str(p) for p in sys_path], [*warm_modules, *program_modules])
+        self._context = multiprocessing.get_context("spawn")
+        self._idle: queue.Queue[_Worker] = queue.Queue()
+        self._workers: set[_Worker] = set()
+        self._lock = threading.Lock()
+        self._started = False
+        self._closed = False
+
+    def start(self) -> None:
+        """Start the workers. Starting a process takes milliseconds; its imports then run in the
+        background, so the caller can do other work while the pool warms up."""
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the job pool is closed")
+            if self._started:
+                return
+            self._started = True
+            atexit.register(self.close)
+            for _ in range(self.size):
+                self._idle.put(self._spawn())
+
+    def run(
+        self,
+        program: str,
+        ml_root: Path,
+        environ: Mapping[str, str],
+        log_path: Path,
+        cancelled: threading.Event | None = None,
+        timeout: float | None = None,
+    ) -> JobOutcome:
+        """Run ``program`` with ``ml_root`` as its working directory and ``environ`` added to the
+        worker's environment; its stdout and stderr (also C-level output) append to ``log_path``.
+        The job is stopped when ``cancelled`` is set, or ``timeout`` seconds after it started."""
+        if program not in self.programs:
+            raise ValueError(f"unknown program {program!r}; known: {', '.join(sorted(self.programs))}")
+        if not Path(ml_root).is_dir():
+            raise NotADirectoryError(f"the job folder {ml_root} does not exist")
+        Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+        self.start()
+        worker = self._acquire(cancelled)
+        if worker is None:  # cancelled while waiting for a worker: the job never started
+            return JobOutcome(-int(signal.SIGTERM), stopped=True, timed_out=False, seconds=0.0)
+        job = (program, self.programs[program], str(Path(ml_root).absolute()), dict(environ),
+               str(Path(log_path).absolute()))
+        started = time.monotonic()
+        deadline = None if timeout is None else started + timeout
+        try:
+            worker.conn.send(job)
+        except OSError:
+            pass  # the worker died; its sentinel reports it below
+        while True:
+            wait_for = _POLL_SECONDS if deadline is None else min(_POLL_SECONDS, deadline - time.monotonic())
+            ready = wait([worker.conn, worker.process.sentinel], max(wait_for, 0.0))
+            if worker.conn in ready:
+                try:
+                    exit_code = worker.conn.recv()
+                except (EOFError, OSError):
+                    pass  # it died while answering: handled as a crash
+                else:
+                    self._release(worker)
+                    return JobOutcome(exit_code, False, False, time.monotonic() - started)
+            if ready:
+                exit_code = self._retire(worker, stop=False)
+                if not self._closed:
+                    _note(log_path, f"the job's worker process exited unexpectedly with code {exit_code}")
+                return JobOutcome(exit_code, self._closed, False, time.monotonic() - started)
+            timed_out = deadline is not None and time.monotonic() >= deadline
+            if timed_out or (cancelled is not None and cancelled.is_set()):
+                exit_code = self._retire(worker, stop=True)
+                reason = f"it ran longer than {timeout:g} s" if timed_out else "it was cancelled"
+                _note(log_path, f"the job was stopped: {reason}")
+                return JobOutcome(exit_code, True, timed_out, time.monotonic() - started)
+
+    def close(self) -> None:
+        """Terminate every worker, idle or busy (busy jobs end as stopped)."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            workers = list(self._workers)
+        atexit.unregister(self.close)
+        for worker in workers:
+            worker.process.terminate()
+        for worker in workers:
+            _reap(worker.process)
+        while True:  # busy workers' connections are closed by the threads that run their jobs
+            try:
+                self._idle.get_nowait().conn.close()
+            except queue.Empty:
+                break
+
+    def __enter__(self) -> JobPool:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- workers ------------------------------------------------------------------------------
+
+    def _spawn(self) -> _Worker:
+        """Start a worker; the caller holds the lock."""
+        parent_end, child_end = self._context.Pipe()
+        process = self._context.Process(target=_serve, args=(child_end, *self._worker_args),
+                                        name="cvpipe-job-worker")
+        process.start()
+        child_end.close()
+        worker = _Worker(process, parent_end)
+        self._workers.add(worker)
+        return worker
+
+    def _acquire(self, cancelled: threading.Event | None) -> _Worker | None:
+        while True:
+            if self._closed:
+                raise RuntimeError("the job pool is closed")
+            if cancelled is not None and cancelled.is_set():
+                return None
+            try:
+                worker = self._idle.get(timeout=_POLL_SECONDS)
+            except queue.Empty:
+                continue
+            if worker.process.is_alive():
+                return worker
+            self._retire(worker, stop=False)  # died while idle (e.g. the OOM killer): replace it
+
+    def _release(self, worker: _Worker) -> None:
+        with self._lock:
+            if not self._closed:
+                self._idle.put(worker)
+                return
+        worker.conn.close()
+
+    def _retire(self, worker: _Worker, *, stop: bool) -> int:
+        """End a worker (SIGTERM, then SIGKILL after the grace period), put a fresh one in its
+        place and return the old one's exit code."""
+        if stop:
+            worker.process.terminate()
+        _reap(worker.process)
+        worker.conn.close()
+        with self._lock:
+            self._workers.discard(worker)
+            if not self._closed:
+                self._idle.put(self._spawn())
+        return worker.process.exitcode
+
+
+def _reap(process: Any) -> None:
+    process.join(STOP_GRACE_SECONDS)
+    if process.exitcode is None:
+        process.kill()
+        process.join()
+
+
+def _note(log_path: Path, text: str) -> None:
+    """Append the runner's own remark to a job's log, as SageMaker's agent does in its logs."""
+    with open(log_path, "a") as log:
+        log.write(f"[cvpipe] {text}\n")
+
+
+# -- the worker process -------------------------------------------------------------------------
+
+
+def _serve(conn: Connection, sys_path: list[str], warm_modules: list[str]) -> None:
+    # Ctrl-C reaches the whole process group; the parent decides what happens to jobs.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sys.path[:0] = sys_path
+    for name in warm_modules:
+        try:
+            importlib.import_module(name)
+        except Exception:  # a job that needs the module reports the error in its own log
+            traceback.print_exc()
+    base_environ = dict(os.environ)
+    while True:
+        try:
+            job = conn.recv()
+            conn.send(_run_job(*job, base_environ))
+        except (EOFError, BrokenPipeError):  # the pool is gone
+            return
+
+
+def _run_job(program: str, target: str, ml_root: str, environ: dict[str, str], log_path: str,
+             base_environ: dict[str, str]) -> int:
+    for stream in (sys.stdout, sys.stderr):
+        if stream is not None:
+            stream.flush()
+    log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    saved_fds = [os.dup(1), os.dup(2)]
+    os.dup2(log_fd, 1)  # file descriptors, not sys.stdout: C extensions' output is caught too
+    os.dup2(log_fd, 2)
+    os.close(log_fd)
+    cwd, argv = os.getcwd(), sys.argv
+    os.environ.clear()
+    os.environ.update(base_environ)
+    os.environ.update(environ)
+    try:
+        os.chdir(ml_root)
+        sys.argv = [program]
+        with warnings.catch_warnings():  # a job's warning filters must not leak into the next
+            return _call_main(target.partition(":")[0], Path(ml_root))
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            if stream is not None:
+                stream.flush()
+        for fd, saved in zip((1, 2), saved_fds):
+            os.dup2(saved, fd)
+            os.close(saved)
+        os.chdir(cwd)
+        sys.argv = argv
+        os.environ.clear()
+        os.environ.update(base_environ)
+
+
+def _call_main(module_name: str, ml_root: Path) -> int:
+    """Call ``main`` as a console script would and map the outcome to an exit code."""
+    try:
+        result = importlib.import_module(module_name).main(ml_root)
+    except SystemExit as exc:
+        if exc.code is None or isinstance(exc.code, int):
+            return exc.code or 0
+        print(exc.code, file=sys.stderr)
+        return 1
+    except BaseException as exc:
+        traceback.print_exc()
+        # SageMaker reports output/failure as the failure reason; say what went wrong if the
+        # program could not.
+        failure = ml_root / "output" / "failure"
+        if not failure.exists():
+            failure.parent.mkdir(parents=True, exist_ok=True)
+            failure.write_text("".join(traceback.format_exception_only(exc)).strip())
+        return 1
+    return result if isinstance(result, int) else 0

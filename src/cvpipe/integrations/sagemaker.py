@@ -1,0 +1,483 @@
+"""SageMaker training and processing jobs, run as local jobs in the warm worker pool.
+
+``register_sagemaker`` serves the optimized integrations ``arn:aws:states:::sagemaker:
+createTrainingJob[.sync]`` and ``createProcessingJob[.sync]``. A request is checked against
+botocore's own model of the SageMaker API, then the job runs in ``JOBS_DIR/NAME``, a folder laid
+out like ``/opt/ml`` in the container; inputs come from and outputs go to the local object store.
+The ``.sync`` result is what Describe{Training,Processing}Job would return; a job that ends Failed
+or Stopped fails the task with ``States.TaskFailed`` and that description as the cause, as Step
+Functions does. Without ``.sync`` the task returns the job ARN at once and the job runs on.
+A job is stopped (status Stopped) after ``StoppingCondition.MaxRuntimeInSeconds`` or when its
+``.sync`` task is cancelled, which the engine also does when the state's TimeoutSeconds run out.
+
+What a single machine cannot do is refused up front with a ValidationException that says so:
+more than one instance, Pipe input mode, data sources other than S3 prefixes, container
+arguments, and entrypoints that are not programs of the local image.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import re
+import tarfile
+import threading
+import time
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import botocore.session
+from botocore.exceptions import ParamValidationError
+from botocore.model import ServiceModel
+from botocore.validate import validate_parameters
+
+from cvpipe.asl.errors import TASK_FAILED, StatesError
+from cvpipe.asl.tasks import TaskRegistry, TaskRequest
+
+from .jobs import JobOutcome, JobPool
+from .local_aws import arn, region
+from .store import LocalObjectStore
+
+TRAINING_RESOURCE = "arn:aws:states:::sagemaker:createTrainingJob"
+PROCESSING_RESOURCE = "arn:aws:states:::sagemaker:createProcessingJob"
+JOB_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+MESSAGE_LIMIT = 1024  # characters of output/message and output/failure that SageMaker keeps
+DEFAULT_MAX_RUNTIME = 86400  # SageMaker's default StoppingCondition.MaxRuntimeInSeconds
+CONTAINER_ROOT = PurePosixPath("/opt/ml")
+PROCESSING_ROOT = CONTAINER_ROOT / "processing"
+
+
+# -- SageMaker's API model and its errors, shared with the model registry -----------------------
+
+
+@functools.cache
+def service_model() -> ServiceModel:
+    return botocore.session.get_session().get_service_model("sagemaker")
+
+
+def invalid_parameters(operation: str, params: Any) -> str | None:
+    """botocore's report of what is wrong with a request (required members, types), or None."""
+    try:
+        validate_parameters(params, service_model().operation_model(operation).input_shape)
+    except ParamValidationError as exc:
+        return str(exc)
+    return None
+
+
+def service_error(operation: str, code: str, message: str, *, aws_sdk: bool = False) -> StatesError:
+    """A SageMaker error code as Step Functions reports it.
+
+    An error the API models for the operation (``ResourceInUse``) is named after the SDK's class
+    for it: ``SageMaker.ResourceInUseException``. Any other code (``ValidationException``) raises
+    the SDK's base class: ``SageMaker.AmazonSageMakerException`` in the optimized integrations
+    (Java SDK v1), ``SageMaker.SageMakerException`` in ``aws-sdk:sagemaker:*`` (Java SDK v2).
+    The cause is the SDK's message, which names the error code.
+    """
+    modeled = {shape.name for shape in service_model().operation_model(operation).error_shapes}
+    request_id = uuid.uuid4()
+    if aws_sdk:
+        base = "SageMakerException"
+        cause = f"{message} (Service: SageMaker, Status Code: 400, Request ID: {request_id})"
+    else:
+        base = "AmazonSageMakerException"
+        cause = (f"{message} (Service: AmazonSageMaker; Status Code: 400; Error Code: {code}; "
+                 f"Request ID: {request_id}; Proxy: null)")
+    name = f"{code.removesuffix('Exception')}Exception" if code in modeled else base
+    return StatesError(f"SageMaker.{name}", cause)
+
+
+# -- jobs -------------------------------------------------------------------------------------
+
+
+class _Invalid(Exception):
+    """The request cannot run: becomes a ValidationException."""
+
+
+class _ClientError(Exception):
+    """The job failed before its program ran, as SageMaker reports a ClientError."""
+
+
+def _epoch_ms(seconds: float) -> int:
+    """Optimized integrations return timestamps as epoch milliseconds."""
+    return int(seconds * 1000)
+
+
+def _container_path(local_path: Any, field: str) -> PurePosixPath:
+    """``/opt/ml/processing/...`` -> the path relative to the job folder."""
+    path = PurePosixPath(local_path) if isinstance(local_path, str) else None
+    if path is None or ".." in path.parts or not path.is_relative_to(PROCESSING_ROOT) or path == PROCESSING_ROOT:
+        raise _Invalid(f"{field} must be a path under {PROCESSING_ROOT}/, got {local_path!r}")
+    return path.relative_to(CONTAINER_ROOT)
+
+
+def _read_limited(path: Path) -> str | None:
+    try:
+        return path.read_text(errors="replace")[:MESSAGE_LIMIT]
+    except FileNotFoundError:
+        return None
+
+
+class _Job(ABC):
+    """What training and processing jobs share: name, folder, program, run and description."""
+
+    operation: str  # CreateTrainingJob, ...
+    noun: str  # TrainingJob: the prefix of Name, Arn, Status in requests and descriptions
+    arn_type: str  # training-job
+    spec_field: str  # the request field with ContainerEntrypoint
+    default_program: str | None
+    program: str  # set by check()
+
+    def __init__(self, params: dict[str, Any], folder: Path, store: LocalObjectStore) -> None:
+        self.params = params
+        self.name: str = params[f"{self.noun}Name"]
+        self.arn = arn("sagemaker", f"{self.arn_type}/{self.name.lower()}")
+        self.folder = folder
+        self.store = store
+        self.created = time.time()
+
+    def check(self, programs: dict[str, str]) -> None:
+        """Refuse what cannot run locally; sets ``self.program``."""
+        spec = self.params.get(self.spec_field, {})
+        if spec.get("ContainerArguments") or len(spec.get("ContainerEntrypoint", [None])) != 1:
+            raise _Invalid(f"the local runner calls a program's main() and passes no arguments: "
+                           f"{self.spec_field}.ContainerEntrypoint must be one program name and "
+                           f"ContainerArguments must be empty")
+        self.program = spec.get("ContainerEntrypoint", [self.default_program])[0]
+        if self.program not in programs:
+            raise _Invalid(f"{self.spec_field}.ContainerEntrypoint must name a program of the local "
+                           f"image, one of: {', '.join(sorted(programs))} (got {self.program!r})")
+        instances = self.instance_config().get("InstanceCount", 1)
+        if instances != 1:
+            raise _Invalid(f"the local runner runs one instance; InstanceCount must be 1, got {instances}")
+
+    @abstractmethod
+    def instance_config(self) -> dict[str, Any]:
+        """The request's InstanceCount/InstanceType block."""
+
+    @abstractmethod
+    def prepare(self) -> None:
+        """Lay out the job folder and fetch the inputs."""
+
+    @abstractmethod
+    def upload(self) -> None:
+        """Store the outputs of a job that completed."""
+
+    @abstractmethod
+    def describe(self, status: str, reason: str | None, started: float, ended: float,
+                 stop_kind: str | None) -> dict[str, Any]:
+        """The Describe*Job response; ``stop_kind`` says why a Stopped job stopped."""
+
+    def environment(self) -> dict[str, str]:
+        return dict(self.params.get("Environment", {}))
+
+    def fetch(self, uri: str, dest: Path) -> None:
+        if not self.store.download_prefix(uri, dest):
+            raise _ClientError(
+                f"ClientError: No S3 objects found under S3 URL \"{uri}\" given in input data source. "
+                f"Please ensure that the bucket exists in the selected region ({region()}) and that "
+                f"objects exist under that S3 prefix.")
+
+    def run(self, pool: JobPool, cancelled: threading.Event | None) -> dict[str, Any]:
+        """Run to the end and return the description; it is also saved as ``describe.json``."""
+        max_runtime = self.params.get("StoppingCondition", {}).get("MaxRuntimeInSeconds", DEFAULT_MAX_RUNTIME)
+        started = time.time()
+        stop_kind = None
+        try:
+            self.prepare()
+            outcome = pool.run(self.program, self.folder, self.environment(), self.folder / "job.log",
+                               cancelled, timeout=max_runtime)
+            started = time.time() - outcome.seconds
+            status, reason, stop_kind = self._result(outcome, max_runtime)
+            if status == "Completed":
+                self.upload()
+        except _ClientError as exc:
+            status, reason = "Failed", str(exc)
+        except OSError as exc:
+            status, reason = "Failed", f"ClientError: moving job data failed: {exc}"
+        description = self.describe(status, reason, started, time.time(), stop_kind)
+        (self.folder / "describe.json").write_text(json.dumps(description, indent=1))
+        return description
+
+    def _result(self, outcome: JobOutcome, max_runtime: float) -> tuple[str, str | None, str | None]:
+        if outcome.timed_out:
+            return ("Stopped", f"MaxRuntimeExceeded: the job ran longer than "
+                               f"StoppingCondition.MaxRuntimeInSeconds ({max_runtime} s)", "MaxRuntimeExceeded")
+        if outcome.stopped:
+            return "Stopped", "Stopped: the job was stopped because its task was cancelled", "Stopped"
+        if outcome.exit_code == 0:
+            return "Completed", None, None
+        failure = _read_limited(self.folder / "output" / "failure")
+        return "Failed", failure or f"AlgorithmError: exit code {outcome.exit_code}", None
+
+    def _common(self, status: str, reason: str | None, ended: float) -> dict[str, Any]:
+        names = {f"{self.noun}Name": self.name, f"{self.noun}Arn": self.arn, f"{self.noun}Status": status}
+        return {**names, **({"FailureReason": reason} if reason else {}),
+                "CreationTime": _epoch_ms(self.created), "LastModifiedTime": _epoch_ms(ended)}
+
+    def _echo(self, *fields: str) -> dict[str, Any]:
+        """Request fields that the description repeats, when the request has them."""
+        return {field: self.params[field] for field in fields if field in self.params}
+
+
+class _TrainingJob(_Job):
+    operation, noun, arn_type = "CreateTrainingJob", "TrainingJob", "training-job"
+    spec_field = "AlgorithmSpecification"
+    default_program = "train"
+
+    def check(self, programs: dict[str, str]) -> None:
+        super().check(programs)
+        for channel in self.params.get("InputDataConfig", []):
+            source = channel["DataSource"].get("S3DataSource")
+            field = f"channel {channel['ChannelName']!r}"
+            if source is None or source["S3DataType"] != "S3Prefix":
+                raise _Invalid(f"{field}: the local runner reads S3DataSource with S3DataType S3Prefix only")
+            if channel.get("InputMode", self.input_mode) == "Pipe":
+                raise _Invalid(f"{field}: the local runner supports File and FastFile input modes, not Pipe")
+            _checked_uri(source["S3Uri"], f"{field} S3Uri")
+        _checked_uri(self.params["OutputDataConfig"].get("S3OutputPath"), "OutputDataConfig.S3OutputPath")
+        for definition in self.params.get(self.spec_field, {}).get("MetricDefinitions", []):
+            try:
+                re.compile(definition["Regex"])
+            except re.error as exc:
+                raise _Invalid(f"MetricDefinitions {definition['Name']!r}: invalid Regex: {exc}") from None
+
+    @property
+    def input_mode(self) -> str:
+        return self.params.get(self.spec_field, {}).get("TrainingInputMode", "File")
+
+    @property
+    def output_prefix(self) -> str:
+        return f"{self.params['OutputDataConfig']['S3OutputPath'].rstrip('/')}/{self.name}/output"
+
+    def instance_config(self) -> dict[str, Any]:
+        return self.params.get("ResourceConfig", {})
+
+    def environment(self) -> dict[str, str]:
+        # SageMaker tells a training container which job it is.
+        return {**super().environment(), "TRAINING_JOB_NAME": self.name, "TRAINING_JOB_ARN": self.arn}
+
+    def prepare(self) -> None:
+        config = self.folder / "input" / "config"
+        config.mkdir(parents=True)
+        for folder in (self.folder / "model", self.folder / "output" / "data"):
+            folder.mkdir(parents=True)
+        channels = {}
+        for channel in self.params.get("InputDataConfig", []):
+            source = channel["DataSource"]["S3DataSource"]
+            channels[channel["ChannelName"]] = {
+                "TrainingInputMode": channel.get("InputMode", self.input_mode),
+                "S3DistributionType": source.get("S3DataDistributionType", "FullyReplicated"),
+                "RecordWrapperType": channel.get("RecordWrapperType", "None"),
+                **{key: channel[key] for key in ("ContentType", "CompressionType") if key in channel},
+            }
+            self.fetch(source["S3Uri"], self.folder / "input" / "data" / channel["ChannelName"])
+        instance_type = self.instance_config().get("InstanceType", "local")
+        hosts = ["algo-1"]
+        files = {
+            "hyperparameters.json": self.params.get("HyperParameters", {}),
+            "inputdataconfig.json": channels,
+            "resourceconfig.json": {
+                "current_host": hosts[0], "current_instance_type": instance_type,
+                "current_group_name": "homogeneousCluster", "hosts": hosts,
+                "instance_groups": [{"instance_group_name": "homogeneousCluster",
+                                     "instance_type": instance_type, "hosts": hosts}],
+                "network_interface_name": "eth0",
+            },
+        }
+        for name, content in files.items():
+            (config / name).write_text(json.dumps(content))
+
+    def upload(self) -> None:
+        _upload_tar(self.store, self.folder / "model", f"{self.output_prefix}/model.tar.gz")
+        data = self.folder / "output" / "data"
+        if any(data.iterdir()):
+            _upload_tar(self.store, data, f"{self.output_prefix}/output.tar.gz")
+
+    def describe(self, status: str, reason: str | None, started: float, ended: float,
+                 stop_kind: str | None) -> dict[str, Any]:
+        seconds = max(1, math.ceil(ended - started))
+        definitions = self.params.get(self.spec_field, {}).get("MetricDefinitions", [])
+        return {
+            **self._common(status, reason, ended),
+            "SecondaryStatus": stop_kind or status,
+            "ModelArtifacts": {"S3ModelArtifacts": f"{self.output_prefix}/model.tar.gz"},
+            "HyperParameters": self.params.get("HyperParameters", {}),
+            "StoppingCondition": self.params.get("StoppingCondition", {"MaxRuntimeInSeconds": DEFAULT_MAX_RUNTIME}),
+            **self._echo("AlgorithmSpecification", "RoleArn", "InputDataConfig", "OutputDataConfig",
+                         "ResourceConfig", "Environment"),
+            "EnableNetworkIsolation": self.params.get("EnableNetworkIsolation", False),
+            "EnableInterContainerTrafficEncryption": self.params.get("EnableInterContainerTrafficEncryption", False),
+            "EnableManagedSpotTraining": self.params.get("EnableManagedSpotTraining", False),
+            "TrainingStartTime": _epoch_ms(started),
+            "TrainingEndTime": _epoch_ms(ended),
+            "TrainingTimeInSeconds": seconds,
+            "BillableTimeInSeconds": seconds,
+            "FinalMetricDataList": final_metrics(definitions, self.folder / "job.log", _epoch_ms(ended)),
+        }
+
+
+class _ProcessingJob(_Job):
+    operation, noun, arn_type = "CreateProcessingJob", "ProcessingJob", "processing-job"
+    spec_field = "AppSpecification"
+    default_program = None  # the image's entrypoint is not known locally: it must be given
+
+    def check(self, programs: dict[str, str]) -> None:
+        super().check(programs)
+        for item in self.params.get("ProcessingInputs", []):
+            source = item.get("S3Input")
+            field = f"ProcessingInputs {item['InputName']!r}"
+            if source is None or source["S3DataType"] != "S3Prefix" or source.get("S3InputMode", "File") != "File":
+                raise _Invalid(f"{field}: the local runner reads S3Input with S3DataType S3Prefix "
+                               f"and S3InputMode File only")
+            _container_path(source.get("LocalPath"), f"{field} LocalPath")
+            _checked_uri(source["S3Uri"], f"{field} S3Uri")
+        for item in self.outputs():
+            field = f"ProcessingOutputConfig.Outputs {item['OutputName']!r}"
+            if "S3Output" not in item:
+                raise _Invalid(f"{field}: the local runner writes S3Output only")
+            _container_path(item["S3Output"].get("LocalPath"), f"{field} LocalPath")
+            _checked_uri(item["S3Output"]["S3Uri"], f"{field} S3Uri")
+
+    def outputs(self) -> list[dict[str, Any]]:
+        return self.params.get("ProcessingOutputConfig", {}).get("Outputs", [])
+
+    def instance_config(self) -> dict[str, Any]:
+        return self.params["ProcessingResources"]["ClusterConfig"]
+
+    def prepare(self) -> None:
+        (self.folder / "output").mkdir(parents=True)
+        for item in self.params.get("ProcessingInputs", []):
+            source = item["S3Input"]
+            self.fetch(source["S3Uri"], self.folder / _container_path(source["LocalPath"], "LocalPath"))
+        for item in self.outputs():
+            output = self.folder / _container_path(item["S3Output"]["LocalPath"], "LocalPath")
+            output.mkdir(parents=True, exist_ok=True)
+
+    def upload(self) -> None:
+        for item in self.outputs():
+            output = item["S3Output"]
+            self.store.upload_dir(self.folder / _container_path(output["LocalPath"], "LocalPath"), output["S3Uri"])
+
+    def describe(self, status: str, reason: str | None, started: float, ended: float,
+                 stop_kind: str | None) -> dict[str, Any]:
+        message = _read_limited(self.folder / "output" / "message")
+        return {
+            **self._common(status, reason, ended),
+            **self._echo("ProcessingInputs", "ProcessingOutputConfig", "ProcessingResources", "StoppingCondition",
+                         "AppSpecification", "Environment", "NetworkConfig", "RoleArn"),
+            **({"ExitMessage": message} if message is not None else {}),
+            "ProcessingStartTime": _epoch_ms(started),
+            "ProcessingEndTime": _epoch_ms(ended),
+        }
+
+
+def _checked_uri(uri: Any, field: str) -> None:
+    try:
+        LocalObjectStore.parse_uri(uri)
+    except ValueError as exc:
+        raise _Invalid(f"{field}: {exc}") from None
+
+
+def final_metrics(definitions: list[dict[str, str]], log_path: Path, timestamp_ms: int) -> list[dict[str, Any]]:
+    """``FinalMetricDataList`` from a job log: per definition, the first capture group of the
+    last line that its Regex matches with a finite number there."""
+    try:
+        lines = log_path.read_text(errors="replace").splitlines()
+    except FileNotFoundError:
+        return []
+    metrics = []
+    for definition in definitions:
+        pattern, value = re.compile(definition["Regex"]), None
+        for line in lines:
+            match = pattern.search(line)
+            if match is None:
+                continue
+            try:
+                number = float(match.group(1))
+            except (IndexError, TypeError, ValueError):  # no group, group unmatched, not a number
+                continue
+            if math.isfinite(number):
+                value = number
+        if value is not None:
+            metrics.append({"MetricName": definition["Name"], "Value": value, "Timestamp": timestamp_ms})
+    return metrics
+
+
+def _upload_tar(store: LocalObjectStore, folder: Path, uri: str) -> None:
+    """Store ``folder``'s contents as a gzipped tar with the files at its top level, as SageMaker
+    packs ``/opt/ml/model``."""
+    with store.writer(uri) as file, tarfile.open(fileobj=file, mode="w:gz", compresslevel=6) as tar:
+        for path in sorted(folder.rglob("*")):
+            tar.add(path, arcname=path.relative_to(folder).as_posix(), recursive=False)
+
+
+# -- registration -------------------------------------------------------------------------------
+
+_names_lock = threading.Lock()
+_used_names: dict[Path, set[str]] = {}
+"""Job names taken in this process, per store (a local account): SageMaker never reuses one."""
+
+
+def register_sagemaker(
+    tasks: TaskRegistry,
+    store: LocalObjectStore,
+    pool: JobPool,
+    jobs_dir: Callable[[TaskRequest], Path],
+) -> None:
+    """Serve create{Training,Processing}Job with and without ``.sync``; a job of an execution
+    runs in ``jobs_dir(request) / NAME``."""
+
+    def create(kind: type[_Job], request: TaskRequest) -> _Job:
+        params = request.parameters
+        problem = invalid_parameters(kind.operation, params)
+        if problem is None and not JOB_NAME.fullmatch(params[f"{kind.noun}Name"]):
+            problem = (f"1 validation error detected: Value '{params[f'{kind.noun}Name']}' at "
+                       f"'{kind.noun[0].lower()}{kind.noun[1:]}Name' failed to satisfy constraint: "
+                       f"Member must satisfy regular expression pattern: {JOB_NAME.pattern}")
+        if problem:
+            raise service_error(kind.operation, "ValidationException", problem)
+        job = kind(params, jobs_dir(request) / params[f"{kind.noun}Name"], store)
+        try:
+            job.check(pool.programs)
+        except _Invalid as exc:
+            raise service_error(kind.operation, "ValidationException", str(exc)) from None
+        with _names_lock:
+            used = _used_names.setdefault(store.root, set())
+            if job.name.lower() in used or job.folder.exists():
+                noun = kind.noun.removesuffix("Job").lower()
+                raise service_error(kind.operation, "ResourceInUse",
+                                    f"{noun.capitalize()} job names must be unique within an AWS account and "
+                                    f"region, and a {noun} job with this name already exists ({job.arn})")
+            used.add(job.name.lower())
+            job.folder.mkdir(parents=True)
+        request.emit("TaskSubmitted", {
+            "resourceType": "sagemaker",
+            "resource": request.resource.rpartition(":")[2],
+            "output": json.dumps({f"{kind.noun}Arn": job.arn}),
+            "outputDetails": {"truncated": False},
+        })
+        return job
+
+    def sync_handler(kind: type[_Job]) -> Callable[[TaskRequest], dict[str, Any]]:
+        def handler(request: TaskRequest) -> dict[str, Any]:
+            description = create(kind, request).run(pool, request.cancelled)
+            if description[f"{kind.noun}Status"] != "Completed":
+                raise StatesError(TASK_FAILED, json.dumps(description, separators=(",", ":")))
+            return description
+        return handler
+
+    def start_handler(kind: type[_Job]) -> Callable[[TaskRequest], dict[str, Any]]:
+        def handler(request: TaskRequest) -> dict[str, Any]:
+            job = create(kind, request)
+            # Like the service, the job outlives the task that started it: no cancellation.
+            threading.Thread(target=job.run, args=(pool, None), name=job.name, daemon=True).start()
+            return {f"{kind.noun}Arn": job.arn}
+        return handler
+
+    for resource, kind in ((TRAINING_RESOURCE, _TrainingJob), (PROCESSING_RESOURCE, _ProcessingJob)):
+        tasks.register(resource + ".sync", sync_handler(kind))
+        tasks.register(resource, start_handler(kind))

@@ -1,0 +1,189 @@
+"""The local engine wired to this project's stack: the template's state machine and functions, the
+container entrypoints as local jobs, a local object store and a local model registry."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+from .asl import Engine, Event, RealClock, TaskRegistry
+from .integrations.jobs import JobPool, programs_from_pyproject
+from .integrations.lambda_ import register_lambda
+from .integrations.registry import LocalModelRegistry, register_registry
+from .integrations.sagemaker import register_sagemaker
+from .integrations.store import LocalObjectStore, register_s3
+from .stdio import stdout_to
+from .integrations.template import Template, TemplateError, bucket_name, state_machine_for, substitute
+
+TEMPLATE = "template.yaml"
+DEFINITION = "statemachine/cross_validation.asl.json"
+CONTAINERS = "containers"
+ARTIFACT_BUCKET = "ArtifactBucket"
+EXECUTION_NAME = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
+# Imported once by each job worker, so that no job pays for them.
+WARM_MODULES = ("sklearn.svm", "sklearn.linear_model", "sklearn.ensemble", "sklearn.model_selection",
+                "cvjobs.train", "cvjobs.split")
+
+
+class UserError(Exception):
+    """A mistake in what the user asked for; reported as one clear line, never a traceback."""
+
+
+def find_project_root(start: Path | None = None) -> Path:
+    """The cvpipe project folder: the nearest one up from ``start`` (the working directory) holding
+    template.yaml and statemachine/, else the one this package was installed from."""
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents, Path(__file__).resolve().parents[2]):
+        if (folder / TEMPLATE).is_file() and (folder / "statemachine").is_dir():
+            return folder
+    raise UserError("no cvpipe project here: run from the folder holding template.yaml")
+
+
+def local_home(home: Path | None = None) -> Path:
+    return (home or Path(os.environ.get("CVPIPE_HOME") or ".cvpipe")).resolve()
+
+
+@dataclass
+class PipelineRun:
+    """One finished local execution."""
+
+    name: str
+    status: str
+    output: Any
+    error: str | None
+    cause: str | None
+    run_dir: Path
+    tuning: dict[str, Any] | None = None
+    """The last tuning state seen, so a failed run still reports its best candidate."""
+
+    def document(self) -> dict[str, Any]:
+        """The execution output plus where its files are, the same keys whatever the status."""
+        output = self.output if isinstance(self.output, dict) else {}
+        tuning = self.tuning or {}
+        doc = {
+            "status": self.status,
+            "error": self.error,
+            "cause": self.cause,
+            "best": tuning.get("best"),
+            "model_package_arn": None,
+            "model_package_version": None,
+            **output,
+            "run_dir": str(self.run_dir),
+        }
+        if "tuning" not in output and tuning:
+            doc["tuning"] = {"rounds": tuning.get("round"), "evaluated": tuning.get("evaluated"),
+                             "failed": tuning.get("failed"), "history": tuning.get("history")}
+        if doc["model_package_arn"]:
+            doc["model_package_version"] = int(doc["model_package_arn"].rsplit("/", 1)[1])
+        return doc
+
+
+@dataclass
+class _RunRecorder:
+    """Streams the history to ``history.jsonl`` and keeps the last tuning state."""
+
+    path: Path
+    forward: Callable[[Event], None] | None
+    tuning: dict[str, Any] | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __call__(self, event: Event) -> None:
+        with self._lock:
+            with self.path.open("a") as history:
+                history.write(json.dumps(event.to_json()) + "\n")
+            if event.type == "PassStateExited" and event.details.get("name") == "NextRound":
+                output = event.details["output"]
+                self.tuning = (json.loads(output) if isinstance(output, str) else output)["tuning"]
+        if self.forward:
+            self.forward(event)
+
+
+class LocalPipeline:
+    """Runs executions of the project's state machine on this machine."""
+
+    def __init__(self, root: Path, home: Path | None = None, workers: int | None = None, clock=None) -> None:
+        if workers is not None and workers < 1:
+            raise UserError("--workers must be at least 1")
+        self.root = root
+        self.home = local_home(home)
+        try:
+            template = Template(root / TEMPLATE)
+            machine = state_machine_for(template, root / DEFINITION)
+            self.definition = substitute(machine.definition_uri.read_text(), machine.substitutions)
+            functions = template.functions()
+        except TemplateError as error:
+            raise UserError(str(error)) from None
+        self.state_machine_name = machine.logical_id
+        self.bucket = bucket_name(ARTIFACT_BUCKET)
+        self.store = LocalObjectStore(self.home / "s3")
+        self.registry = LocalModelRegistry(self.home / "registry.sqlite", self.store)
+        containers = root / CONTAINERS
+        self.pool = JobPool(
+            programs_from_pyproject(containers / "pyproject.toml"),
+            workers=workers,
+            sys_path=[str(containers)],
+            warm_modules=WARM_MODULES,
+        )
+        tasks = TaskRegistry()
+        register_lambda(tasks, functions, root)
+        register_sagemaker(tasks, self.store, self.pool, jobs_dir=lambda request: self.run_dir(
+            request.context["Execution"]["Name"]) / "jobs")
+        register_s3(tasks, self.store)
+        register_registry(tasks, self.registry)
+        self.engine = Engine(tasks, clock=clock or RealClock())
+
+    def __enter__(self) -> LocalPipeline:
+        self.pool.start()  # workers warm up while the first states run
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.pool.close()
+
+    def run_dir(self, execution_name: str) -> Path:
+        return self.store.path(f"s3://{self.bucket}/runs/{execution_name}")
+
+    def stage_dataset(self, execution_input: dict[str, Any]) -> dict[str, Any]:
+        """Locally a dataset may be a file: copy it into the object store and point the input there."""
+        dataset = execution_input.get("dataset")
+        uri = dataset.get("uri") if isinstance(dataset, dict) else None
+        if not isinstance(uri, str) or uri.startswith("s3://"):
+            return execution_input  # absent, malformed or already in the store: PrepareInput says what is wrong
+        path = Path(uri).expanduser()
+        if not path.is_file():
+            raise UserError(f"dataset.uri {uri}: no such file")
+        return {**execution_input, "dataset": {**dataset, "uri": self.store.stage_file(path, self.bucket)}}
+
+    def run(self, execution_input: dict[str, Any], name: str | None = None,
+            on_event: Callable[[Event], None] | None = None) -> PipelineRun:
+        name = name or datetime.now(timezone.utc).strftime("cv-%Y%m%d-%H%M%S-") + secrets.token_hex(3)
+        if not EXECUTION_NAME.match(name):
+            raise UserError(f"execution name {name!r}: use 1 to 80 letters, digits, '-' or '_'")
+        run_dir = self.run_dir(name)
+        if run_dir.exists():
+            raise UserError(f"execution name {name!r} is taken: {run_dir} exists; choose another --name")
+        staged = self.stage_dataset(execution_input)
+        run_dir.mkdir(parents=True)
+        recorder = _RunRecorder(run_dir / "history.jsonl", on_event)
+        # What the functions print (logs, EMF metrics) is what CloudWatch Logs would hold.
+        with (run_dir / "functions.log").open("ab") as log, stdout_to(log.fileno()):
+            result = self.engine.run(self.definition, staged, name=name, on_event=recorder,
+                                     state_machine_name=self.state_machine_name)
+        run = PipelineRun(name, result.status, result.output, result.error, result.cause, run_dir, recorder.tuning)
+        _write_json_atomically(run_dir / "execution.json", {
+            "name": name, "arn": result.arn, "status": result.status, "input": staged,
+            "output": result.output, "error": result.error, "cause": result.cause,
+        })
+        return run
+
+
+def _write_json_atomically(path: Path, document: Any) -> None:
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(json.dumps(document, indent=2) + "\n")
+    temporary.replace(path)

@@ -1,0 +1,97 @@
+"""Live progress of a pipeline execution, read from its history events as they happen."""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import Any, TextIO
+
+# States of statemachine/cross_validation.asl.json whose events the progress follows.
+PHASES = {
+    "SplitFolds": "splitting the dataset into folds",
+    "FitFinalModel": "fitting the best candidate on all rows",
+    "RegisterModel": "registering the model package",
+}
+FOLD_MAP = "TrainFolds"
+FOLD_FAILURES = {"RecordFoldFailure", "RecordFoldStopped", "RecordFoldError"}
+
+
+def _output(details: dict[str, Any]) -> Any:
+    output = details.get("output")
+    return json.loads(output) if isinstance(output, str) else output
+
+
+class ProgressReporter:
+    """An ``on_event`` callback that prints one line per change (rewritten in place on a terminal)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self._live = stream.isatty()
+        self._lock = threading.Lock()
+        self.k = 0
+        self.round = 0
+        self.jobs_total = 0
+        self.jobs_done = 0
+        self.jobs_failed = 0
+        self.best: float | None = None
+        self._last_line = ""
+        self._round_done = False
+
+    def __call__(self, event: Any) -> None:
+        with self._lock:
+            if self._update(event.type, event.details):
+                self._show()
+
+    def _update(self, event_type: str, details: dict[str, Any]) -> bool:
+        if event_type.endswith("StateEntered") and details.get("name") in PHASES:
+            self._print_line(PHASES[details["name"]])
+            return False
+        if event_type.endswith("StateExited"):
+            name = details.get("name")
+            if name == "StartTuning":
+                self.k = _output(details)["config"]["dataset_info"]["k"]
+            elif name == "ProposeCandidates":
+                proposal = _output(details)["proposal"]
+                if not proposal["candidates"]:
+                    return False
+                self.round = proposal["round"]
+                self.jobs_total += len(proposal["candidates"]) * self.k
+                return True
+            elif name == "AggregateScores":
+                best = _output(details)["aggregate"]["tuning"].get("best")
+                self.best = best["cv"]["mean"] if best else None
+                self._round_done = True
+                return True
+            elif name in FOLD_FAILURES:
+                self.jobs_failed += 1
+            return False
+        if event_type in ("MapIterationSucceeded", "MapIterationFailed", "MapIterationAborted"):
+            if details.get("name") == FOLD_MAP:
+                self.jobs_done += 1
+                return True
+        return False
+
+    def _show(self) -> None:
+        best = "-" if self.best is None else f"{self.best:.4f}"
+        failed = f" ({self.jobs_failed} failed)" if self.jobs_failed else ""
+        line = f"round {self.round}: fold jobs {self.jobs_done}/{self.jobs_total}{failed}, best so far {best}"
+        if self._live:
+            self._stream.write("\r" + line.ljust(len(self._last_line)))
+            self._stream.flush()
+            self._last_line = line
+        elif self._round_done:
+            self._print_line(line)
+        self._round_done = False
+
+    def _print_line(self, text: str) -> None:
+        if self._live and self._last_line:
+            self._stream.write("\n")
+            self._last_line = ""
+        self._stream.write(text + "\n")
+        self._stream.flush()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._live and self._last_line:
+                self._stream.write("\n")
+                self._last_line = ""

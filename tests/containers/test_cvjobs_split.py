@@ -1,0 +1,200 @@
+"""The split entrypoint: folds, outputs and its failure paths."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from cvjobs import split
+from sklearn.model_selection import KFold, StratifiedKFold
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+SPLIT_OUTPUTS = ["X.npy", "folds.npy", "manifest.json", "y.npy"]
+
+
+def test_iris_split_writes_folds_once_and_a_compact_summary(jobs, iris):
+    job = jobs.split_iris()
+    assert job.files("processing/output") == SPLIT_OUTPUTS
+    X, y = iris
+
+    features = np.load(job.root / "processing/output/X.npy")
+    assert features.dtype == np.float64 and np.array_equal(features, X)
+    labels = np.load(job.root / "processing/output/y.npy")
+    assert labels.tolist() == [["setosa", "versicolor", "virginica"][t] for t in y]
+    folds = np.load(job.root / "processing/output/folds.npy")
+    assert folds.shape == (150,)
+    splitter = StratifiedKFold(5, shuffle=True, random_state=0)
+    for fold, (_, validation) in enumerate(splitter.split(X, y)):
+        assert np.flatnonzero(folds == fold).tolist() == validation.tolist()
+
+    message = job.read("output/message")
+    assert len(message.encode()) < 1024
+    assert json.loads(message) == {
+        "task": "classification",
+        "splitter": "StratifiedKFold",
+        "metric": "accuracy",
+        "k": 5,
+        "folds": [0, 1, 2, 3, 4],
+        "n_rows": 150,
+        "n_features": 4,
+        "target": "species",
+        "estimator": "SVC",
+    }
+    manifest = job.json("processing/output/manifest.json")
+    csv_bytes = (job.root / "processing/input/data.csv").read_bytes()
+    assert manifest["feature_names"] == ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+    assert manifest["classes"] == ["setosa", "versicolor", "virginica"]
+    assert manifest["rows_per_fold"] == [30] * 5
+    assert manifest["seed"] == 0
+    assert manifest["input"] == {"file": "data.csv", "sha256": hashlib.sha256(csv_bytes).hexdigest()}
+    assert not (job.root / "output/failure").exists()
+
+
+def test_regression_auto_uses_kfold_and_r2(jobs, diabetes):
+    X, y, header = diabetes
+    rows = [[*map(float, x), float(t)] for x, t in zip(X, y, strict=True)]
+    job = jobs.split(header, rows, CV_TARGET="progression", CV_ESTIMATOR="Ridge", CV_SEED=3)
+    assert job.code == 0, job.failure
+    summary = job.json("output/message")
+    assert (summary["task"], summary["splitter"], summary["metric"]) == ("regression", "KFold", "r2")
+    assert job.json("processing/output/manifest.json")["classes"] is None
+    assert np.array_equal(np.load(job.root / "processing/output/y.npy"), y)
+    folds = np.load(job.root / "processing/output/folds.npy")
+    for fold, (_, validation) in enumerate(KFold(5, shuffle=True, random_state=3).split(X)):
+        assert np.flatnonzero(folds == fold).tolist() == validation.tolist()
+
+
+def test_integer_labels_stay_integers(jobs, iris):
+    X, y = iris
+    job = jobs.split(
+        ["a", "b", "c", "d", "label"],
+        [[*map(float, x), int(t)] for x, t in zip(X, y, strict=True)],
+        CV_TARGET="label",
+        CV_ESTIMATOR="logisticregression",
+        CV_METRIC="f1_macro",
+    )
+    assert job.code == 0, job.failure
+    assert np.load(job.root / "processing/output/y.npy").dtype == np.int64
+    manifest = job.json("processing/output/manifest.json")
+    assert (manifest["classes"], manifest["estimator"], manifest["metric"]) == (
+        [0, 1, 2],
+        "LogisticRegression",
+        "f1_macro",
+    )
+
+
+def assert_user_error(job, capsys, *fragments: str) -> str:
+    """Exit code 1, a failure file with every fragment, one log line without a traceback, no outputs."""
+    assert job.code == 1
+    for fragment in fragments:
+        assert fragment in job.failure
+    errors = capsys.readouterr().err
+    assert "Traceback" not in errors and errors.count("\n") == 1 and errors.startswith("split: error: ")
+    assert job.files("processing/output") == []
+    assert job.files("output") == ["failure"]
+    return job.failure
+
+
+def test_missing_target_column_lists_the_columns(jobs, capsys, iris_table):
+    job = jobs.split(*iris_table, CV_TARGET="variety")
+    assert_user_error(job, capsys, "target column 'variety' is not in data.csv", "'sepal_length'", "'species'")
+
+
+def test_non_numeric_feature_is_named(jobs, capsys, iris_table):
+    header, rows = iris_table
+    colors = ["red", "green", "blue"]
+    job = jobs.split([*header, "color"], [[*row, colors[i % 3]] for i, row in enumerate(rows)])
+    assert_user_error(job, capsys, "feature column(s) 'color' are not numeric (e.g. 'red' on line 2)", "one-hot")
+
+
+def test_missing_values_are_named_with_the_fix(jobs, capsys, iris_table):
+    header, rows = iris_table
+    rows[4][1] = ""
+    rows[9][3] = "NA"
+    job = jobs.split(header, rows)
+    assert_user_error(
+        job, capsys, "'sepal_width' (1 rows, first on line 6)", "'petal_width' (1 rows, first on line 11)", "impute"
+    )
+
+
+def test_too_few_rows_of_a_class_for_stratified_folds(jobs, capsys, iris_table):
+    header, rows = iris_table
+    rows = rows[:100] + rows[100:103]  # three virginica rows for five folds
+    job = jobs.split(header, rows)
+    assert_user_error(job, capsys, "at least 5 rows of every class", "'virginica' (3)", "lower CV_K")
+
+
+def test_more_folds_than_rows(jobs, capsys, iris_table):
+    header, rows = iris_table
+    job = jobs.split(
+        header[:4], [row[:4] for row in rows[:8]], CV_ESTIMATOR="KNeighborsRegressor", CV_TARGET="sepal_length", CV_K=10
+    )
+    assert_user_error(job, capsys, "CV_K=10 folds need at least 10 rows; the CSV has 8")
+
+
+@pytest.mark.parametrize(
+    ("environ", "fragment"),
+    [
+        ({"CV_TARGET": ""}, "CV_TARGET is not set"),
+        ({"CV_K": "1"}, "CV_K='1' must be an integer from 2 to 100"),
+        ({"CV_K": "five"}, "CV_K='five' must be an integer"),
+        ({"CV_SEED": "-1"}, "CV_SEED='-1' must be an integer from 0"),
+        ({"CV_SPLITTER": "GroupKFold"}, "CV_SPLITTER='GroupKFold' is not supported: use auto, KFold, StratifiedKFold"),
+        ({"CV_METRIC": "acuracy"}, "unknown metric 'acuracy': did you mean 'accuracy'"),
+        ({"CV_ESTIMATOR": "SVX"}, "unknown estimator 'SVX'"),
+        ({"CV_ESTIMATOR": "Ridge", "CV_SPLITTER": "StratifiedKFold"}, "StratifiedKFold needs class labels"),
+        ({"CV_ESTIMATOR": "Ridge"}, "target column 'species' is not numeric (e.g. 'setosa' on line 2)"),
+    ],
+)
+def test_configuration_errors(jobs, capsys, iris_table, environ, fragment):
+    assert_user_error(jobs.split(*iris_table, **environ), capsys, fragment)
+
+
+def test_input_must_be_exactly_one_csv(jobs, capsys):
+    job = jobs.split_files({"notes.txt": b"not data"})
+    assert_user_error(job, capsys, "expected exactly one CSV file under", "processing/input, found 0")
+    job = jobs.split_files({"a/one.csv": b"x,species\n1,a\n", "b/two.csv": b"x,species\n1,a\n"})
+    assert_user_error(job, capsys, "found 2: 'a/one.csv', 'b/two.csv'")
+
+
+def test_ragged_row_names_its_line(jobs, capsys):
+    job = jobs.split_files({"data.csv": b"x,species\n1,a\n\n2,b,extra\n"})
+    assert_user_error(job, capsys, "data.csv line 4 has 3 fields, the header has 2")
+
+
+def test_unexpected_error_exits_2_with_type_and_message(jobs, capsys, iris_table, monkeypatch):
+    def broken(*args):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(split, "assign_folds", broken)
+    job = jobs.split(*iris_table)
+    assert job.code == 2
+    assert job.failure == "RuntimeError: disk on fire"
+    assert "Traceback" in capsys.readouterr().err
+    assert job.files("processing/output") == []
+
+
+def test_failed_write_leaves_no_partial_output(jobs, iris_table, monkeypatch):
+    def failing_save(stream, array, allow_pickle):
+        stream.write(b"partial")
+        raise OSError("no space left on device")
+
+    monkeypatch.setattr(np, "save", failing_save)
+    job = jobs.split(*iris_table)
+    assert job.code == 2 and "no space left" in job.failure
+    assert job.files("processing/output") == []
+    assert not (job.root / "output/message").exists()
+
+
+def test_example_iris_csv_is_sklearn_iris(iris):
+    X, y = iris
+    with (EXAMPLES / "iris.csv").open(newline="") as stream:
+        rows = list(csv.reader(stream))
+    assert rows[0] == ["sepal_length", "sepal_width", "petal_length", "petal_width", "species"]
+    assert len(rows) == 151
+    assert np.array_equal(np.array([[float(v) for v in row[:4]] for row in rows[1:]]), X)
+    assert [row[4] for row in rows[1:]] == [["setosa", "versicolor", "virginica"][t] for t in y]

@@ -1,0 +1,241 @@
+"""The train entrypoint: fold scores equal scikit-learn's cross_validate, typing, models, failures."""
+
+from __future__ import annotations
+
+import os
+import re
+
+import joblib
+import numpy as np
+import pytest
+from cvjobs import data, estimators, split, train
+from cvjobs.job import UserError
+from sklearn.linear_model import Ridge
+from sklearn.model_selection import KFold, StratifiedKFold, cross_validate
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.svm import SVC
+
+SVC_HYPERPARAMETERS = {
+    "cv_estimator": "SVC",
+    "cv_metric": "accuracy",
+    "cv_scaler": "StandardScaler",
+    "cv_seed": "0",
+    "C": "1.0",
+    "kernel": '"rbf"',
+    "gamma": "scale",
+}
+# The MetricDefinitions regexes of statemachine/cross_validation.asl.json.
+NUMBER = r"[-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?"
+METRIC_LINE = re.compile(rf"^(validation:score|train:score)=({NUMBER})$|^fit_time=([0-9]*\.?[0-9]+)$")
+
+
+def run_folds(jobs, split_job, hyperparameters, k=5):
+    results = [jobs.train(split_job, {**hyperparameters, "cv_fold": str(fold)}) for fold in range(k)]
+    for result in results:
+        assert result.code == 0, result.failure
+        lines = result.stdout.splitlines()
+        assert [line.split("=")[0] for line in lines] == ["validation:score", "train:score", "fit_time"]
+        assert all(METRIC_LINE.match(line) for line in lines)
+    return [r.metrics()["validation:score"] for r in results], [r.metrics()["train:score"] for r in results]
+
+
+def test_svc_fold_scores_equal_cross_validate(jobs, iris):
+    split_job = jobs.split_iris(CV_SPLITTER="StratifiedKFold")
+    validation, training = run_folds(jobs, split_job, SVC_HYPERPARAMETERS)
+
+    X, y = iris
+    expected = cross_validate(
+        Pipeline([("scaler", StandardScaler()), ("estimator", SVC(C=1.0, kernel="rbf", gamma="scale"))]),
+        X,
+        y,
+        cv=StratifiedKFold(5, shuffle=True, random_state=0),
+        scoring="accuracy",
+        return_train_score=True,
+    )
+    assert validation == expected["test_score"].tolist()
+    assert training == expected["train_score"].tolist()
+
+
+def test_ridge_fold_scores_equal_cross_validate(jobs, diabetes):
+    X, y, header = diabetes
+    rows = [[*map(float, x), float(t)] for x, t in zip(X, y, strict=True)]
+    split_job = jobs.split(header, rows, CV_TARGET="progression", CV_ESTIMATOR="Ridge", CV_SPLITTER="KFold")
+    assert split_job.code == 0, split_job.failure
+    validation, _ = run_folds(jobs, split_job, {"cv_estimator": "Ridge", "cv_metric": "auto", "alpha": "0.5"})
+
+    expected = cross_validate(
+        Pipeline([("scaler", StandardScaler()), ("estimator", Ridge(alpha=0.5))]),
+        X,
+        y,
+        cv=KFold(5, shuffle=True, random_state=0),
+        scoring="r2",
+    )
+    assert validation == expected["test_score"].tolist()
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("1.0", 1.0),
+        ("3", 3),
+        ('"rbf"', "rbf"),
+        ("rbf", "rbf"),
+        ("true", True),
+        ("null", None),
+        ("[10, 5]", [10, 5]),
+        ('{"a": 2}', {"a": 2}),
+        ("1e-3", 0.001),
+        ("01", "01"),
+    ],
+)
+def test_hyperparameter_values_are_json_or_raw_text(text, value):
+    decoded = train.decode_value(text)
+    assert decoded == value and type(decoded) is type(value)
+
+
+def test_control_keys_are_parsed_and_the_rest_are_params():
+    config = train.parse_hyperparameters(
+        {"cv_estimator": '"SVC"', "cv_scaler": "none", "cv_seed": "7", "cv_fold": "2", "C": "10", "shrinking": "false"}
+    )
+    assert (config.estimator, config.metric, config.scaler, config.seed, config.fold) == ("SVC", "auto", "none", 7, 2)
+    assert config.params == {"C": 10, "shrinking": False}
+    defaults = train.parse_hyperparameters({"cv_fold": "null"})
+    assert (defaults.estimator, defaults.scaler, defaults.seed, defaults.fold) == (None, "StandardScaler", None, None)
+
+
+@pytest.mark.parametrize(
+    ("hyperparameters", "fragment"),
+    [
+        ({"cv_folds": "1"}, "unknown control hyperparameter(s) 'cv_folds'"),
+        ({"cv_fold": "1.5"}, "cv_fold='1.5' must be a non-negative integer"),
+        ({"cv_scaler": "MinMaxScaler"}, "cv_scaler='MinMaxScaler' is not supported"),
+    ],
+)
+def test_bad_control_keys(hyperparameters, fragment):
+    with pytest.raises(UserError, match=re.escape(fragment)):
+        train.parse_hyperparameters(hyperparameters)
+
+
+def test_full_fit_model_loads_and_predicts(jobs, iris):
+    split_job = jobs.split_iris()
+    result = jobs.train(split_job, {"C": "2.5", "shrinking": "false"})
+    assert result.code == 0, result.failure
+    assert [line.split("=")[0] for line in result.stdout.splitlines()] == ["train:score", "fit_time"]
+    assert result.files("model") == ["metadata.json", "model.joblib"]
+
+    model = joblib.load(result.root / "model/model.joblib")
+    X, y = iris
+    assert [name for name, _ in model.steps] == ["scaler", "estimator"]
+    assert model.get_params()["estimator__C"] == 2.5
+    predicted = model.predict(X)
+    assert set(predicted) <= {"setosa", "versicolor", "virginica"}
+    assert np.mean(predicted == np.array(["setosa", "versicolor", "virginica"])[y]) > 0.95
+    assert model.decision_function(X[:2]).shape == (2, 3)
+
+    metadata = result.json("model/metadata.json")
+    assert metadata["estimator"] == "SVC" and metadata["estimator_path"] == "sklearn.svm.SVC"
+    assert metadata["params"] == {"C": 2.5, "shrinking": False, "random_state": 0}
+    assert metadata["classes"] == ["setosa", "versicolor", "virginica"]
+    assert (metadata["metric"], metadata["fold"], metadata["validation_score"]) == ("accuracy", None, None)
+    assert metadata["train_score"] == result.metrics()["train:score"]
+    metrics = result.json("output/data/metrics.json")
+    assert (metrics["fold"], metrics["n_train_rows"], metrics["n_validation_rows"]) == (None, 150, 0)
+
+
+def test_scaler_none_and_user_random_state(jobs):
+    split_job = jobs.split_iris()
+    result = jobs.train(
+        split_job,
+        {
+            "cv_estimator": "RandomForestClassifier",
+            "cv_scaler": "none",
+            "cv_fold": "1",
+            "n_estimators": "5",
+            "random_state": "11",
+        },
+    )
+    assert result.code == 0, result.failure
+    model = joblib.load(result.root / "model/model.joblib")
+    assert [name for name, _ in model.steps] == ["estimator"]
+    assert model.named_steps["estimator"].random_state == 11
+    assert result.json("output/data/metrics.json")["n_validation_rows"] == 30
+
+
+def assert_user_error(result, *fragments: str) -> str:
+    assert result.code == 1
+    for fragment in fragments:
+        assert fragment in result.failure
+    assert result.stdout == ""
+    assert result.files("model") == [] and result.files("output") == ["failure"]
+    return result.failure
+
+
+def test_rejected_hyperparameter_value(jobs, capsys):
+    split_job = jobs.split_iris()
+    result = jobs.train(split_job, {**SVC_HYPERPARAMETERS, "kernel": "banana", "cv_fold": "0"})
+    failure = assert_user_error(result)
+    assert failure.startswith("estimator SVC rejected hyperparameters: The 'kernel' parameter of SVC must be")
+    assert failure.endswith("Got 'banana' instead.")
+    assert "Traceback" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("hyperparameters", "fragment"),
+    [
+        ({"colour": '"red"'}, "estimator SVC rejected hyperparameters: Invalid parameter 'colour'"),
+        ({"cv_estimator": "Ridge"}, "estimator Ridge does a regression task but the split was made for classification"),
+        ({"cv_fold": "5"}, "cv_fold=5 is out of range: the split has folds 0 to 4"),
+        ({"cv_metric": "neg_log_loss", "cv_fold": "0"}, "scoring the fitted model with metric 'neg_log_loss' failed"),
+        ({"cv_metric": "r3"}, "unknown metric 'r3'"),
+    ],
+)
+def test_user_errors(jobs, hyperparameters, fragment):
+    assert_user_error(jobs.train(jobs.split_iris(), hyperparameters), fragment)
+
+
+def test_missing_split_output(jobs, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert_user_error(jobs.train(empty, {}), "lacks X.npy, y.npy, folds.npy, manifest.json")
+
+
+def test_split_cache_reuses_loaded_arrays_until_a_file_changes(jobs):
+    output = jobs.split_iris().root / "processing/output"
+    first = data.load_split_cached(output)
+    assert data.load_split_cached(output) is first
+    assert not first.X.flags.writeable  # a job cannot alter what later jobs read
+    stat = os.stat(output / "folds.npy")
+    os.utime(output / "folds.npy", ns=(stat.st_atime_ns, stat.st_mtime_ns + 1))
+    assert data.load_split_cached(output) is not first
+
+
+def test_short_names_and_dotted_paths():
+    for name, path in estimators.ESTIMATORS.items():
+        spec = estimators.resolve_estimator(name.lower())
+        assert (spec.name, spec.path, spec.cls.__name__) == (name, path, name)
+    spec = estimators.resolve_estimator("sklearn.linear_model.Perceptron")
+    assert (spec.name, spec.task) == ("sklearn.linear_model.Perceptron", "classification")
+    assert estimators.resolve_estimator("Lasso").task == "regression"
+
+
+@pytest.mark.parametrize(
+    ("name", "fragment"),
+    [
+        ("collections.OrderedDict", "'collections.OrderedDict' is not a scikit-learn estimator"),
+        ("nowhere.Model", "cannot import estimator 'nowhere.Model'"),
+        ("sklearn.cluster.KMeans", "neither a classifier nor a regressor"),
+        ("RandomForest", "unknown estimator 'RandomForest': use one of"),
+    ],
+)
+def test_estimator_resolution_errors(name, fragment):
+    with pytest.raises(UserError, match=re.escape(fragment)):
+        estimators.resolve_estimator(name)
+
+
+@pytest.mark.parametrize("module", [split, train])
+def test_console_scripts_exit_with_the_code_of_main(module, monkeypatch):
+    monkeypatch.setattr(module, "main", lambda: 3)
+    with pytest.raises(SystemExit) as exited:
+        module.cli()
+    assert exited.value.code == 3

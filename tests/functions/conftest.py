@@ -1,0 +1,110 @@
+"""Load each Lambda function as it runs when deployed: its folder on sys.path, its modules importable.
+
+Each folder is imported under a unique name with its folder on sys.path only while importing; its
+sibling modules are then taken out of sys.modules, so one function's tests cannot import another's code.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType, SimpleNamespace
+
+import pytest
+
+FUNCTIONS = Path(__file__).resolve().parents[2] / "functions"
+
+
+@dataclass
+class FakeLambdaContext:
+    function_name: str = "test-function"
+    memory_limit_in_mb: int = 128
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:000000000000:function:test-function"
+    aws_request_id: str = "00000000-0000-0000-0000-000000000000"
+
+
+def load_function(name: str) -> SimpleNamespace:
+    """``functions/<name>``: ``.app`` and each sibling module by its own name."""
+    folder = FUNCTIONS / name
+    before = set(sys.modules)
+    sys.path.insert(0, str(folder))
+    try:
+        spec = importlib.util.spec_from_file_location(f"functions_{name}_app", folder / "app.py")
+        app = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = app  # pydantic resolves the handler's annotations through sys.modules
+        spec.loader.exec_module(app)
+    finally:
+        sys.path.remove(str(folder))
+    siblings = {
+        module_name: sys.modules.pop(module_name)
+        for module_name in set(sys.modules) - before
+        if _is_in(sys.modules[module_name], folder)
+    }
+    return SimpleNamespace(app=app, **siblings)
+
+
+def _is_in(module: ModuleType, folder: Path) -> bool:
+    return Path(getattr(module, "__file__", None) or "/").resolve().parent == folder
+
+
+@pytest.fixture(scope="session", autouse=True)
+def powertools_environment():
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
+        patch.setenv("POWERTOOLS_METRICS_NAMESPACE", "cvpipe-tests")
+        patch.setenv("POWERTOOLS_SERVICE_NAME", "cvpipe-tests")
+        yield
+
+
+@pytest.fixture
+def lambda_context() -> FakeLambdaContext:
+    return FakeLambdaContext()
+
+
+@pytest.fixture(scope="session")
+def prepare_input(powertools_environment) -> SimpleNamespace:
+    return load_function("prepare_input")
+
+
+@pytest.fixture(scope="session")
+def propose_candidates(powertools_environment) -> SimpleNamespace:
+    return load_function("propose_candidates")
+
+
+@pytest.fixture(scope="session")
+def aggregate_scores(powertools_environment) -> SimpleNamespace:
+    return load_function("aggregate_scores")
+
+
+@pytest.fixture(scope="session")
+def build_registration(powertools_environment) -> SimpleNamespace:
+    return load_function("build_registration")
+
+
+@pytest.fixture
+def make_config(prepare_input):
+    """A normalised config, as prepare_input returns it, for an input with these sections."""
+
+    def make(**sections) -> dict:
+        document = {"dataset": {"uri": "s3://cvpipe-data/iris.csv", "target": "species"}, **sections}
+        return prepare_input.execution_input.normalise(document, execution="exec-1", bucket="cvpipe-artifacts")
+
+    return make
+
+
+@pytest.fixture
+def published_metrics(capsys):
+    """The metrics the handlers printed so far as CloudWatch embedded metric format: name -> values."""
+
+    def read() -> dict[str, list[float]]:
+        published = {}
+        for line in capsys.readouterr().out.splitlines():
+            document = json.loads(line) if line.startswith("{") else {}
+            for definition in document.get("_aws", {}).get("CloudWatchMetrics", []):
+                published.update({metric["Name"]: document[metric["Name"]] for metric in definition["Metrics"]})
+        return published
+
+    return read

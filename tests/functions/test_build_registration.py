@@ -1,0 +1,151 @@
+import copy
+import json
+import re
+import unicodedata
+
+import pytest
+
+BEST = {
+    "id": 3,
+    "params": {"C": 1.0, "kernel": "rbf", "class_weight": None},
+    "hyperparameters": {"cv_estimator": "SVC", "C": "1.0", "kernel": '"rbf"', "class_weight": "null"},
+    "status": "Completed",
+    "cv": {"mean": 0.95, "std": 0.02, "folds": [0.93, 0.97, 0.95], "train_mean": 0.99, "fit_time_mean": 0.1},
+    "failures": [],
+}
+FINAL = {"job": "cv-0123456789-final", "model_data_url": "s3://artifacts/runs/exec-1/jobs/final/model.tar.gz"}
+DATASET_INFO = {"task": "classification", "splitter": "StratifiedKFold", "metric": "accuracy", "k": 3}
+
+
+@pytest.fixture(scope="module")
+def registration(build_registration):
+    return build_registration.registration
+
+
+@pytest.fixture
+def event(make_config):
+    config = {**make_config(cv={"k": 3}), "dataset_info": DATASET_INFO}
+    return {"config": config, "tuning": {"round": 1, "history": [BEST], "best": BEST}, "final": FINAL}
+
+
+def build(registration, event):
+    return registration.build_registration(registration.RegistrationEvent.model_validate(event))
+
+
+def metadata_value_is_valid(value):
+    # CustomerMetadataProperties: [\p{L}\p{Z}\p{N}_.:/=+\-@]{1,256}
+    return 1 <= len(value) <= 256 and all(
+        unicodedata.category(char)[0] in "LNZ" or char in "_.:/=+-@" for char in value
+    )
+
+
+def test_statistics_document(registration, event):
+    result = build(registration, event)
+
+    assert result["statistics"] == {
+        "version": 0.0,
+        "accuracy": {"value": 0.95, "standard_deviation": 0.02},
+        "cross_validation": {
+            "k": 3,
+            "splitter": "StratifiedKFold",
+            "folds": [{"fold": 0, "value": 0.93}, {"fold": 1, "value": 0.97}, {"fold": 2, "value": 0.95}],
+            "candidate": 3,
+            "params": {"C": 1.0, "kernel": "rbf", "class_weight": None},
+        },
+    }
+    assert result["statistics_bucket"] == "cvpipe-artifacts"
+    assert result["statistics_key"] == "runs/exec-1/registry/statistics.json"
+    assert result["statistics_uri"] == "s3://cvpipe-artifacts/runs/exec-1/registry/statistics.json"
+
+
+def test_metric_and_folds_come_from_the_split_summary_over_the_request(registration, event):
+    event["config"]["metric"] = "f1_macro"  # as requested; the split summary is what actually ran
+    assert "accuracy" in build(registration, event)["statistics"]
+
+    del event["config"]["dataset_info"]
+    result = build(registration, event)
+    assert result["statistics"]["f1_macro"] == {"value": 0.95, "standard_deviation": 0.02}
+    assert result["statistics"]["cross_validation"]["splitter"] == "auto"
+
+
+def test_auto_metric_without_split_summary_is_an_error(registration, event):
+    del event["config"]["dataset_info"]
+
+    with pytest.raises(ValueError, match="dataset_info"):
+        build(registration, event)
+
+
+def test_description(registration, event):
+    description = build(registration, event)["description"]
+
+    assert description == (
+        "SVC: accuracy 0.9500 ± 0.0200 in 3-fold cross-validation (StratifiedKFold); "
+        "final training job cv-0123456789-final"
+    )
+
+
+def test_description_is_cut_to_1024_characters(registration, event):
+    event["config"]["model"]["estimator"] = "package." * 200 + "Estimator"
+
+    description = build(registration, event)["description"]
+
+    assert len(description) == 1024 and description.endswith("...")
+
+
+def test_metadata(registration, event):
+    metadata = build(registration, event)["metadata"]
+
+    assert metadata == {
+        "execution": "exec-1",
+        "estimator": "SVC",
+        "metric": "accuracy",
+        "cv_mean": "0.95",
+        "cv_std": "0.02",
+        "cv_folds": "0.93 0.97 0.95",
+        "k": "3",
+        "splitter": "StratifiedKFold",
+        "params": "C=1.0 class_weight=null kernel=rbf",
+        "training_job": "cv-0123456789-final",
+    }
+
+
+def test_metadata_respects_customer_metadata_limits(registration, event):
+    best = copy.deepcopy(BEST)
+    best["params"] = {"hidden_layer_sizes": [100, 50], "note": "a\tb{c}", **{f"p{i}": i / 7 for i in range(40)}}
+    best["cv"]["folds"] = [0.123456789] * 50
+    event["tuning"]["best"] = best
+
+    metadata = build(registration, event)["metadata"]
+
+    assert len(metadata) <= 50
+    assert all(1 <= len(key) <= 128 for key in metadata)
+    assert all(metadata_value_is_valid(value) for value in metadata.values()), metadata
+    assert metadata["params"].startswith("hidden_layer_sizes= 100 50 note=a b c p0=0.0 p1=0.14285714285714285 ")
+    assert metadata["params"].endswith("...") and len(metadata["params"]) == 256
+    assert metadata["cv_folds"].startswith("0.123457 0.123457") and len(metadata["cv_folds"]) == 256
+
+
+def test_empty_params_are_left_out_of_metadata(registration, event):
+    event["tuning"]["best"] = {**BEST, "params": {}}
+
+    assert "params" not in build(registration, event)["metadata"]
+
+
+def test_client_token_is_stable_per_execution(registration, event):
+    token = build(registration, event)["client_token"]
+    retried = build(registration, copy.deepcopy(event))["client_token"]
+    event["config"]["run"] = {**event["config"]["run"], "execution": "exec-2", "prefix": "s3://b/runs/exec-2"}
+
+    assert token == retried != build(registration, event)["client_token"]
+    assert re.fullmatch(r"[a-zA-Z0-9-]{1,36}", token)
+
+
+def test_handler_builds_the_registration(build_registration, event, lambda_context, published_metrics):
+    result = build_registration.app.lambda_handler(event, lambda_context)
+
+    assert set(result) == {
+        "statistics", "statistics_bucket", "statistics_key", "statistics_uri", "description", "metadata",
+        "client_token",
+    }  # fmt: skip
+    assert json.loads(json.dumps(result)) == result
+    assert published_metrics()["RegisteredScore"] == [0.95]

@@ -1,0 +1,282 @@
+import copy
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+from sklearn.metrics import get_scorer_names
+
+SCHEMA_FILE = Path(__file__).resolve().parents[2] / "schemas" / "execution-input.schema.json"
+MINIMAL = {"dataset": {"uri": "s3://cvpipe-data/iris.csv", "target": "species"}}
+
+
+@pytest.fixture(scope="module")
+def execution_input(prepare_input):
+    return prepare_input.execution_input
+
+
+def with_(**sections):
+    """MINIMAL with sections merged one level deep, e.g. with_(cv={"k": 1})."""
+    document = copy.deepcopy(MINIMAL)
+    for name, value in sections.items():
+        document[name] = {**document[name], **value} if isinstance(value, dict) and name in document else value
+    return document
+
+
+def problems_of(execution_input, document):
+    with pytest.raises(execution_input.InvalidInputError) as raised:
+        execution_input.validate(document)
+    return raised.value.problems
+
+
+def test_defaults_are_filled(execution_input):
+    config = execution_input.normalise(MINIMAL, execution="exec-1", bucket="artifacts")
+
+    run_id = hashlib.sha256(b"exec-1").hexdigest()[:10]
+    assert config == {
+        "dataset": {"uri": "s3://cvpipe-data/iris.csv", "target": "species"},
+        "cv": {"splitter": "auto", "k": 5, "seed": 0},
+        "model": {"estimator": "SVC", "params": {}, "scaler": "StandardScaler", "search_space": {}},
+        "tuning": {"strategy": "grid", "max_candidates": 20, "batch_size": 20, "parallel_candidates": 0, "seed": 0},
+        "metric": "auto",
+        "baseline": -1e308,
+        "baseline_given": False,
+        "registry": {"group": "cvpipe-models", "approval_status": "PendingManualApproval"},
+        "training": {
+            "instance_type": "ml.m5.large",
+            "instance_count": 1,
+            "volume_gb": 10,
+            "max_runtime_seconds": 3600,
+            "processing_instance_type": "ml.t3.medium",
+        },
+        "run": {
+            "execution": "exec-1",
+            "id": run_id,
+            "prefix": "s3://artifacts/runs/exec-1",
+            "job_prefix": f"cv-{run_id}",
+        },
+        "split_environment": {
+            "CV_TARGET": "species",
+            "CV_K": "5",
+            "CV_SPLITTER": "auto",
+            "CV_SEED": "0",
+            "CV_ESTIMATOR": "SVC",
+            "CV_METRIC": "auto",
+        },
+    }
+    assert json.loads(json.dumps(config)) == config
+
+
+def test_given_values_are_kept(execution_input):
+    document = with_(
+        cv={"splitter": "KFold", "k": 3, "seed": 7},
+        model={
+            "estimator": "sklearn.linear_model.Ridge",
+            "params": {"fit_intercept": False},
+            "scaler": "none",
+            "search_space": {
+                "alpha": {"type": "float", "low": 0.01, "high": 10, "log": True, "steps": 4},
+                "solver": {"values": ["auto", "svd"]},
+            },
+        },
+        tuning={"max_candidates": 8, "batch_size": 3, "parallel_candidates": 2},
+        metric="neg_root_mean_squared_error",
+        baseline=-1.5,
+    )
+
+    config = execution_input.normalise(document, execution="nightly", bucket="artifacts")
+
+    assert config["model"]["search_space"]["alpha"] == {
+        "type": "float", "low": 0.01, "high": 10.0, "log": True, "steps": 4,
+    }  # fmt: skip
+    assert config["tuning"] == {
+        "strategy": "grid", "max_candidates": 8, "batch_size": 3, "parallel_candidates": 2, "seed": 0,
+    }  # fmt: skip
+    assert (config["baseline"], config["baseline_given"]) == (-1.5, True)
+    assert config["split_environment"] == {
+        "CV_TARGET": "species",
+        "CV_K": "3",
+        "CV_SPLITTER": "KFold",
+        "CV_SEED": "7",
+        "CV_ESTIMATOR": "sklearn.linear_model.Ridge",
+        "CV_METRIC": "neg_root_mean_squared_error",
+    }
+
+
+def test_run_id_is_ten_hex_chars_stable_per_execution(execution_input):
+    first, again, other = (
+        execution_input.normalise(MINIMAL, execution=name, bucket="b")["run"]["id"] for name in ("a", "a", "b")
+    )
+    assert first == again != other
+    assert len(first) == 10 and set(first) <= set("0123456789abcdef")
+
+
+def test_random_strategy_needs_no_steps(execution_input):
+    document = with_(
+        model={"search_space": {"C": {"type": "float", "low": 0.1, "high": 10, "log": True}}},
+        tuning={"strategy": "random"},
+    )
+    assert execution_input.validate(document).model.search_space["C"].steps is None
+
+
+@pytest.mark.parametrize(
+    ("document", "expected"),
+    [
+        ({}, "dataset: required"),
+        (with_(dataset={"uri": "data/iris.csv"}), "dataset.uri: must be s3://bucket/key"),
+        (with_(dataset={"uri": "https://example.com/iris.csv"}), "dataset.uri: must be s3://bucket/key"),
+        ({"dataset": {"uri": "s3://cvpipe-data/iris.csv"}}, "dataset.target: required"),
+        (with_(dataset={"target": ""}), "dataset.target: string should have at least 1 character"),
+        (with_(tuning={"max_candidate": 5}), "tuning.max_candidate: unknown field: did you mean 'max_candidates'?"),
+        (with_(colour="blue"), "colour: unknown field: remove it (allowed: dataset, cv, model"),
+        (with_(cv={"splitter": "GroupKFold"}), "cv.splitter: input should be 'auto', 'KFold' or 'StratifiedKFold'"),
+        (with_(cv={"k": 1}), "cv.k: input should be greater than or equal to 2 (got 1)"),
+        (with_(cv={"k": 51}), "cv.k: input should be less than or equal to 50 (got 51)"),
+        (with_(cv={"seed": -1}), "cv.seed: input should be greater than or equal to 0"),
+        (with_(model={"estimator": "sklearn..SVC"}), "model.estimator: must be a scikit-learn estimator class name"),
+        (with_(model={"scaler": "MinMaxScaler"}), "model.scaler: input should be 'StandardScaler' or 'none'"),
+        (with_(model={"params": {"cv_seed": 1}}), "model.params.cv_seed: invalid name: must be an estimator param"),
+        (with_(model={"search_space": {"C": [1, 10]}}), 'model.search_space.C: must be {"values": [...]} or'),
+        (with_(model={"search_space": {"C": {"values": []}}}), "model.search_space.C.values: list should have"),
+        (
+            with_(model={"search_space": {"C": {"values": [1], "log": True}}}),
+            "model.search_space.C.log: unknown field: remove it (allowed: values)",
+        ),
+        (
+            with_(model={"search_space": {"C": {"type": "double", "low": 1, "high": 2, "steps": 2}}}),
+            "model.search_space.C.type: input should be 'float' or 'int'",
+        ),
+        (
+            with_(model={"search_space": {"range": {"type": "float", "low": 1, "hgh": 2, "steps": 2}}}),
+            "model.search_space.range.hgh: unknown field: did you mean 'high'?",
+        ),
+        (
+            with_(model={"search_space": {"C": {"type": "float", "high": 2, "steps": 2}}}),
+            "model.search_space.C.low: required",
+        ),
+        (
+            with_(model={"search_space": {"C": {"type": "float", "low": 10, "high": 1, "steps": 3}}}),
+            "model.search_space.C.low: must be below high (got low=10, high=1)",
+        ),
+        (
+            with_(model={"search_space": {"C": {"type": "float", "low": 0, "high": 1, "log": True, "steps": 3}}}),
+            "model.search_space.C.low: must be above 0 when log is true (got low=0)",
+        ),
+        (
+            with_(model={"search_space": {"n": {"type": "int", "low": 1, "high": 9.5, "steps": 3}}}),
+            "model.search_space.n.high: must be a whole number in an int range (got 9.5)",
+        ),
+        (
+            with_(model={"search_space": {"C": {"type": "float", "low": 1, "high": 2, "steps": 1}}}),
+            "model.search_space.C.steps: input should be greater than or equal to 2",
+        ),
+        (
+            with_(model={"search_space": {"C": {"type": "float", "low": 1, "high": 2}}}),
+            'model.search_space.C.steps: required by the grid strategy: set it, or use tuning.strategy "random"',
+        ),
+        (
+            with_(model={"params": {"C": 1}, "search_space": {"C": {"values": [1, 10]}}}),
+            "model.search_space.C: also set in model.params",
+        ),
+        (with_(tuning={"strategy": "bayesian"}), "tuning.strategy: input should be 'grid' or 'random'"),
+        (with_(tuning={"max_candidates": 0}), "tuning.max_candidates: input should be greater than or equal to 1"),
+        (
+            with_(tuning={"max_candidates": 5, "batch_size": 6}),
+            "tuning.batch_size: must be at most max_candidates (got 6 > 5)",
+        ),
+        (with_(metric="acuracy"), "metric: unknown scorer: use \"auto\" or a scikit-learn scorer name"),
+        (with_(baseline="high"), "baseline: input should be a valid number"),
+        (with_(registry={"group": "my_models"}), "registry.group: must be 1 to 63 letters, digits or hyphens"),
+        (with_(registry={"group": "a" * 64}), "registry.group: must be 1 to 63 letters, digits or hyphens"),
+        (with_(registry={"approval_status": "approved"}), "registry.approval_status: input should be 'Approved'"),
+        (with_(training={"instance_type": "m5.large"}), "training.instance_type: must be a SageMaker instance type"),
+        (with_(training={"instance_count": 0}), "training.instance_count: input should be greater than or equal"),
+        ([MINIMAL], "(input): must be a JSON object"),
+    ],
+)
+def test_each_invalid_field_is_named_with_what_to_do(execution_input, document, expected):
+    assert any(problem.startswith(expected) for problem in problems_of(execution_input, document)), expected
+
+
+def test_every_bad_field_is_reported_at_once(execution_input):
+    document = with_(dataset={"uri": "iris.csv"}, cv={"k": 0}, tuning={"strategy": "bayes"}, metric="acc")
+
+    problems = problems_of(execution_input, document)
+
+    assert [problem.split(":")[0] for problem in problems] == ["dataset.uri", "cv.k", "tuning.strategy", "metric"]
+
+
+def test_cross_field_problems_are_reported_together(execution_input):
+    space = {
+        "C": {"type": "float", "low": 10, "high": 1, "steps": 3},
+        "gamma": {"type": "float", "low": 0.1, "high": 1},
+    }
+    document = with_(model={"params": {"C": 1}, "search_space": space}, tuning={"max_candidates": 2, "batch_size": 3})
+
+    problems = problems_of(execution_input, document)
+
+    assert [problem.split(":")[0] for problem in problems] == [
+        "model.search_space.C",
+        "model.search_space.C.low",
+        "model.search_space.gamma.steps",
+        "tuning.batch_size",
+    ]
+
+
+def test_error_message_lists_problems_and_says_what_to_do(execution_input):
+    with pytest.raises(execution_input.InvalidInputError) as raised:
+        execution_input.validate(with_(dataset={"uri": "iris.csv"}))
+
+    message = str(raised.value)
+    assert "dataset.uri" in message and "upload the CSV to S3" in message and "cvpipe CLI" in message
+    assert "(got 'iris.csv')" in message
+
+
+def test_unknown_scorer_suggests_the_closest_name(execution_input):
+    (problem,) = problems_of(execution_input, with_(metric="acuracy"))
+    assert "did you mean 'accuracy'?" in problem
+
+
+def test_scorer_names_are_scikit_learn_scorers(execution_input):
+    assert set(execution_input.SCORERS) <= set(get_scorer_names())
+    assert {"accuracy", "r2", "roc_auc", "neg_mean_squared_error"} <= set(execution_input.SCORERS)
+
+
+def test_committed_json_schema_is_the_generated_one(execution_input):
+    generated = json.dumps(execution_input.input_json_schema(), indent=2, sort_keys=True) + "\n"
+    assert SCHEMA_FILE.read_text() == generated, (
+        "schemas/execution-input.schema.json is stale: write input_json_schema() from "
+        "functions/prepare_input/execution_input.py to it (indent 2, sorted keys, trailing newline)"
+    )
+
+
+def test_json_schema_describes_the_input(execution_input):
+    schema = execution_input.input_json_schema()
+    assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    assert schema["title"] == "cvpipe execution input"
+    assert schema["required"] == ["dataset"]
+    assert schema["additionalProperties"] is False
+    assert "neg_log_loss" in schema["properties"]["metric"]["enum"]
+
+
+def test_handler_returns_the_normalised_config(prepare_input, lambda_context, monkeypatch, published_metrics):
+    monkeypatch.setenv("ARTIFACT_BUCKET", "cvpipe-local-artifacts")
+
+    config = prepare_input.app.lambda_handler({"input": MINIMAL, "execution": "exec-1"}, lambda_context)
+
+    assert config["run"]["prefix"] == "s3://cvpipe-local-artifacts/runs/exec-1"
+    assert config["tuning"]["batch_size"] == 20
+    assert published_metrics()["ExecutionsPrepared"] == [1]
+
+
+def test_handler_raises_invalid_input_error(prepare_input, lambda_context, monkeypatch, published_metrics):
+    monkeypatch.setenv("ARTIFACT_BUCKET", "cvpipe-local-artifacts")
+    event = {"input": with_(cv={"k": 100}), "execution": "exec-1"}
+
+    # Step Functions matches the Lambda error by the exception's class name.
+    with pytest.raises(Exception) as raised:
+        prepare_input.app.lambda_handler(event, lambda_context)
+
+    assert type(raised.value).__name__ == "InvalidInputError"
+    assert "cv.k" in str(raised.value)
+    assert published_metrics()["InvalidInputs"] == [1]

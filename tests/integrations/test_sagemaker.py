@@ -1,0 +1,333 @@
+"""Local SageMaker jobs: requests as Step Functions sends them, programs written for the tests."""
+
+from __future__ import annotations
+
+import io
+import itertools
+import json
+import tarfile
+import textwrap
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+from botocore.validate import validate_parameters
+
+from cvpipe.asl.errors import StatesError
+from cvpipe.asl.tasks import TaskRegistry, TaskRequest
+from cvpipe.integrations.jobs import JobPool
+from cvpipe.integrations.sagemaker import final_metrics, register_sagemaker, service_model
+from cvpipe.integrations.store import LocalObjectStore
+
+BUCKET = "cvpipe-local-artifacts"
+TRAIN = '''
+import json, os, sys, time
+from pathlib import Path
+
+def main(ml_root=Path("/opt/ml")):
+    hp = json.loads((ml_root / "input/config/hyperparameters.json").read_text())
+    mode = hp.get("mode", "ok")
+    if mode == "sleep":
+        time.sleep(30)
+    if mode == "fail":
+        (ml_root / "output/failure").write_text("ValueError: alpha must be positive")
+        return 1
+    if mode == "exit3":
+        return 3
+    rows = (ml_root / "input/data/train/data.csv").read_text()
+    print("validation:score=0.75")
+    print("validation:score=0.875")
+    print("train:score=not-a-number")
+    print("fit_time=nan")
+    (ml_root / "model/model.txt").write_text(rows)
+    (ml_root / "model/meta").mkdir()
+    (ml_root / "model/meta/info.json").write_text(json.dumps({
+        "job": os.environ["TRAINING_JOB_NAME"], "config": hp,
+        "resources": json.loads((ml_root / "input/config/resourceconfig.json").read_text())}))
+    (ml_root / "output/data/extra.txt").write_text("extra")
+    return 0
+'''
+SPLIT = '''
+import json, os
+from pathlib import Path
+
+def main(ml_root=Path("/opt/ml")):
+    rows = (ml_root / "processing/input/data.csv").read_text().splitlines()
+    out = ml_root / "processing/output"
+    (out / "folds.txt").write_text(os.environ["CV_K"])
+    (out / "nested").mkdir()
+    (out / "nested/rows.txt").write_text(str(len(rows)))
+    (ml_root / "output/message").write_text(json.dumps({"n_rows": len(rows), "k": int(os.environ["CV_K"])}))
+    return 0
+'''
+METRICS = [
+    {"Name": "validation:score", "Regex": r"validation:score=(\S+)"},
+    {"Name": "train:score", "Regex": r"train:score=(\S+)"},
+    {"Name": "fit_time", "Regex": r"fit_time=(\S+)"},
+]
+_names = itertools.count()
+
+
+@pytest.fixture(scope="module")
+def pool(tmp_path_factory: pytest.TempPathFactory):
+    folder = tmp_path_factory.mktemp("programs")
+    (folder / "cvtest_sm_train.py").write_text(TRAIN)
+    (folder / "cvtest_sm_split.py").write_text(SPLIT)
+    programs = {"train": "cvtest_sm_train:cli", "split": "cvtest_sm_split:cli"}
+    with JobPool(programs, workers=2, sys_path=[str(folder)]) as pool:
+        yield pool
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> LocalObjectStore:
+    store = LocalObjectStore(tmp_path / "s3")
+    store.put_bytes(f"s3://{BUCKET}/data/train/data.csv", b"a,b\n1,2\n3,4\n")
+    return store
+
+
+@pytest.fixture
+def tasks(store: LocalObjectStore, pool: JobPool, tmp_path: Path) -> TaskRegistry:
+    tasks = TaskRegistry()
+    register_sagemaker(tasks, store, pool,
+                       lambda request: tmp_path / "runs" / request.context["Execution"]["Name"] / "jobs")
+    return tasks
+
+
+def assert_describe_shape(description: dict[str, Any], operation: str) -> None:
+    """The description fits botocore's model of the response; optimized integrations return
+    timestamps as epoch milliseconds, which botocore would have parsed into datetimes."""
+    def parsed(value: Any, key: str = "") -> Any:
+        if isinstance(value, dict):
+            return {k: parsed(v, k) for k, v in value.items()}
+        if isinstance(value, list):
+            return [parsed(v) for v in value]
+        if key.endswith(("Time", "Timestamp")):
+            assert isinstance(value, int)
+            return datetime.fromtimestamp(value / 1000, timezone.utc)
+        return value
+
+    validate_parameters(parsed(description), service_model().operation_model(operation).output_shape)
+
+
+def job_name(label: str) -> str:
+    return f"{label}-{next(_names)}"
+
+
+def training_request(name: str, **changes: Any) -> dict[str, Any]:
+    request = {
+        "TrainingJobName": name,
+        "RoleArn": "arn:aws:iam::000000000000:role/cvpipe",
+        "AlgorithmSpecification": {"TrainingImage": "cvjobs:latest", "TrainingInputMode": "File",
+                                   "MetricDefinitions": METRICS},
+        "HyperParameters": {"mode": "ok", "cv_seed": "0"},
+        "InputDataConfig": [{"ChannelName": "train", "DataSource": {"S3DataSource": {
+            "S3DataType": "S3Prefix", "S3Uri": f"s3://{BUCKET}/data/train"}}}],
+        "OutputDataConfig": {"S3OutputPath": f"s3://{BUCKET}/runs/exec/models/"},
+        "ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 1},
+        "StoppingCondition": {"MaxRuntimeInSeconds": 600},
+    }
+    return {**request, **changes}
+
+
+def processing_request(name: str, **changes: Any) -> dict[str, Any]:
+    request = {
+        "ProcessingJobName": name,
+        "RoleArn": "arn:aws:iam::000000000000:role/cvpipe",
+        "AppSpecification": {"ImageUri": "cvjobs:latest", "ContainerEntrypoint": ["split"]},
+        "ProcessingResources": {"ClusterConfig": {"InstanceCount": 1, "InstanceType": "ml.m5.large",
+                                                  "VolumeSizeInGB": 1}},
+        "Environment": {"CV_K": "5"},
+        "ProcessingInputs": [{"InputName": "data", "S3Input": {
+            "S3Uri": f"s3://{BUCKET}/data/train/data.csv", "LocalPath": "/opt/ml/processing/input",
+            "S3DataType": "S3Prefix", "S3InputMode": "File"}}],
+        "ProcessingOutputConfig": {"Outputs": [{"OutputName": "split", "S3Output": {
+            "S3Uri": f"s3://{BUCKET}/runs/exec/split", "LocalPath": "/opt/ml/processing/output",
+            "S3UploadMode": "EndOfJob"}}]},
+    }
+    return {**request, **changes}
+
+
+def call(tasks: TaskRegistry, resource: str, parameters: dict[str, Any], execution: str = "exec",
+         events: list | None = None, cancelled: threading.Event | None = None) -> Any:
+    request = TaskRequest(
+        resource=resource, parameters=parameters, context={"Execution": {"Name": execution}},
+        cancelled=cancelled or threading.Event(),
+        emit=lambda kind, details: events.append((kind, details)) if events is not None else None,
+    )
+    return tasks.resolve(resource)(request)
+
+
+TRAIN_SYNC = "arn:aws:states:::sagemaker:createTrainingJob.sync"
+PROCESS_SYNC = "arn:aws:states:::sagemaker:createProcessingJob.sync"
+
+
+def failed_description(tasks: TaskRegistry, resource: str, parameters: dict[str, Any], **kwargs: Any) -> dict:
+    with pytest.raises(StatesError) as caught:
+        call(tasks, resource, parameters, **kwargs)
+    assert caught.value.error == "States.TaskFailed"
+    return json.loads(caught.value.cause)
+
+
+def validation_error(tasks: TaskRegistry, resource: str, parameters: dict[str, Any]) -> str:
+    with pytest.raises(StatesError) as caught:
+        call(tasks, resource, parameters)
+    assert caught.value.error == "SageMaker.AmazonSageMakerException"
+    assert "Error Code: ValidationException" in caught.value.cause
+    return caught.value.cause
+
+
+def test_training_job_runs_and_returns_describe_training_job(tasks, store, tmp_path) -> None:
+    name = job_name("Fold")
+    events: list = []
+    result = call(tasks, TRAIN_SYNC, training_request(name), events=events)
+
+    assert_describe_shape(result, "DescribeTrainingJob")
+    assert result["TrainingJobStatus"] == result["SecondaryStatus"] == "Completed"
+    assert result["TrainingJobArn"] == f"arn:aws:sagemaker:us-east-1:000000000000:training-job/{name.lower()}"
+    assert "FailureReason" not in result
+    assert result["HyperParameters"] == {"mode": "ok", "cv_seed": "0"}
+    assert result["CreationTime"] <= result["TrainingStartTime"] <= result["TrainingEndTime"]
+    assert result["BillableTimeInSeconds"] >= 1
+    assert events == [("TaskSubmitted", {
+        "resourceType": "sagemaker", "resource": "createTrainingJob.sync",
+        "output": json.dumps({"TrainingJobArn": result["TrainingJobArn"]}), "outputDetails": {"truncated": False}})]
+    # Last match wins; lines whose capture is not a finite number are skipped.
+    assert [(m["MetricName"], m["Value"]) for m in result["FinalMetricDataList"]] == [("validation:score", 0.875)]
+
+    model_uri = result["ModelArtifacts"]["S3ModelArtifacts"]
+    assert model_uri == f"s3://{BUCKET}/runs/exec/models/{name}/output/model.tar.gz"
+    with tarfile.open(fileobj=io.BytesIO(store.get_bytes(model_uri))) as tar:
+        assert tar.extractfile("model.txt").read() == b"a,b\n1,2\n3,4\n"
+        info = json.load(tar.extractfile("meta/info.json"))
+    assert info["job"] == name and info["config"] == {"mode": "ok", "cv_seed": "0"}
+    assert info["resources"]["current_host"] == "algo-1" and info["resources"]["hosts"] == ["algo-1"]
+    assert store.exists(model_uri.replace("model.tar.gz", "output.tar.gz"))
+    folder = tmp_path / "runs" / "exec" / "jobs" / name
+    channels = json.loads((folder / "input/config/inputdataconfig.json").read_text())
+    assert channels["train"]["TrainingInputMode"] == "File"
+    assert json.loads((folder / "describe.json").read_text()) == result
+
+
+def test_failure_reason_comes_from_the_failure_file(tasks) -> None:
+    request = training_request(job_name("fail"), HyperParameters={"mode": "fail"})
+    description = failed_description(tasks, TRAIN_SYNC, request)
+    assert description["TrainingJobStatus"] == "Failed"
+    assert description["FailureReason"] == "ValueError: alpha must be positive"
+
+
+def test_failure_without_a_failure_file_reports_the_exit_code(tasks, store) -> None:
+    name = job_name("exit")
+    description = failed_description(tasks, TRAIN_SYNC, training_request(name, HyperParameters={"mode": "exit3"}))
+    assert description["FailureReason"] == "AlgorithmError: exit code 3"
+    assert not store.list(f"s3://{BUCKET}/runs/exec/models/{name}/")  # nothing uploaded
+
+
+def test_max_runtime_stops_the_job(tasks) -> None:
+    request = training_request(job_name("slow"), HyperParameters={"mode": "sleep"},
+                               StoppingCondition={"MaxRuntimeInSeconds": 1})
+    description = failed_description(tasks, TRAIN_SYNC, request)
+    assert (description["TrainingJobStatus"], description["SecondaryStatus"]) == ("Stopped", "MaxRuntimeExceeded")
+    assert "MaxRuntimeInSeconds" in description["FailureReason"]
+
+
+def test_cancelling_the_task_stops_the_job(tasks) -> None:
+    cancelled = threading.Event()
+    threading.Timer(0.3, cancelled.set).start()
+    started = time.monotonic()
+    request = training_request(job_name("cancel"), HyperParameters={"mode": "sleep"})
+    description = failed_description(tasks, TRAIN_SYNC, request, cancelled=cancelled)
+    assert (description["TrainingJobStatus"], description["SecondaryStatus"]) == ("Stopped", "Stopped")
+    assert time.monotonic() - started < 10
+
+
+def test_missing_input_data_fails_the_job_with_a_client_error(tasks) -> None:
+    channels = [{"ChannelName": "train", "DataSource": {"S3DataSource": {
+        "S3DataType": "S3Prefix", "S3Uri": f"s3://{BUCKET}/nothing/here"}}}]
+    description = failed_description(tasks, TRAIN_SYNC, training_request(job_name("nodata"), InputDataConfig=channels))
+    assert description["FailureReason"].startswith('ClientError: No S3 objects found under S3 URL "s3://')
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"RoleArn": None}, 'Missing required parameter in input: "RoleArn"'),
+    ({"HyperParameters": {"C": 1.0}}, "Invalid type for parameter HyperParameters.C"),
+    ({"TrainingJobName": "bad_name"}, "Member must satisfy regular expression pattern"),
+    ({"ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 2, "VolumeSizeInGB": 1}},
+     "InstanceCount must be 1"),
+    ({"AlgorithmSpecification": {"TrainingInputMode": "Pipe"}}, "not Pipe"),
+    ({"AlgorithmSpecification": {"TrainingInputMode": "File", "MetricDefinitions": [{"Name": "m", "Regex": "("}]}},
+     "invalid Regex"),
+])
+def test_invalid_training_requests_are_refused(tasks, tmp_path, change, message) -> None:
+    request = {key: value for key, value in training_request(job_name("bad"), **change).items() if value is not None}
+    assert message in validation_error(tasks, TRAIN_SYNC, request)
+    assert not (tmp_path / "runs").exists()  # nothing was created
+
+
+def test_a_job_name_is_used_once_across_executions(tasks) -> None:
+    name = job_name("twice")
+    call(tasks, TRAIN_SYNC, training_request(name), execution="first")
+    with pytest.raises(StatesError) as caught:
+        call(tasks, TRAIN_SYNC, training_request(name.upper()), execution="second")
+    assert caught.value.error == "SageMaker.ResourceInUseException"
+    assert "Error Code: ResourceInUse" in caught.value.cause
+    assert "a training job with this name already exists" in caught.value.cause
+
+
+def test_processing_job_moves_inputs_outputs_environment_and_exit_message(tasks, store, tmp_path) -> None:
+    name = job_name("split")
+    result = call(tasks, PROCESS_SYNC, processing_request(name))
+    assert_describe_shape(result, "DescribeProcessingJob")
+    assert result["ProcessingJobStatus"] == "Completed"
+    assert result["ProcessingJobArn"].endswith(f":processing-job/{name}")
+    assert json.loads(result["ExitMessage"]) == {"n_rows": 3, "k": 5}
+    assert store.list(f"s3://{BUCKET}/runs/exec/split") == [
+        f"s3://{BUCKET}/runs/exec/split/folds.txt", f"s3://{BUCKET}/runs/exec/split/nested/rows.txt"]
+    assert store.get_bytes(f"s3://{BUCKET}/runs/exec/split/folds.txt") == b"5"
+    assert (tmp_path / "runs" / "exec" / "jobs" / name / "processing" / "input" / "data.csv").is_file()
+
+
+def test_processing_request_response_returns_the_arn_and_runs_on(tasks, tmp_path) -> None:
+    name = job_name("async")
+    result = call(tasks, "arn:aws:states:::sagemaker:createProcessingJob", processing_request(name))
+    assert result == {"ProcessingJobArn": f"arn:aws:sagemaker:us-east-1:000000000000:processing-job/{name}"}
+    describe = tmp_path / "runs" / "exec" / "jobs" / name / "describe.json"
+    for _ in range(500):
+        if describe.exists():
+            break
+        time.sleep(0.02)
+    assert json.loads(describe.read_text())["ProcessingJobStatus"] == "Completed"
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"AppSpecification": {"ImageUri": "x", "ContainerEntrypoint": ["split"], "ContainerArguments": ["--k", "5"]}},
+     "passes no arguments"),
+    ({"AppSpecification": {"ImageUri": "x", "ContainerEntrypoint": ["nope"]}}, "one of: split, train"),
+    ({"AppSpecification": {"ImageUri": "x"}}, "ContainerEntrypoint must name a program"),
+    ({"ProcessingInputs": [{"InputName": "data", "S3Input": {
+        "S3Uri": f"s3://{BUCKET}/data", "LocalPath": "/tmp/data", "S3DataType": "S3Prefix"}}]},
+     "must be a path under /opt/ml/processing/"),
+    ({"ProcessingOutputConfig": {"Outputs": [{"OutputName": "o", "S3Output": {
+        "S3Uri": f"s3://{BUCKET}/o", "LocalPath": "/opt/ml/processing/../model", "S3UploadMode": "EndOfJob"}}]}},
+     "must be a path under /opt/ml/processing/"),
+])
+def test_invalid_processing_requests_are_refused(tasks, change, message) -> None:
+    assert message in validation_error(tasks, PROCESS_SYNC, processing_request(job_name("bad"), **change))
+
+
+def test_final_metrics_parsing(tmp_path: Path) -> None:
+    log = tmp_path / "job.log"
+    log.write_text(textwrap.dedent("""\
+        loss=0.5
+        loss=0.25 epoch 2
+        loss=inf
+        acc=
+        acc=0.9
+        score:
+    """))
+    definitions = [{"Name": "loss", "Regex": r"loss=(\S+)"}, {"Name": "acc", "Regex": r"acc=(\S*)"},
+                   {"Name": "nogroup", "Regex": r"score:"}, {"Name": "absent", "Regex": r"zzz=(\d+)"}]
+    assert final_metrics(definitions, log, 7) == [
+        {"MetricName": "loss", "Value": 0.25, "Timestamp": 7}, {"MetricName": "acc", "Value": 0.9, "Timestamp": 7}]

@@ -1,0 +1,164 @@
+"""Static checks of the stack: the template and the definitions lint clean, placeholders match
+their substitutions, and every AWS API call in a definition is valid for botocore's service model."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Iterator
+
+import botocore.session
+import pytest
+from botocore.exceptions import ParamValidationError
+from botocore.validate import validate_parameters
+
+from cvpipe.integrations.template import Template
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE = ROOT / "template.yaml"
+DEFINITIONS = sorted((ROOT / "statemachine").glob("*.asl.json"))
+PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9_.:]+)\}")
+
+# Task resources this project may use, and the API operation each one calls.
+SERVICE_OPERATIONS = {
+    "arn:aws:states:::sagemaker:createProcessingJob.sync": ("sagemaker", "CreateProcessingJob"),
+    "arn:aws:states:::sagemaker:createTrainingJob.sync": ("sagemaker", "CreateTrainingJob"),
+    "arn:aws:states:::aws-sdk:sagemaker:createModelPackageGroup": ("sagemaker", "CreateModelPackageGroup"),
+    "arn:aws:states:::aws-sdk:sagemaker:createModelPackage": ("sagemaker", "CreateModelPackage"),
+    "arn:aws:states:::aws-sdk:s3:putObject": ("s3", "PutObject"),
+    "arn:aws:states:::lambda:invoke": ("lambda", "Invoke"),
+}
+
+
+def _tool(name: str) -> str:
+    found = shutil.which(name, path=str(Path(sys.executable).parent)) or shutil.which(name)
+    if not found:
+        pytest.fail(f"{name} is not installed; run `make test`, which installs it")
+    return found
+
+
+def _state_machines() -> list[dict[str, Any]]:
+    template = Template(TEMPLATE).body
+    return [
+        resource["Properties"]
+        for resource in template["Resources"].values()
+        if resource["Type"] == "AWS::Serverless::StateMachine"
+    ]
+
+
+def _task_states(states: dict[str, Any], where: str = "States") -> Iterator[tuple[str, dict[str, Any]]]:
+    for name, state in states.items():
+        path = f"{where}.{name}"
+        if state["Type"] == "Task":
+            yield path, state
+        for key in ("ItemProcessor", "Iterator"):
+            if key in state:
+                yield from _task_states(state[key]["States"], f"{path}.{key}.States")
+        for i, branch in enumerate(state.get("Branches", [])):
+            yield from _task_states(branch["States"], f"{path}.Branches[{i}].States")
+
+
+def test_template_lints_clean() -> None:
+    result = subprocess.run(
+        [_tool("cfn-lint"), str(TEMPLATE)], capture_output=True, text=True,
+        env={**os.environ, "AWS_DEFAULT_REGION": "us-east-1"},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("definition", DEFINITIONS, ids=lambda p: p.name)
+def test_definition_lints_clean(definition: Path) -> None:
+    # Placeholders stand in Resource fields until deployment, so statelint's URI check is off.
+    result = subprocess.run(
+        [_tool("statelint"), "--ignore=URI", str(definition)], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_definition_belongs_to_a_state_machine() -> None:
+    used = {(ROOT / sm["DefinitionUri"]).resolve() for sm in _state_machines()}
+    assert set(DEFINITIONS) <= used, f"definitions no state machine deploys: {set(DEFINITIONS) - used}"
+
+
+def test_placeholders_match_definition_substitutions() -> None:
+    template = Template(TEMPLATE).body
+    for machine in _state_machines():
+        text = (ROOT / machine["DefinitionUri"]).read_text()
+        placeholders = set(PLACEHOLDER.findall(text))
+        substitutions = machine.get("DefinitionSubstitutions", {})
+        assert placeholders == set(substitutions), (
+            f"{machine['DefinitionUri']}: without a substitution: {sorted(placeholders - set(substitutions))}; "
+            f"substituted but unused: {sorted(set(substitutions) - placeholders)}"
+        )
+        # cfn-lint does not look inside DefinitionSubstitutions: check what they reference exists.
+        for name, value in substitutions.items():
+            if isinstance(value, dict) and "Fn::GetAtt" in value:
+                logical_id, attribute = value["Fn::GetAtt"]
+                assert logical_id in template["Resources"], f"{name}: no resource {logical_id}"
+                assert attribute == "Arn", f"{name}: expected the Arn of {logical_id}"
+            if isinstance(value, dict) and "Ref" in value:
+                ref = value["Ref"]
+                assert ref in template["Resources"] or ref in template.get("Parameters", {}), f"{name}: no {ref}"
+
+
+def _example(shape: Any) -> Any:
+    """A smallest value of a botocore shape, standing in for a value only known at run time."""
+    kind = shape.type_name
+    if kind == "string":
+        return shape.enum[0] if shape.enum else "x" * max(shape.metadata.get("min", 1), 1)
+    if kind in ("integer", "long"):
+        return max(shape.metadata.get("min", 1), 1)
+    if kind in ("float", "double"):
+        return float(max(shape.metadata.get("min", 1), 1))
+    if kind == "boolean":
+        return True
+    if kind == "blob":
+        return b"x"
+    if kind == "timestamp":
+        return 0
+    if kind == "list":
+        return [_example(shape.member)] * max(shape.metadata.get("min", 0), 1)
+    if kind == "map":
+        return {_example(shape.key): _example(shape.value)}
+    return {name: _example(shape.members[name]) for name in shape.required_members}
+
+
+def _concrete(parameters: Any, shape: Any, where: str) -> Any:
+    """Parameters with every ``key.$`` replaced by an example value of that member's shape."""
+    if isinstance(parameters, list):
+        return [_concrete(item, shape.member, f"{where}[{i}]") for i, item in enumerate(parameters)]
+    if not isinstance(parameters, dict) or shape.type_name != "structure":
+        return parameters
+    concrete = {}
+    for key, value in parameters.items():
+        name = key[:-2] if key.endswith(".$") else key
+        assert name in shape.members, f"{where}.{name}: not a member of {shape.name}"
+        member = shape.members[name]
+        concrete[name] = _example(member) if key.endswith(".$") else _concrete(value, member, f"{where}.{name}")
+    return concrete
+
+
+@pytest.mark.parametrize("definition", DEFINITIONS, ids=lambda p: p.name)
+def test_service_task_parameters_match_botocore(definition: Path) -> None:
+    session = botocore.session.get_session()
+    states = json.loads(definition.read_text())["States"]
+    tasks = list(_task_states(states))
+    assert tasks
+    for where, state in tasks:
+        resource = state["Resource"]
+        assert resource in SERVICE_OPERATIONS, f"{where}: unknown or misspelt resource {resource}"
+        service, operation = SERVICE_OPERATIONS[resource]
+        if service == "lambda":
+            assert set(state["Parameters"]) == {"FunctionName", "Payload"}, where
+            continue
+        input_shape = session.get_service_model(service).operation_model(operation).input_shape
+        params = _concrete(state["Parameters"], input_shape, where)
+        try:
+            validate_parameters(params, input_shape)
+        except ParamValidationError as error:
+            pytest.fail(f"{where} ({operation}): {error}")
