@@ -3,11 +3,13 @@
 Hyperparameters (``input/config/hyperparameters.json``, all strings): control keys ``cv_estimator``
 (default: the split's estimator), ``cv_metric`` (default auto = the split's metric), ``cv_scaler``
 (``StandardScaler`` | ``none``, default StandardScaler), ``cv_seed`` (default: the split's seed) and
-``cv_fold`` (absent or ``null``: fit on every row). Every other key is an estimator parameter given
-as JSON text, or as a plain string when it is not valid JSON.
+``cv_fold`` (absent or ``null``: fit on every row) and ``cv_train_score`` (default false: as in
+scikit-learn's ``cross_validate``, scoring the training rows costs about as much as the fit, so fold
+jobs skip it unless asked). Every other key is an estimator parameter given as JSON text, or as a plain
+string when it is not valid JSON.
 Channel ``train``: the split job's output. Prints ``validation:score=``, ``train:score=`` and
-``fit_time=`` lines; writes ``model/model.joblib``, ``model/metadata.json`` and
-``output/data/metrics.json``.
+``fit_time=`` lines; writes ``model/metadata.json``, ``output/data/metrics.json`` and, when fitting
+on every row, ``model/model.joblib`` (a fold's model is never used, so it is not kept).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from cvjobs.data import fold_masks, load_split_cached, resolve_metric, score
 from cvjobs.estimators import SCALERS, make_estimator, make_pipeline, resolve_estimator
 from cvjobs.job import UserError, json_bytes, publish, quote_names, run_job
 
-CONTROL_KEYS = ("cv_estimator", "cv_metric", "cv_scaler", "cv_seed", "cv_fold")
+CONTROL_KEYS = ("cv_estimator", "cv_metric", "cv_scaler", "cv_seed", "cv_fold", "cv_train_score")
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,7 @@ class TrainConfig:
     scaler: str
     seed: int | None
     fold: int | None
+    train_score: bool
     params: dict[str, Any]
 
 
@@ -81,6 +84,7 @@ def parse_hyperparameters(raw: dict[str, Any]) -> TrainConfig:
         scaler=matched[0],
         seed=_optional_int(values, raw, "cv_seed", maximum=2**32 - 1),
         fold=_optional_int(values, raw, "cv_fold", maximum=None),
+        train_score=_flag(values, raw, "cv_train_score"),
         params={key: value for key, value in values.items() if key not in CONTROL_KEYS},
     )
 
@@ -96,6 +100,13 @@ def _optional_int(values: dict[str, Any], raw: dict[str, Any], key: str, maximum
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 0 or (maximum and value > maximum):
         raise UserError(f"{key}={raw[key]!r} must be a non-negative integer")
+    return value
+
+
+def _flag(values: dict[str, Any], raw: dict[str, Any], key: str) -> bool:
+    value = values.get(key, False)
+    if not isinstance(value, bool):
+        raise UserError(f"{key}={raw[key]!r} must be true or false")
     return value
 
 
@@ -138,15 +149,17 @@ def _train(ml_root: Path) -> None:
     fit_time = time.perf_counter() - started
 
     scorer = get_scorer(metric)
-    scores = {"train": score(scorer, metric, pipeline, X_train, y_train)}
+    scores = {}
     if config.fold is not None:
         scores["validation"] = score(scorer, metric, pipeline, split.X[validation_rows], split.y[validation_rows])
+    if config.fold is None or config.train_score:
+        scores["train"] = score(scorer, metric, pipeline, X_train, y_train)
 
     metrics = {
         "fold": config.fold,
         "metric": metric,
         "validation_score": _finite(scores.get("validation")),
-        "train_score": _finite(scores["train"]),
+        "train_score": _finite(scores.get("train")),
         "fit_time": fit_time,
         "n_train_rows": int(train_rows.sum()),
         "n_validation_rows": int(validation_rows.sum()),
@@ -165,15 +178,16 @@ def _train(ml_root: Path) -> None:
         "split_input_sha256": manifest["input"]["sha256"],
         "versions": {"python": platform.python_version(), "scikit-learn": sklearn.__version__, "numpy": np.__version__},
     }
-    publish(
-        ml_root / "model",
-        {"model.joblib": lambda stream: joblib.dump(pipeline, stream), "metadata.json": json_bytes(metadata)},
-    )
+    model_files = {"metadata.json": json_bytes(metadata)}
+    if config.fold is None:
+        model_files["model.joblib"] = lambda stream: joblib.dump(pipeline, stream)
+    publish(ml_root / "model", model_files)
     publish(ml_root / "output" / "data", {"metrics.json": json_bytes(metrics)})
     # The MetricDefinitions of the state machine parse these lines from the job's log.
     if "validation" in scores:
         print(f"validation:score={scores['validation']!r}", flush=True)
-    print(f"train:score={scores['train']!r}", flush=True)
+    if "train" in scores:
+        print(f"train:score={scores['train']!r}", flush=True)
     print(f"fit_time={fit_time:.6f}", flush=True)
 
 

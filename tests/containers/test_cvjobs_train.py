@@ -31,18 +31,23 @@ METRIC_LINE = re.compile(rf"^(validation:score|train:score)=({NUMBER})$|^fit_tim
 
 
 def run_folds(jobs, split_job, hyperparameters, k=5):
+    """Each fold's validation scores and, asked for with cv_train_score, its train scores."""
     results = [jobs.train(split_job, {**hyperparameters, "cv_fold": str(fold)}) for fold in range(k)]
+    expected_lines = ["validation:score", "train:score", "fit_time"]
+    if hyperparameters.get("cv_train_score") != "true":
+        expected_lines.remove("train:score")
     for result in results:
         assert result.code == 0, result.failure
         lines = result.stdout.splitlines()
-        assert [line.split("=")[0] for line in lines] == ["validation:score", "train:score", "fit_time"]
+        assert [line.split("=")[0] for line in lines] == expected_lines
         assert all(METRIC_LINE.match(line) for line in lines)
-    return [r.metrics()["validation:score"] for r in results], [r.metrics()["train:score"] for r in results]
+        assert result.files("model") == ["metadata.json"]  # a fold's model is not kept
+    return [r.metrics()["validation:score"] for r in results], [r.metrics().get("train:score") for r in results]
 
 
 def test_svc_fold_scores_equal_cross_validate(jobs, iris):
     split_job = jobs.split_iris(CV_SPLITTER="StratifiedKFold")
-    validation, training = run_folds(jobs, split_job, SVC_HYPERPARAMETERS)
+    validation, training = run_folds(jobs, split_job, {**SVC_HYPERPARAMETERS, "cv_train_score": "true"})
 
     X, y = iris
     expected = cross_validate(
@@ -62,7 +67,8 @@ def test_ridge_fold_scores_equal_cross_validate(jobs, diabetes):
     rows = [[*map(float, x), float(t)] for x, t in zip(X, y, strict=True)]
     split_job = jobs.split(header, rows, CV_TARGET="progression", CV_ESTIMATOR="Ridge", CV_SPLITTER="KFold")
     assert split_job.code == 0, split_job.failure
-    validation, _ = run_folds(jobs, split_job, {"cv_estimator": "Ridge", "cv_metric": "auto", "alpha": "0.5"})
+    validation, training = run_folds(jobs, split_job, {"cv_estimator": "Ridge", "cv_metric": "auto", "alpha": "0.5"})
+    assert training == [None] * 5
 
     expected = cross_validate(
         Pipeline([("scaler", StandardScaler()), ("estimator", Ridge(alpha=0.5))]),
@@ -150,7 +156,6 @@ def test_scaler_none_and_user_random_state(jobs):
         {
             "cv_estimator": "RandomForestClassifier",
             "cv_scaler": "none",
-            "cv_fold": "1",
             "n_estimators": "5",
             "random_state": "11",
         },
@@ -159,7 +164,7 @@ def test_scaler_none_and_user_random_state(jobs):
     model = joblib.load(result.root / "model/model.joblib")
     assert [name for name, _ in model.steps] == ["estimator"]
     assert model.named_steps["estimator"].random_state == 11
-    assert result.json("output/data/metrics.json")["n_validation_rows"] == 30
+    assert result.json("output/data/metrics.json")["n_train_rows"] == 150
 
 
 def assert_user_error(result, *fragments: str) -> str:

@@ -72,8 +72,18 @@ def cvpipe(*arguments: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_stdout_is_exactly_one_json_object_despite_handler_output(project: Path) -> None:
-    done = cvpipe("asl", "run", str(project / "machine.asl.json"), "--template", str(project / "template.yaml"),
-                  "--input", '{"n": 21}', "--virtual-clock", "--name", "cli-test")
+    done = cvpipe(
+        "asl",
+        "run",
+        str(project / "machine.asl.json"),
+        "--template",
+        str(project / "template.yaml"),
+        "--input",
+        '{"n": 21}',
+        "--virtual-clock",
+        "--name",
+        "cli-test",
+    )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == {"status": "SUCCEEDED", "output": {"doubled": 42}, "error": None, "cause": None}
     assert "handler chatter on stdout" in done.stderr
@@ -81,8 +91,16 @@ def test_stdout_is_exactly_one_json_object_despite_handler_output(project: Path)
 
 def test_a_failed_execution_exits_1_with_its_error(project: Path) -> None:
     (project / "input.json").write_text('{"n": 1, "fail": true}')
-    done = cvpipe("asl", "run", str(project / "machine.asl.json"), "--template", str(project / "template.yaml"),
-                  "--input", str(project / "input.json"), "--virtual-clock")
+    done = cvpipe(
+        "asl",
+        "run",
+        str(project / "machine.asl.json"),
+        "--template",
+        str(project / "template.yaml"),
+        "--input",
+        str(project / "input.json"),
+        "--virtual-clock",
+    )
     assert done.returncode == 1
     summary = json.loads(done.stdout)
     assert (summary["status"], summary["output"], summary["error"]) == ("FAILED", None, "RuntimeError")
@@ -96,7 +114,9 @@ def run_in_process(*arguments: str) -> int:
     return args.handler(args)
 
 
-def test_an_invalid_definition_exits_2_with_the_problems_and_no_traceback(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_an_invalid_definition_exits_2_with_the_problems_and_no_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     (tmp_path / "bad.json").write_text(json.dumps({"StartAt": "A", "States": {"A": {"Type": "Pass", "Next": "B"}}}))
     assert run_in_process("asl", "run", str(tmp_path / "bad.json")) == 2
     captured = capsys.readouterr()
@@ -111,7 +131,9 @@ def test_an_invalid_definition_exits_2_with_the_problems_and_no_traceback(tmp_pa
         ("missing-file.json", "--input 'missing-file.json' is neither JSON text nor an existing file"),
     ],
 )
-def test_bad_input_exits_2_naming_it(tmp_path: Path, capsys: pytest.CaptureFixture[str], argument: str, message: str) -> None:
+def test_bad_input_exits_2_naming_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argument: str, message: str
+) -> None:
     (tmp_path / "ok.json").write_text(json.dumps({"StartAt": "A", "States": {"A": {"Type": "Succeed"}}}))
     assert run_in_process("asl", "run", str(tmp_path / "ok.json"), "--input", argument) == 2
     assert message in capsys.readouterr().err

@@ -41,7 +41,11 @@ def test_task_execution_history_sequence_and_shapes() -> None:
     assert [event.previous_event_id for event in result.history] == list(range(0, 9))
     events = [event.to_json() for event in result.history]
     assert events[0]["executionStartedEventDetails"]["input"] == '{"in":0}'
-    assert events[1]["stateEnteredEventDetails"] == {"name": "Prepare", "input": '{"in":0}', "inputDetails": {"truncated": False}}
+    assert events[1]["stateEnteredEventDetails"] == {
+        "name": "Prepare",
+        "input": '{"in":0}',
+        "inputDetails": {"truncated": False},
+    }
     assert events[2]["stateExitedEventDetails"]["output"] == '{"n":1}'
     assert events[4]["taskScheduledEventDetails"] == {
         "resourceType": "lambda",
@@ -66,9 +70,23 @@ def test_failure_and_retry_events() -> None:
             raise StatesError("Oops", "first")
         return "ok"
 
-    states = {"T": {"Type": "Task", "Resource": "arn:aws:states:::aws-sdk:s3:putObject", "Retry": [{"ErrorEquals": ["Oops"]}], "End": True}}
+    states = {
+        "T": {
+            "Type": "Task",
+            "Resource": "arn:aws:states:::aws-sdk:s3:putObject",
+            "Retry": [{"ErrorEquals": ["Oops"]}],
+            "End": True,
+        }
+    }
     result = run(machine(states), handlers={"arn:aws:states:::aws-sdk:s3:putObject": flaky})
-    assert types(result)[2:8] == ["TaskScheduled", "TaskStarted", "TaskFailed", "TaskScheduled", "TaskStarted", "TaskSucceeded"]
+    assert types(result)[2:8] == [
+        "TaskScheduled",
+        "TaskStarted",
+        "TaskFailed",
+        "TaskScheduled",
+        "TaskStarted",
+        "TaskSucceeded",
+    ]
     failed = result.history[4].to_json()["taskFailedEventDetails"]
     assert failed == {"resourceType": "aws-sdk:s3", "resource": "putObject", "error": "Oops", "cause": "first"}
 
@@ -81,7 +99,9 @@ def test_execution_failed_details() -> None:
 
 def test_map_events_chain_per_iteration() -> None:
     processor = {"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}}
-    result = run(machine({"M": {"Type": "Map", "MaxConcurrency": 1, "ItemProcessor": processor, "End": True}}), ["a", "b"])
+    result = run(
+        machine({"M": {"Type": "Map", "MaxConcurrency": 1, "ItemProcessor": processor, "End": True}}), ["a", "b"]
+    )
     by_type = {}
     for event in result.history:
         by_type.setdefault(event.type, []).append(event)
@@ -107,7 +127,9 @@ def test_parallel_events() -> None:
 
 def test_integrations_add_their_own_events() -> None:
     def submits(request: Any) -> Any:
-        request.emit("TaskSubmitted", {"resourceType": "sagemaker", "resource": "createTrainingJob.sync", "output": "{}"})
+        request.emit(
+            "TaskSubmitted", {"resourceType": "sagemaker", "resource": "createTrainingJob.sync", "output": "{}"}
+        )
         return {}
 
     states = {"T": {"Type": "Task", "Resource": "arn:aws:states:::sagemaker:createTrainingJob.sync", "End": True}}
@@ -126,6 +148,8 @@ def test_events_are_appended_safely_from_many_threads() -> None:
 
     processor = {"StartAt": "P", "States": {"P": {"Type": "Pass", "Next": "Q"}, "Q": {"Type": "Pass", "End": True}}}
     engine = Engine(registry(), VirtualClock())
-    result = engine.run(machine({"M": {"Type": "Map", "ItemProcessor": processor, "End": True}}), list(range(30)), on_event=listen)
+    result = engine.run(
+        machine({"M": {"Type": "Map", "ItemProcessor": processor, "End": True}}), list(range(30)), on_event=listen
+    )
     assert result.status == "SUCCEEDED"
     assert seen_ids == list(range(1, len(result.history) + 1))

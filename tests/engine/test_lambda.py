@@ -108,7 +108,10 @@ def run_task(project: Path, state: dict[str, Any], data: Any = None) -> Executio
 
 
 def invoke(function_name: str, payload: Any = None) -> dict[str, Any]:
-    return {"Resource": "arn:aws:states:::lambda:invoke", "Parameters": {"FunctionName": function_name, "Payload": payload or {}}}
+    return {
+        "Resource": "arn:aws:states:::lambda:invoke",
+        "Parameters": {"FunctionName": function_name, "Payload": payload or {}},
+    }
 
 
 def test_lambda_invoke_result_shape_context_and_environment(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -161,9 +164,30 @@ def test_sibling_modules_do_not_leak_between_functions(project: Path) -> None:
     registry = TaskRegistry()
     register_lambda(registry, Template(project / "template.yaml").functions(), project)
     states = {
-        "A": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke", "Parameters": {"FunctionName": "Echo"}, "ResultSelector": {"h.$": "$.Payload.helper"}, "ResultPath": "$.a", "Next": "B"},
-        "B": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke", "Parameters": {"FunctionName": "Other"}, "ResultSelector": {"h.$": "$.Payload.helper", "late.$": "$.Payload.late"}, "ResultPath": "$.b", "Next": "C"},
-        "C": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke", "Parameters": {"FunctionName": "Echo"}, "ResultSelector": {"h.$": "$.Payload.helper"}, "ResultPath": "$.c", "End": True},
+        "A": {
+            "Type": "Task",
+            "Resource": "arn:aws:states:::lambda:invoke",
+            "Parameters": {"FunctionName": "Echo"},
+            "ResultSelector": {"h.$": "$.Payload.helper"},
+            "ResultPath": "$.a",
+            "Next": "B",
+        },
+        "B": {
+            "Type": "Task",
+            "Resource": "arn:aws:states:::lambda:invoke",
+            "Parameters": {"FunctionName": "Other"},
+            "ResultSelector": {"h.$": "$.Payload.helper", "late.$": "$.Payload.late"},
+            "ResultPath": "$.b",
+            "Next": "C",
+        },
+        "C": {
+            "Type": "Task",
+            "Resource": "arn:aws:states:::lambda:invoke",
+            "Parameters": {"FunctionName": "Echo"},
+            "ResultSelector": {"h.$": "$.Payload.helper"},
+            "ResultPath": "$.c",
+            "End": True,
+        },
     }
     result = Engine(registry, VirtualClock()).run({"StartAt": "A", "States": states}, {})
     assert result.output == {"a": {"h": "echo"}, "b": {"h": "other", "late": 42}, "c": {"h": "echo"}}
@@ -181,10 +205,16 @@ def test_a_raising_handler_fails_with_its_exception_name_and_lambda_error_cause(
 
 
 def test_the_exception_name_can_be_caught(project: Path) -> None:
-    state = {**invoke("Echo", {"raise": True}), "Catch": [{"ErrorEquals": ["InvalidInputError"], "ResultPath": "$.error", "Next": "Done"}]}
+    state = {
+        **invoke("Echo", {"raise": True}),
+        "Catch": [{"ErrorEquals": ["InvalidInputError"], "ResultPath": "$.error", "Next": "Done"}],
+    }
     registry = TaskRegistry()
     register_lambda(registry, Template(project / "template.yaml").functions(), project)
-    definition = {"StartAt": "T", "States": {"T": {"Type": "Task", "Next": "Done", **state}, "Done": {"Type": "Succeed"}}}
+    definition = {
+        "StartAt": "T",
+        "States": {"T": {"Type": "Task", "Next": "Done", **state}, "Done": {"Type": "Succeed"}},
+    }
     result = Engine(registry, VirtualClock()).run(definition, {})
     assert result.output["error"]["Error"] == "InvalidInputError"
 

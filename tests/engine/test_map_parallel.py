@@ -55,7 +55,10 @@ def test_item_selector_sees_map_item_index_and_value_and_results_keep_item_order
 
 
 def test_map_item_is_in_the_context_of_iteration_states() -> None:
-    processor = {"StartAt": "P", "States": {"P": {"Type": "Pass", "Parameters": {"i.$": "$$.Map.Item.Index"}, "End": True}}}
+    processor = {
+        "StartAt": "P",
+        "States": {"P": {"Type": "Pass", "Parameters": {"i.$": "$$.Map.Item.Index"}, "End": True}},
+    }
     result = run(machine({"M": {"Type": "Map", "ItemProcessor": processor, "End": True}}), ["x", "y"])
     assert result.output == [{"i": 0}, {"i": 1}]
 
@@ -155,7 +158,9 @@ def test_parallel_runs_branches_concurrently_with_the_same_input_and_keeps_branc
     def branch(tag: str) -> dict:
         return {
             "StartAt": f"T{tag}",
-            "States": {f"T{tag}": {"Type": "Task", "Resource": "work", "Parameters": {"tag": tag, "n.$": "$.n"}, "End": True}},
+            "States": {
+                f"T{tag}": {"Type": "Task", "Resource": "work", "Parameters": {"tag": tag, "n.$": "$.n"}, "End": True}
+            },
         }
 
     state = {
@@ -192,17 +197,52 @@ def test_nested_map_in_parallel_in_map() -> None:
     inner_map = {
         "Type": "Map",
         "ItemsPath": "$.row",
-        "ItemProcessor": {"StartAt": "Sq", "States": {"Sq": {"Type": "Pass", "Parameters": {"v.$": "States.MathAdd($, 1)"}, "End": True}}},
+        "ItemProcessor": {
+            "StartAt": "Sq",
+            "States": {"Sq": {"Type": "Pass", "Parameters": {"v.$": "States.MathAdd($, 1)"}, "End": True}},
+        },
         "End": True,
     }
     parallel = {
         "Type": "Parallel",
         "Branches": [
             {"StartAt": "Inner", "States": {"Inner": inner_map}},
-            {"StartAt": "Len", "States": {"Len": {"Type": "Pass", "Parameters": {"n.$": "States.ArrayLength($.row)"}, "End": True}}},
+            {
+                "StartAt": "Len",
+                "States": {"Len": {"Type": "Pass", "Parameters": {"n.$": "States.ArrayLength($.row)"}, "End": True}},
+            },
         ],
         "End": True,
     }
-    outer = {"Type": "Map", "ItemSelector": {"row.$": "$$.Map.Item.Value"}, "ItemProcessor": {"StartAt": "Par", "States": {"Par": parallel}}, "End": True}
+    outer = {
+        "Type": "Map",
+        "ItemSelector": {"row.$": "$$.Map.Item.Value"},
+        "ItemProcessor": {"StartAt": "Par", "States": {"Par": parallel}},
+        "End": True,
+    }
     result = run(machine({"Outer": outer}), [[1, 2], [3]])
     assert result.output == [[[{"v": 2}, {"v": 3}], {"n": 2}], [[{"v": 4}], {"n": 1}]]
+
+
+def test_engine_cap_applies_to_an_unbounded_map_and_inline_maps_run_at_most_40_at_once() -> None:
+    gauge = Gauge()
+    first_forty = threading.Barrier(40, timeout=BARRIER_TIMEOUT)
+
+    def work(request: Any) -> Any:
+        with gauge:
+            if request.parameters < 40:
+                first_forty.wait()
+        return request.parameters
+
+    result = run(machine({"M": map_state()}), list(range(50)), {"work": work})
+    assert result.output == list(range(50)) and gauge.peak == 40
+
+    capped = Gauge()
+
+    def capped_work(request: Any) -> Any:
+        with capped:
+            time.sleep(0.002)
+        return request.parameters
+
+    result = run(machine({"M": map_state()}), list(range(6)), {"work": capped_work}, max_concurrency=2)
+    assert result.output == list(range(6)) and capped.peak <= 2

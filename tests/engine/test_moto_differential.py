@@ -34,7 +34,10 @@ def pass_state(**fields: Any) -> dict[str, Any]:
     return {"Type": "Pass", "End": True, **fields}
 
 
-ITEM_PROCESSOR = {"StartAt": "Item", "States": {"Item": {"Type": "Pass", "Parameters": {"v.$": "$.value", "i.$": "$.index"}, "End": True}}}
+ITEM_PROCESSOR = {
+    "StartAt": "Item",
+    "States": {"Item": {"Type": "Pass", "Parameters": {"v.$": "$.value", "i.$": "$.index"}, "End": True}},
+}
 
 CASES: dict[str, tuple[dict[str, Any], Any]] = {
     "pass_result_path": (only(pass_state(Result={"r": [1, 2]}, ResultPath="$.deep.new.key")), {"deep": {"old": 1}}),
@@ -42,12 +45,25 @@ CASES: dict[str, tuple[dict[str, Any], Any]] = {
     "pass_input_output_path": (only(pass_state(InputPath="$.a", OutputPath="$.b")), {"a": {"b": [1, {"c": None}]}}),
     "pass_input_path_null": (only(pass_state(InputPath=None)), {"a": 1}),
     "pass_parameters_context": (
-        only(pass_state(Parameters={"name.$": "$$.Execution.Name", "state.$": "$$.State.Name", "input.$": "$$.Execution.Input", "k": [1, {"x.$": "$.x"}]})),
+        only(
+            pass_state(
+                Parameters={
+                    "name.$": "$$.Execution.Name",
+                    "state.$": "$$.State.Name",
+                    "input.$": "$$.Execution.Input",
+                    "k": [1, {"x.$": "$.x"}],
+                }
+            )
+        ),
         {"x": "y"},
     ),
     "pass_definite_nested_index": (only(pass_state(Parameters={"b.$": "$.a[0].b"})), {"a": [{"b": 1}]}),
     "pass_indefinite_paths": (
-        only(pass_state(Parameters={"all.$": "$.items[*].id", "filtered.$": "$.items[?(@.n > 1)].id", "slice.$": "$.items[1:]"})),
+        only(
+            pass_state(
+                Parameters={"all.$": "$.items[*].id", "filtered.$": "$.items[?(@.n > 1)].id", "slice.$": "$.items[1:]"}
+            )
+        ),
         {"items": [{"id": "a", "n": 1}, {"id": "b", "n": 2}, {"id": "c", "n": 3}]},
     ),
     "intrinsics_strings": (
@@ -64,7 +80,7 @@ CASES: dict[str, tuple[dict[str, Any], Any]] = {
                 }
             )
         ),
-        {"name": "cv", "count": 3, "csv": "a,b,c", "text": "{\"k\": [1, 2]}", "obj": {"z": 1, "a": [True, None]}},
+        {"name": "cv", "count": 3, "csv": "a,b,c", "text": '{"k": [1, 2]}', "obj": {"z": 1, "a": [True, None]}},
     ),
     "intrinsics_arrays_and_math": (
         only(
@@ -82,7 +98,13 @@ CASES: dict[str, tuple[dict[str, Any], Any]] = {
                 }
             )
         ),
-        {"a": 10, "nums": [1, 2, 3, 4, 5], "dups": [1, 1, 2, 1], "left": {"a": 1, "b": {"c": 1}}, "right": {"b": {"d": 2}}},
+        {
+            "a": 10,
+            "nums": [1, 2, 3, 4, 5],
+            "dups": [1, 1, 2, 1],
+            "left": {"a": 1, "b": {"c": 1}},
+            "right": {"b": {"d": 2}},
+        },
     ),
     "choice_operators": (
         {
@@ -95,7 +117,12 @@ CASES: dict[str, tuple[dict[str, Any], Any]] = {
                         {
                             "And": [
                                 {"Variable": "$.n", "NumericGreaterThanEqualsPath": "$.limit"},
-                                {"Or": [{"Variable": "$.flag", "BooleanEquals": True}, {"Not": {"Variable": "$.missing", "IsPresent": True}}]},
+                                {
+                                    "Or": [
+                                        {"Variable": "$.flag", "BooleanEquals": True},
+                                        {"Not": {"Variable": "$.missing", "IsPresent": True}},
+                                    ]
+                                },
                                 {"Variable": "$.t", "TimestampLessThan": "2030-01-01T00:00:00Z"},
                             ],
                             "Next": "Combined",
@@ -130,7 +157,13 @@ CASES: dict[str, tuple[dict[str, Any], Any]] = {
         {"v": "text"},
     ),
     "choice_no_match": (
-        {"StartAt": "C", "States": {"C": {"Type": "Choice", "Choices": [{"Variable": "$.n", "NumericEquals": 1, "Next": "E"}]}, "E": {"Type": "Succeed"}}},
+        {
+            "StartAt": "C",
+            "States": {
+                "C": {"Type": "Choice", "Choices": [{"Variable": "$.n", "NumericEquals": 1, "Next": "E"}]},
+                "E": {"Type": "Succeed"},
+            },
+        },
         {"n": 2},
     ),
     "map_item_selector": (
@@ -138,7 +171,11 @@ CASES: dict[str, tuple[dict[str, Any], Any]] = {
             {
                 "Type": "Map",
                 "ItemsPath": "$.items",
-                "ItemSelector": {"value.$": "$$.Map.Item.Value", "index.$": "$$.Map.Item.Index", "shared.$": "$.shared"},
+                "ItemSelector": {
+                    "value.$": "$$.Map.Item.Value",
+                    "index.$": "$$.Map.Item.Index",
+                    "shared.$": "$.shared",
+                },
                 "ItemProcessor": ITEM_PROCESSOR,
                 "ResultPath": "$.results",
                 "End": True,
@@ -165,7 +202,14 @@ CASES: dict[str, tuple[dict[str, Any], Any]] = {
                 "Type": "Map",
                 "ItemProcessor": {
                     "StartAt": "Inner",
-                    "States": {"Inner": {"Type": "Map", "ItemsPath": "$.xs", "ItemProcessor": {"StartAt": "Leaf", "States": {"Leaf": pass_state()}}, "End": True}},
+                    "States": {
+                        "Inner": {
+                            "Type": "Map",
+                            "ItemsPath": "$.xs",
+                            "ItemProcessor": {"StartAt": "Leaf", "States": {"Leaf": pass_state()}},
+                            "End": True,
+                        }
+                    },
                 },
                 "End": True,
             }
@@ -179,7 +223,11 @@ CASES: dict[str, tuple[dict[str, Any], Any]] = {
                 "ItemProcessor": {
                     "StartAt": "Check",
                     "States": {
-                        "Check": {"Type": "Choice", "Choices": [{"Variable": "$", "NumericEquals": 2, "Next": "Reject"}], "Default": "Accept"},
+                        "Check": {
+                            "Type": "Choice",
+                            "Choices": [{"Variable": "$", "NumericEquals": 2, "Next": "Reject"}],
+                            "Default": "Accept",
+                        },
                         "Reject": {"Type": "Fail", "Error": "Item.Rejected", "Cause": "two"},
                         "Accept": pass_state(),
                     },
@@ -196,7 +244,13 @@ CASES: dict[str, tuple[dict[str, Any], Any]] = {
                 "Parameters": {"base.$": "$.base"},
                 "Branches": [
                     {"StartAt": "One", "States": {"One": pass_state(Parameters={"v.$": "States.MathAdd($.base, 1)"})}},
-                    {"StartAt": "Two", "States": {"Two": {"Type": "Wait", "Seconds": 0, "Next": "Three"}, "Three": pass_state(Result=[3])}},
+                    {
+                        "StartAt": "Two",
+                        "States": {
+                            "Two": {"Type": "Wait", "Seconds": 0, "Next": "Three"},
+                            "Three": pass_state(Result=[3]),
+                        },
+                    },
                 ],
                 "ResultSelector": {"first.$": "$[0]", "second.$": "$[1]"},
                 "ResultPath": "$.parallel",
@@ -211,7 +265,10 @@ CASES: dict[str, tuple[dict[str, Any], Any]] = {
                 "Type": "Parallel",
                 "Branches": [
                     {"StartAt": "Ok", "States": {"Ok": pass_state()}},
-                    {"StartAt": "Bad", "States": {"Bad": {"Type": "Fail", "Error": "Branch.Failed", "Cause": "bad branch"}}},
+                    {
+                        "StartAt": "Bad",
+                        "States": {"Bad": {"Type": "Fail", "Error": "Branch.Failed", "Cause": "bad branch"}},
+                    },
                 ],
                 "End": True,
             }
@@ -224,7 +281,12 @@ CASES: dict[str, tuple[dict[str, Any], Any]] = {
             "States": {
                 "P": {
                     "Type": "Parallel",
-                    "Branches": [{"StartAt": "Bad", "States": {"Bad": {"Type": "Fail", "Error": "Branch.Failed", "Cause": "why"}}}],
+                    "Branches": [
+                        {
+                            "StartAt": "Bad",
+                            "States": {"Bad": {"Type": "Fail", "Error": "Branch.Failed", "Cause": "why"}},
+                        }
+                    ],
                     "Catch": [{"ErrorEquals": ["Branch.Failed"], "ResultPath": "$.error", "Next": "Recovered"}],
                     "Next": "Recovered",
                 },
@@ -239,7 +301,13 @@ CASES: dict[str, tuple[dict[str, Any], Any]] = {
     ),
     "succeed_output_path": (only({"Type": "Succeed", "InputPath": "$.a", "OutputPath": "$.b"}), {"a": {"b": {"c": 1}}}),
     "wait_zero_then_pass": (
-        {"StartAt": "W", "States": {"W": {"Type": "Wait", "SecondsPath": "$.wait", "Next": "P"}, "P": pass_state(ResultPath="$.copy")}},
+        {
+            "StartAt": "W",
+            "States": {
+                "W": {"Type": "Wait", "SecondsPath": "$.wait", "Next": "P"},
+                "P": pass_state(ResultPath="$.copy"),
+            },
+        },
         {"wait": 0},
     ),
     "map_input_path_and_result_path": (
@@ -249,7 +317,10 @@ CASES: dict[str, tuple[dict[str, Any], Any]] = {
                 "InputPath": "$.job",
                 "ItemsPath": "$.folds",
                 "ItemSelector": {"fold.$": "$$.Map.Item.Value", "k.$": "$.k"},
-                "ItemProcessor": {"StartAt": "Train", "States": {"Train": pass_state(ResultPath="$.trained", Result=True)}},
+                "ItemProcessor": {
+                    "StartAt": "Train",
+                    "States": {"Train": pass_state(ResultPath="$.trained", Result=True)},
+                },
                 "ResultPath": "$.job.results",
                 "OutputPath": "$.job",
                 "End": True,
@@ -295,7 +366,9 @@ def run_on_moto(client: Any, case: str, definition: dict[str, Any], data: Any) -
     machine = client.create_state_machine(
         name=case, definition=json.dumps(definition), roleArn="arn:aws:iam::123456789012:role/differential"
     )
-    execution = client.start_execution(stateMachineArn=machine["stateMachineArn"], name=EXECUTION, input=json.dumps(data))
+    execution = client.start_execution(
+        stateMachineArn=machine["stateMachineArn"], name=EXECUTION, input=json.dumps(data)
+    )
     deadline = time.monotonic() + 10
     while True:
         described = client.describe_execution(executionArn=execution["executionArn"])

@@ -46,7 +46,15 @@ def test_retry_defaults_interval_1_backoff_2_max_attempts_3() -> None:
 
 def test_retry_gives_up_after_max_attempts_with_the_last_error() -> None:
     clock, flaky = VirtualClock(), Flaky(failures=10)
-    retry = [{"ErrorEquals": ["Flaky.Error"], "IntervalSeconds": 3, "BackoffRate": 2, "MaxAttempts": 4, "MaxDelaySeconds": 10}]
+    retry = [
+        {
+            "ErrorEquals": ["Flaky.Error"],
+            "IntervalSeconds": 3,
+            "BackoffRate": 2,
+            "MaxAttempts": 4,
+            "MaxDelaySeconds": 10,
+        }
+    ]
     result = run(machine({"T": task(retry)}), handlers={"flaky": flaky}, clock=clock)
     assert (result.status, result.error, result.cause) == ("FAILED", "Flaky.Error", "attempt 5")
     assert clock.slept == [3, 6, 10, 10]
@@ -64,7 +72,7 @@ def test_full_jitter_stays_within_the_backoff() -> None:
     run(machine({"T": task(retry)}), handlers={"flaky": Flaky(failures=5)}, clock=clock)
     bounds = [2, 4, 8, 16, 32]
     assert len(clock.slept) == 5
-    assert all(0 <= slept <= bound for slept, bound in zip(clock.slept, bounds))
+    assert all(0 <= slept <= bound for slept, bound in zip(clock.slept, bounds, strict=True))
 
 
 def test_only_the_first_matching_retrier_applies_and_each_counts_its_own_attempts() -> None:
@@ -105,13 +113,18 @@ def test_error_matching(error: str, error_equals: list[str], caught: bool) -> No
     def fails(request: Any) -> Any:
         raise StatesError(error, "why")
 
-    states = {"T": task(catch=[{"ErrorEquals": error_equals, "Next": "Caught"}], Resource="fails"), "Caught": {"Type": "Succeed"}}
+    states = {
+        "T": task(catch=[{"ErrorEquals": error_equals, "Next": "Caught"}], Resource="fails"),
+        "Caught": {"Type": "Succeed"},
+    }
     assert run(machine(states), handlers={"fails": fails}).status == ("SUCCEEDED" if caught else "FAILED")
 
 
 def test_catch_places_error_output_at_its_result_path_in_the_raw_input() -> None:
     states = {
-        "T": task(catch=[{"ErrorEquals": ["Flaky.Error"], "ResultPath": "$.error", "Next": "Handled"}], OutputPath="$.never"),
+        "T": task(
+            catch=[{"ErrorEquals": ["Flaky.Error"], "ResultPath": "$.error", "Next": "Handled"}], OutputPath="$.never"
+        ),
         "Handled": {"Type": "Pass", "End": True},
     }
     result = run(machine(states), {"keep": 1}, handlers={"flaky": Flaky(failures=1)})
@@ -121,7 +134,10 @@ def test_catch_places_error_output_at_its_result_path_in_the_raw_input() -> None
 def test_catch_result_path_defaults_to_replacing_the_input_and_null_discards() -> None:
     handled = {"Type": "Pass", "End": True}
     states = {"T": task(catch=[{"ErrorEquals": ["States.ALL"], "Next": "H"}]), "H": handled}
-    assert run(machine(states), {"keep": 1}, handlers={"flaky": Flaky(1)}).output == {"Error": "Flaky.Error", "Cause": "attempt 1"}
+    assert run(machine(states), {"keep": 1}, handlers={"flaky": Flaky(1)}).output == {
+        "Error": "Flaky.Error",
+        "Cause": "attempt 1",
+    }
     states = {"T": task(catch=[{"ErrorEquals": ["States.ALL"], "ResultPath": None, "Next": "H"}]), "H": handled}
     assert run(machine(states), {"keep": 1}, handlers={"flaky": Flaky(1)}).output == {"keep": 1}
 
@@ -141,7 +157,10 @@ def test_handler_exception_is_caught_as_task_failed() -> None:
     def broken(request: Any) -> Any:
         raise KeyError("k")
 
-    states = {"T": task(catch=[{"ErrorEquals": ["States.TaskFailed"], "Next": "H"}], Resource="broken"), "H": {"Type": "Succeed"}}
+    states = {
+        "T": task(catch=[{"ErrorEquals": ["States.TaskFailed"], "Next": "H"}], Resource="broken"),
+        "H": {"Type": "Succeed"},
+    }
     result = run(machine(states), handlers={"broken": broken})
     assert result.output == {"Error": "States.TaskFailed", "Cause": "KeyError: 'k'"}
 

@@ -47,7 +47,10 @@ def test_choice_routes_and_keeps_its_input() -> None:
             "Type": "Choice",
             "Choices": [
                 {"Variable": "$.n", "NumericGreaterThan": 10, "Next": "Big"},
-                {"And": [{"Variable": "$.n", "IsPresent": True}, {"Not": {"Variable": "$.n", "NumericEquals": 0}}], "Next": "Small"},
+                {
+                    "And": [{"Variable": "$.n", "IsPresent": True}, {"Not": {"Variable": "$.n", "NumericEquals": 0}}],
+                    "Next": "Small",
+                },
             ],
             "Default": "Zero",
             "OutputPath": "$.n",
@@ -153,7 +156,10 @@ def test_task_gets_the_context_object() -> None:
         "StartTime": "2024-05-06T07:08:09.123Z",
         "RoleArn": "arn:aws:iam::000000000000:role/PipelineRole",
     }
-    assert context["StateMachine"] == {"Id": "arn:aws:states:us-east-1:000000000000:stateMachine:Pipeline", "Name": "Pipeline"}
+    assert context["StateMachine"] == {
+        "Id": "arn:aws:states:us-east-1:000000000000:stateMachine:Pipeline",
+        "Name": "Pipeline",
+    }
     assert context["State"] == {"Name": "Work", "EnteredTime": "2024-05-06T07:08:09.123Z", "RetryCount": 0}
 
 
@@ -214,12 +220,20 @@ def test_data_limit_exceeded_fails_and_is_not_caught_by_states_all() -> None:
         return "x" * 300_000
 
     catch_all = {
-        "T": {"Type": "Task", "Resource": "huge", "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "Caught"}], "End": True},
+        "T": {
+            "Type": "Task",
+            "Resource": "huge",
+            "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "Caught"}],
+            "End": True,
+        },
         "Caught": {"Type": "Succeed"},
     }
     result = run(machine(catch_all), handlers={"huge": huge})
     assert (result.status, result.error) == ("FAILED", "States.DataLimitExceeded")
-    named = {**catch_all, "T": {**catch_all["T"], "Catch": [{"ErrorEquals": ["States.DataLimitExceeded"], "Next": "Caught"}]}}
+    named = {
+        **catch_all,
+        "T": {**catch_all["T"], "Catch": [{"ErrorEquals": ["States.DataLimitExceeded"], "Next": "Caught"}]},
+    }
     assert run(machine(named), handlers={"huge": huge}).status == "SUCCEEDED"
 
 

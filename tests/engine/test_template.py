@@ -6,7 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from cvpipe.integrations.template import Template, TemplateError, load_yaml, state_machine_for, substitute
+from cvpipe.integrations.template import (
+    Template,
+    TemplateError,
+    load_yaml,
+    state_machine_for,
+    substitute,
+)
 
 TEMPLATE = """\
 AWSTemplateFormatVersion: '2010-09-09'
@@ -79,7 +85,9 @@ def template(tmp_path: Path) -> Template:
 
 
 def test_short_tags_load_as_long_forms() -> None:
-    loaded = load_yaml("a: !Ref X\nb: !GetAtt Fn.Arn\nc: !Sub 'x'\nd: !Join [',', [1, 2]]\ne: !GetAtt [R, Arn]\nf: !Condition C\n")
+    loaded = load_yaml(
+        "a: !Ref X\nb: !GetAtt Fn.Arn\nc: !Sub 'x'\nd: !Join [',', [1, 2]]\ne: !GetAtt [R, Arn]\nf: !Condition C\n"
+    )
     assert loaded == {
         "a": {"Ref": "X"},
         "b": {"Fn::GetAtt": ["Fn", "Arn"]},

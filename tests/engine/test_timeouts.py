@@ -90,7 +90,14 @@ def test_retry_back_off_counts_against_the_execution_timeout() -> None:
     def fails(request: Any) -> Any:
         raise RuntimeError("no")
 
-    states = {"T": {"Type": "Task", "Resource": "f", "Retry": [{"ErrorEquals": ["States.ALL"], "IntervalSeconds": 50, "MaxAttempts": 5}], "End": True}}
+    states = {
+        "T": {
+            "Type": "Task",
+            "Resource": "f",
+            "Retry": [{"ErrorEquals": ["States.ALL"], "IntervalSeconds": 50, "MaxAttempts": 5}],
+            "End": True,
+        }
+    }
     assert run(machine(states, TimeoutSeconds=120), handlers={"f": fails}).status == "TIMED_OUT"
 
 

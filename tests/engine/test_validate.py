@@ -22,12 +22,25 @@ def test_a_valid_definition_passes() -> None:
     validate(
         machine(
             {
-                "Choose": {"Type": "Choice", "Choices": [{"Variable": "$.x", "IsPresent": True, "Next": "Work"}], "Default": "Done"},
+                "Choose": {
+                    "Type": "Choice",
+                    "Choices": [{"Variable": "$.x", "IsPresent": True, "Next": "Work"}],
+                    "Default": "Done",
+                },
                 "Work": {
                     "Type": "Task",
                     "Resource": "r",
                     "Parameters": {"a.$": "$.x", "b.$": "States.Format('{}', $.x)", "c": [{"d.$": "$$.Execution.Id"}]},
-                    "Retry": [{"ErrorEquals": ["X"], "IntervalSeconds": 2, "MaxAttempts": 0, "BackoffRate": 1.5, "MaxDelaySeconds": 9, "JitterStrategy": "FULL"}],
+                    "Retry": [
+                        {
+                            "ErrorEquals": ["X"],
+                            "IntervalSeconds": 2,
+                            "MaxAttempts": 0,
+                            "BackoffRate": 1.5,
+                            "MaxDelaySeconds": 9,
+                            "JitterStrategy": "FULL",
+                        }
+                    ],
                     "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "Done"}],
                     "Next": "Done",
                 },
@@ -76,40 +89,133 @@ def test_every_problem_is_listed_with_its_nested_path() -> None:
         ({"Type": "Pass", "Next": "S", "End": True}, "States.S: has both Next and End"),
         ({"Type": "Pass", "End": False}, "States.S: End must be true"),
         ({"Type": "Pass", "InputPath": "x", "End": True}, "States.S.InputPath: invalid path 'x'"),
-        ({"Type": "Pass", "ResultPath": "$.a[*]", "End": True}, "States.S.ResultPath: '$.a[*]' is not a Reference Path"),
-        ({"Type": "Pass", "ResultPath": "$$.a", "End": True}, "States.S.ResultPath: '$$.a' cannot write into the context object"),
+        (
+            {"Type": "Pass", "ResultPath": "$.a[*]", "End": True},
+            "States.S.ResultPath: '$.a[*]' is not a Reference Path",
+        ),
+        (
+            {"Type": "Pass", "ResultPath": "$$.a", "End": True},
+            "States.S.ResultPath: '$$.a' cannot write into the context object",
+        ),
         ({"Type": "Pass", "Parameters": {"a.$": "States.Nope("}, "End": True}, "States.S.Parameters.a.$:"),
-        ({"Type": "Pass", "Parameters": {"a": {"b.$": "oops"}}, "End": True}, "States.S.Parameters.a.b.$: invalid path 'oops'"),
+        (
+            {"Type": "Pass", "Parameters": {"a": {"b.$": "oops"}}, "End": True},
+            "States.S.Parameters.a.b.$: invalid path 'oops'",
+        ),
         ({"Type": "Task", "End": True}, "States.S: Resource is required"),
-        ({"Type": "Task", "Resource": "r", "TimeoutSeconds": 0, "End": True}, "States.S: TimeoutSeconds must be a positive integer"),
-        ({"Type": "Task", "Resource": "r", "TimeoutSeconds": 5, "HeartbeatSeconds": 5, "End": True}, "States.S: HeartbeatSeconds must be smaller"),
-        ({"Type": "Wait", "Seconds": 1, "SecondsPath": "$.s", "End": True}, "States.S: exactly one of Seconds, Timestamp"),
-        ({"Type": "Wait", "Timestamp": "2024-01-01 00:00:00", "End": True}, "States.S: Timestamp '2024-01-01 00:00:00' is not an RFC 3339"),
+        (
+            {"Type": "Task", "Resource": "r", "TimeoutSeconds": 0, "End": True},
+            "States.S: TimeoutSeconds must be a positive integer",
+        ),
+        (
+            {"Type": "Task", "Resource": "r", "TimeoutSeconds": 5, "HeartbeatSeconds": 5, "End": True},
+            "States.S: HeartbeatSeconds must be smaller",
+        ),
+        (
+            {"Type": "Wait", "Seconds": 1, "SecondsPath": "$.s", "End": True},
+            "States.S: exactly one of Seconds, Timestamp",
+        ),
+        (
+            {"Type": "Wait", "Timestamp": "2024-01-01 00:00:00", "End": True},
+            "States.S: Timestamp '2024-01-01 00:00:00' is not an RFC 3339",
+        ),
         ({"Type": "Fail", "Error": "E", "ErrorPath": "$.e"}, "States.S: has both Error and ErrorPath"),
         ({"Type": "Fail", "CausePath": "States.Format("}, "States.S.CausePath:"),
         ({"Type": "Choice", "Choices": []}, "States.S: Choices must be a non-empty array"),
         ({"Type": "Choice", "Choices": [{"Variable": "$.a", "Next": "S"}]}, "States.S.Choices[0]:"),
-        ({"Type": "Choice", "Choices": [{"Variable": "$.a", "IsNull": True, "Next": "Z"}]}, "States.S.Choices[0]: Next 'Z' does not exist"),
+        (
+            {"Type": "Choice", "Choices": [{"Variable": "$.a", "IsNull": True, "Next": "Z"}]},
+            "States.S.Choices[0]: Next 'Z' does not exist",
+        ),
         ({"Type": "Parallel", "Branches": [], "End": True}, "States.S: Branches must be a non-empty array"),
         ({"Type": "Map", "End": True}, "States.S: exactly one of ItemProcessor or Iterator is required"),
-        ({"Type": "Map", "MaxConcurrency": -1, "Iterator": {"StartAt": "I", "States": {"I": {"Type": "Succeed"}}}, "End": True}, "States.S: MaxConcurrency must be"),
+        (
+            {
+                "Type": "Map",
+                "MaxConcurrency": -1,
+                "Iterator": {"StartAt": "I", "States": {"I": {"Type": "Succeed"}}},
+                "End": True,
+            },
+            "States.S: MaxConcurrency must be",
+        ),
         ({"Type": "Pass", "QueryLanguage": "JSONata", "End": True}, "States.S: QueryLanguage 'JSONata': only JSONPath"),
         ({"Type": "Pass", "Assign": {"x": 1}, "End": True}, "States.S: Assign: variables (Assign) are not supported"),
-        ({"Type": "Map", "ItemReader": {}, "ItemProcessor": {"StartAt": "I", "States": {"I": {"Type": "Succeed"}}}, "End": True}, "States.S: ItemReader: the distributed Map is not supported"),
-        ({"Type": "Map", "ToleratedFailurePercentage": 5, "ItemProcessor": {"StartAt": "I", "States": {"I": {"Type": "Succeed"}}}, "End": True}, "States.S: ToleratedFailurePercentage: the distributed Map"),
         (
-            {"Type": "Map", "ItemProcessor": {"ProcessorConfig": {"Mode": "DISTRIBUTED"}, "StartAt": "I", "States": {"I": {"Type": "Succeed"}}}, "End": True},
+            {
+                "Type": "Map",
+                "ItemReader": {},
+                "ItemProcessor": {"StartAt": "I", "States": {"I": {"Type": "Succeed"}}},
+                "End": True,
+            },
+            "States.S: ItemReader: the distributed Map is not supported",
+        ),
+        (
+            {
+                "Type": "Map",
+                "ToleratedFailurePercentage": 5,
+                "ItemProcessor": {"StartAt": "I", "States": {"I": {"Type": "Succeed"}}},
+                "End": True,
+            },
+            "States.S: ToleratedFailurePercentage: the distributed Map",
+        ),
+        (
+            {
+                "Type": "Map",
+                "ItemProcessor": {
+                    "ProcessorConfig": {"Mode": "DISTRIBUTED"},
+                    "StartAt": "I",
+                    "States": {"I": {"Type": "Succeed"}},
+                },
+                "End": True,
+            },
             "States.S.ItemProcessor.ProcessorConfig: the distributed Map is not supported",
         ),
-        ({"Type": "Task", "Resource": "r", "Retry": [{"ErrorEquals": ["States.ALL", "X"]}], "End": True}, "States.S.Retry[0]: States.ALL must appear alone"),
-        ({"Type": "Task", "Resource": "r", "Retry": [{"ErrorEquals": ["States.ALL"]}, {"ErrorEquals": ["X"]}], "End": True}, "States.S.Retry[0]: States.ALL must appear alone, in the last Retrier"),
-        ({"Type": "Task", "Resource": "r", "Retry": [{"ErrorEquals": []}], "End": True}, "States.S.Retry[0]: ErrorEquals must be a non-empty array"),
-        ({"Type": "Task", "Resource": "r", "Retry": [{"ErrorEquals": ["X"], "BackoffRate": 0.5}], "End": True}, "States.S.Retry[0]: BackoffRate must be a number >= 1.0"),
-        ({"Type": "Task", "Resource": "r", "Retry": [{"ErrorEquals": ["X"], "JitterStrategy": "HALF"}], "End": True}, "States.S.Retry[0]: JitterStrategy must be FULL or NONE"),
-        ({"Type": "Task", "Resource": "r", "Retry": [{"ErrorEquals": ["X"], "Next": "S"}], "End": True}, "States.S.Retry[0]: field 'Next' is not allowed in a Retrier"),
-        ({"Type": "Task", "Resource": "r", "Catch": [{"ErrorEquals": ["X"]}], "End": True}, "States.S.Catch[0]: Next is required"),
-        ({"Type": "Task", "Resource": "r", "Catch": [{"ErrorEquals": ["X"], "Next": "Q"}], "End": True}, "States.S.Catch[0]: Next 'Q' does not exist"),
-        ({"Type": "Task", "Resource": "r", "Catch": [{"ErrorEquals": ["X"], "Next": "S", "ResultPath": "nope"}], "End": True}, "States.S.Catch[0].ResultPath:"),
+        (
+            {"Type": "Task", "Resource": "r", "Retry": [{"ErrorEquals": ["States.ALL", "X"]}], "End": True},
+            "States.S.Retry[0]: States.ALL must appear alone",
+        ),
+        (
+            {
+                "Type": "Task",
+                "Resource": "r",
+                "Retry": [{"ErrorEquals": ["States.ALL"]}, {"ErrorEquals": ["X"]}],
+                "End": True,
+            },
+            "States.S.Retry[0]: States.ALL must appear alone, in the last Retrier",
+        ),
+        (
+            {"Type": "Task", "Resource": "r", "Retry": [{"ErrorEquals": []}], "End": True},
+            "States.S.Retry[0]: ErrorEquals must be a non-empty array",
+        ),
+        (
+            {"Type": "Task", "Resource": "r", "Retry": [{"ErrorEquals": ["X"], "BackoffRate": 0.5}], "End": True},
+            "States.S.Retry[0]: BackoffRate must be a number >= 1.0",
+        ),
+        (
+            {"Type": "Task", "Resource": "r", "Retry": [{"ErrorEquals": ["X"], "JitterStrategy": "HALF"}], "End": True},
+            "States.S.Retry[0]: JitterStrategy must be FULL or NONE",
+        ),
+        (
+            {"Type": "Task", "Resource": "r", "Retry": [{"ErrorEquals": ["X"], "Next": "S"}], "End": True},
+            "States.S.Retry[0]: field 'Next' is not allowed in a Retrier",
+        ),
+        (
+            {"Type": "Task", "Resource": "r", "Catch": [{"ErrorEquals": ["X"]}], "End": True},
+            "States.S.Catch[0]: Next is required",
+        ),
+        (
+            {"Type": "Task", "Resource": "r", "Catch": [{"ErrorEquals": ["X"], "Next": "Q"}], "End": True},
+            "States.S.Catch[0]: Next 'Q' does not exist",
+        ),
+        (
+            {
+                "Type": "Task",
+                "Resource": "r",
+                "Catch": [{"ErrorEquals": ["X"], "Next": "S", "ResultPath": "nope"}],
+                "End": True,
+            },
+            "States.S.Catch[0].ResultPath:",
+        ),
     ],
 )
 def test_state_problems(state: dict, expected: str) -> None:
@@ -121,7 +227,12 @@ def test_catch_targets_count_as_reachable() -> None:
     validate(
         machine(
             {
-                "T": {"Type": "Task", "Resource": "r", "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "Recover"}], "End": True},
+                "T": {
+                    "Type": "Task",
+                    "Resource": "r",
+                    "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "Recover"}],
+                    "End": True,
+                },
                 "Recover": {"Type": "Succeed"},
             }
         )
@@ -132,7 +243,8 @@ def test_parallel_branches_are_validated_recursively_and_names_must_be_unique() 
     branch = {"StartAt": "A", "States": {"A": {"Type": "Pass", "Next": "Gone"}}}
     found = problems(machine({"P": {"Type": "Parallel", "Branches": [branch, branch], "End": True}}))
     assert "States.P.Branches[0].States.A: Next 'Gone' does not exist" in found
-    assert "States.P.Branches[1].States.A: the name is already used by States.P.Branches[0].States.A; state names must be unique" in found
+    duplicate = "States.P.Branches[1].States.A: the name is already used by States.P.Branches[0].States.A"
+    assert f"{duplicate}; state names must be unique" in found
 
 
 def test_top_level_fields() -> None:

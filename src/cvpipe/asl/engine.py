@@ -82,7 +82,10 @@ class Execution:
 
     def _execute(self) -> None:
         trace = Trace(self._run.history)
-        trace.emit("ExecutionStarted", {**data_details("input", self._input), "roleArn": self._run.context["Execution"]["RoleArn"]})
+        trace.emit(
+            "ExecutionStarted",
+            {**data_details("input", self._input), "roleArn": self._run.context["Execution"]["RoleArn"]},
+        )
         lane = Lane(self._run, self._run.root, trace)
         try:
             check_payload_size(self._input)
@@ -96,15 +99,24 @@ class Execution:
             else:
                 error, cause = self._abort_reason
                 self._finish(ABORTED, trace, error=error, cause=cause)
-        except Exception:  # noqa: BLE001 - a fault of the engine or of an on_event listener
-            self._finish(FAILED, trace, error=RUNTIME, cause=f"internal error of the local engine:\n{traceback.format_exc()}")
+        except Exception:  # a fault of the engine or of an on_event listener
+            self._finish(
+                FAILED, trace, error=RUNTIME, cause=f"internal error of the local engine:\n{traceback.format_exc()}"
+            )
         finally:
             if self._timer is not None:
                 self._timer.cancel()
             self._done.set()
 
-    def _finish(self, status: str, trace: Trace, *, output: Any = None, error: str | None = None, cause: str | None = None) -> None:
-        event_type = {SUCCEEDED: "ExecutionSucceeded", FAILED: "ExecutionFailed", TIMED_OUT: "ExecutionTimedOut", ABORTED: "ExecutionAborted"}[status]
+    def _finish(
+        self, status: str, trace: Trace, *, output: Any = None, error: str | None = None, cause: str | None = None
+    ) -> None:
+        event_type = {
+            SUCCEEDED: "ExecutionSucceeded",
+            FAILED: "ExecutionFailed",
+            TIMED_OUT: "ExecutionTimedOut",
+            ABORTED: "ExecutionAborted",
+        }[status]
         if status == SUCCEEDED:
             details = data_details("output", output)
         else:

@@ -28,7 +28,7 @@ def details_key(event_type: str) -> str:
     """``TaskStateEntered`` -> ``stateEnteredEventDetails``; ``MapStateStarted`` -> ``mapStateStartedEventDetails``."""
     for suffix in ("StateEntered", "StateExited"):
         if event_type.endswith(suffix):
-            return "state" + suffix[len("State"):] + "EventDetails"
+            return "state" + suffix[len("State") :] + "EventDetails"
     return event_type[0].lower() + event_type[1:] + "EventDetails"
 
 

@@ -93,4 +93,3 @@ def find_catcher(catch_spec: list[dict[str, Any]], failure: StatesError) -> dict
 def error_output(failure: StatesError) -> dict[str, str]:
     """The value a Catcher passes on (at its ResultPath)."""
     return {"Error": failure.error, "Cause": failure.cause}
-

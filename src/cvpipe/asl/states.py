@@ -25,7 +25,15 @@ from typing import Any, Callable, ClassVar
 from .choice import next_state
 from .clock import RealClock, VirtualClock
 from .errors import RUNTIME, TASK_FAILED, TIMEOUT, StatesError
-from .history import Event, History, Trace, data_details, resource_details, timestamp_text, to_json_text
+from .history import (
+    Event,
+    History,
+    Trace,
+    data_details,
+    resource_details,
+    timestamp_text,
+    to_json_text,
+)
 from .intrinsics import evaluate_intrinsic, is_intrinsic
 from .paths import get_path
 from .payload import apply_template, check_payload_size, process_input, process_output
@@ -48,6 +56,16 @@ def parse_timestamp(value: Any) -> datetime | None:
         return datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         return None
+
+
+def select_integer(spec: dict[str, Any], field_name: str, data: Any, context: dict[str, Any], minimum: int) -> int:
+    """The integer that a ``...Path`` field (SecondsPath, TimeoutSecondsPath, ...) selects from ``data``."""
+    value = get_path(spec[field_name], data, context)
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise StatesError(
+            RUNTIME, f"{field_name} {spec[field_name]!r} must select an integer >= {minimum}, not {to_json_text(value)}"
+        )
+    return value
 
 
 class Cancelled(Exception):
@@ -76,7 +94,12 @@ class Scope:
                 key = self._next_key
                 self._next_key += 1
                 self._listeners[key] = listener
-                return lambda: self._listeners.pop(key, None)
+
+                def remove() -> None:
+                    with self._lock:
+                        self._listeners.pop(key, None)
+
+                return remove
         listener()
         return lambda: None
 
@@ -112,9 +135,10 @@ class Run:
     timed_out: threading.Event = field(default_factory=threading.Event)
 
     def expire(self) -> None:
-        """The execution's TimeoutSeconds has passed: stop everything."""
-        self.timed_out.set()
-        self.root.cancel()
+        """The execution's TimeoutSeconds has passed: stop everything (unless it was aborted already)."""
+        if not self.root.cancelled:
+            self.timed_out.set()
+            self.root.cancel()
 
     def seconds_left(self) -> float | None:
         if self.deadline is None:
@@ -175,7 +199,8 @@ class StateRuntimeError(StatesError):
 
     def __init__(self, state: str, event_id: int, cause: str) -> None:
         super().__init__(
-            RUNTIME, f"An error occurred while executing the state '{state}' (entered at the event id #{event_id}). {cause}"
+            RUNTIME,
+            f"An error occurred while executing the state '{state}' (entered at the event id #{event_id}). {cause}",
         )
 
 
@@ -216,7 +241,7 @@ class Pass(State):
     def execute(self, lane: Lane, raw_input: Any, entered: datetime) -> tuple[Any, str | None]:
         context = lane.context(self.name, entered)
         effective = process_input(self.spec, raw_input, context)
-        result = self.spec["Result"] if "Result" in self.spec else effective
+        result = self.spec.get("Result", effective)
         return process_output(self.spec, raw_input, result, context), self.next
 
 
@@ -251,11 +276,15 @@ class Fail(State):
         expression = self.spec.get(f"{field_name}Path")
         if expression is None:
             return ""
-        value = evaluate_intrinsic(expression, raw_input, context) if is_intrinsic(expression) else get_path(
-            expression, raw_input, context
+        value = (
+            evaluate_intrinsic(expression, raw_input, context)
+            if is_intrinsic(expression)
+            else get_path(expression, raw_input, context)
         )
         if not isinstance(value, str):
-            raise StatesError(RUNTIME, f"{field_name}Path {expression!r} must yield a string, not {to_json_text(value)}")
+            raise StatesError(
+                RUNTIME, f"{field_name}Path {expression!r} must yield a string, not {to_json_text(value)}"
+            )
         return value
 
 
@@ -274,10 +303,7 @@ class Wait(State):
         if "Seconds" in spec:
             return spec["Seconds"]
         if "SecondsPath" in spec:
-            seconds = get_path(spec["SecondsPath"], effective, context)
-            if isinstance(seconds, bool) or not isinstance(seconds, int) or seconds < 0:
-                raise StatesError(RUNTIME, f"SecondsPath {spec['SecondsPath']!r} must select a non-negative integer")
-            return seconds
+            return select_integer(spec, "SecondsPath", effective, context, minimum=0)
         if "Timestamp" in spec:
             moment = parse_timestamp(spec["Timestamp"])
         else:
@@ -305,9 +331,9 @@ class Recoverable(State):
                 raise
             # A Catcher's ResultPath places the error output into the raw input; no OutputPath applies.
             placement = {"ResultPath": catcher.get("ResultPath", "$")}
-            return process_output(placement, raw_input, error_output(failure), lane.context(self.name, entered)), catcher[
-                "Next"
-            ]
+            return process_output(
+                placement, raw_input, error_output(failure), lane.context(self.name, entered)
+            ), catcher["Next"]
 
     def attempt(self, lane: Lane, raw_input: Any, context: dict[str, Any]) -> Any:
         raise NotImplementedError
@@ -325,10 +351,7 @@ class Task(Recoverable):
     def _timeout(self, raw_input: Any, context: dict[str, Any]) -> float | None:
         if "TimeoutSecondsPath" not in self.spec:
             return self.spec.get("TimeoutSeconds")
-        seconds = get_path(self.spec["TimeoutSecondsPath"], raw_input, context)
-        if isinstance(seconds, bool) or not isinstance(seconds, int) or seconds <= 0:
-            raise StatesError(RUNTIME, f"TimeoutSecondsPath {self.spec['TimeoutSecondsPath']!r} must select a positive integer")
-        return seconds
+        return select_integer(self.spec, "TimeoutSecondsPath", raw_input, context, minimum=1)
 
     def _invoke(self, lane: Lane, parameters: Any, context: dict[str, Any], timeout: float | None) -> Any:
         """Hand the work to the resource's integration on a thread of its own, so that a timeout or a
@@ -336,13 +359,17 @@ class Task(Recoverable):
         resource = self.spec["Resource"]
         handler = lane.run.tasks.resolve(resource)
         described = resource_details(resource)
-        scheduled = {**described, "region": lane.run.region, "parameters": to_json_text(parameters)}
+        scheduled: dict[str, Any] = {**described, "region": lane.run.region, "parameters": to_json_text(parameters)}
         if timeout is not None:
             scheduled["timeoutInSeconds"] = timeout
         if "HeartbeatSeconds" in self.spec:
             scheduled["heartbeatInSeconds"] = self.spec["HeartbeatSeconds"]
         lane.emit("TaskScheduled", scheduled)
-        request = TaskRequest(resource, copy.deepcopy(parameters), copy.deepcopy(context), timeout, emit=lane.emit)
+
+        def emit(event_type: str, details: dict[str, Any]) -> None:
+            lane.emit(event_type, details)
+
+        request = TaskRequest(resource, copy.deepcopy(parameters), copy.deepcopy(context), timeout, emit=emit)
         lane.emit("TaskStarted", described)
 
         outcome: dict[str, Any] = {}
@@ -351,7 +378,7 @@ class Task(Recoverable):
         def call() -> None:
             try:
                 outcome["result"] = handler(request)
-            except BaseException as exc:  # noqa: BLE001 - reported as the task's failure below
+            except BaseException as exc:  # reported as the task's failure below
                 outcome["exception"] = exc
             wake.set()
 
@@ -419,7 +446,7 @@ def run_concurrently(count: int, limit: int, body: Callable[[int], Any], scope: 
                 results[index] = body(index)
             except Cancelled:
                 return
-            except BaseException as exc:  # noqa: BLE001 - StatesError, or a bug re-raised below
+            except BaseException as exc:  # StatesError, or a bug re-raised below
                 with lock:
                     failures.append(exc)
                 scope.cancel()
@@ -437,33 +464,52 @@ def run_concurrently(count: int, limit: int, body: Callable[[int], Any], scope: 
     return results
 
 
-class Parallel(Recoverable):
+class Concurrent(Recoverable):
+    """Parallel and Map: their work runs on lanes of its own, at once; the first failure stops the rest."""
+
+    def attempt(self, lane: Lane, raw_input: Any, context: dict[str, Any]) -> Any:
+        try:
+            outputs = self.run_lanes(lane, raw_input, context)
+        except StatesError:
+            lane.emit(f"{self.type}StateFailed")
+            raise
+        lane.emit(f"{self.type}StateSucceeded")
+        return process_output(self.spec, raw_input, outputs, context)
+
+    def run_lanes(self, lane: Lane, raw_input: Any, context: dict[str, Any]) -> list[Any]:
+        raise NotImplementedError
+
+    @staticmethod
+    def fan_out(
+        lane: Lane, map_items: list[dict[str, Any] | None], limit: int, body: Callable[[int, Lane], Any]
+    ) -> list[Any]:
+        """``body(i, lane_i)`` for each item on lanes forked from ``lane``, at most ``limit`` at once."""
+        siblings = Scope(lane.scope)
+        lanes = [lane.fork(siblings, map_item) for map_item in map_items]
+        try:
+            return run_concurrently(len(lanes), limit, lambda i: body(i, lanes[i]), siblings)
+        finally:
+            siblings.close()
+            lane.follow(lanes)
+
+
+class Parallel(Concurrent):
     type = "Parallel"
 
     def __init__(self, name: str, spec: dict[str, Any]) -> None:
         super().__init__(name, spec)
         self.branches = [StateMachine(branch) for branch in spec["Branches"]]
 
-    def attempt(self, lane: Lane, raw_input: Any, context: dict[str, Any]) -> Any:
-        try:
-            effective = process_input(self.spec, raw_input, context)
-            lane.emit("ParallelStateStarted")
-            siblings = Scope(lane.scope)
-            lanes = [lane.fork(siblings) for _ in self.branches]
-            try:
-                limit = lane.run.max_concurrency or len(lanes)
-                outputs = run_concurrently(len(lanes), limit, lambda i: self.branches[i].run(lanes[i], effective), siblings)
-            finally:
-                siblings.close()
-                lane.follow(lanes)
-            lane.emit("ParallelStateSucceeded")
-            return process_output(self.spec, raw_input, outputs, context)
-        except StatesError:
-            lane.emit("ParallelStateFailed")
-            raise
+    def run_lanes(self, lane: Lane, raw_input: Any, context: dict[str, Any]) -> list[Any]:
+        effective = process_input(self.spec, raw_input, context)
+        lane.emit("ParallelStateStarted")
+        limit = lane.run.max_concurrency or len(self.branches)
+        return self.fan_out(
+            lane, [None] * len(self.branches), limit, lambda i, branch: self.branches[i].run(branch, effective)
+        )
 
 
-class Map(Recoverable):
+class Map(Concurrent):
     type = "Map"
 
     def __init__(self, name: str, spec: dict[str, Any]) -> None:
@@ -471,37 +517,23 @@ class Map(Recoverable):
         self.processor = StateMachine(spec.get("ItemProcessor") or spec["Iterator"])
         self.item_selector = spec.get("ItemSelector", spec.get("Parameters"))
 
-    def attempt(self, lane: Lane, raw_input: Any, context: dict[str, Any]) -> Any:
-        try:
-            # A Map's Parameters is the older name of ItemSelector, so only InputPath applies here.
-            effective = process_input(self.spec, raw_input, context)
-            items = get_path(self.spec.get("ItemsPath", "$"), effective, context)
-            if not isinstance(items, list):
-                raise StatesError(RUNTIME, f"ItemsPath {self.spec.get('ItemsPath', '$')!r} must select an array, not {to_json_text(items)}")
-            limit = self._concurrency(lane, effective, context)
-            lane.emit("MapStateStarted", {"length": len(items)})
-            siblings = Scope(lane.scope)
-            lanes = [lane.fork(siblings, {"Index": index, "Value": item}) for index, item in enumerate(items)]
-            try:
-                outputs = run_concurrently(len(items), limit, lambda i: self._iterate(lanes[i], effective, context), siblings)
-            finally:
-                siblings.close()
-                lane.follow(lanes)
-            lane.emit("MapStateSucceeded")
-            return process_output(self.spec, raw_input, outputs, context)
-        except StatesError:
-            lane.emit("MapStateFailed")
-            raise
-
-    def _concurrency(self, lane: Lane, effective: Any, context: dict[str, Any]) -> int:
+    def run_lanes(self, lane: Lane, raw_input: Any, context: dict[str, Any]) -> list[Any]:
+        # A Map's Parameters is the older name of ItemSelector, so only InputPath applies here.
+        effective = process_input(self.spec, raw_input, context)
+        items = get_path(self.spec.get("ItemsPath", "$"), effective, context)
+        if not isinstance(items, list):
+            items_path = self.spec.get("ItemsPath", "$")
+            raise StatesError(RUNTIME, f"ItemsPath {items_path!r} must select an array, not {to_json_text(items)}")
         if "MaxConcurrencyPath" in self.spec:
-            limit = get_path(self.spec["MaxConcurrencyPath"], effective, context)
-            if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
-                raise StatesError(RUNTIME, f"MaxConcurrencyPath {self.spec['MaxConcurrencyPath']!r} must select a non-negative integer")
+            limit = select_integer(self.spec, "MaxConcurrencyPath", effective, context, minimum=0)
         else:
             limit = self.spec.get("MaxConcurrency", 0)
-        limit = min(limit or INLINE_MAP_CONCURRENCY, INLINE_MAP_CONCURRENCY)
-        return min(limit, lane.run.max_concurrency or limit)
+        limit = min(
+            limit or INLINE_MAP_CONCURRENCY, INLINE_MAP_CONCURRENCY, lane.run.max_concurrency or INLINE_MAP_CONCURRENCY
+        )
+        lane.emit("MapStateStarted", {"length": len(items)})
+        map_items: list[dict[str, Any] | None] = [{"Index": index, "Value": item} for index, item in enumerate(items)]
+        return self.fan_out(lane, map_items, limit, lambda i, iteration: self._iterate(iteration, effective, context))
 
     def _iterate(self, iteration: Lane, effective: Any, context: dict[str, Any]) -> Any:
         item = iteration.map_item

@@ -7,7 +7,7 @@ does not run: JSONata, variables (``Assign``) and the distributed Map.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeGuard
 
 from .choice import validate_rule
 from .errors import ALL, DefinitionError
@@ -22,17 +22,36 @@ RECOVERY = {"ResultSelector", "ResultPath", "Retry", "Catch"}
 
 FIELDS: dict[str, set[str]] = {
     "Pass": COMMON | TRANSITION | INPUT_OUTPUT | {"Parameters", "ResultPath", "Result"},
-    "Task": COMMON | TRANSITION | INPUT_OUTPUT | RECOVERY | {
-        "Parameters", "Resource", "TimeoutSeconds", "TimeoutSecondsPath",
-        "HeartbeatSeconds", "HeartbeatSecondsPath", "Credentials",
+    "Task": COMMON
+    | TRANSITION
+    | INPUT_OUTPUT
+    | RECOVERY
+    | {
+        "Parameters",
+        "Resource",
+        "TimeoutSeconds",
+        "TimeoutSecondsPath",
+        "HeartbeatSeconds",
+        "HeartbeatSecondsPath",
+        "Credentials",
     },
     "Choice": COMMON | INPUT_OUTPUT | {"Choices", "Default"},
     "Wait": COMMON | TRANSITION | INPUT_OUTPUT | {"Seconds", "Timestamp", "SecondsPath", "TimestampPath"},
     "Succeed": COMMON | INPUT_OUTPUT,
     "Fail": COMMON | {"Error", "ErrorPath", "Cause", "CausePath"},
     "Parallel": COMMON | TRANSITION | INPUT_OUTPUT | RECOVERY | {"Parameters", "Branches"},
-    "Map": COMMON | TRANSITION | INPUT_OUTPUT | RECOVERY | {
-        "ItemsPath", "ItemSelector", "Parameters", "ItemProcessor", "Iterator", "MaxConcurrency", "MaxConcurrencyPath",
+    "Map": COMMON
+    | TRANSITION
+    | INPUT_OUTPUT
+    | RECOVERY
+    | {
+        "ItemsPath",
+        "ItemSelector",
+        "Parameters",
+        "ItemProcessor",
+        "Iterator",
+        "MaxConcurrency",
+        "MaxConcurrencyPath",
     },
 }
 TERMINAL_TYPES = {"Choice", "Succeed", "Fail"}
@@ -44,8 +63,14 @@ NOT_SUPPORTED = {
     **{
         name: "the distributed Map is not supported by the local engine"
         for name in (
-            "ItemReader", "ItemBatcher", "ResultWriter", "Label", "ToleratedFailurePercentage",
-            "ToleratedFailureCount", "ToleratedFailurePercentagePath", "ToleratedFailureCountPath",
+            "ItemReader",
+            "ItemBatcher",
+            "ResultWriter",
+            "Label",
+            "ToleratedFailurePercentage",
+            "ToleratedFailureCount",
+            "ToleratedFailurePercentagePath",
+            "ToleratedFailureCountPath",
         )
     },
 }
@@ -85,9 +110,11 @@ def _machine(where: str, machine: dict[str, Any]) -> list[str]:
         problems.append(f"{where}StartAt '{start_at}' does not exist")
     for name, state in states.items():
         problems += _state(f"{where}States.{name}", name, state, set(states))
-    if start_at in states:
+    if isinstance(start_at, str) and start_at in states:
         reachable = _reachable(start_at, states)
-        problems += [f"{where}States.{name}: unreachable from StartAt '{start_at}'" for name in states if name not in reachable]
+        problems += [
+            f"{where}States.{name}: unreachable from StartAt '{start_at}'" for name in states if name not in reachable
+        ]
     return problems
 
 
@@ -99,7 +126,7 @@ def _duplicate_names(definition: dict[str, Any]) -> list[str]:
     while pending:
         where, machine = pending.pop(0)
         states = machine.get("States") if isinstance(machine, dict) else None
-        for name, state in (states or {}).items() if isinstance(states, dict) else ():
+        for name, state in states.items() if isinstance(states, dict) else []:
             at = f"{where}States.{name}"
             if name in first:
                 problems.append(f"{at}: the name is already used by {first[name]}; state names must be unique")
@@ -113,10 +140,10 @@ def _duplicate_names(definition: dict[str, Any]) -> list[str]:
 
 def _reachable(start_at: str, states: dict[str, Any]) -> set[str]:
     seen: set[str] = set()
-    pending = [start_at]
+    pending: list[Any] = [start_at]
     while pending:
         name = pending.pop()
-        if name in seen or name not in states:
+        if not isinstance(name, str) or name in seen or name not in states:
             continue
         seen.add(name)
         state = states[name] if isinstance(states[name], dict) else {}
@@ -131,8 +158,8 @@ def _state(where: str, name: str, state: Any, names: set[str]) -> list[str]:
         return [f"{where}: a state must be an object"]
     problems = [f"{where}: the name is longer than {MAX_STATE_NAME} characters"] if len(name) > MAX_STATE_NAME else []
     state_type = state.get("Type")
-    if state_type not in FIELDS:
-        return problems + [f"{where}: unknown Type {state_type!r} (one of {', '.join(FIELDS)})"]
+    if not isinstance(state_type, str) or state_type not in FIELDS:
+        return [*problems, f"{where}: unknown Type {state_type!r} (one of {', '.join(FIELDS)})"]
     problems += _unknown_fields(where, state, FIELDS[state_type])
     problems += _query_language(where, state)
     if state_type not in TERMINAL_TYPES:
@@ -170,7 +197,7 @@ def _transition(where: str, state: dict[str, Any], names: set[str]) -> list[str]
     if "Next" in state and "End" in state:
         return [f"{where}: has both Next and End"]
     if "Next" in state:
-        return [] if state["Next"] in names else [f"{where}: Next '{state['Next']}' does not exist"]
+        return [] if _names_one_of(state["Next"], names) else [f"{where}: Next '{state['Next']}' does not exist"]
     if state.get("End") is True:
         return []
     if "End" in state:
@@ -180,7 +207,12 @@ def _transition(where: str, state: dict[str, Any], names: set[str]) -> list[str]
 
 PATH_FIELDS = ("InputPath", "OutputPath")
 REFERENCE_PATH_FIELDS = (
-    "ItemsPath", "SecondsPath", "TimestampPath", "TimeoutSecondsPath", "HeartbeatSecondsPath", "MaxConcurrencyPath",
+    "ItemsPath",
+    "SecondsPath",
+    "TimestampPath",
+    "TimeoutSecondsPath",
+    "HeartbeatSecondsPath",
+    "MaxConcurrencyPath",
 )
 
 
@@ -304,7 +336,7 @@ def _check_choice(where: str, state: dict[str, Any], names: set[str]) -> list[st
         target = rule.get("Next") if isinstance(rule, dict) else None
         if isinstance(target, str) and target not in names:
             problems.append(f"{at}: Next '{target}' does not exist")
-    if "Default" in state and state["Default"] not in names:
+    if "Default" in state and not _names_one_of(state["Default"], names):
         problems.append(f"{where}: Default '{state['Default']}' does not exist")
     return problems
 
@@ -334,7 +366,11 @@ def _check_parallel(where: str, state: dict[str, Any], names: set[str]) -> list[
     branches = state.get("Branches")
     if not isinstance(branches, list) or not branches:
         return [f"{where}: Branches must be a non-empty array"]
-    return [problem for index, branch in enumerate(branches) for problem in _sub_machine(f"{where}.Branches[{index}]", branch)]
+    return [
+        problem
+        for index, branch in enumerate(branches)
+        for problem in _sub_machine(f"{where}.Branches[{index}]", branch)
+    ]
 
 
 def _check_map(where: str, state: dict[str, Any], names: set[str]) -> list[str]:
@@ -343,7 +379,9 @@ def _check_map(where: str, state: dict[str, Any], names: set[str]) -> list[str]:
     if len(processors) != 1:
         problems.append(f"{where}: exactly one of ItemProcessor or Iterator is required")
     else:
-        problems += _sub_machine(f"{where}.{processors[0]}", state[processors[0]], processor=processors[0] == "ItemProcessor")
+        problems += _sub_machine(
+            f"{where}.{processors[0]}", state[processors[0]], processor=processors[0] == "ItemProcessor"
+        )
     if "ItemSelector" in state and "Parameters" in state:
         problems.append(f"{where}: has both ItemSelector and Parameters (its older name)")
     if "MaxConcurrency" in state and not (_int(state["MaxConcurrency"]) and state["MaxConcurrency"] >= 0):
@@ -381,11 +419,15 @@ def _sub_machine(where: str, machine: Any, *, processor: bool = False) -> list[s
     return problems + _machine(f"{where}.", machine)
 
 
+def _names_one_of(target: Any, names: set[str]) -> bool:
+    return isinstance(target, str) and target in names
+
+
 def _list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
 
 
-def _int(value: Any) -> bool:
+def _int(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
@@ -393,5 +435,5 @@ def _number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _positive_int(value: Any) -> bool:
+def _positive_int(value: Any) -> TypeGuard[int]:
     return _int(value) and value > 0

@@ -14,9 +14,14 @@ from typing import Any
 
 from ..asl import DefinitionError, Engine, RealClock, TaskRegistry, VirtualClock
 from ..asl.engine import SUCCEEDED, parse_definition
-from ..stdio import reserved_stdout
 from ..integrations.lambda_ import register_lambda
-from ..integrations.template import Template, TemplateError, state_machine_for, substitute
+from ..integrations.template import (
+    Template,
+    TemplateError,
+    state_machine_for,
+    substitute,
+)
+from ..stdio import reserved_stdout
 
 
 class UsageError(ValueError):
@@ -35,7 +40,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("definition", type=Path, help="the definition (.asl.json)")
     run.add_argument("--input", help="execution input: JSON text or a JSON file (default: {})")
     run.add_argument(
-        "--template", type=Path,
+        "--template",
+        type=Path,
         help="SAM template: fills ${Placeholders} from the state machine's DefinitionSubstitutions "
         "and runs its Lambda functions in-process",
     )

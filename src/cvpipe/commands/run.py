@@ -58,7 +58,7 @@ def run_command(args: argparse.Namespace) -> int:
         else:
             print_summary(run, stdout)
     if run.status != "SUCCEEDED":
-        print(f"cvpipe run: execution {run.status}: {run.error}: {run.cause}", file=sys.stderr)
+        print(f"cvpipe run: execution {run.status}: {run.error}: {readable_cause(run.cause)}", file=sys.stderr)
         return 2 if run.error == "InvalidInputError" else 1
     return 0
 
@@ -107,6 +107,15 @@ def set_field(document: dict[str, Any], dotted_key: str, value: Any) -> None:
             raise UserError(f"--set {dotted_key}: {where} is not an object in the input")
         node = child
     node[leaf] = value
+
+
+def readable_cause(cause: str | None) -> str | None:
+    """A function error's cause is Lambda's JSON error document: its message is what users need."""
+    try:
+        document = json.loads(cause or "")
+    except json.JSONDecodeError:
+        return cause
+    return document.get("errorMessage", cause) if isinstance(document, dict) else cause
 
 
 def print_summary(run: PipelineRun, out: TextIO) -> None:

@@ -127,7 +127,7 @@ class LocalFunctions:
             handler = self._handler(spec, request_id)
             try:
                 result = handler(event, self._context(spec, function, request_id, timeout))
-            except Exception as exc:  # noqa: BLE001 - reported as the function error
+            except Exception as exc:  # reported as the function error
                 stack = traceback.format_list(traceback.extract_tb(exc.__traceback__)[1:])
                 raise function_error(type(exc).__name__, str(exc), request_id, stack) from exc
         try:
@@ -141,7 +141,9 @@ class LocalFunctions:
         if spec is None:
             known = ", ".join(sorted(self.functions)) or "none"
             raise StatesError(
-                RUNTIME, f"no local handler for Lambda function {function!r}: the template defines no such function (it has: {known})"
+                RUNTIME,
+                f"no local handler for Lambda function {function!r}: the template defines no such function"
+                f" (it has: {known})",
             )
         return spec
 
@@ -177,10 +179,14 @@ class LocalFunctions:
         try:
             module_spec.loader.exec_module(module)
         except ImportError as exc:
-            raise function_error("Runtime.ImportModuleError", f"Unable to import module '{module_path}': {exc}", request_id) from exc
+            raise function_error(
+                "Runtime.ImportModuleError", f"Unable to import module '{module_path}': {exc}", request_id
+            ) from exc
         except SyntaxError as exc:
-            raise function_error("Runtime.UserCodeSyntaxError", f"Syntax error in module '{module_path}': {exc}", request_id) from exc
-        except Exception as exc:  # noqa: BLE001 - an init error: Lambda reports the exception itself
+            raise function_error(
+                "Runtime.UserCodeSyntaxError", f"Syntax error in module '{module_path}': {exc}", request_id
+            ) from exc
+        except Exception as exc:  # an init error: Lambda reports the exception itself
             stack = traceback.format_list(traceback.extract_tb(exc.__traceback__)[1:])
             raise function_error(type(exc).__name__, str(exc), request_id, stack) from exc
         finally:
@@ -247,7 +253,9 @@ def _is_in(module: ModuleType, folder: Path) -> bool:
     return isinstance(file, str) and file.startswith(str(folder) + os.sep)
 
 
-def register_lambda(registry: TaskRegistry, functions_table: dict[str, FunctionSpec], project_root: Path | str) -> LocalFunctions:
+def register_lambda(
+    registry: TaskRegistry, functions_table: dict[str, FunctionSpec], project_root: Path | str
+) -> LocalFunctions:
     """Route ``lambda:invoke`` and function ARNs to the template's handlers (CodeUri relative to ``project_root``)."""
     functions = LocalFunctions(functions_table, Path(project_root))
     registry.register(INVOKE, functions.invoke_api)

@@ -35,12 +35,13 @@ class _CloudFormationLoader(yaml.SafeLoader):
 
 
 def _construct_tag(loader: yaml.SafeLoader, tag_suffix: str, node: yaml.Node) -> dict[str, Any]:
-    if isinstance(node, yaml.ScalarNode):
-        value: Any = loader.construct_scalar(node)
+    value: Any
+    if isinstance(node, yaml.MappingNode):
+        value = loader.construct_mapping(node, deep=True)
     elif isinstance(node, yaml.SequenceNode):
         value = loader.construct_sequence(node, deep=True)
     else:
-        value = loader.construct_mapping(node, deep=True)
+        value = loader.construct_scalar(node)  # type: ignore[arg-type]  # the remaining kind: a scalar
     if tag_suffix in ("Ref", "Condition"):
         return {tag_suffix: value}
     if tag_suffix == "GetAtt" and isinstance(value, str):
@@ -52,7 +53,7 @@ _CloudFormationLoader.add_multi_constructor("!", _construct_tag)
 
 
 def load_yaml(text: str) -> Any:
-    return yaml.load(text, Loader=_CloudFormationLoader)  # noqa: S506 - a SafeLoader subclass
+    return yaml.load(text, Loader=_CloudFormationLoader)  # a SafeLoader subclass
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,9 @@ class FunctionSpec:
 class Template:
     """A loaded ``template.yaml``; ``parameters`` override the Parameters' Defaults."""
 
-    def __init__(self, path: Path | str, parameters: dict[str, str] | None = None, stack_name: str = STACK_NAME) -> None:
+    def __init__(
+        self, path: Path | str, parameters: dict[str, str] | None = None, stack_name: str = STACK_NAME
+    ) -> None:
         self.path = Path(path).resolve()
         try:
             self.body = load_yaml(self.path.read_text())
@@ -134,7 +137,7 @@ class Template:
         if not isinstance(value, dict):
             return value
         if len(value) == 1:
-            (key, argument), = value.items()
+            ((key, argument),) = value.items()
             if key == "Ref":
                 return self._ref(argument)
             if key == "Condition":
@@ -265,9 +268,7 @@ def substitute(definition_text: str, substitutions: dict[str, str]) -> str:
     """Replace ``${Name}`` placeholders; TemplateError names every placeholder left without a value."""
     missing = sorted({name for name in PLACEHOLDER.findall(definition_text) if name not in substitutions})
     if missing:
-        raise TemplateError(
-            "no DefinitionSubstitutions value for " + ", ".join("${" + name + "}" for name in missing)
-        )
+        raise TemplateError("no DefinitionSubstitutions value for " + ", ".join("${" + name + "}" for name in missing))
     return PLACEHOLDER.sub(lambda match: substitutions[match.group(1)], definition_text)
 
 
@@ -280,6 +281,4 @@ def state_machine_for(template: Template, definition: Path) -> StateMachineSpec:
             return machine
     if len(machines) == 1:
         return next(iter(machines.values()))
-    raise TemplateError(
-        f"{template.path} has {len(machines)} state machines and none has DefinitionUri {definition}"
-    )
+    raise TemplateError(f"{template.path} has {len(machines)} state machines and none has DefinitionUri {definition}")

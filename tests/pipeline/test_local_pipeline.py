@@ -1,0 +1,205 @@
+"""The whole workflow definition, run end to end on the local engine with small real data."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_diabetes
+from sklearn.linear_model import Ridge
+from sklearn.model_selection import KFold, StratifiedKFold, cross_validate
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.svm import SVC
+
+from cvpipe.cli import main
+from cvpipe.local import LocalPipeline, UserError, find_project_root
+
+ROOT = find_project_root(Path(__file__).parent)
+IRIS = ROOT / "examples" / "iris.csv"
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("cvpipe-home")
+
+
+@pytest.fixture(scope="module")
+def pipeline(home: Path):
+    with LocalPipeline(ROOT, home=home, workers=2) as pipeline:
+        yield pipeline
+
+
+def iris_input(**overrides) -> dict:
+    document = {
+        "dataset": {"uri": str(IRIS), "target": "species"},
+        "cv": {"splitter": "StratifiedKFold", "k": 5, "seed": 3},
+        "model": {"estimator": "SVC", "search_space": {"C": {"values": [0.1, 1.0]}, "kernel": {"values": ["linear", "rbf"]}}},
+        "metric": "accuracy",
+        "baseline": 0.8,
+        "registry": {"group": "tests-iris"},
+    }
+    document.update(overrides)
+    return document
+
+
+def package_count(pipeline: LocalPipeline) -> int:
+    return len(pipeline.registry.list_model_packages()["ModelPackageSummaryList"])
+
+
+def read_iris() -> tuple[np.ndarray, np.ndarray]:
+    with IRIS.open() as f:
+        rows = list(csv.reader(f))[1:]
+    return np.array([[float(v) for v in row[:-1]] for row in rows]), np.array([row[-1] for row in rows])
+
+
+def test_runs_register_successive_versions(pipeline: LocalPipeline, home: Path, capfd) -> None:
+    first = pipeline.run(iris_input(registry={"group": "tests-versions"}), name="versions-1")
+    second = pipeline.run(iris_input(registry={"group": "tests-versions"}), name="versions-2")
+
+    assert (first.status, second.status) == ("SUCCEEDED", "SUCCEEDED")
+    assert first.document()["model_package_version"] == 1
+    assert second.document()["model_package_version"] == 2
+    best = second.document()["best"]
+    assert len(best["cv"]["folds"]) == 5
+    assert best["cv"]["mean"] == pytest.approx(np.mean(best["cv"]["folds"]))
+    assert best["cv"]["std"] == pytest.approx(np.std(best["cv"]["folds"]))
+
+    capfd.readouterr()
+    assert main(["models", "list", "--group", "tests-versions", "--json", "--home", str(home)]) == 0
+    listed = json.loads(capfd.readouterr().out)["model_packages"]
+    assert [row["version"] for row in listed] == [2, 1]
+    assert listed[0]["cv_mean"] == pytest.approx(best["cv"]["mean"])
+    # The run folder holds the folds, every job with its log, the history and the outcome.
+    run_dir = Path(second.document()["run_dir"])
+    assert {"split", "jobs", "history.jsonl", "execution.json"} <= {p.name for p in run_dir.iterdir()}
+    assert json.loads((run_dir / "execution.json").read_text())["status"] == "SUCCEEDED"
+
+
+def test_fixed_candidate_scores_equal_cross_validate(pipeline: LocalPipeline) -> None:
+    params = {"C": 0.7, "kernel": "rbf", "gamma": 0.2}
+    run = pipeline.run(iris_input(model={"estimator": "SVC", "params": params}, cv={"k": 4, "seed": 11}), name="fixed-iris")
+
+    X, y = read_iris()
+    expected = cross_validate(
+        Pipeline([("scaler", StandardScaler()), ("estimator", SVC(**params, random_state=11))]),
+        X, y, cv=StratifiedKFold(4, shuffle=True, random_state=11), scoring="accuracy",
+    )["test_score"]
+    assert run.status == "SUCCEEDED"
+    assert run.document()["best"]["params"] == params
+    assert run.document()["best"]["cv"]["folds"] == list(expected)
+
+
+def test_regression_with_kfold_equals_cross_validate(pipeline: LocalPipeline, tmp_path: Path) -> None:
+    data = load_diabetes()
+    dataset = tmp_path / "diabetes.csv"
+    with dataset.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow([*data.feature_names, "progression"])
+        writer.writerows([*map(repr, map(float, row)), repr(float(target))] for row, target in zip(data.data, data.target))
+    run = pipeline.run({
+        "dataset": {"uri": str(dataset), "target": "progression"},
+        "cv": {"k": 3, "seed": 5},
+        "model": {"estimator": "Ridge", "params": {"alpha": 2.0}},
+        "registry": {"group": "tests-diabetes"},
+    }, name="fixed-diabetes")
+
+    expected = cross_validate(
+        Pipeline([("scaler", StandardScaler()), ("estimator", Ridge(alpha=2.0, random_state=5))]),
+        data.data, data.target, cv=KFold(3, shuffle=True, random_state=5), scoring="r2",
+    )["test_score"]
+    assert run.status == "SUCCEEDED", run.cause
+    doc = run.document()
+    assert doc["metric"] == "r2" and doc["dataset"]["splitter"] == "KFold"
+    assert doc["best"]["cv"]["folds"] == list(expected)
+
+
+def test_baseline_above_the_data_fails_and_registers_nothing(pipeline: LocalPipeline) -> None:
+    before = package_count(pipeline)
+    run = pipeline.run(iris_input(baseline=0.999), name="too-high")
+
+    assert run.status == "FAILED"
+    assert run.error == "BelowBaseline"
+    best = run.document()["best"]["cv"]["mean"]
+    assert str(best) in run.cause and "0.999" in run.cause
+    assert run.document()["model_package_arn"] is None
+    assert package_count(pipeline) == before
+
+
+def test_failing_candidate_is_reported_and_the_others_go_on(pipeline: LocalPipeline) -> None:
+    space = {"kernel": {"values": ["linear", "banana"]}}
+    run = pipeline.run(iris_input(model={"estimator": "SVC", "search_space": space}), name="banana")
+
+    assert run.status == "SUCCEEDED", run.cause
+    history = run.document()["tuning"]["history"]
+    failed = [entry for entry in history if entry["status"] == "Failed"]
+    assert [entry["params"] for entry in failed] == [{"kernel": "banana"}]
+    assert len(failed[0]["failures"]) == 5
+    assert all("banana" in failure["cause"] for failure in failed[0]["failures"])
+    assert run.document()["best"]["params"] == {"kernel": "linear"}
+    # The jobs' FailureReason is in the execution history too.
+    events = [json.loads(line) for line in (Path(run.document()["run_dir"]) / "history.jsonl").read_text().splitlines()]
+    job_failures = [e["taskFailedEventDetails"] for e in events if e["type"] == "TaskFailed"
+                    and e["taskFailedEventDetails"]["resource"] == "createTrainingJob.sync"]
+    assert len(job_failures) == 5
+    assert all("banana" in json.loads(failure["cause"])["FailureReason"] for failure in job_failures)
+
+
+def test_every_candidate_failing_ends_the_run(pipeline: LocalPipeline) -> None:
+    before = package_count(pipeline)
+    run = pipeline.run(iris_input(model={"estimator": "SVC", "params": {"kernel": "banana"}}), name="all-fail")
+    assert (run.status, run.error) == ("FAILED", "NoCandidateSucceeded")
+    assert package_count(pipeline) == before
+
+
+def test_invalid_input_names_the_field(pipeline: LocalPipeline) -> None:
+    run = pipeline.run(iris_input(cv={"k": 1}), name="bad-k")
+    assert (run.status, run.error) == ("FAILED", "InvalidInputError")
+    assert "cv.k" in run.cause
+
+
+def test_split_failure_names_the_column(pipeline: LocalPipeline) -> None:
+    run = pipeline.run(iris_input(dataset={"uri": str(IRIS), "target": "colour"}), name="no-column")
+    assert (run.status, run.error) == ("FAILED", "JobFailed")
+    assert "colour" in run.cause and "species" in run.cause
+
+
+def test_missing_dataset_file_is_a_user_error_before_anything_runs(pipeline: LocalPipeline, tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="no such file"):
+        pipeline.run(iris_input(dataset={"uri": str(tmp_path / "nope.csv"), "target": "species"}), name="no-file")
+    assert not pipeline.run_dir("no-file").exists()
+
+
+def test_execution_names_are_not_reused(pipeline: LocalPipeline) -> None:
+    with pytest.raises(UserError, match="taken"):
+        pipeline.run(iris_input(), name="versions-1")
+
+
+def test_cli_json_output(home: Path) -> None:
+    # A process of its own, as users run it: nothing but the document may reach stdout.
+    result = subprocess.run(
+        [sys.executable, "-m", "cvpipe", "run", "--home", str(home), "--json", "--name", "cli-json", "--workers", "2",
+         "--set", "tuning.max_candidates=2", "--set", "cv.k=3", "--set", "registry.group=tests-cli"],
+        capture_output=True, text=True, cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert {"best", "model_package_arn", "run_dir"} <= set(document)
+    assert len(document["best"]["cv"]["folds"]) == 3
+    assert document["model_package_arn"].endswith("/tests-cli/1")
+
+
+def test_cli_rejects_bad_arguments_without_a_traceback(home: Path, tmp_path: Path, capfd) -> None:
+    assert main(["run", "--home", str(home), "--input", str(tmp_path / "missing.json")]) == 2
+    assert "missing.json" in capfd.readouterr().err
+    assert main(["run", "--home", str(home), "--set", "nonsense"]) == 2
+    assert "KEY=VALUE" in capfd.readouterr().err
+    result = subprocess.run([sys.executable, "-m", "cvpipe", "run", "--home", str(home), "--name", "cli-bad-k",
+                             "--set", "cv.k=1"], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 2
+    assert "cv.k" in result.stderr and "Traceback" not in result.stderr
