@@ -98,6 +98,9 @@ class CrossValidation(_Section):
     )
     k: int = Field(5, ge=2, le=50, description="number of folds")
     seed: Seed = Field(0, description="shuffles the folds; also the estimator's random_state")
+    return_train_score: bool = Field(
+        False, description="also score each fold's training rows (costs about one more fit per fold)"
+    )
 
 
 class Choice(_Section):

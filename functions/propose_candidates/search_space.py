@@ -61,6 +61,7 @@ class TuningSpec(BaseModel):
 
 class CvSpec(BaseModel):
     seed: int
+    return_train_score: bool = False
 
 
 class DatasetInfo(BaseModel):
@@ -173,11 +174,12 @@ def hyperparameters(config: Config, params: dict[str, JsonValue]) -> dict[str, s
         "cv_metric": config.resolved_metric,
         "cv_scaler": config.model.scaler,
         "cv_seed": str(config.cv.seed),
+        "cv_train_score": json.dumps(config.cv.return_train_score),
         **{name: json.dumps(value) for name, value in sorted(params.items())},
     }
     if len(values) > MAX_HYPERPARAMETERS:
         raise HyperparameterLimitError(
-            f"{len(values)} hyperparameters (4 control keys and {len(params)} params) exceed SageMaker's 100 "
+            f"{len(values)} hyperparameters ({len(values) - len(params)} control keys and {len(params)} params) exceed SageMaker's 100 "
             "with the cv_fold key each fold job adds: fix or search fewer params"
         )
     for name, value in values.items():

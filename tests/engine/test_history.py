@@ -6,6 +6,8 @@ import json
 import threading
 from typing import Any
 
+import pytest
+
 from cvpipe.asl import Engine, Event, StatesError, VirtualClock
 
 from .helpers import machine, registry, run, types
@@ -153,3 +155,13 @@ def test_events_are_appended_safely_from_many_threads() -> None:
     )
     assert result.status == "SUCCEEDED"
     assert seen_ids == list(range(1, len(result.history) + 1))
+
+
+def test_a_failing_listener_does_not_stop_the_execution(caplog: pytest.LogCaptureFixture) -> None:
+    def broken_listener(event: Event) -> None:
+        raise RuntimeError("listener bug")
+
+    engine = Engine(registry(), VirtualClock())
+    result = engine.run(machine({"P": {"Type": "Pass", "End": True}}), on_event=broken_listener)
+    assert result.status == "SUCCEEDED"
+    assert "the on_event listener failed" in caplog.text

@@ -56,6 +56,11 @@ Resources:
     Properties:
       CodeUri: functions/aggregate
       Handler: app.lambda_handler
+  ImageFunction:
+    Type: AWS::Serverless::Function
+    Properties:
+      PackageType: Image
+      ImageUri: 000000000000.dkr.ecr.us-east-1.amazonaws.com/fn:latest
   Pipeline:
     Type: AWS::Serverless::StateMachine
     Properties:
@@ -137,6 +142,7 @@ def test_functions_table_merges_globals(template: Template) -> None:
     assert (prepare.timeout, prepare.memory_size) == (30, 512)
     assert functions["Aggregate"].environment == {"LOG_LEVEL": "INFO", "SHARED": "globals"}
     assert functions["Aggregate"].timeout == 60
+    assert "ImageFunction" not in functions  # no local code to run
 
 
 def test_substitute_replaces_placeholders_and_names_the_missing_ones() -> None:

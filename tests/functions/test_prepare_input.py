@@ -35,7 +35,7 @@ def test_defaults_are_filled(execution_input):
     run_id = hashlib.sha256(b"exec-1").hexdigest()[:10]
     assert config == {
         "dataset": {"uri": "s3://cvpipe-data/iris.csv", "target": "species"},
-        "cv": {"splitter": "auto", "k": 5, "seed": 0},
+        "cv": {"splitter": "auto", "k": 5, "seed": 0, "return_train_score": False},
         "model": {"estimator": "SVC", "params": {}, "scaler": "StandardScaler", "search_space": {}},
         "tuning": {"strategy": "grid", "max_candidates": 20, "batch_size": 20, "parallel_candidates": 0, "seed": 0},
         "metric": "auto",

@@ -171,6 +171,7 @@ def test_hyperparameters_are_control_keys_and_json_text(search_space, make_confi
         "cv_metric": "f1_macro",
         "cv_scaler": "StandardScaler",
         "cv_seed": "42",
+        "cv_train_score": "false",
         "C": "0.01",
         "class_weight": "null",
         "degree": "2",
@@ -199,7 +200,7 @@ def test_too_long_hyperparameter_is_a_clear_error(search_space, make_config):
 
 
 def test_too_many_hyperparameters_is_a_clear_error(search_space, make_config):
-    config = make_config(model={"params": {f"p{i}": i for i in range(96)}})
+    config = make_config(model={"params": {f"p{i}": i for i in range(95)}})
 
     with pytest.raises(search_space.HyperparameterLimitError, match="100 hyperparameters .* exceed SageMaker's 100 with the cv_fold key"):
         propose(search_space, config)

@@ -83,16 +83,19 @@ def test_runs_register_successive_versions(pipeline: LocalPipeline, home: Path, 
 
 def test_fixed_candidate_scores_equal_cross_validate(pipeline: LocalPipeline) -> None:
     params = {"C": 0.7, "kernel": "rbf", "gamma": 0.2}
-    run = pipeline.run(iris_input(model={"estimator": "SVC", "params": params}, cv={"k": 4, "seed": 11}), name="fixed-iris")
+    cv = {"k": 4, "seed": 11, "return_train_score": True}
+    run = pipeline.run(iris_input(model={"estimator": "SVC", "params": params}, cv=cv), name="fixed-iris")
 
     X, y = read_iris()
     expected = cross_validate(
         Pipeline([("scaler", StandardScaler()), ("estimator", SVC(**params, random_state=11))]),
-        X, y, cv=StratifiedKFold(4, shuffle=True, random_state=11), scoring="accuracy",
-    )["test_score"]
+        X, y, cv=StratifiedKFold(4, shuffle=True, random_state=11), scoring="accuracy", return_train_score=True,
+    )
     assert run.status == "SUCCEEDED"
-    assert run.document()["best"]["params"] == params
-    assert run.document()["best"]["cv"]["folds"] == list(expected)
+    best = run.document()["best"]
+    assert best["params"] == params
+    assert best["cv"]["folds"] == list(expected["test_score"])
+    assert best["cv"]["train_mean"] == pytest.approx(expected["train_score"].mean())
 
 
 def test_regression_with_kfold_equals_cross_validate(pipeline: LocalPipeline, tmp_path: Path) -> None:

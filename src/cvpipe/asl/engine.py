@@ -30,6 +30,12 @@ SUCCEEDED = "SUCCEEDED"
 FAILED = "FAILED"
 TIMED_OUT = "TIMED_OUT"
 ABORTED = "ABORTED"
+END_EVENTS = {
+    SUCCEEDED: "ExecutionSucceeded",
+    FAILED: "ExecutionFailed",
+    TIMED_OUT: "ExecutionTimedOut",
+    ABORTED: "ExecutionAborted",
+}
 
 
 @dataclass(frozen=True)
@@ -82,14 +88,11 @@ class Execution:
 
     def _execute(self) -> None:
         trace = Trace(self._run.history)
-        trace.emit(
-            "ExecutionStarted",
-            {**data_details("input", self._input), "roleArn": self._run.context["Execution"]["RoleArn"]},
-        )
-        lane = Lane(self._run, self._run.root, trace)
         try:
+            role = self._run.context["Execution"]["RoleArn"]
+            trace.emit("ExecutionStarted", {**data_details("input", self._input), "roleArn": role})
             check_payload_size(self._input)
-            output = self._machine.run(lane, self._input)
+            output = self._machine.run(Lane(self._run, self._run.root, trace), self._input)
             self._finish(SUCCEEDED, trace, output=output)
         except StatesError as failure:
             self._finish(FAILED, trace, error=failure.error or None, cause=failure.cause or None)
@@ -99,7 +102,7 @@ class Execution:
             else:
                 error, cause = self._abort_reason
                 self._finish(ABORTED, trace, error=error, cause=cause)
-        except Exception:  # a fault of the engine or of an on_event listener
+        except Exception:  # a fault of the engine itself
             self._finish(
                 FAILED, trace, error=RUNTIME, cause=f"internal error of the local engine:\n{traceback.format_exc()}"
             )
@@ -111,17 +114,11 @@ class Execution:
     def _finish(
         self, status: str, trace: Trace, *, output: Any = None, error: str | None = None, cause: str | None = None
     ) -> None:
-        event_type = {
-            SUCCEEDED: "ExecutionSucceeded",
-            FAILED: "ExecutionFailed",
-            TIMED_OUT: "ExecutionTimedOut",
-            ABORTED: "ExecutionAborted",
-        }[status]
         if status == SUCCEEDED:
             details = data_details("output", output)
         else:
             details = {key: value for key, value in (("error", error), ("cause", cause)) if value is not None}
-        trace.emit(event_type, details)
+        trace.emit(END_EVENTS[status], details)
         self._result = ExecutionResult(status, output, error, cause, self._run.history.events, self.name, self.arn)
 
 

@@ -8,10 +8,13 @@ object; ``to_json`` files it under the key AWS uses (``stateEnteredEventDetails`
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable
+
+logger = logging.getLogger(__name__)
 
 
 def to_json_text(value: Any) -> str:
@@ -55,7 +58,8 @@ class Event:
 class History:
     """The events of one execution, numbered from 1; safe to append to from any thread.
 
-    ``on_event`` is called under the history's lock, so listeners see events in id order.
+    ``on_event`` is called under the history's lock, so listeners see events in id order. A listener
+    only observes: its exceptions are logged, and the execution goes on.
     """
 
     def __init__(self, now: Callable[[], datetime], on_event: Callable[[Event], None] | None = None) -> None:
@@ -69,7 +73,10 @@ class History:
             event = Event(len(self._events) + 1, event_type, self._now(), previous_event_id, details)
             self._events.append(event)
             if self._on_event is not None:
-                self._on_event(event)
+                try:
+                    self._on_event(event)
+                except Exception:
+                    logger.exception("the on_event listener failed on event %d (%s)", event.id, event_type)
             return event
 
     @property

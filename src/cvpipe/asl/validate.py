@@ -20,59 +20,45 @@ TRANSITION = {"Next", "End"}
 INPUT_OUTPUT = {"InputPath", "OutputPath"}
 RECOVERY = {"ResultSelector", "ResultPath", "Retry", "Catch"}
 
+TASK_TIMEOUTS = {"TimeoutSeconds", "TimeoutSecondsPath", "HeartbeatSeconds", "HeartbeatSecondsPath"}
+MAP_ITEMS = {
+    "ItemsPath",
+    "ItemSelector",
+    "Parameters",
+    "ItemProcessor",
+    "Iterator",
+    "MaxConcurrency",
+    "MaxConcurrencyPath",
+}
+
 FIELDS: dict[str, set[str]] = {
     "Pass": COMMON | TRANSITION | INPUT_OUTPUT | {"Parameters", "ResultPath", "Result"},
-    "Task": COMMON
-    | TRANSITION
-    | INPUT_OUTPUT
-    | RECOVERY
-    | {
-        "Parameters",
-        "Resource",
-        "TimeoutSeconds",
-        "TimeoutSecondsPath",
-        "HeartbeatSeconds",
-        "HeartbeatSecondsPath",
-        "Credentials",
-    },
+    "Task": COMMON | TRANSITION | INPUT_OUTPUT | RECOVERY | TASK_TIMEOUTS | {"Parameters", "Resource", "Credentials"},
     "Choice": COMMON | INPUT_OUTPUT | {"Choices", "Default"},
     "Wait": COMMON | TRANSITION | INPUT_OUTPUT | {"Seconds", "Timestamp", "SecondsPath", "TimestampPath"},
     "Succeed": COMMON | INPUT_OUTPUT,
     "Fail": COMMON | {"Error", "ErrorPath", "Cause", "CausePath"},
     "Parallel": COMMON | TRANSITION | INPUT_OUTPUT | RECOVERY | {"Parameters", "Branches"},
-    "Map": COMMON
-    | TRANSITION
-    | INPUT_OUTPUT
-    | RECOVERY
-    | {
-        "ItemsPath",
-        "ItemSelector",
-        "Parameters",
-        "ItemProcessor",
-        "Iterator",
-        "MaxConcurrency",
-        "MaxConcurrencyPath",
-    },
+    "Map": COMMON | TRANSITION | INPUT_OUTPUT | RECOVERY | MAP_ITEMS,
 }
 TERMINAL_TYPES = {"Choice", "Succeed", "Fail"}
 
+DISTRIBUTED_MAP = [
+    "ItemReader",
+    "ItemBatcher",
+    "ResultWriter",
+    "Label",
+    "ToleratedFailurePercentage",
+    "ToleratedFailureCount",
+    "ToleratedFailurePercentagePath",
+    "ToleratedFailureCountPath",
+]
+NO_DISTRIBUTED_MAP = "the distributed Map is not supported by the local engine"
 NOT_SUPPORTED = {
     "Assign": "variables (Assign) are not supported by the local engine",
     "Arguments": "JSONata fields are not supported by the local engine",
     "Output": "JSONata fields are not supported by the local engine",
-    **{
-        name: "the distributed Map is not supported by the local engine"
-        for name in (
-            "ItemReader",
-            "ItemBatcher",
-            "ResultWriter",
-            "Label",
-            "ToleratedFailurePercentage",
-            "ToleratedFailureCount",
-            "ToleratedFailurePercentagePath",
-            "ToleratedFailureCountPath",
-        )
-    },
+    **{name: NO_DISTRIBUTED_MAP for name in DISTRIBUTED_MAP},
 }
 
 TOP_LEVEL_FIELDS = {"StartAt", "States", "Comment", "Version", "TimeoutSeconds", "QueryLanguage"}
@@ -172,7 +158,8 @@ def _state(where: str, name: str, state: Any, names: set[str]) -> list[str]:
         problems += _handlers(f"{where}.Retry", state["Retry"], "Retrier", RETRIER_FIELDS, names=None)
     if "Catch" in state:
         problems += _handlers(f"{where}.Catch", state["Catch"], "Catcher", CATCHER_FIELDS, names=names)
-    return problems + CHECKS[state_type](where, state, names)
+    check = CHECKS.get(state_type)
+    return problems + (check(where, state, names) if check else [])
 
 
 def _unknown_fields(where: str, spec: dict[str, Any], allowed: set[str]) -> list[str]:
@@ -206,14 +193,14 @@ def _transition(where: str, state: dict[str, Any], names: set[str]) -> list[str]
 
 
 PATH_FIELDS = ("InputPath", "OutputPath")
-REFERENCE_PATH_FIELDS = (
+REFERENCE_PATH_FIELDS = [
     "ItemsPath",
     "SecondsPath",
     "TimestampPath",
     "TimeoutSecondsPath",
     "HeartbeatSecondsPath",
     "MaxConcurrencyPath",
-)
+]
 
 
 def _paths(where: str, state: dict[str, Any]) -> list[str]:
@@ -301,7 +288,7 @@ def _retrier_numbers(where: str, retrier: dict[str, Any]) -> list[str]:
     problems = []
     if "IntervalSeconds" in retrier and not _positive_int(retrier["IntervalSeconds"]):
         problems.append(f"{where}: IntervalSeconds must be a positive integer")
-    if "MaxAttempts" in retrier and not (_int(retrier["MaxAttempts"]) and retrier["MaxAttempts"] >= 0):
+    if "MaxAttempts" in retrier and not _non_negative_int(retrier["MaxAttempts"]):
         problems.append(f"{where}: MaxAttempts must be a non-negative integer")
     if "BackoffRate" in retrier and not (_number(retrier["BackoffRate"]) and retrier["BackoffRate"] >= 1.0):
         problems.append(f"{where}: BackoffRate must be a number >= 1.0")
@@ -345,7 +332,7 @@ def _check_wait(where: str, state: dict[str, Any], names: set[str]) -> list[str]
     given = [field for field in ("Seconds", "Timestamp", "SecondsPath", "TimestampPath") if field in state]
     if len(given) != 1:
         return [f"{where}: exactly one of Seconds, Timestamp, SecondsPath or TimestampPath is required"]
-    if "Seconds" in state and not (_int(state["Seconds"]) and state["Seconds"] >= 0):
+    if "Seconds" in state and not _non_negative_int(state["Seconds"]):
         return [f"{where}: Seconds must be a non-negative integer"]
     if "Timestamp" in state and parse_timestamp(state["Timestamp"]) is None:
         return [f"{where}: Timestamp {state['Timestamp']!r} is not an RFC 3339 timestamp"]
@@ -384,20 +371,14 @@ def _check_map(where: str, state: dict[str, Any], names: set[str]) -> list[str]:
         )
     if "ItemSelector" in state and "Parameters" in state:
         problems.append(f"{where}: has both ItemSelector and Parameters (its older name)")
-    if "MaxConcurrency" in state and not (_int(state["MaxConcurrency"]) and state["MaxConcurrency"] >= 0):
+    if "MaxConcurrency" in state and not _non_negative_int(state["MaxConcurrency"]):
         problems.append(f"{where}: MaxConcurrency must be a non-negative integer")
     if "MaxConcurrency" in state and "MaxConcurrencyPath" in state:
         problems.append(f"{where}: has both MaxConcurrency and MaxConcurrencyPath")
     return problems
 
 
-def _no_checks(where: str, state: dict[str, Any], names: set[str]) -> list[str]:
-    return []
-
-
 CHECKS = {
-    "Pass": _no_checks,
-    "Succeed": _no_checks,
     "Task": _check_task,
     "Choice": _check_choice,
     "Wait": _check_wait,
@@ -415,7 +396,7 @@ def _sub_machine(where: str, machine: Any, *, processor: bool = False) -> list[s
     problems = _unknown_fields(where, machine, allowed)
     config = machine.get("ProcessorConfig", {})
     if isinstance(config, dict) and config.get("Mode", "INLINE") != "INLINE":
-        problems.append(f"{where}.ProcessorConfig: {NOT_SUPPORTED['ItemReader']}")
+        problems.append(f"{where}.ProcessorConfig: {NO_DISTRIBUTED_MAP}")
     return problems + _machine(f"{where}.", machine)
 
 
@@ -437,3 +418,7 @@ def _number(value: Any) -> bool:
 
 def _positive_int(value: Any) -> TypeGuard[int]:
     return _int(value) and value > 0
+
+
+def _non_negative_int(value: Any) -> TypeGuard[int]:
+    return _int(value) and value >= 0

@@ -142,8 +142,8 @@ class LocalFunctions:
             known = ", ".join(sorted(self.functions)) or "none"
             raise StatesError(
                 RUNTIME,
-                f"no local handler for Lambda function {function!r}: the template defines no such function"
-                f" (it has: {known})",
+                f"no local handler for Lambda function {function!r}: the template has no function of that name"
+                f" with a local CodeUri and Handler (it has: {known})",
             )
         return spec
 

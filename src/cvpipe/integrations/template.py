@@ -109,7 +109,11 @@ class Template:
         return machines
 
     def functions(self) -> dict[str, FunctionSpec]:
-        """Logical id -> code folder, handler, environment (Globals merged in), timeout, memory."""
+        """Logical id -> code folder, handler, environment (Globals merged in), timeout, memory.
+
+        Only functions with a local CodeUri folder and a Handler can run here; others (container
+        images, inline code) are left out.
+        """
         defaults = self.body.get("Globals", {}).get("Function", {})
         table = {}
         for name, resource in self._of_type(*FUNCTIONS).items():
@@ -119,7 +123,7 @@ class Template:
                 **resource.get("Properties", {}).get("Environment", {}).get("Variables", {}),
             }
             if not isinstance(properties.get("CodeUri"), str) or "Handler" not in properties:
-                raise TemplateError(f"function {name}: a local CodeUri folder and a Handler are required")
+                continue
             table[name] = FunctionSpec(
                 logical_id=name,
                 code_uri=(self.path.parent / properties["CodeUri"]).resolve(),
