@@ -196,6 +196,19 @@ CASES: dict[str, tuple[dict[str, Any], Any]] = {
         ),
         [{"k": 1}, {"k": 2}],
     ),
+    "map_item_context_inside_iterations": (
+        only(
+            {
+                "Type": "Map",
+                "ItemProcessor": {
+                    "StartAt": "Tag",
+                    "States": {"Tag": pass_state(Parameters={"i.$": "$$.Map.Item.Index", "v.$": "$$.Map.Item.Value"})},
+                },
+                "End": True,
+            }
+        ),
+        [{"a": 1}, {"a": 2}],
+    ),
     "map_of_raw_items_with_nested_map": (
         only(
             {

@@ -17,7 +17,7 @@ import pytest
 from botocore.exceptions import ParamValidationError
 from botocore.validate import validate_parameters
 
-from cvpipe.integrations.template import Template
+from cvpipe.integrations.template import Template, state_machine_for, substitute
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"
@@ -146,7 +146,9 @@ def _concrete(parameters: Any, shape: Any, where: str) -> Any:
 @pytest.mark.parametrize("definition", DEFINITIONS, ids=lambda p: p.name)
 def test_service_task_parameters_match_botocore(definition: Path) -> None:
     session = botocore.session.get_session()
-    states = json.loads(definition.read_text())["States"]
+    # Placeholders filled as a deployment fills them (with the template's local values).
+    machine = state_machine_for(Template(TEMPLATE), definition)
+    states = json.loads(substitute(definition.read_text(), machine.substitutions))["States"]
     tasks = list(_task_states(states))
     assert tasks
     for where, state in tasks:
@@ -162,3 +164,12 @@ def test_service_task_parameters_match_botocore(definition: Path) -> None:
             validate_parameters(params, input_shape)
         except ParamValidationError as error:
             pytest.fail(f"{where} ({operation}): {error}")
+
+
+def test_the_botocore_check_catches_misspelt_and_missing_parameters() -> None:
+    input_shape = botocore.session.get_session().get_service_model("sagemaker").operation_model(
+        "CreateTrainingJob").input_shape
+    with pytest.raises(AssertionError, match="TrainingJobNam: not a member"):
+        _concrete({"TrainingJobNam.$": "$.name"}, input_shape, "States.Train")
+    with pytest.raises(ParamValidationError, match="AlgorithmSpecification"):
+        validate_parameters(_concrete({"TrainingJobName.$": "$.name"}, input_shape, "States.Train"), input_shape)

@@ -2,6 +2,15 @@
 
 The core knows no AWS service: Task states reach services through a ``TaskRegistry`` that the caller
 fills (see ``cvpipe.integrations``).
+
+Where it differs from Step Functions, on purpose or by necessity:
+
+- JSONPath only: JSONata, variables (``Assign``) and the distributed Map (ItemReader, ItemBatcher,
+  ResultWriter, ToleratedFailure*) are rejected by validation with a clear reason;
+- ``HeartbeatSeconds`` is accepted but not enforced (there is no heartbeat API), and there are no
+  task tokens, so ``$$.Task`` is absent;
+- a task that times out or is cancelled is asked to stop (``TaskRequest.cancelled``) but cannot be
+  killed: its handler's thread is abandoned.
 """
 
 from .clock import RealClock, VirtualClock

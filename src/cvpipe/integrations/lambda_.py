@@ -15,7 +15,8 @@ Python runtime's ``Runtime.ImportModuleError``/``Runtime.UserCodeSyntaxError``/`
 Differences from AWS, because the functions share this process:
 
 - invocations run one at a time: each sets its environment variables in ``os.environ``, which is
-  process-wide (a Map of Lambda tasks is therefore serialised locally);
+  process-wide (a Map of Lambda tasks is therefore serialised locally); a task that timed out or was
+  cancelled cannot stop its handler, which keeps the lock until it returns;
 - the function's Timeout is not enforced; ``get_remaining_time_in_millis`` counts down from it;
 - ``POWERTOOLS_TRACE_DISABLED=true`` is set, as there is no X-Ray daemon;
 - history events are ``Task*`` ones, also for function-ARN Resources (AWS writes ``LambdaFunction*``).
@@ -123,10 +124,11 @@ class LocalFunctions:
         spec = self._find(function)
         event = json.loads(json.dumps(event))
         timeout = min(spec.timeout, task_timeout) if task_timeout else spec.timeout
-        with _INVOCATION_LOCK, self._inside(spec):
+        log_stream = datetime.now(timezone.utc).strftime("%Y/%m/%d/[$LATEST]") + uuid.uuid4().hex
+        with _INVOCATION_LOCK, self._inside(spec, log_stream):
             handler = self._handler(spec, request_id)
             try:
-                result = handler(event, self._context(spec, function, request_id, timeout))
+                result = handler(event, self._context(spec, function, request_id, timeout, log_stream))
             except Exception as exc:  # reported as the function error
                 stack = traceback.format_list(traceback.extract_tb(exc.__traceback__)[1:])
                 raise function_error(type(exc).__name__, str(exc), request_id, stack) from exc
@@ -147,7 +149,9 @@ class LocalFunctions:
             )
         return spec
 
-    def _context(self, spec: FunctionSpec, invoked: str, request_id: str, timeout: float) -> LambdaContext:
+    def _context(
+        self, spec: FunctionSpec, invoked: str, request_id: str, timeout: float, log_stream: str
+    ) -> LambdaContext:
         arn = invoked if invoked.startswith("arn:") else local_aws.arn("lambda", f"function:{invoked}")
         return LambdaContext(
             function_name=spec.logical_id,
@@ -156,7 +160,7 @@ class LocalFunctions:
             memory_limit_in_mb=spec.memory_size,
             aws_request_id=request_id,
             log_group_name=f"/aws/lambda/{spec.logical_id}",
-            log_stream_name=_log_stream(),
+            log_stream_name=log_stream,
             timeout_seconds=timeout,
         )
 
@@ -200,14 +204,14 @@ class LocalFunctions:
         return self._handlers[spec.logical_id]
 
     @contextmanager
-    def _inside(self, spec: FunctionSpec) -> Iterator[None]:
+    def _inside(self, spec: FunctionSpec, log_stream: str) -> Iterator[None]:
         """The function's world while it imports or runs: its environment, its folder first on
         sys.path, its own sibling modules in sys.modules (and no other function's)."""
         folder = (self.project_root / spec.code_uri).resolve()
         siblings = self._siblings.setdefault(spec.logical_id, {})
         displaced = {name: sys.modules[name] for name in siblings if name in sys.modules}
         sys.modules.update(siblings)
-        variables = self._environment(spec, folder)
+        variables = self._environment(spec, folder, log_stream)
         saved = {key: os.environ.get(key) for key in variables}
         os.environ.update(variables)
         sys.path.insert(0, str(folder))
@@ -227,7 +231,7 @@ class LocalFunctions:
             sys.modules.update(displaced)
 
     @staticmethod
-    def _environment(spec: FunctionSpec, folder: Path) -> dict[str, str]:
+    def _environment(spec: FunctionSpec, folder: Path, log_stream: str) -> dict[str, str]:
         region = local_aws.region()
         return {
             **spec.environment,
@@ -236,16 +240,12 @@ class LocalFunctions:
             "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
             "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory_size),
             "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{spec.logical_id}",
-            "AWS_LAMBDA_LOG_STREAM_NAME": _log_stream(),
+            "AWS_LAMBDA_LOG_STREAM_NAME": log_stream,
             "AWS_REGION": region,
             "AWS_DEFAULT_REGION": region,
             "LAMBDA_TASK_ROOT": str(folder),
             "_HANDLER": spec.handler,
         }
-
-
-def _log_stream() -> str:
-    return datetime.now(timezone.utc).strftime("%Y/%m/%d/[$LATEST]") + uuid.uuid4().hex
 
 
 def _is_in(module: ModuleType, folder: Path) -> bool:
