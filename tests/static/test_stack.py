@@ -171,5 +171,5 @@ def test_the_botocore_check_catches_misspelt_and_missing_parameters() -> None:
         "CreateTrainingJob").input_shape
     with pytest.raises(AssertionError, match="TrainingJobNam: not a member"):
         _concrete({"TrainingJobNam.$": "$.name"}, input_shape, "States.Train")
-    with pytest.raises(ParamValidationError, match="AlgorithmSpecification"):
+    with pytest.raises(ParamValidationError, match="RoleArn"):
         validate_parameters(_concrete({"TrainingJobName.$": "$.name"}, input_shape, "States.Train"), input_shape)
