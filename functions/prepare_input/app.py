@@ -21,6 +21,7 @@ class PrepareInputEvent(BaseModel):
     # The execution input is validated by ``normalise``, which names every bad field.
     input: Any = None
     execution: str = Field(min_length=1, max_length=80)
+    started: str = ""  # $$.Execution.StartTime
 
 
 @logger.inject_lambda_context
@@ -30,7 +31,9 @@ class PrepareInputEvent(BaseModel):
 def lambda_handler(event: PrepareInputEvent, context: LambdaContext) -> dict[str, Any]:
     logger.append_keys(execution=event.execution)
     try:
-        config = normalise(event.input, execution=event.execution, bucket=os.environ["ARTIFACT_BUCKET"])
+        config = normalise(
+            event.input, execution=event.execution, bucket=os.environ["ARTIFACT_BUCKET"], started=event.started
+        )
     except InvalidInputError as error:
         metrics.add_metric(name="InvalidInputs", unit=MetricUnit.Count, value=1)
         logger.warning("Invalid execution input", extra={"problems": error.problems})

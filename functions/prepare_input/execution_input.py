@@ -42,6 +42,8 @@ SCORERS = (
 # The state machine gates on ``best >= baseline``; without a baseline every score must pass, and JSON has
 # no infinity.
 NO_BASELINE = -1e308
+# One round's fold results travel in the state machine's payload (256 KiB at most), about 200 bytes each.
+MAX_FOLD_JOBS_PER_ROUND = 400
 
 S3_URI = r"^s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]/.+$"
 ESTIMATOR = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"
@@ -155,15 +157,15 @@ class Tuning(_Section):
     # The tuning history travels in the state machine's payload, which Step Functions caps at 256 KiB:
     # 100 entries with 50 fold scores each take about 170 KB.
     max_candidates: int = Field(20, ge=1, le=100)
-    batch_size: int | None = Field(None, ge=1, description="candidates per round; defaults to max_candidates")
+    batch_size: int | None = Field(
+        None, ge=1,
+        description=f"candidates per round; default: max_candidates, or fewer so that a round runs at most "
+        f"{MAX_FOLD_JOBS_PER_ROUND} fold jobs",
+    )
     parallel_candidates: int = Field(
         0, ge=0, description="candidates evaluated at once, each running k training jobs; 0: no limit"
     )
     seed: Seed = 0
-
-    def model_post_init(self, context: Any) -> None:
-        if self.batch_size is None:
-            self.batch_size = self.max_candidates
 
 
 class Registry(_Section):
@@ -211,6 +213,10 @@ class ExecutionInput(_Section):
     registry: Registry = Field(default_factory=Registry)
     training: Training = Field(default_factory=Training)
 
+    def model_post_init(self, context: Any) -> None:
+        if self.tuning.batch_size is None:
+            self.tuning.batch_size = max(1, min(self.tuning.max_candidates, MAX_FOLD_JOBS_PER_ROUND // self.cv.k))
+
 
 def input_json_schema() -> dict[str, Any]:
     """The JSON Schema of the execution input, as published in ``schemas/execution-input.schema.json``."""
@@ -234,10 +240,14 @@ def validate(document: Any) -> ExecutionInput:
     return config
 
 
-def normalise(document: Any, execution: str, bucket: str) -> dict[str, Any]:
-    """The config every later state reads: the validated input with defaults, plus run naming."""
+def normalise(document: Any, execution: str, bucket: str, started: str = "") -> dict[str, Any]:
+    """The config every later state reads: the validated input with defaults, plus run naming.
+
+    Job names must never repeat in an account, so the run id hashes the execution's name with its start
+    time: a name reused by another state machine, or after 90 days, still gets new job names.
+    """
     config = validate(document)
-    run_id = hashlib.sha256(execution.encode()).hexdigest()[:10]
+    run_id = hashlib.sha256(f"{execution}@{started}".encode()).hexdigest()[:10]
     return {
         **config.model_dump(mode="json"),
         "baseline": NO_BASELINE if config.baseline is None else config.baseline,
@@ -285,6 +295,15 @@ def _consistency_problems(config: ExecutionInput) -> list[tuple[tuple[str, ...],
             ]
         if config.tuning.strategy == "grid" and dimension.steps is None:
             problems.append((at + ("steps",), 'required by the grid strategy: set it, or use tuning.strategy "random"'))
+    if config.tuning.batch_size * config.cv.k > MAX_FOLD_JOBS_PER_ROUND:
+        problems.append(
+            (
+                ("tuning", "batch_size"),
+                f"{config.tuning.batch_size} candidates x {config.cv.k} folds is more than the "
+                f"{MAX_FOLD_JOBS_PER_ROUND} fold jobs a round can report within Step Functions' 256 KiB payload: "
+                "lower batch_size (more rounds run the same search)",
+            )
+        )
     if config.tuning.batch_size > config.tuning.max_candidates:
         problems.append(
             (

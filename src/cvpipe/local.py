@@ -11,7 +11,7 @@ import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, TextIO
 
 from .asl import Engine, Event, RealClock, TaskRegistry
 from .integrations.jobs import JobPool, programs_from_pyproject
@@ -87,17 +87,16 @@ class PipelineRun:
 
 @dataclass
 class _RunRecorder:
-    """Streams the history to ``history.jsonl`` and keeps the last tuning state."""
+    """Streams the history to a ``history.jsonl`` stream and keeps the last tuning state."""
 
-    path: Path
+    history: TextIO
     forward: Callable[[Event], None] | None
     tuning: dict[str, Any] | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __call__(self, event: Event) -> None:
         with self._lock:
-            with self.path.open("a") as history:
-                history.write(json.dumps(event.to_json()) + "\n")
+            self.history.write(json.dumps(event.to_json()) + "\n")
             if event.type == "PassStateExited" and event.details.get("name") == "NextRound":
                 output = event.details["output"]
                 self.tuning = (json.loads(output) if isinstance(output, str) else output)["tuning"]
@@ -170,9 +169,10 @@ class LocalPipeline:
             raise UserError(f"execution name {name!r} is taken: {run_dir} exists; choose another --name")
         staged = self.stage_dataset(execution_input)
         run_dir.mkdir(parents=True)
-        recorder = _RunRecorder(run_dir / "history.jsonl", on_event)
         # What the functions print (logs, EMF metrics) is what CloudWatch Logs would hold.
-        with (run_dir / "functions.log").open("ab") as log, stdout_to(log.fileno()):
+        with (run_dir / "history.jsonl").open("w") as history, (run_dir / "functions.log").open("ab") as log, \
+                stdout_to(log.fileno()):
+            recorder = _RunRecorder(history, on_event)
             result = self.engine.run(self.definition, staged, name=name, on_event=recorder,
                                      state_machine_name=self.state_machine_name)
         run = PipelineRun(name, result.status, result.output, result.error, result.cause, run_dir, recorder.tuning)

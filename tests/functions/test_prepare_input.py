@@ -32,7 +32,7 @@ def problems_of(execution_input, document):
 def test_defaults_are_filled(execution_input):
     config = execution_input.normalise(MINIMAL, execution="exec-1", bucket="artifacts")
 
-    run_id = hashlib.sha256(b"exec-1").hexdigest()[:10]
+    run_id = hashlib.sha256(b"exec-1@").hexdigest()[:10]
     assert config == {
         "dataset": {"uri": "s3://cvpipe-data/iris.csv", "target": "species"},
         "cv": {"splitter": "auto", "k": 5, "seed": 0, "return_train_score": False},
@@ -104,11 +104,25 @@ def test_given_values_are_kept(execution_input):
 
 
 def test_run_id_is_ten_hex_chars_stable_per_execution(execution_input):
-    first, again, other = (
-        execution_input.normalise(MINIMAL, execution=name, bucket="b")["run"]["id"] for name in ("a", "a", "b")
-    )
-    assert first == again != other
+    def run_id(name, started):
+        return execution_input.normalise(MINIMAL, execution=name, bucket="b", started=started)["run"]["id"]
+
+    first = run_id("a", "2026-01-01T00:00:00Z")
+    assert first == run_id("a", "2026-01-01T00:00:00Z")  # a retried PrepareInput names the same jobs
+    assert first != run_id("b", "2026-01-01T00:00:00Z")
+    assert first != run_id("a", "2026-04-01T00:00:00Z")  # the name reused later: new job names
     assert len(first) == 10 and set(first) <= set("0123456789abcdef")
+
+
+def test_fold_jobs_per_round_stay_within_the_payload_limit(execution_input):
+    config = execution_input.normalise(
+        with_(cv={"k": 50}, tuning={"max_candidates": 100}), execution="a", bucket="b"
+    )
+    assert config["tuning"]["batch_size"] == 8  # 8 candidates x 50 folds = 400 fold jobs a round
+    with pytest.raises(execution_input.InvalidInputError, match="tuning.batch_size: 20 candidates x 50 folds"):
+        execution_input.normalise(
+            with_(cv={"k": 50}, tuning={"max_candidates": 100, "batch_size": 20}), execution="a", bucket="b"
+        )
 
 
 def test_random_strategy_needs_no_steps(execution_input):
