@@ -40,7 +40,8 @@ def test_task_execution_history_sequence_and_shapes() -> None:
     ]
     assert streamed == result.history
     assert [event.id for event in result.history] == list(range(1, 10))
-    assert [event.previous_event_id for event in result.history] == list(range(0, 9))
+    # As in AWS, the first state's event names no previous event: ExecutionStarted is not part of the chain.
+    assert [event.previous_event_id for event in result.history] == [0, 0, *range(2, 9)]
     events = [event.to_json() for event in result.history]
     assert events[0]["executionStartedEventDetails"]["input"] == '{"in":0}'
     assert events[1]["stateEnteredEventDetails"] == {

@@ -54,13 +54,16 @@ def test_item_selector_sees_map_item_index_and_value_and_results_keep_item_order
     ]
 
 
-def test_map_item_is_in_the_context_of_iteration_states() -> None:
+def test_map_item_is_not_in_the_context_of_iteration_states() -> None:
+    # AWS: "You must define parameters from the context object in the Parameters block of the main Map
+    # state, not within the states included in the Iterator section."
     processor = {
         "StartAt": "P",
         "States": {"P": {"Type": "Pass", "Parameters": {"i.$": "$$.Map.Item.Index"}, "End": True}},
     }
     result = run(machine({"M": {"Type": "Map", "ItemProcessor": processor, "End": True}}), ["x", "y"])
-    assert result.output == [{"i": 0}, {"i": 1}]
+    assert (result.status, result.error) == ("FAILED", "States.Runtime")
+    assert "$$.Map.Item.Index" in result.cause
 
 
 def test_legacy_iterator_and_parameters() -> None:

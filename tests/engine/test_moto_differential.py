@@ -347,6 +347,101 @@ CASES: dict[str, tuple[dict[str, Any], Any]] = {
         {"at": "2001-02-03T04:05:06Z"},
     ),
     "missing_path_is_runtime_error": (only(pass_state(Parameters={"x.$": "$.nope"})), {"a": 1}),
+    "parallel_branch_ending_in_succeed": (
+        only(
+            {
+                "Type": "Parallel",
+                "Branches": [
+                    {"StartAt": "Done", "States": {"Done": {"Type": "Succeed", "OutputPath": "$.a"}}},
+                    {"StartAt": "Work", "States": {"Work": pass_state(Result={"worked": True})}},
+                ],
+                "ResultSelector": {"first.$": "$[0]", "count.$": "States.ArrayLength($)"},
+                "ResultPath": "$.out",
+                "End": True,
+            }
+        ),
+        {"a": [1]},
+    ),
+    "map_failing_iteration_caught": (
+        {
+            "StartAt": "M",
+            "States": {
+                "M": {
+                    "Type": "Map",
+                    "ItemsPath": "$.items",
+                    "MaxConcurrency": 1,
+                    "ItemProcessor": {
+                        "StartAt": "Check",
+                        "States": {
+                            "Check": {
+                                "Type": "Choice",
+                                "Choices": [{"Variable": "$", "NumericEquals": 2, "Next": "Reject"}],
+                                "Default": "Accept",
+                            },
+                            "Reject": {"Type": "Fail", "Error": "Item.Rejected", "Cause": "two"},
+                            "Accept": pass_state(),
+                        },
+                    },
+                    "Catch": [{"ErrorEquals": ["Item.Rejected"], "ResultPath": "$.error", "Next": "Handled"}],
+                    "End": True,
+                },
+                "Handled": pass_state(),
+            },
+        },
+        {"items": [1, 2, 3]},
+    ),
+    "map_empty_items": (
+        only({"Type": "Map", "ItemsPath": "$.xs", "ItemProcessor": ITEM_PROCESSOR, "ResultPath": "$.out", "End": True}),
+        {"xs": []},
+    ),
+    "choice_spec_example": (
+        {
+            "StartAt": "C",
+            "States": {
+                "C": {
+                    "Type": "Choice",
+                    "Choices": [
+                        {"Not": {"Variable": "$.type", "StringEquals": "Private"}, "Next": "Public"},
+                        {
+                            "And": [
+                                {"Variable": "$.value", "IsPresent": True},
+                                {"Variable": "$.value", "IsNumeric": True},
+                                {"Variable": "$.value", "NumericGreaterThanEquals": 20},
+                                {"Variable": "$.value", "NumericLessThan": 30},
+                            ],
+                            "Next": "ValueInTwenties",
+                        },
+                    ],
+                    "Default": "RecordEvent",
+                },
+                "Public": pass_state(Result={"to": "Public"}),
+                "ValueInTwenties": pass_state(Result={"to": "ValueInTwenties"}),
+                "RecordEvent": pass_state(Result={"to": "RecordEvent"}),
+            },
+        },
+        {"type": "Private", "value": 25},
+    ),
+    "format_every_kind_of_value": (
+        only(
+            pass_state(Parameters={"s.$": "States.Format('{} {} {} {} {} {} {}', $.i, $.f, $.t, $.n, $.s, $.o, $.a)"})
+        ),
+        {"i": 3, "f": 1.1, "t": True, "n": None, "s": "text", "o": {"Arg1": 1, "Arg2": []}, "a": [1, "x"]},
+    ),
+    "number_input": (only(pass_state(Parameters={"seen.$": "$", "input.$": "$$.Execution.Input"})), 7),
+    "array_input_input_path_null": (
+        {
+            "StartAt": "A",
+            "States": {
+                "A": {"Type": "Pass", "InputPath": None, "Parameters": {"seen.$": "$"}, "Next": "B"},
+                "B": pass_state(ResultPath="$.copy", OutputPath="$.copy"),
+            },
+        },
+        [1, 2],
+    ),
+    "map_items_path_not_an_array": (
+        only({"Type": "Map", "ItemsPath": "$.xs", "ItemProcessor": ITEM_PROCESSOR, "End": True}),
+        {"xs": 5},
+    ),
     "jsonata_state": (
         only({"Type": "Pass", "QueryLanguage": "JSONata", "Output": "{% $states.input.a %}", "End": True}),
         {"a": 1},
@@ -357,6 +452,13 @@ KNOWN_MOTO_DIFFERENCES = {
     "pass_definite_nested_index": "moto evaluates '$.a[0].b' as an indefinite path and returns [1]; AWS returns 1",
     "choice_no_match": "moto fails with States.Runtime where AWS reports States.NoChoiceMatched",
     "jsonata_state": "moto stubs JSONata; the local engine rejects JSONata definitions (JSONPath only)",
+    "map_items_path_not_an_array": (
+        "moto reports States.QueryEvaluationError, AWS's name for a failed JSONata expression; the local engine "
+        "reports States.Runtime, as for the other path failures of a JSONPath state"
+    ),
+    "map_item_context_inside_iterations": (
+        "moto offers $$.Map.Item to the states of an iteration; AWS offers it to the Map's ItemSelector only"
+    ),
 }
 
 

@@ -155,6 +155,7 @@ def test_task_gets_the_context_object() -> None:
         "Input": {"a": 1},
         "StartTime": "2024-05-06T07:08:09.123Z",
         "RoleArn": "arn:aws:iam::000000000000:role/PipelineRole",
+        "RedriveCount": 0,
     }
     assert context["StateMachine"] == {
         "Id": "arn:aws:states:us-east-1:000000000000:stateMachine:Pipeline",

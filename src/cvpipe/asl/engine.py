@@ -90,7 +90,8 @@ class Execution:
         trace = Trace(self._run.history)
         try:
             role = self._run.context["Execution"]["RoleArn"]
-            trace.emit("ExecutionStarted", {**data_details("input", self._input), "roleArn": role})
+            # Outside the trace: in AWS the first state's events name no previous event (previousEventId 0).
+            self._run.history.append("ExecutionStarted", {**data_details("input", self._input), "roleArn": role}, 0)
             check_payload_size(self._input)
             output = self._machine.run(Lane(self._run, self._run.root, trace), self._input)
             self._finish(SUCCEEDED, trace, output=output)
@@ -135,20 +136,9 @@ class Engine:
         self.clock = clock or RealClock()
         self.max_concurrency = max_concurrency
 
-    def run(
-        self,
-        definition: dict[str, Any] | str,
-        input: Any = None,
-        *,
-        name: str | None = None,
-        on_event: Callable[[Event], None] | None = None,
-        timeout: float | None = None,
-        state_machine_name: str = "StateMachine",
-    ) -> ExecutionResult:
-        """Run to the end; see ``start``."""
-        return self.start(
-            definition, input, name=name, on_event=on_event, timeout=timeout, state_machine_name=state_machine_name
-        ).wait()
+    def run(self, definition: dict[str, Any] | str, input: Any = None, **options: Any) -> ExecutionResult:
+        """Run to the end: ``start`` with the same arguments, then ``wait``."""
+        return self.start(definition, input, **options).wait()
 
     def start(
         self,
@@ -181,6 +171,7 @@ class Engine:
                 "Input": execution_input,
                 "StartTime": timestamp_text(started),
                 "RoleArn": f"arn:aws:iam::{ACCOUNT_ID}:role/{state_machine_name}Role",
+                "RedriveCount": 0,  # executions are never redriven locally
             },
             "StateMachine": {
                 "Id": f"arn:aws:states:{region}:{ACCOUNT_ID}:stateMachine:{state_machine_name}",

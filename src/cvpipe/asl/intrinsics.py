@@ -353,6 +353,8 @@ def _reject_constant(name: str) -> Any:
 @_intrinsic("States.StringToJson", 1, 1)
 def _string_to_json(values: list[Any]) -> Any:
     text = _arg(values, 0, "a string")
+    if not text.strip():
+        return None  # AWS parses an empty or blank string as null
     try:
         return json.loads(text, parse_constant=_reject_constant)
     except ValueError as error:

@@ -75,16 +75,25 @@ def _select(state: dict, field: str, data: Any, context: dict | None) -> Any:
     return {} if path is None else get_path(path, data, context)
 
 
-def process_input(state: dict, raw_input: Any, context: dict | None = None) -> Any:
-    """The effective input of a state: InputPath, then Parameters.
+def select_input(state: dict, raw_input: Any, context: dict | None = None) -> Any:
+    """What InputPath keeps of the raw input."""
+    return _select(state, "InputPath", raw_input, context)
+
+
+def fill_parameters(state: dict, selected: Any, context: dict | None = None) -> Any:
+    """Parameters applied to what InputPath kept.
 
     A Map state's ``Parameters`` is its legacy name for ItemSelector, which applies to each item,
     so it is left to the Map state.
     """
-    effective = _select(state, "InputPath", raw_input, context)
     if "Parameters" in state and state.get("Type") != "Map":
-        effective = apply_template(state["Parameters"], effective, context)
-    return effective
+        return apply_template(state["Parameters"], selected, context)
+    return selected
+
+
+def process_input(state: dict, raw_input: Any, context: dict | None = None) -> Any:
+    """The effective input of a state: InputPath, then Parameters."""
+    return fill_parameters(state, select_input(state, raw_input, context), context)
 
 
 def process_output(state: dict, raw_input: Any, result: Any, context: dict | None = None) -> Any:

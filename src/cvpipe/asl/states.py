@@ -1,9 +1,9 @@
 """The states of the Amazon States Language, one class per type, and the machine that runs them.
 
 A ``StateMachine`` (the top level, a Parallel branch, a Map's ItemProcessor) moves from state to
-state along one ``Lane``: a sequential line of execution with its own chain of history events, its
-own cancellation ``Scope`` and, inside a Map iteration, its ``$$.Map.Item``. Each state entry
-emits ``<Type>StateEntered``, does its work and emits ``<Type>StateExited``.
+state along one ``Lane``: a sequential line of execution with its own chain of history events and
+its own cancellation ``Scope``. Each state entry emits ``<Type>StateEntered``, does its work and
+emits ``<Type>StateExited``.
 
 Input and output processing follows the spec's table: Pass, Task, Parallel and Map take
 InputPath + Parameters (Map: InputPath, then ItemSelector per item), Task, Parallel and Map also
@@ -36,7 +36,14 @@ from .history import (
 )
 from .intrinsics import evaluate_intrinsic, is_intrinsic
 from .paths import get_path
-from .payload import apply_template, check_payload_size, process_input, process_output
+from .payload import (
+    apply_template,
+    check_payload_size,
+    fill_parameters,
+    process_input,
+    process_output,
+    select_input,
+)
 from .retry import error_output, find_catcher, with_retries
 from .tasks import TaskRegistry, TaskRequest
 
@@ -149,17 +156,16 @@ class Run:
 class Lane:
     """One sequential line of execution: the whole run, a Parallel branch or a Map iteration."""
 
-    def __init__(self, run: Run, scope: Scope, trace: Trace, map_item: dict[str, Any] | None = None) -> None:
+    def __init__(self, run: Run, scope: Scope, trace: Trace) -> None:
         self.run = run
         self.scope = scope
         self.trace = trace
-        self.map_item = map_item
 
     def emit(self, event_type: str, details: dict[str, Any] | None = None) -> Event:
         return self.trace.emit(event_type, details)
 
-    def fork(self, scope: Scope, map_item: dict[str, Any] | None = None) -> Lane:
-        return Lane(self.run, scope, self.trace.fork(), map_item or self.map_item)
+    def fork(self, scope: Scope) -> Lane:
+        return Lane(self.run, scope, self.trace.fork())
 
     def follow(self, lanes: list[Lane]) -> None:
         """Continue this lane's event chain after the lanes it forked have finished."""
@@ -184,14 +190,15 @@ class Lane:
             raise Cancelled()
 
     def context(self, state_name: str, entered: datetime, retry_count: int = 0) -> dict[str, Any]:
-        """The context object ``$$`` for a state entered at ``entered``."""
-        context = {
+        """The context object ``$$`` for a state entered at ``entered``.
+
+        ``$$.Map`` is not part of it: AWS offers it to a Map state's ItemSelector only, not to the
+        states of its iterations.
+        """
+        return {
             **self.run.context,
             "State": {"Name": state_name, "EnteredTime": timestamp_text(entered), "RetryCount": retry_count},
         }
-        if self.map_item is not None:
-            context["Map"] = {"Item": self.map_item}
-        return context
 
 
 class StateRuntimeError(StatesError):
@@ -343,17 +350,24 @@ class Task(Recoverable):
     type = "Task"
 
     def attempt(self, lane: Lane, raw_input: Any, context: dict[str, Any]) -> Any:
-        parameters = process_input(self.spec, raw_input, context)
+        selected = select_input(self.spec, raw_input, context)
+        timeout = self._seconds("TimeoutSeconds", selected, context)
+        heartbeat = self._seconds("HeartbeatSeconds", selected, context)
+        parameters = fill_parameters(self.spec, selected, context)
         check_payload_size(parameters)
-        result = self._invoke(lane, parameters, context, self._timeout(raw_input, context))
+        result = self._invoke(lane, parameters, context, timeout, heartbeat)
         return process_output(self.spec, raw_input, result, context)
 
-    def _timeout(self, raw_input: Any, context: dict[str, Any]) -> float | None:
-        if "TimeoutSecondsPath" not in self.spec:
-            return self.spec.get("TimeoutSeconds")
-        return select_integer(self.spec, "TimeoutSecondsPath", raw_input, context, minimum=1)
+    def _seconds(self, field_name: str, selected: Any, context: dict[str, Any]) -> int | None:
+        """TimeoutSeconds or HeartbeatSeconds: the literal, or what its ``...Path`` selects from the input
+        that InputPath kept (as AWS resolves them, before Parameters)."""
+        if f"{field_name}Path" in self.spec:
+            return select_integer(self.spec, f"{field_name}Path", selected, context, minimum=1)
+        return self.spec.get(field_name)
 
-    def _invoke(self, lane: Lane, parameters: Any, context: dict[str, Any], timeout: float | None) -> Any:
+    def _invoke(
+        self, lane: Lane, parameters: Any, context: dict[str, Any], timeout: int | None, heartbeat: int | None
+    ) -> Any:
         """Hand the work to the resource's integration on a thread of its own, so that a timeout or a
         cancellation can stop waiting for it (the handler is asked to stop through ``cancelled``)."""
         resource = self.spec["Resource"]
@@ -362,8 +376,8 @@ class Task(Recoverable):
         scheduled: dict[str, Any] = {**described, "region": lane.run.region, "parameters": to_json_text(parameters)}
         if timeout is not None:
             scheduled["timeoutInSeconds"] = timeout
-        if "HeartbeatSeconds" in self.spec:
-            scheduled["heartbeatInSeconds"] = self.spec["HeartbeatSeconds"]
+        if heartbeat is not None:
+            scheduled["heartbeatInSeconds"] = heartbeat
         lane.emit("TaskScheduled", scheduled)
 
         def emit(event_type: str, details: dict[str, Any]) -> None:
@@ -414,7 +428,8 @@ def as_states_error(exc: BaseException) -> StatesError:
     """A handler's exception as the task's error: its own StatesError, else States.TaskFailed."""
     if isinstance(exc, StatesError):
         return exc
-    return StatesError(TASK_FAILED, f"{type(exc).__name__}: {exc}")
+    message = str(exc)
+    return StatesError(TASK_FAILED, f"{type(exc).__name__}: {message}" if message else type(exc).__name__)
 
 
 def json_copy(value: Any, what: str) -> Any:
@@ -480,14 +495,12 @@ class Concurrent(Recoverable):
         raise NotImplementedError
 
     @staticmethod
-    def fan_out(
-        lane: Lane, map_items: list[dict[str, Any] | None], limit: int, body: Callable[[int, Lane], Any]
-    ) -> list[Any]:
-        """``body(i, lane_i)`` for each item on lanes forked from ``lane``, at most ``limit`` at once."""
+    def fan_out(lane: Lane, count: int, limit: int, body: Callable[[int, Lane], Any]) -> list[Any]:
+        """``body(i, lane_i)`` for ``i < count`` on lanes forked from ``lane``, at most ``limit`` at once."""
         siblings = Scope(lane.scope)
-        lanes = [lane.fork(siblings, map_item) for map_item in map_items]
+        lanes = [lane.fork(siblings) for _ in range(count)]
         try:
-            return run_concurrently(len(lanes), limit, lambda i: body(i, lanes[i]), siblings)
+            return run_concurrently(count, limit, lambda i: body(i, lanes[i]), siblings)
         finally:
             siblings.close()
             lane.follow(lanes)
@@ -504,9 +517,7 @@ class Parallel(Concurrent):
         effective = process_input(self.spec, raw_input, context)
         lane.emit("ParallelStateStarted")
         limit = lane.run.max_concurrency or len(self.branches)
-        return self.fan_out(
-            lane, [None] * len(self.branches), limit, lambda i, branch: self.branches[i].run(branch, effective)
-        )
+        return self.fan_out(lane, len(self.branches), limit, lambda i, branch: self.branches[i].run(branch, effective))
 
 
 class Map(Concurrent):
@@ -520,10 +531,10 @@ class Map(Concurrent):
     def run_lanes(self, lane: Lane, raw_input: Any, context: dict[str, Any]) -> list[Any]:
         # A Map's Parameters is the older name of ItemSelector, so only InputPath applies here.
         effective = process_input(self.spec, raw_input, context)
-        items = get_path(self.spec.get("ItemsPath", "$"), effective, context)
+        items_path = self.spec.get("ItemsPath", "$")
+        items = get_path(items_path, effective, context)
         if not isinstance(items, list):
-            items_path = self.spec.get("ItemsPath", "$")
-            raise StatesError(RUNTIME, f"ItemsPath {items_path!r} must select an array, not {to_json_text(items)}")
+            raise StatesError(RUNTIME, f"ItemsPath '{items_path}' must select an array, not {to_json_text(items)}")
         if "MaxConcurrencyPath" in self.spec:
             limit = select_integer(self.spec, "MaxConcurrencyPath", effective, context, minimum=0)
         else:
@@ -532,26 +543,27 @@ class Map(Concurrent):
             limit or INLINE_MAP_CONCURRENCY, INLINE_MAP_CONCURRENCY, lane.run.max_concurrency or INLINE_MAP_CONCURRENCY
         )
         lane.emit("MapStateStarted", {"length": len(items)})
-        map_items: list[dict[str, Any] | None] = [{"Index": index, "Value": item} for index, item in enumerate(items)]
-        return self.fan_out(lane, map_items, limit, lambda i, iteration: self._iterate(iteration, effective, context))
+        return self.fan_out(
+            lane, len(items), limit, lambda i, iteration: self._iterate(iteration, i, items[i], effective, context)
+        )
 
-    def _iterate(self, iteration: Lane, effective: Any, context: dict[str, Any]) -> Any:
-        item = iteration.map_item
-        assert item is not None
-        iteration.emit("MapIterationStarted", {"name": self.name, "index": item["Index"]})
+    def _iterate(self, iteration: Lane, index: int, item: Any, effective: Any, context: dict[str, Any]) -> Any:
+        details = {"name": self.name, "index": index}
+        iteration.emit("MapIterationStarted", details)
         try:
             if self.item_selector is None:
-                item_input = item["Value"]
+                item_input = item
             else:
-                item_input = apply_template(self.item_selector, effective, {**context, "Map": {"Item": item}})
+                item_context = {**context, "Map": {"Item": {"Index": index, "Value": item}}}
+                item_input = apply_template(self.item_selector, effective, item_context)
             output = self.processor.run(iteration, item_input)
         except StatesError:
-            iteration.emit("MapIterationFailed", {"name": self.name, "index": item["Index"]})
+            iteration.emit("MapIterationFailed", details)
             raise
         except Cancelled:
-            iteration.emit("MapIterationAborted", {"name": self.name, "index": item["Index"]})
+            iteration.emit("MapIterationAborted", details)
             raise
-        iteration.emit("MapIterationSucceeded", {"name": self.name, "index": item["Index"]})
+        iteration.emit("MapIterationSucceeded", details)
         return output
 
 

@@ -63,8 +63,16 @@ NOT_SUPPORTED = {
 
 TOP_LEVEL_FIELDS = {"StartAt", "States", "Comment", "Version", "TimeoutSeconds", "QueryLanguage"}
 MACHINE_FIELDS = {"StartAt", "States", "Comment"}
-RETRIER_FIELDS = {"ErrorEquals", "IntervalSeconds", "MaxAttempts", "BackoffRate", "MaxDelaySeconds", "JitterStrategy"}
-CATCHER_FIELDS = {"ErrorEquals", "Next", "ResultPath"}
+RETRIER_FIELDS = {
+    "ErrorEquals",
+    "IntervalSeconds",
+    "MaxAttempts",
+    "BackoffRate",
+    "MaxDelaySeconds",
+    "JitterStrategy",
+    "Comment",
+}
+CATCHER_FIELDS = {"ErrorEquals", "Next", "ResultPath", "Comment"}
 
 MAX_STATE_NAME = 80
 
@@ -144,6 +152,8 @@ def _state(where: str, name: str, state: Any, names: set[str]) -> list[str]:
         return [f"{where}: a state must be an object"]
     problems = [f"{where}: the name is longer than {MAX_STATE_NAME} characters"] if len(name) > MAX_STATE_NAME else []
     state_type = state.get("Type")
+    if state_type is None:
+        return [*problems, f"{where}: Type is required (one of {', '.join(FIELDS)})"]
     if not isinstance(state_type, str) or state_type not in FIELDS:
         return [*problems, f"{where}: unknown Type {state_type!r} (one of {', '.join(FIELDS)})"]
     problems += _unknown_fields(where, state, FIELDS[state_type])
@@ -366,9 +376,7 @@ def _check_map(where: str, state: dict[str, Any], names: set[str]) -> list[str]:
     if len(processors) != 1:
         problems.append(f"{where}: exactly one of ItemProcessor or Iterator is required")
     else:
-        problems += _sub_machine(
-            f"{where}.{processors[0]}", state[processors[0]], processor=processors[0] == "ItemProcessor"
-        )
+        problems += _sub_machine(f"{where}.{processors[0]}", state[processors[0]], processor=True)
     if "ItemSelector" in state and "Parameters" in state:
         problems.append(f"{where}: has both ItemSelector and Parameters (its older name)")
     if "MaxConcurrency" in state and not _non_negative_int(state["MaxConcurrency"]):
@@ -389,7 +397,7 @@ CHECKS = {
 
 
 def _sub_machine(where: str, machine: Any, *, processor: bool = False) -> list[str]:
-    """A Parallel branch, or a Map's ItemProcessor (which may carry a ProcessorConfig) or Iterator."""
+    """A Parallel branch, or a Map's ItemProcessor or Iterator (either may carry a ProcessorConfig)."""
     if not isinstance(machine, dict):
         return [f"{where}: must be an object with StartAt and States"]
     allowed = MACHINE_FIELDS | ({"ProcessorConfig"} if processor else set())

@@ -1,0 +1,934 @@
+"""Conformance: the examples of the ASL specification (states-language.net/spec.html) and of AWS's
+Step Functions developer guide, run through the engine. Each test names the section it comes from.
+
+Handlers are small Python functions on a TaskRegistry; every run uses a VirtualClock, so waits and
+retry back-off cost nothing and the sleeps can be asserted.
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime, timezone
+from typing import Any
+
+import pytest
+
+from cvpipe.asl import DefinitionError, Engine, StatesError, TaskRequest, VirtualClock
+from cvpipe.asl.validate import validate
+
+from .helpers import machine, registry, run, types
+
+
+def pass_state(**fields: Any) -> dict[str, Any]:
+    return {"Type": "Pass", "End": True, **fields}
+
+
+def task(resource: str = "work", **fields: Any) -> dict[str, Any]:
+    return {"Type": "Task", "Resource": resource, "End": True, **fields}
+
+
+def processor(*states: tuple[str, dict[str, Any]]) -> dict[str, Any]:
+    """A Parallel branch or a Map's ItemProcessor from (name, state) pairs, starting at the first."""
+    return {"StartAt": states[0][0], "States": dict(states)}
+
+
+def echo(request: TaskRequest) -> Any:
+    return request.parameters
+
+
+def fails_with(error: str, cause: str = "") -> Any:
+    def handler(request: TaskRequest) -> Any:
+        raise StatesError(error, cause)
+
+    return handler
+
+
+# --- Input and output processing ----------------------------------------------------------------
+
+
+def test_result_path_places_the_task_result_into_the_input() -> None:
+    # AWS guide, "Specifying state output using ResultPath": "Use ResultPath to include the result with the input".
+    raw = {
+        "comment": "This is a test of the input and output of a Task state.",
+        "details": "Default example",
+        "who": "AWS Step Functions",
+    }
+    definition = machine({"Hello": task("hello", ResultPath="$.taskresult")})
+    result = run(definition, raw, {"hello": lambda request: "Hello, AWS Step Functions!"})
+    assert result.output == {**raw, "taskresult": "Hello, AWS Step Functions!"}
+
+
+def test_result_path_into_a_nested_node_and_null_result_path() -> None:
+    # AWS guide, ResultPath: "Update a node in the input with the result" and "Discard the result and keep
+    # the original input".
+    raw = {"comment": "c", "details": "d", "who": "AWS Step Functions", "strings": {"first": "a"}}
+    nested = run(machine({"T": task("hello", ResultPath="$.strings.lambdaresult")}), raw, {"hello": lambda r: "Hi"})
+    assert nested.output == {**raw, "strings": {"first": "a", "lambdaresult": "Hi"}}
+    discarded = run(machine({"T": task("hello", ResultPath=None)}), raw, {"hello": lambda r: "Hi"})
+    assert discarded.output == raw
+
+
+def test_pass_state_result_and_result_path() -> None:
+    # Spec, "Pass State": the Result is placed at ResultPath in the input.
+    state = pass_state(Result={"x-datum": 0.381018, "y-datum": 622.2269926397355}, ResultPath="$.coords")
+    result = run(machine({"No-op": state}), {"georefOf": "Home"})
+    assert result.output == {"georefOf": "Home", "coords": {"x-datum": 0.381018, "y-datum": 622.2269926397355}}
+
+
+def test_spec_parameters_example_with_a_context_path() -> None:
+    # Spec, "Parameters": static values, paths into the input (definite and indefinite) and into the context.
+    parameters = {
+        "flagged": True,
+        "parts": {"first.$": "$.vals[0]", "last3.$": "$.vals[3:]"},
+        "execution.$": "$$.Execution.Name",
+    }
+    result = run(
+        machine({"P": pass_state(Parameters=parameters)}), {"flagged": 7, "vals": [0, 10, 20, 30, 40, 50]}, name="exec"
+    )
+    assert result.output == {"flagged": True, "parts": {"first": 0, "last3": [30, 40, 50]}, "execution": "exec"}
+
+
+def test_parameters_read_every_documented_context_field() -> None:
+    # AWS guide, "Accessing execution data from the Context object": Execution, State and StateMachine nodes.
+    parameters = {
+        "id.$": "$$.Execution.Id",
+        "input.$": "$$.Execution.Input",
+        "start.$": "$$.Execution.StartTime",
+        "redrives.$": "$$.Execution.RedriveCount",
+        "state.$": "$$.State.Name",
+        "entered.$": "$$.State.EnteredTime",
+        "retries.$": "$$.State.RetryCount",
+        "machine.$": "$$.StateMachine.Name",
+    }
+    clock = VirtualClock(datetime(2024, 3, 1, 12, 0, 0, 250000, tzinfo=timezone.utc))
+    result = run(
+        machine({"Ctx": pass_state(Parameters=parameters)}), {"k": "v"}, clock=clock, name="n", state_machine_name="SM"
+    )
+    assert result.output == {
+        "id": "arn:aws:states:us-east-1:000000000000:execution:SM:n",
+        "input": {"k": "v"},
+        "start": "2024-03-01T12:00:00.250Z",
+        "redrives": 0,
+        "state": "Ctx",
+        "entered": "2024-03-01T12:00:00.250Z",
+        "retries": 0,
+        "machine": "SM",
+    }
+
+
+def test_input_path_and_output_path_null() -> None:
+    # AWS guide, InputPath/OutputPath: null gives the state an empty object, or sends one on; ResultPath
+    # still places the result into the raw input.
+    assert run(machine({"P": pass_state(InputPath=None, Parameters={"seen.$": "$"})}), {"big": 1}).output == {
+        "seen": {}
+    }
+    assert run(machine({"P": pass_state(InputPath=None, ResultPath="$.r")}), {"big": 1}).output == {"big": 1, "r": {}}
+    assert run(machine({"P": pass_state(OutputPath=None)}), {"big": 1}).output == {}
+
+
+def test_full_processing_order_on_a_task() -> None:
+    # AWS guide, "Processing input and output": InputPath -> Parameters -> ResultSelector -> ResultPath -> OutputPath.
+    def cluster(request: TaskRequest) -> Any:
+        return {
+            "resourceType": "elasticmapreduce",
+            "output": {"ClusterId": request.parameters["id"], "noise": 1},
+            "tags": [1, 2, 3],
+        }
+
+    state = task(
+        "emr",
+        InputPath="$.job",
+        Parameters={"id.$": "$.name"},
+        ResultSelector={
+            "ClusterId.$": "$.output.ClusterId",
+            "Type.$": "$.resourceType",
+            "Tags.$": "States.ArrayLength($.tags)",
+        },
+        ResultPath="$.job.cluster",
+        OutputPath="$.job",
+    )
+    result = run(machine({"T": state}), {"job": {"name": "c-1"}, "other": True}, {"emr": cluster})
+    assert result.output == {"name": "c-1", "cluster": {"ClusterId": "c-1", "Type": "elasticmapreduce", "Tags": 3}}
+
+
+def test_result_path_into_a_non_object_input_is_a_result_path_match_failure() -> None:
+    # Spec, "Errors": States.ResultPathMatchFailure; like other errors of a Task it can be caught.
+    states = {
+        "T": task("r", ResultPath="$.x", Catch=[{"ErrorEquals": ["States.ResultPathMatchFailure"], "Next": "Caught"}]),
+        "Caught": {"Type": "Succeed"},
+    }
+    result = run(machine(states), 5, {"r": lambda request: 1})
+    assert result.status == "SUCCEEDED" and result.output["Error"] == "States.ResultPathMatchFailure"
+    failed = run(machine({"P": pass_state(Result=1, ResultPath="$.x")}), "text")
+    assert (failed.status, failed.error) == ("FAILED", "States.ResultPathMatchFailure")
+
+
+@pytest.mark.parametrize("data", [7, 2.5, "text", [1, "two"], True, {"a": None}])
+def test_execution_input_need_not_be_an_object(data: Any) -> None:
+    # AWS StartExecution: the input is any JSON text; it reaches the first state and $$.Execution.Input as is.
+    result = run(machine({"P": pass_state(Parameters={"seen.$": "$", "input.$": "$$.Execution.Input"})}), data)
+    assert result.output == {"seen": data, "input": data}
+
+
+def test_missing_execution_input_is_an_empty_object() -> None:
+    # AWS StartExecution: input defaults to {}.
+    assert run(machine({"P": pass_state()})).output == {}
+
+
+# --- Parallel -----------------------------------------------------------------------------------
+
+
+def test_parallel_output_is_the_array_of_branch_outputs_placed_at_result_path() -> None:
+    # Spec, "Parallel State": the output is an array with one element per branch, in branch order.
+    def lookup(kind: str) -> Any:
+        return lambda request: {kind: request.parameters["who"]}
+
+    state = {
+        "Type": "Parallel",
+        "Branches": [
+            processor(("LookupAddress", task("address", Parameters={"who.$": "$.name"}))),
+            processor(("LookupPhone", task("phone", Parameters={"who.$": "$.name"}))),
+        ],
+        "ResultPath": "$.lookups",
+        "End": True,
+    }
+    result = run(
+        machine({"LookupCustomerInfo": state}),
+        {"name": "Ann"},
+        {"address": lookup("address"), "phone": lookup("phone")},
+    )
+    assert result.output == {"name": "Ann", "lookups": [{"address": "Ann"}, {"phone": "Ann"}]}
+
+
+def test_succeed_in_a_branch_ends_only_that_branch() -> None:
+    # Spec, "Succeed State": it terminates the branch it is in; the Parallel state goes on.
+    state = {
+        "Type": "Parallel",
+        "Branches": [
+            processor(("Done", {"Type": "Succeed", "OutputPath": "$.a"})),
+            processor(("Work", pass_state(Result="worked"))),
+        ],
+        "Next": "After",
+    }
+    result = run(machine({"P": state, "After": pass_state(Parameters={"both.$": "$"})}), {"a": 1})
+    assert result.output == {"both": [1, "worked"]}
+
+
+def test_parallel_result_selector_with_an_intrinsic() -> None:
+    # AWS guide, "ResultSelector" on Parallel states; intrinsics are allowed in ResultSelector.
+    state = {
+        "Type": "Parallel",
+        "Branches": [processor(("A", pass_state(Result=[1, 2]))), processor(("B", pass_state(Result=[3])))],
+        "ResultSelector": {
+            "first.$": "$[0]",
+            "total.$": "States.MathAdd(States.ArrayLength($[0]), States.ArrayLength($[1]))",
+        },
+        "End": True,
+    }
+    assert run(machine({"P": state})).output == {"first": [1, 2], "total": 3}
+
+
+def test_a_failed_branch_fails_the_parallel_state_with_the_branch_error_and_catch_sees_it() -> None:
+    # AWS guide, Parallel: "If any branch fails ... the entire Parallel state fails"; the error is the branch's own.
+    state = {
+        "Type": "Parallel",
+        "Branches": [
+            processor(("Ok", pass_state())),
+            processor(("Boom", {"Type": "Fail", "Error": "Branch.Error", "Cause": "branch two"})),
+        ],
+        "Catch": [{"ErrorEquals": ["Branch.Error"], "ResultPath": "$.failure", "Next": "Handled"}],
+        "End": True,
+    }
+    result = run(machine({"P": state, "Handled": pass_state()}), {"in": 1})
+    assert result.output == {"in": 1, "failure": {"Error": "Branch.Error", "Cause": "branch two"}}
+    assert "ParallelStateFailed" in types(result)
+    uncaught = run(machine({"P": {**state, "Catch": []}}), {})
+    assert (uncaught.status, uncaught.error, uncaught.cause) == ("FAILED", "Branch.Error", "branch two")
+
+
+def test_retry_on_a_parallel_state_reruns_every_branch() -> None:
+    # Spec, "Retrying after error": Parallel states may retry; a retry runs the whole state again.
+    calls: list[str] = []
+
+    def flaky(request: TaskRequest) -> Any:
+        calls.append(request.parameters)
+        if len(calls) == 1:
+            raise StatesError("Flaky", "first call")
+        return request.parameters
+
+    state = {
+        "Type": "Parallel",
+        "Branches": [processor(("T", task("flaky", Parameters="a"))), processor(("U", pass_state(Result="b")))],
+        "Retry": [{"ErrorEquals": ["Flaky"], "IntervalSeconds": 2}],
+        "End": True,
+    }
+    clock = VirtualClock()
+    result = run(machine({"P": state}), {}, {"flaky": flaky}, clock=clock)
+    assert result.output == ["a", "b"] and calls == ["a", "a"] and clock.slept == [2]
+    assert types(result).count("ParallelStateStarted") == 2
+
+
+# --- Map ----------------------------------------------------------------------------------------
+
+
+def test_items_path_selects_the_array() -> None:
+    # AWS guide, "ItemsPath": the ThingsPiratesSay example.
+    data = {"ThingsPiratesSay": [{"say": "Avast!"}, {"say": "Yar!"}], "ThingsGiantsSay": [{"say": "Fee!"}]}
+    state = {
+        "Type": "Map",
+        "ItemsPath": "$.ThingsPiratesSay",
+        "ItemProcessor": processor(("SayWord", pass_state())),
+        "End": True,
+    }
+    assert run(machine({"PiratesSay": state}), data).output == [{"say": "Avast!"}, {"say": "Yar!"}]
+
+
+def test_item_selector_example() -> None:
+    # AWS guide, "ItemSelector (Map)": a static value and $$.Map.Item.Value for every iteration.
+    items = [{"resize": "true", "format": "jpg"}, {"resize": "false", "format": "png"}]
+    state = {
+        "Type": "Map",
+        "ItemsPath": "$.imageData",
+        "ItemSelector": {"size": 10, "value.$": "$$.Map.Item.Value"},
+        "ItemProcessor": {"ProcessorConfig": {"Mode": "INLINE"}, **processor(("Resize", pass_state()))},
+        "End": True,
+    }
+    result = run(machine({"M": state}), {"imageData": items})
+    assert result.output == [{"size": 10, "value": items[0]}, {"size": 10, "value": items[1]}]
+
+
+def test_legacy_parameters_and_iterator_with_the_context_object() -> None:
+    # AWS guide, "Context object data for Map states": Parameters of the Map state read Map.Item.Index/Value.
+    state = {
+        "Type": "Map",
+        "Parameters": {"ContextIndex.$": "$$.Map.Item.Index", "ContextValue.$": "$$.Map.Item.Value"},
+        "Iterator": processor(("TestPass", pass_state())),
+        "End": True,
+    }
+    result = run(machine({"ExampleMapState": state}), [{"who": "bob"}, {"who": "meg"}, {"who": "joe"}])
+    assert result.output == [
+        {"ContextIndex": 0, "ContextValue": {"who": "bob"}},
+        {"ContextIndex": 1, "ContextValue": {"who": "meg"}},
+        {"ContextIndex": 2, "ContextValue": {"who": "joe"}},
+    ]
+
+
+def test_map_item_is_not_in_the_context_of_the_iteration_states() -> None:
+    # AWS guide, same section: "You must define parameters from the context object in the Parameters block
+    # of the main Map state, not within the states included in the Iterator section."
+    state = {
+        "Type": "Map",
+        "ItemProcessor": processor(("Inner", pass_state(Parameters={"i.$": "$$.Map.Item.Index"}))),
+        "End": True,
+    }
+    result = run(machine({"M": state}), [1])
+    assert (result.status, result.error) == ("FAILED", "States.Runtime")
+    assert "MapIterationFailed" in types(result)
+
+
+def test_map_item_selector_reads_the_effective_input_after_input_path() -> None:
+    # AWS guide, ItemsPath: "the Map state applies ItemsPath after InputPath"; ItemSelector's $ is that input too.
+    state = {
+        "Type": "Map",
+        "InputPath": "$.job",
+        "ItemsPath": "$.folds",
+        "ItemSelector": {"fold.$": "$$.Map.Item.Value", "k.$": "$.k", "at.$": "$$.Map.Item.Index"},
+        "ItemProcessor": processor(("Train", pass_state())),
+        "ResultSelector": {"n.$": "States.ArrayLength($)", "last.$": "$[-1:]"},
+        "ResultPath": "$.job.trained",
+        "End": True,
+    }
+    result = run(machine({"M": state}), {"job": {"folds": [3, 4], "k": 2}})
+    assert result.output == {
+        "job": {"folds": [3, 4], "k": 2, "trained": {"n": 2, "last": [{"fold": 4, "k": 2, "at": 1}]}}
+    }
+
+
+@pytest.mark.parametrize("items", [{"a": 1}, "abc", 5, None])
+def test_items_path_must_select_an_array(items: Any) -> None:
+    # AWS guide, ItemsPath: "the value of ItemsPath must be a Reference Path ... that path must point to JSON array".
+    state = {"Type": "Map", "ItemsPath": "$.items", "ItemProcessor": processor(("P", pass_state())), "End": True}
+    result = run(machine({"M": state}), {"items": items})
+    assert (result.status, result.error) == ("FAILED", "States.Runtime")
+    assert "ItemsPath '$.items' must select an array" in result.cause
+    assert types(result) == ["ExecutionStarted", "MapStateEntered", "MapStateFailed", "ExecutionFailed"]
+
+
+def test_max_concurrency_one_runs_the_iterations_one_after_the_other_in_order() -> None:
+    # AWS guide, Map: "A MaxConcurrency value of 1 invokes the ItemProcessor once for each array element in the
+    # order of their appearance in the input, and will not start a new iteration until the previous has completed."
+    order: list[tuple[str, int]] = []
+    lock = threading.Lock()
+
+    def step(request: TaskRequest) -> Any:
+        with lock:
+            order.append(("start", request.parameters))
+        with lock:
+            order.append(("end", request.parameters))
+        return request.parameters
+
+    state = {"Type": "Map", "MaxConcurrency": 1, "ItemProcessor": processor(("T", task("step"))), "End": True}
+    result = run(machine({"M": state}), list(range(5)), {"step": step})
+    assert result.output == list(range(5))
+    assert order == [(edge, i) for i in range(5) for edge in ("start", "end")]
+
+
+def test_fail_state_in_an_iteration_fails_the_map_and_catch_gets_its_error() -> None:
+    # AWS guide, Map: "If any iteration fails, entire Map state fails"; the Catcher sees the iteration's error.
+    check = {
+        "Type": "Choice",
+        "Choices": [{"Variable": "$", "NumericEquals": 2, "Next": "Reject"}],
+        "Default": "Accept",
+    }
+    iteration = {
+        "StartAt": "Check",
+        "States": {
+            "Check": check,
+            "Reject": {"Type": "Fail", "Error": "Item.Rejected", "Cause": "two"},
+            "Accept": pass_state(),
+        },
+    }
+    state = {
+        "Type": "Map",
+        "ItemsPath": "$.items",
+        "MaxConcurrency": 1,
+        "ItemProcessor": iteration,
+        "Catch": [{"ErrorEquals": ["Item.Rejected"], "ResultPath": "$.error", "Next": "Handled"}],
+        "End": True,
+    }
+    result = run(machine({"M": state, "Handled": pass_state()}), {"items": [1, 2, 3]})
+    assert result.output == {"items": [1, 2, 3], "error": {"Error": "Item.Rejected", "Cause": "two"}}
+    event_types = types(result)
+    assert event_types.count("MapIterationSucceeded") == 1 and event_types.count("MapIterationFailed") == 1
+    assert "MapIterationStarted" in event_types and event_types.index("MapStateFailed") < event_types.index(
+        "MapStateExited"
+    )
+
+
+def test_retry_on_a_map_state() -> None:
+    # Spec, "Retrying after error": a Retrier on a Map state runs the whole Map again.
+    attempts: list[int] = []
+
+    def flaky(request: TaskRequest) -> Any:
+        attempts.append(request.parameters)
+        if attempts.count(1) == 1 and request.parameters == 1:
+            raise StatesError("Item.Flaky", "first try of item 1")
+        return request.parameters * 10
+
+    state = {
+        "Type": "Map",
+        "MaxConcurrency": 1,
+        "ItemProcessor": processor(("T", task("flaky"))),
+        "Retry": [{"ErrorEquals": ["Item.Flaky"], "IntervalSeconds": 3, "MaxAttempts": 1}],
+        "End": True,
+    }
+    clock = VirtualClock()
+    result = run(machine({"M": state}), [0, 1, 2], {"flaky": flaky}, clock=clock)
+    assert result.output == [0, 10, 20] and attempts == [0, 1, 0, 1, 2] and clock.slept == [3]
+    assert types(result).count("MapStateStarted") == 2
+
+
+def test_empty_items_give_an_empty_array() -> None:
+    # Spec, "Map State": the output is an array with one element per item.
+    state = {
+        "Type": "Map",
+        "ItemsPath": "$.items",
+        "ItemProcessor": processor(("P", pass_state())),
+        "ResultPath": "$.out",
+        "End": True,
+    }
+    result = run(machine({"M": state}), {"items": []})
+    assert result.output == {"items": [], "out": []}
+    assert next(event for event in result.history if event.type == "MapStateStarted").details == {"length": 0}
+
+
+def test_map_history_event_order() -> None:
+    # AWS history event types of a Map state, as GetExecutionHistory lists them.
+    state = {"Type": "Map", "MaxConcurrency": 1, "ItemProcessor": processor(("P", pass_state())), "End": True}
+    result = run(machine({"M": state}), ["a", "b"])
+    assert types(result) == [
+        "ExecutionStarted",
+        "MapStateEntered",
+        "MapStateStarted",
+        "MapIterationStarted",
+        "PassStateEntered",
+        "PassStateExited",
+        "MapIterationSucceeded",
+        "MapIterationStarted",
+        "PassStateEntered",
+        "PassStateExited",
+        "MapIterationSucceeded",
+        "MapStateSucceeded",
+        "MapStateExited",
+        "ExecutionSucceeded",
+    ]
+    assert result.history[2].details == {"length": 2}
+    assert [event.details for event in result.history if event.type == "MapIterationStarted"] == [
+        {"name": "M", "index": 0},
+        {"name": "M", "index": 1},
+    ]
+
+
+# --- Errors: Retry and Catch --------------------------------------------------------------------
+
+
+class Flaky:
+    """Fails with ``error`` the first ``failures`` calls."""
+
+    def __init__(self, failures: int, error: str = "Flaky.Error") -> None:
+        self.failures = failures
+        self.error = error
+        self.calls = 0
+
+    def __call__(self, request: TaskRequest) -> Any:
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise StatesError(self.error, f"call {self.calls}")
+        return {"calls": self.calls}
+
+
+def test_backoff_rate_multiplies_the_interval() -> None:
+    # AWS guide, "Retry" example: IntervalSeconds 3, MaxAttempts 2, BackoffRate 1.5 -> retries after 3 s, then 4.5 s.
+    clock, flaky = VirtualClock(), Flaky(failures=2, error="States.Timeout")
+    retry = [{"ErrorEquals": ["States.Timeout"], "IntervalSeconds": 3, "MaxAttempts": 2, "BackoffRate": 1.5}]
+    result = run(machine({"T": task("flaky", Retry=retry)}), handlers={"flaky": flaky}, clock=clock)
+    assert result.output == {"calls": 3} and clock.slept == [3, 4.5]
+
+
+def test_max_delay_seconds_caps_the_back_off() -> None:
+    # AWS guide, Retrier fields: MaxDelaySeconds caps the interval that BackoffRate grows.
+    clock = VirtualClock()
+    retry = [
+        {"ErrorEquals": ["States.ALL"], "IntervalSeconds": 5, "MaxAttempts": 4, "BackoffRate": 3, "MaxDelaySeconds": 20}
+    ]
+    result = run(machine({"T": task("flaky", Retry=retry)}), handlers={"flaky": Flaky(10)}, clock=clock)
+    assert (result.status, result.error, result.cause) == ("FAILED", "Flaky.Error", "call 5")
+    assert clock.slept == [5, 15, 20, 20]
+
+
+def test_max_attempts_zero_never_retries_and_catch_applies() -> None:
+    # Spec, Retrier: "A value of zero is permitted and indicates that the error or errors should never be retried."
+    flaky = Flaky(failures=1)
+    state = task(
+        "flaky",
+        Retry=[{"ErrorEquals": ["States.ALL"], "MaxAttempts": 0}],
+        Catch=[{"ErrorEquals": ["States.ALL"], "Next": "Recovered"}],
+    )
+    result = run(machine({"T": state, "Recovered": pass_state()}), handlers={"flaky": flaky})
+    assert flaky.calls == 1 and result.output == {"Error": "Flaky.Error", "Cause": "call 1"}
+
+
+def test_catchers_are_scanned_in_order_and_place_error_output_at_result_path() -> None:
+    # AWS guide, "Fallback states" example: the first matching Catcher wins; its ResultPath keeps the input.
+    catch = [
+        {"ErrorEquals": ["java.lang.Exception"], "ResultPath": "$.error-info", "Next": "RecoveryState"},
+        {"ErrorEquals": ["States.ALL"], "Next": "EndState"},
+    ]
+    states = {
+        "T": task("boom", Catch=catch),
+        "RecoveryState": pass_state(),
+        "EndState": pass_state(Result="end"),
+    }
+    handlers = {"boom": fails_with("java.lang.Exception", "oops")}
+    assert run(machine(states), {"keep": 1}, handlers).output == {
+        "keep": 1,
+        "error-info": {"Error": "java.lang.Exception", "Cause": "oops"},
+    }
+    assert run(machine(states), {"keep": 1}, {"boom": fails_with("Other")}).output == "end"
+
+
+def test_a_python_exception_in_a_handler_is_states_task_failed_with_a_useful_cause() -> None:
+    # Spec, "Errors": States.TaskFailed, "A Task State failed during the execution".
+    def broken(request: TaskRequest) -> Any:
+        return {"ratio": 1 / request.parameters["n"]}
+
+    result = run(machine({"T": task("broken", Parameters={"n": 0})}), handlers={"broken": broken})
+    assert (result.status, result.error) == ("FAILED", "States.TaskFailed")
+    assert result.cause == "ZeroDivisionError: division by zero"
+    assert result.history[-2].type == "TaskFailed"
+
+    def silent(request: TaskRequest) -> Any:
+        raise LookupError()
+
+    assert run(machine({"T": task("silent")}), handlers={"silent": silent}).cause == "LookupError"
+
+
+@pytest.mark.parametrize(
+    ("error", "error_equals", "caught"),
+    [
+        ("States.Timeout", ["States.TaskFailed"], False),  # TaskFailed matches any error but States.Timeout
+        ("Custom.Error", ["States.TaskFailed"], True),
+        ("States.Timeout", ["States.ALL"], True),
+        ("States.DataLimitExceeded", ["States.ALL"], False),  # terminal: States.ALL does not catch it
+        ("States.Runtime", ["States.ALL"], False),  # terminal: never caught or retried
+        ("Custom.Error", ["Other.Error", "Custom.Error"], True),
+    ],
+)
+def test_error_name_matching(error: str, error_equals: list[str], caught: bool) -> None:
+    # AWS guide, "Error names": States.ALL, States.TaskFailed, States.DataLimitExceeded, States.Runtime.
+    states = {"T": task("f", Catch=[{"ErrorEquals": error_equals, "Next": "C"}]), "C": {"Type": "Succeed"}}
+    result = run(machine(states), handlers={"f": fails_with(error, "why")})
+    assert result.status == ("SUCCEEDED" if caught else "FAILED")
+
+
+def test_states_all_must_be_alone_and_last() -> None:
+    # Spec, Retrier/Catcher: States.ALL "MUST appear alone in the ErrorEquals array and MUST appear in the
+    # last Retrier".
+    not_last = task("r", Retry=[{"ErrorEquals": ["States.ALL"]}, {"ErrorEquals": ["X"]}])
+    not_alone = task("r", Catch=[{"ErrorEquals": ["X", "States.ALL"], "Next": "S"}])
+    with pytest.raises(DefinitionError) as raised:
+        validate(machine({"S": not_last}))
+    assert raised.value.problems == ["States.S.Retry[0]: States.ALL must appear alone, in the last Retrier"]
+    with pytest.raises(DefinitionError) as raised:
+        validate(machine({"S": not_alone}))
+    assert raised.value.problems == ["States.S.Catch[0]: States.ALL must appear alone, in the last Catcher"]
+
+
+# --- Task ---------------------------------------------------------------------------------------
+
+
+def test_task_timeout_seconds_fails_with_states_timeout() -> None:
+    # Spec, Task: "If the task runs longer than the specified seconds, then this state fails with the
+    # States.Timeout Error Name."
+    clock = VirtualClock()
+
+    def slow(request: TaskRequest) -> Any:
+        clock.sleep(60, request.cancelled)
+        return "late"
+
+    result = run(machine({"T": task("slow", TimeoutSeconds=30)}), handlers={"slow": slow}, clock=clock)
+    assert (result.status, result.error) == ("FAILED", "States.Timeout")
+    assert types(result)[-2:] == ["TaskTimedOut", "ExecutionFailed"]
+
+
+def test_timeout_and_heartbeat_seconds_paths_read_the_input_that_input_path_kept() -> None:
+    # AWS guide, Task: TimeoutSecondsPath / HeartbeatSecondsPath are reference paths into the state input.
+    seen: list[float | None] = []
+
+    def spy(request: TaskRequest) -> Any:
+        seen.append(request.timeout)
+        return "ok"
+
+    state = task("spy", InputPath="$.limits", TimeoutSecondsPath="$.timeout", HeartbeatSecondsPath="$.heartbeat")
+    result = run(machine({"T": state}), {"limits": {"timeout": 30, "heartbeat": 10}}, {"spy": spy})
+    assert result.output == "ok" and seen == [30]
+    scheduled = next(event for event in result.history if event.type == "TaskScheduled")
+    assert (scheduled.details["timeoutInSeconds"], scheduled.details["heartbeatInSeconds"]) == (30, 10)
+    missing = run(machine({"T": state}), {"limits": {"heartbeat": 10}}, {"spy": spy})
+    assert missing.error == "States.Runtime" and "$.timeout" in missing.cause
+
+
+def test_a_task_result_over_256_kib_is_data_limit_exceeded() -> None:
+    # AWS guide, "States.DataLimitExceeded": the output of a connector is larger than the payload quota;
+    # "a terminal error that can't be caught by the States.ALL error type".
+    states = {
+        "T": task("big", Catch=[{"ErrorEquals": ["States.ALL"], "Next": "C"}]),
+        "C": {"Type": "Succeed"},
+    }
+    result = run(machine(states), handlers={"big": lambda request: {"blob": "x" * 262_144}})
+    assert (result.status, result.error) == ("FAILED", "States.DataLimitExceeded")
+    assert types(result)[-2:] == ["TaskFailed", "ExecutionFailed"]
+
+
+def test_an_execution_output_over_256_kib_fails_the_execution() -> None:
+    # AWS quotas: a state's output (and so the execution's) is at most 256 KiB of UTF-8 JSON.
+    padding = "é" * 131_072  # 262,144 bytes of UTF-8 plus the quotes
+    result = run(machine({"P": pass_state(Result=padding)}))
+    assert (result.status, result.error, result.output) == ("FAILED", "States.DataLimitExceeded", None)
+    assert run(machine({"P": pass_state(Result="é" * 131_070)})).status == "SUCCEEDED"
+
+
+# --- Wait ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("wait", "slept"),
+    [
+        ({"Seconds": 10}, [10]),
+        ({"SecondsPath": "$.delay"}, [5]),
+        ({"Timestamp": "2024-01-01T00:02:00Z"}, [120]),
+        ({"TimestampPath": "$.at"}, [0.0]),  # in the past: the state does not wait
+    ],
+)
+def test_wait_state(wait: dict[str, Any], slept: list[float]) -> None:
+    # Spec, "Wait State": Seconds, Timestamp, SecondsPath, TimestampPath; the input passes through.
+    clock = VirtualClock(datetime(2024, 1, 1, tzinfo=timezone.utc))
+    data = {"delay": 5, "at": "2016-03-14T01:59:00Z"}
+    result = run(machine({"W": {"Type": "Wait", **wait, "End": True}}), data, clock=clock)
+    assert result.output == data and clock.slept == slept
+
+
+# --- Choice -------------------------------------------------------------------------------------
+
+SPEC_CHOICE = {
+    "ChoiceStateX": {
+        "Type": "Choice",
+        "Choices": [
+            {"Not": {"Variable": "$.type", "StringEquals": "Private"}, "Next": "Public"},
+            {
+                "And": [
+                    {"Variable": "$.value", "IsPresent": True},
+                    {"Variable": "$.value", "IsNumeric": True},
+                    {"Variable": "$.value", "NumericGreaterThanEquals": 20},
+                    {"Variable": "$.value", "NumericLessThan": 30},
+                ],
+                "Next": "ValueInTwenties",
+            },
+            {
+                "Or": [
+                    {"Variable": "$.rating", "NumericGreaterThanPath": "$.auditThreshold"},
+                    {"Variable": "$.flagged", "BooleanEquals": True},
+                ],
+                "Next": "StartAudit",
+            },
+        ],
+        "Default": "RecordEvent",
+    },
+    "Public": pass_state(Result="Public"),
+    "ValueInTwenties": pass_state(Result="ValueInTwenties"),
+    "StartAudit": pass_state(Result="StartAudit"),
+    "RecordEvent": pass_state(Result="RecordEvent"),
+}
+
+
+@pytest.mark.parametrize(
+    ("data", "target"),
+    [
+        ({"type": "Public"}, "Public"),
+        ({"type": "Private", "value": 25}, "ValueInTwenties"),
+        ({"type": "Private", "value": "25", "rating": 9, "auditThreshold": 5}, "StartAudit"),
+        ({"type": "Private", "value": 35, "rating": 1, "auditThreshold": 5, "flagged": True}, "StartAudit"),
+        ({"type": "Private", "value": 35, "rating": 1, "auditThreshold": 5, "flagged": False}, "RecordEvent"),
+    ],
+)
+def test_spec_choice_example_with_not_and_or_and_default(data: dict[str, Any], target: str) -> None:
+    # Spec, "Choice State" example (Not, And with IsPresent/IsNumeric, a ...Path comparison, Default).
+    assert run(machine(SPEC_CHOICE), data).output == target
+
+
+def test_choice_on_a_missing_variable_is_a_runtime_error_unless_asked_with_is_present() -> None:
+    # AWS guide, Choice: a Variable that selects nothing is States.Runtime; IsPresent tests for it.
+    states = {
+        "C": {
+            "Type": "Choice",
+            "Choices": [{"Variable": "$.missing", "StringEquals": "x", "Next": "X"}],
+            "Default": "X",
+        },
+        "X": pass_state(),
+    }
+    result = run(machine(states), {"present": 1})
+    assert (result.status, result.error) == ("FAILED", "States.Runtime")
+    assert "$.missing" in result.cause
+    present = {
+        **states,
+        "C": {**states["C"], "Choices": [{"Variable": "$.missing", "IsPresent": False, "Next": "X"}]},
+    }
+    assert run(machine(present), {"present": 1}).status == "SUCCEEDED"
+
+
+def test_choice_without_a_match_or_default_fails_with_no_choice_matched() -> None:
+    # Spec, Choice: "If no Choice matches and no Default is specified, the interpreter raises States.NoChoiceMatched."
+    states = {
+        "C": {"Type": "Choice", "Choices": [{"Variable": "$.n", "NumericEquals": 1, "Next": "X"}]},
+        "X": pass_state(),
+    }
+    assert run(machine(states), {"n": 2}).error == "States.NoChoiceMatched"
+
+
+def test_a_comparison_on_a_value_of_another_type_does_not_match() -> None:
+    # Spec, Choice rules: a type mismatch between the Variable's value and the operator is no match, not an error.
+    states = {
+        "C": {"Type": "Choice", "Choices": [{"Variable": "$.n", "NumericEquals": 1, "Next": "X"}], "Default": "D"},
+        "X": pass_state(Result="X"),
+        "D": pass_state(Result="D"),
+    }
+    assert run(machine(states), {"n": "1"}).output == "D"
+
+
+# --- Intrinsic functions ------------------------------------------------------------------------
+
+
+def test_format_renders_every_kind_of_value() -> None:
+    # AWS guide, States.Format; values as AWS renders them (strings bare, JSON scalars, Java-style containers).
+    data = {"i": 3, "f": 1.1, "t": True, "n": None, "s": "text", "o": {"Arg1": 1, "Arg2": []}, "a": [1, "x"]}
+    template = "States.Format('{} {} {} {} {} {} {}', $.i, $.f, $.t, $.n, $.s, $.o, $.a)"
+    result = run(machine({"P": pass_state(Parameters={"s.$": template})}), data)
+    assert result.output == {"s": "3 1.1 true null text {Arg1=1, Arg2=[]} [1, x]"}
+
+
+def test_format_example_from_the_guide() -> None:
+    # AWS guide, States.Format: the literal template and the template taken from a path give the same text.
+    data = {"name": "Arnav", "template": "Hello, my name is {}."}
+    parameters = {"a.$": "States.Format('Hello, my name is {}.', $.name)", "b.$": "States.Format($.template, $.name)"}
+    assert run(machine({"P": pass_state(Parameters=parameters)}), data).output == {
+        "a": "Hello, my name is Arnav.",
+        "b": "Hello, my name is Arnav.",
+    }
+
+
+def test_string_to_json() -> None:
+    # AWS guide, States.StringToJson example; blank text parses as null; text that is not JSON is an intrinsic failure.
+    parameters = {"json.$": "States.StringToJson($.escapedJsonString)", "blank.$": "States.StringToJson($.blank)"}
+    data = {"escapedJsonString": '{"foo": "bar"}', "blank": ""}
+    assert run(machine({"P": pass_state(Parameters=parameters)}), data).output == {
+        "json": {"foo": "bar"},
+        "blank": None,
+    }
+    result = run(machine({"P": pass_state(Parameters={"x.$": "States.StringToJson($.s)"})}), {"s": "{oops"})
+    assert (result.status, result.error) == ("FAILED", "States.IntrinsicFailure")
+    assert "States.StringToJson" in result.cause
+
+
+def test_intrinsics_in_result_selector_and_json_to_string() -> None:
+    # AWS guide, "Fields that support intrinsic functions": Task ResultSelector; States.JsonToString is compact.
+    state = task(
+        "answer",
+        ResultSelector={"text.$": "States.JsonToString($.body)", "ids.$": "States.ArrayUnique($.ids)"},
+    )
+    result = run(machine({"T": state}), handlers={"answer": lambda request: {"body": {"foo": "bar"}, "ids": [1, 1, 2]}})
+    assert result.output == {"text": '{"foo":"bar"}', "ids": [1, 2]}
+
+
+def test_an_intrinsic_with_the_wrong_number_of_arguments_is_a_definition_error() -> None:
+    # AWS guide, intrinsic functions: each takes a fixed number of arguments.
+    with pytest.raises(DefinitionError) as raised:
+        validate(machine({"P": pass_state(Parameters={"x.$": "States.ArrayGetItem($.a)"})}))
+    assert raised.value.problems == [
+        "States.P.Parameters.x.$: States.ArrayGetItem takes 2 arguments, got 1 in 'States.ArrayGetItem($.a)'"
+    ]
+
+
+# --- Fail ---------------------------------------------------------------------------------------
+
+
+def test_fail_state_error_and_cause_from_paths() -> None:
+    # AWS guide, "Fail state": ErrorPath and CausePath take a reference path or an intrinsic function.
+    state = {"Type": "Fail", "ErrorPath": "$.code", "CausePath": "States.Format('step {} failed', $.step)"}
+    result = run(machine({"F": state}), {"code": "Custom.Error", "step": 3})
+    assert (result.status, result.error, result.cause) == ("FAILED", "Custom.Error", "step 3 failed")
+
+
+# --- Definitions --------------------------------------------------------------------------------
+
+
+def problems(definition: dict[str, Any]) -> list[str]:
+    with pytest.raises(DefinitionError) as raised:
+        validate(definition)
+    return raised.value.problems
+
+
+MAP_PROCESSOR = processor(("I", pass_state()))
+
+
+@pytest.mark.parametrize(
+    ("states", "expected"),
+    [
+        ({"A": {"Type": "Pass", "Next": "B"}}, "States.A: Next 'B' does not exist"),
+        ({"A": pass_state(), "B": pass_state()}, "States.B: unreachable from StartAt 'A'"),
+        ({"A": {"Type": "Pass", "Next": "A", "End": True}}, "States.A: has both Next and End"),
+        ({"A": {"Type": "Pass"}}, "States.A: has neither Next nor End"),
+        ({"C": {"Type": "Choice", "Default": "X"}, "X": pass_state()}, "States.C: Choices must be a non-empty array"),
+        ({"T": task("r", Retry=[{"ErrorEquals": []}])}, "States.T.Retry[0]: ErrorEquals must be a non-empty array"),
+        (
+            {"M": {"Type": "Map", "ItemsPath": "$.items[", "ItemProcessor": MAP_PROCESSOR, "End": True}},
+            "States.M.ItemsPath: invalid path '$.items['",
+        ),
+        (
+            {"M": {"Type": "Map", "ItemsPath": "$.items[*]", "ItemProcessor": MAP_PROCESSOR, "End": True}},
+            "States.M.ItemsPath: '$.items[*]' is not a Reference Path",
+        ),
+        ({"A": pass_state(Parameters={"x.$": "States.MathAdd(1)"})}, "States.A.Parameters.x.$: States.MathAdd takes 2"),
+        ({"A": pass_state(Retries=1)}, "States.A: field 'Retries' is not allowed here"),
+        ({"A": {"End": True}}, "States.A: Type is required"),
+        ({"W": {"Type": "Wait", "End": True}}, "States.W: exactly one of Seconds, Timestamp"),
+        (
+            {"T": task("r", Catch=[{"ErrorEquals": ["X"], "Next": "Nowhere"}])},
+            "States.T.Catch[0]: Next 'Nowhere' does not exist",
+        ),
+    ],
+)
+def test_definition_mistakes_are_rejected_with_a_clear_message(states: dict[str, Any], expected: str) -> None:
+    # Spec, "Structure of a State Machine" and each state's required fields.
+    found = problems(machine(states))
+    assert any(problem.startswith(expected) for problem in found), found
+
+
+def test_every_valid_construct_is_accepted() -> None:
+    # Spec and AWS guide: Comment is allowed on the machine, states, branches, processors, Choice rules,
+    # Retriers and Catchers; ProcessorConfig INLINE; QueryLanguage JSONPath; Version; legacy Iterator.
+    iterator = {"Comment": "legacy", "ProcessorConfig": {"Mode": "INLINE"}, **processor(("L", pass_state(Comment="l")))}
+    states = {
+        "Start": {"Type": "Pass", "Comment": "c", "QueryLanguage": "JSONPath", "Next": "Route"},
+        "Route": {
+            "Type": "Choice",
+            "Comment": "c",
+            "Choices": [
+                {"Comment": "rule", "Variable": "$.a", "IsPresent": True, "Next": "Fan"},
+                {"Comment": "not", "Not": {"Comment": "inner", "Variable": "$.b", "IsNull": True}, "Next": "Fan"},
+            ],
+            "Default": "Fan",
+        },
+        "Fan": {
+            "Type": "Parallel",
+            "Comment": "c",
+            "Branches": [{"Comment": "branch", **processor(("B", pass_state(Comment="b")))}],
+            "Next": "Each",
+        },
+        "Each": {
+            "Type": "Map",
+            "Comment": "c",
+            "ItemSelector": {"v.$": "$$.Map.Item.Value"},
+            "ItemProcessor": {"Comment": "p", "ProcessorConfig": {"Mode": "INLINE"}, **processor(("E", pass_state()))},
+            "Next": "Legacy",
+        },
+        "Legacy": {"Type": "Map", "Iterator": iterator, "Next": "Work"},
+        "Work": {
+            "Type": "Task",
+            "Resource": "r",
+            "Comment": "c",
+            "Retry": [{"Comment": "retrier", "ErrorEquals": ["States.ALL"], "MaxAttempts": 0}],
+            "Catch": [{"Comment": "catcher", "ErrorEquals": ["States.ALL"], "Next": "Failed"}],
+            "Next": "Wait",
+        },
+        "Wait": {"Type": "Wait", "Comment": "c", "Seconds": 0, "Next": "Done"},
+        "Done": {"Type": "Succeed", "Comment": "c"},
+        "Failed": {"Type": "Fail", "Comment": "c", "Error": "E", "Cause": "C"},
+    }
+    validate(machine(states, Comment="top", Version="1.0", QueryLanguage="JSONPath", TimeoutSeconds=60))
+
+
+# --- History and the engine ---------------------------------------------------------------------
+
+
+def test_history_of_a_simple_run() -> None:
+    # AWS GetExecutionHistory: the event types of a Pass state and a Task state, in order.
+    states = {"P": {"Type": "Pass", "Next": "T"}, "T": task("work")}
+    result = run(machine(states), {"x": 1}, {"work": echo})
+    assert types(result) == [
+        "ExecutionStarted",
+        "PassStateEntered",
+        "PassStateExited",
+        "TaskStateEntered",
+        "TaskScheduled",
+        "TaskStarted",
+        "TaskSucceeded",
+        "TaskStateExited",
+        "ExecutionSucceeded",
+    ]
+    assert [event.id for event in result.history] == list(range(1, 10))
+
+
+def test_a_caught_error_exits_the_state_before_the_catcher_target_runs() -> None:
+    # AWS history of a caught Task failure: TaskFailed, then TaskStateExited with the error output.
+    states = {"T": task("boom", Catch=[{"ErrorEquals": ["States.ALL"], "Next": "H"}]), "H": pass_state()}
+    result = run(machine(states), {}, {"boom": fails_with("E", "c")})
+    assert types(result)[4:8] == ["TaskFailed", "TaskStateExited", "PassStateEntered", "PassStateExited"]
+
+
+def test_run_takes_the_options_of_start() -> None:
+    # cvpipe.asl API: Engine.run is start + wait.
+    engine = Engine(registry(), VirtualClock())
+    definition = machine({"P": pass_state(Parameters={"name.$": "$$.Execution.Name"})})
+    ran = engine.run(definition, {}, name="same", state_machine_name="SM")
+    started = engine.start(definition, {}, name="same", state_machine_name="SM").wait()
+    assert ran.output == started.output == {"name": "same"} and ran.arn == started.arn
