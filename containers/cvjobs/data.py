@@ -30,8 +30,9 @@ SPLIT_FILES = ("X.npy", "y.npy", "folds.npy", "manifest.json")
 
 @dataclass(frozen=True)
 class Table:
-    """A CSV as text: column names, one tuple of stripped cells per column, source line per row."""
+    """A CSV as text: file name, column names, one tuple of stripped cells per column, source line per row."""
 
+    name: str
     columns: list[str]
     cells: dict[str, tuple[str, ...]]
     lines: list[int]
@@ -52,13 +53,14 @@ class SplitData:
 
 
 def find_csv(folder: Path) -> Path:
-    """The one CSV file anywhere under ``folder``."""
-    found = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() == ".csv")
+    """The dataset under ``folder``: its only file, whatever its name, or else its only .csv file."""
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    found = files if len(files) == 1 else [p for p in files if p.suffix.lower() == ".csv"]
     if len(found) != 1:
         listed = f": {quote_names([str(p.relative_to(folder)) for p in found])}" if found else ""
         raise UserError(
-            f"expected exactly one CSV file under {folder}, found {len(found)}{listed}; "
-            "point the dataset URI at a single .csv file"
+            f"dataset.uri: expected one CSV file, found {len(found)} .csv files among the {len(files)} files under "
+            f"it{listed}; point dataset.uri at a single .csv file"
         )
     return found[0]
 
@@ -72,6 +74,7 @@ def read_table(path: Path) -> Table:
             if header is None:
                 raise UserError(f"{path.name} is empty: expected a header row and data rows")
             columns = [name.strip() for name in header]
+            _check_delimiter(path, columns)
             _check_header(path, columns)
             rows: list[list[str]] = []
             lines: list[int] = []
@@ -91,7 +94,21 @@ def read_table(path: Path) -> Table:
         raise UserError(f"{path.name} is not valid CSV: {exc}") from None
     if not rows:
         raise UserError(f"{path.name} has a header but no data rows")
-    return Table(columns=columns, cells=dict(zip(columns, zip(*rows, strict=True), strict=True)), lines=lines)
+    cells = dict(zip(columns, zip(*rows, strict=True), strict=True))
+    return Table(name=path.name, columns=columns, cells=cells, lines=lines)
+
+
+def _check_delimiter(path: Path, columns: list[str]) -> None:
+    separator = next((sep for sep in ";\t|" if sep in columns[0]), None) if len(columns) == 1 else None
+    if separator:
+        raise UserError(
+            f"{path.name}: the header is one column, {_shorten(columns[0])!r}, and looks separated by {separator!r}: "
+            "save the file with commas between the fields"
+        )
+
+
+def _shorten(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _check_header(path: Path, columns: list[str]) -> None:
@@ -144,7 +161,7 @@ def feature_matrix(table: Table, features: list[str]) -> np.ndarray:
         first = parsed[bad[0]].bad[0]
         example = f"{table.cells[bad[0]][first]!r} on line {table.lines[first]}"
         problems.append(
-            f"feature column(s) {quote_names(bad)} are not numeric (e.g. {example}): "
+            f"{table.name}: feature column(s) {quote_names(bad)} are not numeric (e.g. {example}): "
             "encode them as numbers (e.g. one-hot) or drop them from the CSV"
         )
     missing = [name for name in features if parsed[name].missing]
@@ -154,7 +171,8 @@ def feature_matrix(table: Table, features: list[str]) -> np.ndarray:
             for name in missing[:20]
         )
         problems.append(
-            f"feature column(s) {counts} have missing values: impute them or drop those rows before the run"
+            f"{table.name}: feature column(s) {counts} have missing values: "
+            "impute them or drop those rows before the run"
         )
     if problems:
         raise UserError("; ".join(problems))
@@ -168,20 +186,27 @@ def target_vector(table: Table, target: str, task: str) -> np.ndarray:
     if parsed.missing:
         lines = ", ".join(str(table.lines[i]) for i in parsed.missing[:10])
         raise UserError(
-            f"target column {target!r} is empty on {len(parsed.missing)} rows (lines {lines}"
+            f"{table.name}: target column {target!r} is empty on {len(parsed.missing)} rows (lines {lines}"
             f"{', ...' if len(parsed.missing) > 10 else ''}): drop those rows before the run"
         )
     if not parsed.bad:
         if task == "regression":
             return parsed.values
-        if all(value.is_integer() for value in parsed.values):
-            return parsed.values.astype(np.int64)
-        return parsed.values
+        fractional = np.flatnonzero(parsed.values != np.round(parsed.values))
+        if fractional.size:
+            # Every distinct measurement would be a class of its own.
+            first = fractional[0]
+            raise UserError(
+                f"{table.name}: target column {target!r} holds fractional numbers (e.g. {cells[first]!r} on line "
+                f"{table.lines[first]}) but the estimator is a classifier: choose a regressor, or give the classes "
+                "as integers or text"
+            )
+        return parsed.values.astype(np.int64)
     if task == "regression":
         first = parsed.bad[0]
         raise UserError(
-            f"target column {target!r} is not numeric (e.g. {cells[first]!r} on line {table.lines[first]}) "
-            "but the estimator is a regressor: choose a classifier or a numeric target"
+            f"{table.name}: target column {target!r} is not numeric (e.g. {cells[first]!r} on line "
+            f"{table.lines[first]}) but the estimator is a regressor: choose a classifier or a numeric target"
         )
     return np.array(cells, dtype=np.str_)
 
@@ -217,8 +242,13 @@ def score(scorer: Any, metric: str, estimator: Any, X: np.ndarray, y: np.ndarray
     """
     try:
         return float(scorer(estimator, X, y))
-    except (ValueError, AttributeError) as exc:
+    except ValueError as exc:
         raise UserError(f"scoring the fitted model with metric {metric!r} failed: {exc}") from None
+    except AttributeError as exc:
+        raise UserError(
+            f"metric {metric!r} needs a prediction method that the model lacks with these hyperparameters "
+            f"({exc}): choose another metric, or set the parameter that provides it, such as SVC's probability"
+        ) from None
 
 
 def save_split(directory: Path, split: SplitData) -> None:

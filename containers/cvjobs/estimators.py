@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import difflib
 import functools
 import importlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,9 +68,13 @@ def resolve_estimator(name: str) -> EstimatorSpec:
     if "." not in name:
         canonical = _BY_LOWER_NAME.get(name.lower())
         if canonical is None:
+            close = difflib.get_close_matches(name, ESTIMATORS, n=2, cutoff=0.5)
+            names = f"did you mean {' or '.join(map(repr, close))}" if close else (
+                f"use one of {quote_names(sorted(ESTIMATORS), 40)}"
+            )
             raise UserError(
-                f"unknown estimator {name!r}: use one of {quote_names(sorted(ESTIMATORS), 40)} "
-                "or a dotted path such as 'sklearn.linear_model.Perceptron'"
+                f"model.estimator: unknown estimator {name!r}: {names}; any other estimator by its import path, "
+                "such as 'sklearn.linear_model.Perceptron'"
             )
         name, path = canonical, ESTIMATORS[canonical]
     else:
@@ -77,24 +83,41 @@ def resolve_estimator(name: str) -> EstimatorSpec:
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise UserError(f"cannot import estimator {path!r}: {exc}") from None
+        raise UserError(f"model.estimator: cannot import estimator {path!r}: {exc}") from None
     cls = getattr(module, class_name, None)
     if not (isinstance(cls, type) and issubclass(cls, BaseEstimator) and hasattr(cls, "fit")):
         raise UserError(
-            f"{path!r} is not a scikit-learn estimator "
+            f"model.estimator: {path!r} is not a scikit-learn estimator "
             "(expected a class deriving from sklearn.base.BaseEstimator with a fit method)"
         )
     try:
         instance = cls()
     except TypeError as exc:
-        raise UserError(f"estimator {name} cannot be built with default parameters: {exc}") from None
+        raise UserError(f"model.estimator: {name} cannot be built with default parameters: {exc}") from None
     if is_classifier(instance):
         task = "classification"
     elif is_regressor(instance):
         task = "regression"
     else:
-        raise UserError(f"estimator {name} is neither a classifier nor a regressor")
+        raise UserError(
+            f"model.estimator: {name} is neither a classifier nor a regressor: cross-validated scores need one"
+        )
     return EstimatorSpec(name=name, path=path, cls=cls, task=task)
+
+
+def check_parameter_names(spec: EstimatorSpec, names: Iterable[str]) -> None:
+    """Refuse hyperparameter names the estimator does not have: every candidate would fail on them."""
+    known = sorted(spec.cls().get_params(deep=True))
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        described = []
+        for name in unknown:
+            close = difflib.get_close_matches(name, known, n=1)
+            described.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        raise UserError(
+            f"model.params/model.search_space: {spec.name} has no parameter(s) {', '.join(described)}: "
+            f"its parameters are {quote_names(known, 60)}"
+        )
 
 
 def make_estimator(

@@ -3,8 +3,13 @@
 Environment: ``CV_TARGET`` (target column), ``CV_ESTIMATOR`` (short name or dotted path; decides
 classification vs regression), ``CV_K`` (default 5), ``CV_SPLITTER`` (``auto`` | ``KFold`` |
 ``StratifiedKFold``, default auto), ``CV_SEED`` (default 0), ``CV_METRIC`` (``auto`` or a scorer
-name, default auto). Input: one CSV under ``processing/input/``. Output: ``processing/output/``
-{X,y,folds}.npy + manifest.json, and a JSON summary in ``output/message``.
+name, default auto), ``CV_PARAMS`` (comma-separated names of the hyperparameters the search sets,
+checked against the estimator; default none). Input: one CSV under ``processing/input/``. Output:
+``processing/output/`` {X,y,folds}.npy + manifest.json, and a JSON summary in ``output/message``.
+
+Everything that would fail every candidate is refused here, before any fit: the job is the first to
+see the data next to the settings. Its messages name the execution input's fields (``cv.k``), which
+set these variables.
 """
 
 from __future__ import annotations
@@ -12,21 +17,30 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from sklearn.dummy import DummyClassifier, DummyRegressor
+from sklearn.metrics import get_scorer
 from sklearn.model_selection import KFold, StratifiedKFold
 
 from cvjobs.data import SplitData, feature_matrix, find_csv, read_table, resolve_metric, save_split, target_vector
-from cvjobs.estimators import EstimatorSpec, resolve_estimator
+from cvjobs.estimators import EstimatorSpec, check_parameter_names, resolve_estimator
 from cvjobs.job import UserError, json_bytes, log, publish, quote_names, run_job
 
 SPLITTERS = {"KFold": KFold, "StratifiedKFold": StratifiedKFold}
 # Each fold is one training job per candidate, and the fold list must fit the 1 KiB exit message.
 MAX_K = 100
 MESSAGE_LIMIT = 1024
+# What to suggest when a metric cannot score the task's predictions.
+METRICS_FOR = {
+    "classification": ("accuracy", "balanced_accuracy", "f1_macro", "roc_auc_ovr"),
+    "regression": ("r2", "neg_root_mean_squared_error", "neg_mean_absolute_error"),
+}
+ROLES = {"classification": "classifier", "regression": "regressor"}
 
 
 @dataclass(frozen=True)
@@ -69,9 +83,62 @@ def read_config(environ: Mapping[str, str]) -> SplitConfig:
     else:
         raise UserError(f"CV_SPLITTER={splitter!r} is not supported: use auto, {', '.join(SPLITTERS)}")
     if splitter == "StratifiedKFold" and estimator.task == "regression":
-        raise UserError(f"StratifiedKFold needs class labels but {estimator.name} is a regressor: use KFold or auto")
+        raise UserError(
+            f"cv.splitter: StratifiedKFold needs class labels but {estimator.name} is a regressor: "
+            "set cv.splitter to KFold or auto"
+        )
+    check_parameter_names(estimator, filter(None, environ.get("CV_PARAMS", "").split(",")))
     metric = resolve_metric(environ.get("CV_METRIC", "auto"), estimator.task)
+    check_metric_task(metric, estimator)
     return SplitConfig(target, k, splitter, seed, estimator, metric)
+
+
+def check_metric_task(metric: str, estimator: EstimatorSpec) -> None:
+    """Refuse a metric of the other task, or one that needs a prediction method the estimator lacks.
+
+    A regression metric on class labels would score without complaint and mean nothing. The scorer's
+    score function and response method are private attributes, stable since scikit-learn 1.4.
+    """
+    scorer = get_scorer(metric)
+    metric_task = "regression" if scorer._score_func.__module__.endswith("._regression") else "classification"
+    fix = f"set metric to auto or to {other_metrics(estimator.task, metric)}"
+    if metric_task != estimator.task:
+        raise UserError(
+            f"metric: {metric!r} scores {metric_task} but {estimator.name} is a {ROLES[estimator.task]}: {fix}"
+        )
+    methods = scorer._response_method
+    methods = (methods,) if isinstance(methods, str) else tuple(methods)
+    # Checked on the class: SVC's predict_proba depends on its probability parameter, checked at fit.
+    if not any(hasattr(estimator.cls, method) for method in methods):
+        raise UserError(f"metric: {metric!r} needs {' or '.join(methods)}, which {estimator.name} lacks: {fix}")
+
+
+def check_metric_target(config: SplitConfig, y: np.ndarray) -> None:
+    """Refuse a metric that cannot score this target, shown by scoring a constant model: a binary metric
+    on three classes, pos_label=1 with text labels, a log error on negative values."""
+    hint = ""
+    if config.estimator.task == "classification":
+        classes = np.unique(y)
+        dummy, what = DummyClassifier(strategy="prior"), f"{len(classes)} classes"
+        if len(classes) == 2 and 1 not in classes.tolist():
+            hint = "; binary metrics score the class labelled 1: label the positive class 1 and the other 0"
+    else:
+        dummy, what = DummyRegressor(), f"values from {y.min():g} to {y.max():g}"
+    X = np.zeros((len(y), 1))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a constant model's scores are often undefined: not the point
+            get_scorer(config.metric)(dummy.fit(X, y), X, y)
+    except ValueError as exc:
+        raise UserError(
+            f"metric: {config.metric!r} cannot score target column {config.target!r} ({what}): {exc} - "
+            f"set metric to auto or to {other_metrics(config.estimator.task, config.metric)}{hint}"
+        ) from None
+
+
+def other_metrics(task: str, metric: str) -> str:
+    names = [name for name in METRICS_FOR[task] if name != metric]
+    return f"a {task} metric such as {', '.join(names[:-1])} or {names[-1]}"
 
 
 def _int_setting(environ: Mapping[str, str], name: str, default: str, *, minimum: int, maximum: int) -> int:
@@ -85,13 +152,16 @@ def _int_setting(environ: Mapping[str, str], name: str, default: str, *, minimum
     return value
 
 
-def check_splittable(y: np.ndarray, config: SplitConfig) -> None:
+def check_splittable(y: np.ndarray, config: SplitConfig, source: str) -> None:
     if config.k > len(y):
-        raise UserError(f"CV_K={config.k} folds need at least {config.k} rows; the CSV has {len(y)}")
+        raise UserError(f"cv.k: {config.k} folds need at least {config.k} rows but {source} has {len(y)}: lower cv.k")
     if config.estimator.task == "classification":
         classes, counts = np.unique(y, return_counts=True)
         if len(classes) < 2:
-            raise UserError(f"target column {config.target!r} has a single class: a classifier needs two or more")
+            raise UserError(
+                f"{source}: target column {config.target!r} has a single class ({classes.tolist()[0]!r}): "
+                "a classifier needs two or more"
+            )
         if config.splitter == "StratifiedKFold":
             small = [
                 f"{label!r} ({count})"
@@ -99,10 +169,17 @@ def check_splittable(y: np.ndarray, config: SplitConfig) -> None:
                 if count < config.k
             ]
             if small:
+                # More classes than a fold has rows: likely a quantity read as class labels.
+                quantity = (
+                    f"; if {config.target!r} is a quantity rather than a class, choose a regressor"
+                    if y.dtype.kind == "i" and len(classes) > len(y) / config.k
+                    else ""
+                )
                 raise UserError(
-                    f"StratifiedKFold with k={config.k} needs at least {config.k} rows of every class; "
-                    f"too few rows for class(es) {', '.join(small[:20])}: "
-                    "lower CV_K, add rows, or merge or drop the rare classes"
+                    f"cv.k: StratifiedKFold with k={config.k} needs at least {config.k} rows of every class, "
+                    f"but {source} has fewer for class(es) {', '.join(small[:20])}"
+                    f"{' and more' if len(small) > 20 else ''}: lower cv.k, add rows, or merge or drop the rare "
+                    f"classes{quantity}"
                 )
 
 
@@ -121,14 +198,16 @@ def _split(ml_root: Path, environ: Mapping[str, str]) -> None:
     table = read_table(path)
     if config.target not in table.columns:
         raise UserError(
-            f"target column {config.target!r} is not in {path.name}; its columns are {quote_names(table.columns, 50)}"
+            f"dataset.target: target column {config.target!r} is not in {path.name}; its columns are "
+            f"{quote_names(table.columns, 50)}"
         )
     features = [name for name in table.columns if name != config.target]
     if not features:
         raise UserError(f"{path.name} has no feature columns besides the target {config.target!r}")
     X = feature_matrix(table, features)
     y = target_vector(table, config.target, config.estimator.task)
-    check_splittable(y, config)
+    check_splittable(y, config, path.name)
+    check_metric_target(config, y)
     folds = assign_folds(config, X, y)
 
     with path.open("rb") as stream:

@@ -144,21 +144,27 @@ def _train(ml_root: Path) -> None:
     started = time.perf_counter()
     try:
         pipeline.fit(X_train, y_train)
-    except ValueError as exc:  # includes sklearn's InvalidParameterError
-        raise UserError(f"estimator {spec.name} rejected hyperparameters: {exc}") from None
+    except ValueError as exc:  # sklearn's InvalidParameterError, or data the estimator cannot take
+        raise UserError(f"estimator {spec.name} failed to fit with these hyperparameters: {exc}") from None
     fit_time = time.perf_counter() - started
 
     scorer = get_scorer(metric)
     scores = {}
     if config.fold is not None:
         scores["validation"] = score(scorer, metric, pipeline, split.X[validation_rows], split.y[validation_rows])
+        if not math.isfinite(scores["validation"]):
+            raise UserError(
+                f"metric {metric!r} is undefined on fold {config.fold}, whose {int(validation_rows.sum())} "
+                f"validation row(s) scored {scores['validation']}: lower cv.k so that each fold has more rows, "
+                "or choose another metric"
+            )
     if config.fold is None or config.train_score:
         scores["train"] = score(scorer, metric, pipeline, X_train, y_train)
 
     metrics = {
         "fold": config.fold,
         "metric": metric,
-        "validation_score": _finite(scores.get("validation")),
+        "validation_score": scores.get("validation"),
         "train_score": _finite(scores.get("train")),
         "fit_time": fit_time,
         "n_train_rows": int(train_rows.sum()),

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import difflib
 import hashlib
-from typing import Annotated, Any, Literal
+import math
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     AfterValidator,
@@ -39,9 +40,14 @@ SCORERS = (
     "roc_auc_ovr", "roc_auc_ovr_weighted", "top_k_accuracy", "v_measure_score",
 )  # fmt: skip
 
+# Scorers whose best score is not 1 (0 for the neg_ ones, which negate an error or a loss).
+UNBOUNDED_SCORERS = ("mutual_info_score", "positive_likelihood_ratio")
+
 # The state machine gates on ``best >= baseline``; without a baseline every score must pass, and JSON has
 # no infinity.
 NO_BASELINE = -1e308
+# SageMaker's limit on a processing job's environment values.
+ENVIRONMENT_VALUE_LIMIT = 256
 # One round's fold results travel in the state machine's payload (256 KiB at most), about 200 bytes each.
 MAX_FOLD_JOBS_PER_ROUND = 400
 
@@ -81,8 +87,9 @@ class InvalidInputError(Exception):
 
 
 class _Section(BaseModel):
-    # Unknown keys are typos; lookahead patterns need Python's regex engine.
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, regex_engine="python-re")
+    # Unknown keys are typos; JSON has real types, so "5" is not a number and true is not 1 (strict);
+    # lookahead patterns need Python's regex engine.
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, regex_engine="python-re")
 
 
 class Dataset(_Section):
@@ -232,7 +239,16 @@ def validate(document: Any) -> ExecutionInput:
     try:
         config = ExecutionInput.model_validate(document)
     except ValidationError as error:
-        raise InvalidInputError([_describe(detail) for detail in error.errors()]) from None
+        details = error.errors()
+        # A misspelt required field is one problem: the typo, with its correction.
+        misspelt = {
+            detail["loc"][:-1] + (_suggestion(detail["loc"]),)
+            for detail in details
+            if detail["type"] == "extra_forbidden"
+        }
+        raise InvalidInputError(
+            [_describe(detail) for detail in details if not (detail["type"] == "missing" and detail["loc"] in misspelt)]
+        ) from None
     # Checks across fields run once every field is well-formed.
     problems = [f"{_path(loc)}: {message}" for loc, message in _consistency_problems(config)]
     if problems:
@@ -263,8 +279,9 @@ def normalise(document: Any, execution: str, bucket: str, started: str = "") -> 
 
 
 def split_environment(config: ExecutionInput) -> dict[str, str]:
-    """Environment of the split job, which resolves ``auto`` splitter and metric from the target."""
-    return {
+    """Environment of the split job, which resolves ``auto`` splitter and metric from the target and
+    checks the settings against the data and the estimator before any candidate is fitted."""
+    environment = {
         "CV_TARGET": config.dataset.target,
         "CV_K": str(config.cv.k),
         "CV_SPLITTER": config.cv.splitter,
@@ -272,6 +289,19 @@ def split_environment(config: ExecutionInput) -> dict[str, str]:
         "CV_ESTIMATOR": config.model.estimator,
         "CV_METRIC": config.metric,
     }
+    # Names the estimator lacks would fail every candidate. Past SageMaker's limit on an environment
+    # value (some twenty names) they are left to each train job to report.
+    names = ",".join(sorted({*config.model.params, *config.model.search_space}))
+    if len(names) <= ENVIRONMENT_VALUE_LIMIT:
+        environment["CV_PARAMS"] = names
+    return environment
+
+
+def best_possible_score(metric: str) -> float:
+    """The highest score ``metric`` can give (``auto`` is accuracy or r2: 1)."""
+    if metric in UNBOUNDED_SCORERS:
+        return math.inf
+    return 0.0 if metric.startswith("neg_") else 1.0
 
 
 def _consistency_problems(config: ExecutionInput) -> list[tuple[tuple[str, ...], str]]:
@@ -295,6 +325,16 @@ def _consistency_problems(config: ExecutionInput) -> list[tuple[tuple[str, ...],
             ]
         if config.tuning.strategy == "grid" and dimension.steps is None:
             problems.append((at + ("steps",), 'required by the grid strategy: set it, or use tuning.strategy "random"'))
+    best = best_possible_score(config.metric)
+    if config.baseline is not None and config.baseline > best:
+        metric = "auto (accuracy or r2)" if config.metric == "auto" else config.metric
+        problems.append(
+            (
+                ("baseline",),
+                f"{config.baseline:g} is above the best possible score of metric {metric}, {best:g}, so no model "
+                "could pass: lower it, or leave it out to register the best model whatever its score",
+            )
+        )
     if config.tuning.batch_size * config.cv.k > MAX_FOLD_JOBS_PER_ROUND:
         problems.append(
             (
@@ -320,15 +360,22 @@ def _describe(detail: ErrorDetails) -> str:
     if kind == "missing":
         message = "required: add this field"
     elif kind == "extra_forbidden":
-        allowed = _fields_at(loc[:-1])
-        guess = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+        guess = _suggestion(loc)
         message = "unknown field: " + (
-            f"did you mean {guess[0]!r}?" if guess else "remove it (allowed: " + ", ".join(allowed) + ")"
+            f"did you mean {guess!r}?" if guess else "remove it (allowed: " + ", ".join(_fields_at(loc[:-1])) + ")"
         )
+    elif kind == "too_short":
+        message = "must not be empty: list at least one value"
     elif kind in ("model_type", "dict_type"):
         message = "must be a JSON object"
     elif kind == "string_pattern_mismatch":
         message = PATTERN_HINTS[detail["ctx"]["pattern"]]
+    elif kind == "literal_error":
+        choices = {str(choice).lower(): str(choice) for choice in get_args(_annotation_at(loc))}
+        guess = difflib.get_close_matches(str(detail["input"]).lower(), choices, n=1)
+        message = f"must be one of {', '.join(map(repr, choices.values()))}" + (
+            f": did you mean {choices[guess[0]]!r}?" if guess else ""
+        )
     else:
         message = detail["msg"][0].lower() + detail["msg"][1:]
     if loc and loc[-1] == "[key]":
@@ -339,8 +386,19 @@ def _describe(detail: ErrorDetails) -> str:
     return f"{_path(_without_tags(loc))}: {message}"
 
 
+def _suggestion(loc: tuple[Any, ...]) -> str | None:
+    """The allowed field that the unknown key at ``loc`` most likely misspells."""
+    guess = difflib.get_close_matches(str(loc[-1]), _fields_at(loc[:-1]), n=1)
+    return guess[0] if guess else None
+
+
 def _fields_at(loc: tuple[Any, ...]) -> list[str]:
-    """Names of the fields allowed in the object at ``loc`` (search space tags included in ``loc``)."""
+    """Names of the fields allowed in the object at ``loc``."""
+    return list(getattr(_annotation_at(loc), "model_fields", {}))
+
+
+def _annotation_at(loc: tuple[Any, ...]) -> Any:
+    """The type of the value at ``loc`` (search space tags included in ``loc``), or None."""
     section: Any = ExecutionInput
     for part in loc:
         if part in _TAGGED:
@@ -348,7 +406,7 @@ def _fields_at(loc: tuple[Any, ...]) -> list[str]:
         else:
             field = getattr(section, "model_fields", {}).get(part)
             section = field.annotation if field else None
-    return list(getattr(section, "model_fields", {}))
+    return section
 
 
 def _without_tags(loc: tuple[Any, ...]) -> tuple[Any, ...]:

@@ -8,7 +8,7 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from search_space import ProposeEvent, propose
+from search_space import HyperparameterLimitError, ProposeEvent, propose
 
 logger = Logger()
 tracer = Tracer()
@@ -21,7 +21,12 @@ metrics = Metrics()
 @event_parser(model=ProposeEvent)
 def lambda_handler(event: ProposeEvent, context: LambdaContext) -> dict[str, Any]:
     logger.append_keys(execution=event.config.run.execution)
-    proposal = propose(event)
+    try:
+        proposal = propose(event)
+    except HyperparameterLimitError as error:
+        metrics.add_metric(name="InvalidCandidates", unit=MetricUnit.Count, value=1)
+        logger.warning("Candidates exceed SageMaker's hyperparameter limits", extra={"problem": str(error)})
+        raise
     metrics.add_metric(name="CandidatesProposed", unit=MetricUnit.Count, value=len(proposal["candidates"]))
     logger.info(
         "Candidates proposed",

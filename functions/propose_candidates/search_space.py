@@ -179,8 +179,8 @@ def hyperparameters(config: Config, params: dict[str, JsonValue]) -> dict[str, s
     }
     if len(values) > MAX_HYPERPARAMETERS:
         raise HyperparameterLimitError(
-            f"{len(values)} hyperparameters ({len(values) - len(params)} control keys and {len(params)} params) exceed SageMaker's 100 "
-            "with the cv_fold key each fold job adds: fix or search fewer params"
+            f"{len(values)} hyperparameters ({len(values) - len(params)} control keys and {len(params)} params) "
+            "exceed SageMaker's 100 with the cv_fold key each fold job adds: fix or search fewer params"
         )
     for name, value in values.items():
         if len(name) > MAX_KEY_LENGTH:

@@ -7,13 +7,14 @@ import json
 import os
 import re
 import secrets
+import sqlite3
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, TextIO
 
-from .asl import Engine, Event, RealClock, TaskRegistry
+from .asl import Engine, Event, ExecutionResult, RealClock, TaskRegistry
 from .integrations.jobs import JobPool, programs_from_pyproject
 from .integrations.lambda_ import register_lambda
 from .integrations.registry import LocalModelRegistry, register_registry
@@ -27,6 +28,8 @@ DEFINITION = "statemachine/cross_validation.asl.json"
 CONTAINERS = "containers"
 ARTIFACT_BUCKET = "ArtifactBucket"
 EXECUTION_NAME = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
+# Errors of functions that refuse the user's input (the class names of their exceptions).
+INPUT_ERRORS = ("InvalidInputError", "HyperparameterLimitError")
 # Imported once by each job worker, so that no job pays for them.
 WARM_MODULES = ("sklearn.svm", "sklearn.linear_model", "sklearn.ensemble", "sklearn.model_selection",
                 "cvjobs.train", "cvjobs.split")
@@ -62,19 +65,36 @@ class PipelineRun:
     run_dir: Path
     tuning: dict[str, Any] | None = None
     """The last tuning state seen, so a failed run still reports its best candidate."""
+    config: dict[str, Any] | None = None
+    """The config once the split resolved it (metric, baseline), so a failed run still reports them."""
+    failed_job: dict[str, Any] | None = None
+    """The description of the job whose failure ended the run (error JobFailed)."""
+
+    @property
+    def input_rejected(self) -> bool:
+        """Whether the run failed on what the user gave, before anything was trained: on the input
+        (PrepareInput), on the dataset and the settings the split job checks against it, or on
+        hyperparameters beyond SageMaker's limits (ProposeCandidates)."""
+        return self.error in INPUT_ERRORS or (
+            self.error == "JobFailed" and "ProcessingJobName" in (self.failed_job or {})
+        )
 
     def document(self) -> dict[str, Any]:
         """The execution output plus where its files are, the same keys whatever the status."""
         output = self.output if isinstance(self.output, dict) else {}
         tuning = self.tuning or {}
+        config = self.config or {}
         doc = {
             "status": self.status,
             "error": self.error,
             "cause": self.cause,
             "best": tuning.get("best"),
+            "metric": config.get("dataset_info", {}).get("metric"),
             "model_package_arn": None,
             "model_package_version": None,
             **output,
+            # The config holds a stand-in for "no baseline" (JSON has no -infinity): report none.
+            "baseline": config["baseline"] if config.get("baseline_given") else None,
             "run_dir": str(self.run_dir),
         }
         if "tuning" not in output and tuning:
@@ -85,21 +105,36 @@ class PipelineRun:
         return doc
 
 
+# What the recorder keeps of states of statemachine/cross_validation.asl.json:
+# (event type, state name) -> (its input or output, the key kept from it, the recorder's attribute).
+KEPT = {
+    ("PassStateExited", "StartTuning"): ("output", "config", "config"),
+    ("PassStateExited", "NextRound"): ("output", "tuning", "tuning"),
+    ("FailStateEntered", "JobFailed"): ("input", "job", "failed_job"),
+}
+
+
 @dataclass
 class _RunRecorder:
-    """Streams the history to a ``history.jsonl`` stream and keeps the last tuning state."""
+    """Streams the history to a ``history.jsonl`` stream and keeps what a failed run still reports."""
 
     history: TextIO
     forward: Callable[[Event], None] | None
     tuning: dict[str, Any] | None = None
+    config: dict[str, Any] | None = None
+    failed_job: dict[str, Any] | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __call__(self, event: Event) -> None:
         with self._lock:
+            if self.history.closed:  # from a handler thread abandoned when the run was stopped
+                return
             self.history.write(json.dumps(event.to_json()) + "\n")
-            if event.type == "PassStateExited" and event.details.get("name") == "NextRound":
-                output = event.details["output"]
-                self.tuning = (json.loads(output) if isinstance(output, str) else output)["tuning"]
+            kept = KEPT.get((event.type, event.details.get("name")))
+            if kept:
+                side, key, attribute = kept
+                data = event.details[side]
+                setattr(self, attribute, (json.loads(data) if isinstance(data, str) else data)[key])
         if self.forward:
             self.forward(event)
 
@@ -122,7 +157,11 @@ class LocalPipeline:
         self.state_machine_name = machine.logical_id
         self.bucket = bucket_name(ARTIFACT_BUCKET)
         self.store = LocalObjectStore(self.home / "s3")
-        self.registry = LocalModelRegistry(self.home / "registry.sqlite", self.store)
+        try:
+            self.registry = LocalModelRegistry(self.home / "registry.sqlite", self.store)
+        except (OSError, sqlite3.Error) as error:
+            raise UserError(f"local state folder {self.home}: cannot hold the model registry there ({error}); "
+                            "choose another --home or $CVPIPE_HOME") from None
         containers = root / CONTAINERS
         self.pool = JobPool(
             programs_from_pyproject(containers / "pyproject.toml"),
@@ -155,9 +194,15 @@ class LocalPipeline:
         if not isinstance(uri, str) or uri.startswith("s3://"):
             return execution_input  # absent, malformed or already in the store: PrepareInput says what is wrong
         path = Path(uri).expanduser()
+        if path.is_dir():
+            raise UserError(f"dataset.uri {uri}: is a folder; point it at one CSV file")
         if not path.is_file():
             raise UserError(f"dataset.uri {uri}: no such file")
-        return {**execution_input, "dataset": {**dataset, "uri": self.store.stage_file(path, self.bucket)}}
+        try:
+            staged = self.store.stage_file(path, self.bucket)
+        except OSError as error:
+            raise UserError(f"dataset.uri {uri}: cannot read it ({error.strerror or error})") from None
+        return {**execution_input, "dataset": {**dataset, "uri": staged}}
 
     def run(self, execution_input: dict[str, Any], name: str | None = None,
             on_event: Callable[[Event], None] | None = None) -> PipelineRun:
@@ -173,14 +218,24 @@ class LocalPipeline:
         with (run_dir / "history.jsonl").open("w") as history, (run_dir / "functions.log").open("ab") as log, \
                 stdout_to(log.fileno()):
             recorder = _RunRecorder(history, on_event)
-            result = self.engine.run(self.definition, staged, name=name, on_event=recorder,
-                                     state_machine_name=self.state_machine_name)
-        run = PipelineRun(name, result.status, result.output, result.error, result.cause, run_dir, recorder.tuning)
-        _write_json_atomically(run_dir / "execution.json", {
-            "name": name, "arn": result.arn, "status": result.status, "input": staged,
+            execution = self.engine.start(self.definition, staged, name=name, on_event=recorder,
+                                          state_machine_name=self.state_machine_name)
+            try:
+                result = execution.wait()
+            except KeyboardInterrupt:
+                # As StopExecution would: stop the jobs and record the run as aborted, then go on stopping.
+                execution.abort("Interrupted", "the run was interrupted (Ctrl-C)")
+                self._record(staged, execution.wait())
+                raise
+        self._record(staged, result)
+        return PipelineRun(name, result.status, result.output, result.error, result.cause, run_dir,
+                           recorder.tuning, recorder.config, recorder.failed_job)
+
+    def _record(self, execution_input: dict[str, Any], result: ExecutionResult) -> None:
+        _write_json_atomically(self.run_dir(result.name) / "execution.json", {
+            "name": result.name, "arn": result.arn, "status": result.status, "input": execution_input,
             "output": result.output, "error": result.error, "cause": result.cause,
         })
-        return run
 
 
 def _write_json_atomically(path: Path, document: Any) -> None:

@@ -125,7 +125,8 @@ def test_too_few_rows_of_a_class_for_stratified_folds(jobs, capsys, iris_table):
     header, rows = iris_table
     rows = rows[:100] + rows[100:103]  # three virginica rows for five folds
     job = jobs.split(header, rows)
-    assert_user_error(job, capsys, "at least 5 rows of every class", "'virginica' (3)", "lower CV_K")
+    fragments = ("cv.k: StratifiedKFold with k=5 needs at least 5 rows of every class", "'virginica' (3)", "lower cv.k")
+    assert_user_error(job, capsys, *fragments)
 
 
 def test_more_folds_than_rows(jobs, capsys, iris_table):
@@ -133,7 +134,7 @@ def test_more_folds_than_rows(jobs, capsys, iris_table):
     job = jobs.split(
         header[:4], [row[:4] for row in rows[:8]], CV_ESTIMATOR="KNeighborsRegressor", CV_TARGET="sepal_length", CV_K=10
     )
-    assert_user_error(job, capsys, "CV_K=10 folds need at least 10 rows; the CSV has 8")
+    assert_user_error(job, capsys, "cv.k: 10 folds need at least 10 rows but data.csv has 8: lower cv.k")
 
 
 @pytest.mark.parametrize(
@@ -154,11 +155,71 @@ def test_configuration_errors(jobs, capsys, iris_table, environ, fragment):
     assert_user_error(jobs.split(*iris_table, **environ), capsys, fragment)
 
 
-def test_input_must_be_exactly_one_csv(jobs, capsys):
-    job = jobs.split_files({"notes.txt": b"not data"})
-    assert_user_error(job, capsys, "expected exactly one CSV file under", "processing/input, found 0")
+@pytest.mark.parametrize(
+    ("environ", "fragment"),
+    [
+        ({"CV_PARAMS": "C,kernal,colour"}, "SVC has no parameter(s) 'kernal' (did you mean 'kernel'?), 'colour': its"),
+        ({"CV_METRIC": "r2"}, "metric: 'r2' scores regression but SVC is a classifier: set metric to auto or to a"),
+        ({"CV_METRIC": "roc_auc"}, "metric: 'roc_auc' cannot score target column 'species' (3 classes)"),
+        ({"CV_METRIC": "f1"}, "metric: 'f1' cannot score target column 'species' (3 classes): Target is multiclass"),
+        (
+            {"CV_METRIC": "neg_log_loss", "CV_ESTIMATOR": "LinearSVC"},
+            "metric: 'neg_log_loss' needs predict_proba, which LinearSVC lacks",
+        ),
+    ],
+)
+def test_what_would_fail_every_candidate_is_refused_before_any_fit(jobs, capsys, iris_table, environ, fragment):
+    assert_user_error(jobs.split(*iris_table, **environ), capsys, fragment)
+
+
+def test_known_parameters_pass(jobs):
+    jobs.split_iris(CV_PARAMS="C,gamma,kernel,random_state")
+
+
+def test_text_labels_with_a_binary_metric_say_which_class_is_positive(jobs, capsys, iris_table):
+    header, rows = iris_table
+    job = jobs.split(header, rows[:100], CV_METRIC="precision")
+    assert_user_error(job, capsys, "pos_label=1", "label the positive class 1 and the other 0")
+
+
+def test_metric_of_the_wrong_task_for_a_regressor(jobs, capsys, diabetes):
+    X, y, header = diabetes
+    rows = [[*map(float, x), float(t)] for x, t in zip(X, y, strict=True)]
+    job = jobs.split(header, rows, CV_TARGET="progression", CV_ESTIMATOR="Ridge", CV_METRIC="accuracy")
+    assert_user_error(job, capsys, "metric: 'accuracy' scores classification but Ridge is a regressor", "r2")
+
+
+def test_a_quantity_given_to_a_classifier(jobs, capsys, diabetes):
+    X, y, header = diabetes
+    job = jobs.split(header, [[*map(float, x), float(t)] for x, t in zip(X, y, strict=True)], CV_TARGET="bmi")
+    assert_user_error(job, capsys, "data.csv: target column 'bmi' holds fractional numbers", "choose a regressor")
+    # Whole numbers are class labels, but this many classes hint at a quantity.
+    job = jobs.split(header, [[*map(float, x), float(t)] for x, t in zip(X, y, strict=True)], CV_TARGET="progression")
+    assert_user_error(
+        job, capsys, "lower cv.k", "if 'progression' is a quantity rather than a class, choose a regressor"
+    )
+
+
+def test_a_single_class_is_named(jobs, capsys, iris_table):
+    header, rows = iris_table
+    job = jobs.split(header, rows[:50])
+    assert_user_error(job, capsys, "data.csv: target column 'species' has a single class ('setosa')")
+
+
+def test_input_must_be_one_file_or_exactly_one_csv(jobs, capsys, iris_table):
+    job = jobs.split_files({"notes.txt": b"x,y\n1,2\n", "more.txt": b""})
+    assert_user_error(job, capsys, "dataset.uri: expected one CSV file, found 0 .csv files among the 2 files")
     job = jobs.split_files({"a/one.csv": b"x,species\n1,a\n", "b/two.csv": b"x,species\n1,a\n"})
-    assert_user_error(job, capsys, "found 2: 'a/one.csv', 'b/two.csv'")
+    assert_user_error(job, capsys, "found 2 .csv files among the 2 files under it: 'a/one.csv', 'b/two.csv'")
+    # A single file is the dataset whatever its name, as a dataset URI naming one object brings just it.
+    header, rows = iris_table
+    job = jobs.split_files({"notes.txt": None}, header=header, rows=rows)
+    assert job.code == 0, job.failure
+
+
+def test_other_delimiters_are_named(jobs, capsys):
+    job = jobs.split_files({"data.csv": b"x;y;species\n1;2;a\n"})
+    assert_user_error(job, capsys, "data.csv: the header is one column, 'x;y;species', and looks separated by ';'")
 
 
 def test_ragged_row_names_its_line(jobs, capsys):

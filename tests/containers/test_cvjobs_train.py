@@ -180,7 +180,7 @@ def test_rejected_hyperparameter_value(jobs, capsys):
     split_job = jobs.split_iris()
     result = jobs.train(split_job, {**SVC_HYPERPARAMETERS, "kernel": "banana", "cv_fold": "0"})
     failure = assert_user_error(result)
-    assert failure.startswith("estimator SVC rejected hyperparameters: The 'kernel' parameter of SVC must be")
+    assert failure.startswith("estimator SVC failed to fit with these hyperparameters: The 'kernel' parameter of SVC")
     assert failure.endswith("Got 'banana' instead.")
     assert "Traceback" not in capsys.readouterr().err
 
@@ -191,12 +191,23 @@ def test_rejected_hyperparameter_value(jobs, capsys):
         ({"colour": '"red"'}, "estimator SVC rejected hyperparameters: Invalid parameter 'colour'"),
         ({"cv_estimator": "Ridge"}, "estimator Ridge does a regression task but the split was made for classification"),
         ({"cv_fold": "5"}, "cv_fold=5 is out of range: the split has folds 0 to 4"),
-        ({"cv_metric": "neg_log_loss", "cv_fold": "0"}, "scoring the fitted model with metric 'neg_log_loss' failed"),
+        ({"cv_metric": "neg_log_loss", "cv_fold": "0"}, "metric 'neg_log_loss' needs a prediction method that the"),
         ({"cv_metric": "r3"}, "unknown metric 'r3'"),
     ],
 )
 def test_user_errors(jobs, hyperparameters, fragment):
     assert_user_error(jobs.train(jobs.split_iris(), hyperparameters), fragment)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.UndefinedMetricWarning")
+def test_a_score_undefined_on_a_small_fold_fails_the_fold_with_the_fix(jobs, diabetes):
+    X, y, header = diabetes
+    rows = [[*map(float, x), float(t)] for x, t in zip(X[:6], y[:6], strict=True)]
+    split_job = jobs.split(header, rows, CV_TARGET="progression", CV_ESTIMATOR="Ridge", CV_K=6)
+    assert split_job.code == 0, split_job.failure
+    # r2 of one row is nan: a run would otherwise report a missing score.
+    result = jobs.train(split_job, {"cv_fold": "0"})
+    assert_user_error(result, "metric 'r2' is undefined on fold 0, whose 1 validation row(s) scored nan", "lower cv.k")
 
 
 def test_missing_split_output(jobs, tmp_path):
@@ -230,7 +241,8 @@ def test_short_names_and_dotted_paths():
         ("collections.OrderedDict", "'collections.OrderedDict' is not a scikit-learn estimator"),
         ("nowhere.Model", "cannot import estimator 'nowhere.Model'"),
         ("sklearn.cluster.KMeans", "neither a classifier nor a regressor"),
-        ("RandomForest", "unknown estimator 'RandomForest': use one of"),
+        ("RandomForest", "unknown estimator 'RandomForest': did you mean 'RandomForestRegressor' or"),
+        ("Forest", "unknown estimator 'Forest': use one of 'DecisionTreeClassifier'"),
     ],
 )
 def test_estimator_resolution_errors(name, fragment):

@@ -62,6 +62,7 @@ def test_defaults_are_filled(execution_input):
             "CV_SEED": "0",
             "CV_ESTIMATOR": "SVC",
             "CV_METRIC": "auto",
+            "CV_PARAMS": "",
         },
     }
     assert json.loads(json.dumps(config)) == config
@@ -100,6 +101,7 @@ def test_given_values_are_kept(execution_input):
         "CV_SEED": "7",
         "CV_ESTIMATOR": "sklearn.linear_model.Ridge",
         "CV_METRIC": "neg_root_mean_squared_error",
+        "CV_PARAMS": "alpha,fit_intercept,solver",
     }
 
 
@@ -143,22 +145,22 @@ def test_random_strategy_needs_no_steps(execution_input):
         (with_(dataset={"target": ""}), "dataset.target: string should have at least 1 character"),
         (with_(tuning={"max_candidate": 5}), "tuning.max_candidate: unknown field: did you mean 'max_candidates'?"),
         (with_(colour="blue"), "colour: unknown field: remove it (allowed: dataset, cv, model"),
-        (with_(cv={"splitter": "GroupKFold"}), "cv.splitter: input should be 'auto', 'KFold' or 'StratifiedKFold'"),
+        (with_(cv={"splitter": "GroupKFold"}), "cv.splitter: must be one of 'auto', 'KFold', 'StratifiedKFold'"),
         (with_(cv={"k": 1}), "cv.k: input should be greater than or equal to 2 (got 1)"),
         (with_(cv={"k": 51}), "cv.k: input should be less than or equal to 50 (got 51)"),
         (with_(cv={"seed": -1}), "cv.seed: input should be greater than or equal to 0"),
         (with_(model={"estimator": "sklearn..SVC"}), "model.estimator: must be a scikit-learn estimator class name"),
-        (with_(model={"scaler": "MinMaxScaler"}), "model.scaler: input should be 'StandardScaler' or 'none'"),
+        (with_(model={"scaler": "MinMaxScaler"}), "model.scaler: must be one of 'StandardScaler', 'none'"),
         (with_(model={"params": {"cv_seed": 1}}), "model.params.cv_seed: invalid name: must be an estimator param"),
         (with_(model={"search_space": {"C": [1, 10]}}), 'model.search_space.C: must be {"values": [...]} or'),
-        (with_(model={"search_space": {"C": {"values": []}}}), "model.search_space.C.values: list should have"),
+        (with_(model={"search_space": {"C": {"values": []}}}), "model.search_space.C.values: must not be empty"),
         (
             with_(model={"search_space": {"C": {"values": [1], "log": True}}}),
             "model.search_space.C.log: unknown field: remove it (allowed: values)",
         ),
         (
             with_(model={"search_space": {"C": {"type": "double", "low": 1, "high": 2, "steps": 2}}}),
-            "model.search_space.C.type: input should be 'float' or 'int'",
+            "model.search_space.C.type: must be one of 'float', 'int' (got 'double')",
         ),
         (
             with_(model={"search_space": {"range": {"type": "float", "low": 1, "hgh": 2, "steps": 2}}}),
@@ -192,7 +194,7 @@ def test_random_strategy_needs_no_steps(execution_input):
             with_(model={"params": {"C": 1}, "search_space": {"C": {"values": [1, 10]}}}),
             "model.search_space.C: also set in model.params",
         ),
-        (with_(tuning={"strategy": "bayesian"}), "tuning.strategy: input should be 'grid' or 'random'"),
+        (with_(tuning={"strategy": "bayesian"}), "tuning.strategy: must be one of 'grid', 'random'"),
         (with_(tuning={"max_candidates": 0}), "tuning.max_candidates: input should be greater than or equal to 1"),
         (
             with_(tuning={"max_candidates": 5, "batch_size": 6}),
@@ -202,7 +204,11 @@ def test_random_strategy_needs_no_steps(execution_input):
         (with_(baseline="high"), "baseline: input should be a valid number"),
         (with_(registry={"group": "my_models"}), "registry.group: must be 1 to 63 letters, digits or hyphens"),
         (with_(registry={"group": "a" * 64}), "registry.group: must be 1 to 63 letters, digits or hyphens"),
-        (with_(registry={"approval_status": "approved"}), "registry.approval_status: input should be 'Approved'"),
+        (
+            with_(registry={"approval_status": "approved"}),
+            "registry.approval_status: must be one of 'Approved', 'Rejected', 'PendingManualApproval': did you mean "
+            "'Approved'? (got 'approved')",
+        ),
         (with_(training={"instance_type": "m5.large"}), "training.instance_type: must be a SageMaker instance type"),
         (with_(training={"instance_count": 0}), "training.instance_count: input should be greater than or equal"),
         ([MINIMAL], "(input): must be a JSON object"),
@@ -210,6 +216,50 @@ def test_random_strategy_needs_no_steps(execution_input):
 )
 def test_each_invalid_field_is_named_with_what_to_do(execution_input, document, expected):
     assert any(problem.startswith(expected) for problem in problems_of(execution_input, document)), expected
+
+
+@pytest.mark.parametrize(
+    ("document", "expected"),
+    [
+        # JSON has types: a number in quotes or a boolean is a mistake, not a value to coerce.
+        (with_(cv={"k": "3"}), "cv.k: input should be a valid integer (got '3')"),
+        (with_(cv={"k": True}), "cv.k: input should be a valid integer (got True)"),
+        (with_(cv={"return_train_score": "yes"}), "cv.return_train_score: input should be a valid boolean"),
+        (with_(baseline=True), "baseline: input should be a valid number (got True)"),
+        (
+            with_(baseline=1.5),
+            "baseline: 1.5 is above the best possible score of metric auto (accuracy or r2), 1, so no model could pass",
+        ),
+        (with_(metric="neg_log_loss", baseline=0.1), "baseline: 0.1 is above the best possible score of metric neg_"),
+    ],
+)
+def test_wrong_types_and_impossible_baselines_are_named(execution_input, document, expected):
+    assert any(problem.startswith(expected) for problem in problems_of(execution_input, document)), expected
+
+
+@pytest.mark.parametrize(("metric", "baseline"), [("auto", 1.0), ("neg_log_loss", 0), ("mutual_info_score", 3)])
+def test_a_reachable_baseline_is_kept(execution_input, metric, baseline):
+    assert execution_input.validate(with_(metric=metric, baseline=baseline)).baseline == baseline
+
+
+def test_a_misspelt_required_field_is_one_problem(execution_input):
+    document = with_(model={"search_space": {"C": {"typ": "float", "low": 1, "high": 2, "steps": 2}}})
+    assert problems_of(execution_input, document) == ["model.search_space.C.typ: unknown field: did you mean 'type'?"]
+    assert problems_of(execution_input, {"datset": MINIMAL["dataset"]}) == [
+        "datset: unknown field: did you mean 'dataset'?"
+    ]
+
+
+def test_split_job_checks_the_parameter_names_when_they_fit_its_environment(execution_input):
+    space = {name: {"values": [1]} for name in ("gamma", "kernel")}
+    config = execution_input.normalise(
+        with_(model={"params": {"C": 1}, "search_space": space}), execution="e", bucket="artifacts"
+    )
+    assert config["split_environment"]["CV_PARAMS"] == "C,gamma,kernel"
+    # SageMaker takes 256 characters per environment value; past that the train jobs report bad names.
+    many = {f"parameter_{i:03}": i for i in range(30)}
+    config = execution_input.normalise(with_(model={"params": many}), execution="e", bucket="artifacts")
+    assert "CV_PARAMS" not in config["split_environment"]
 
 
 def test_every_bad_field_is_reported_at_once(execution_input):

@@ -215,3 +215,14 @@ def test_handler_proposes_the_first_round(propose_candidates, make_config, lambd
     assert [candidate["id"] for candidate in proposal["candidates"]] == [0, 1, 2, 3]
     assert json.loads(json.dumps(proposal)) == proposal
     assert published_metrics()["CandidatesProposed"] == [4]
+
+
+def test_handler_counts_candidates_beyond_the_limits(propose_candidates, make_config, lambda_context, published_metrics):
+    config = make_config(model={"params": {"classes": ["x" * 50] * 50}})
+
+    # Step Functions names the error by the exception's class; cvpipe run reports it as the user's mistake.
+    with pytest.raises(Exception) as raised:
+        propose_candidates.app.lambda_handler({"config": config, "tuning": None}, lambda_context)
+
+    assert type(raised.value).__name__ == "HyperparameterLimitError"
+    assert published_metrics()["InvalidCandidates"] == [1]  # and no warning that no metric was published

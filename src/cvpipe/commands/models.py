@@ -60,9 +60,14 @@ def list_command(args: argparse.Namespace) -> int:
         where = f"group {args.group!r}" if args.group else str(database)
         print(f"no model packages in {where}")
         return 0
-    print(f"{'GROUP':<24} {'VER':>3}  {'APPROVAL':<22} {'METRIC':<10} {'CV MEAN ± STD':<18} ARN")
-    for row in rows:
-        score = "-" if row["cv_mean"] is None else f"{row['cv_mean']:.4f} ± {row['cv_std']:.4f}"
-        print(f"{row['group']:<24} {row['version']:>3}  {row['approval_status']:<22} "
-              f"{row['metric'] or '-':<10} {score:<18} {row['arn']}")
+    # Columns as wide as their longest value, so long group or metric names keep the table aligned.
+    scores = ["-" if row["cv_mean"] is None else f"{row['cv_mean']:.4f} ± {row['cv_std']:.4f}" for row in rows]
+    group_width = max(len("GROUP"), *(len(row["group"]) for row in rows))
+    metric_width = max(len("METRIC"), *(len(row["metric"] or "-") for row in rows))
+    score_width = max(len("CV MEAN ± STD"), *map(len, scores))
+    print(f"{'GROUP':<{group_width}} {'VER':>3}  {'APPROVAL':<22} {'METRIC':<{metric_width}} "
+          f"{'CV MEAN ± STD':<{score_width}} ARN")
+    for row, score in zip(rows, scores):
+        print(f"{row['group']:<{group_width}} {row['version']:>3}  {row['approval_status']:<22} "
+              f"{row['metric'] or '-':<{metric_width}} {score:<{score_width}} {row['arn']}")
     return 0

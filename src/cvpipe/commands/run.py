@@ -13,6 +13,7 @@ from ..local import LocalPipeline, PipelineRun, UserError, find_project_root
 from ..progress import ProgressReporter
 
 DEMO_INPUT = Path("examples/demo.json")
+MAX_REASONS = 3  # failed candidates explained when every candidate failed
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -21,8 +22,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="run the pipeline locally (with no arguments: the Iris/SVC demo)",
         description="Run one execution of the cross-validation workflow on this machine, from the "
         "same definition that Step Functions runs.",
+        epilog="exit status: 0 the model was registered; 2 the input, the dataset or the settings were refused "
+        "(nothing was trained); 1 the run failed (no candidate succeeded, the best was below the baseline, a job "
+        "failed); 130 interrupted (the run is recorded as aborted)",
     )
-    parser.add_argument("--input", type=Path, help="execution input JSON file (default: examples/demo.json)")
+    parser.add_argument(
+        "--input", type=Path,
+        help="execution input JSON file (default: examples/demo.json, or with --dataset an empty input)",
+    )
     parser.add_argument("--dataset", help="CSV file or s3:// URI; sets dataset.uri")
     parser.add_argument(
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -58,14 +65,35 @@ def run_command(args: argparse.Namespace) -> int:
         else:
             print_summary(run, stdout)
     if run.status != "SUCCEEDED":
-        print(f"cvpipe run: execution {run.status}: {run.error}: {readable_cause(run.cause)}", file=sys.stderr)
-        return 2 if run.error == "InvalidInputError" else 1
+        print(f"cvpipe run: execution {run.status}: {run.error}: {explain_failure(run)}", file=sys.stderr)
+        return 2 if run.input_rejected else 1
     return 0
 
 
 def build_input(root: Path, input_file: Path | None, dataset: str | None, overrides: list[str]) -> dict[str, Any]:
-    """The execution input: a JSON file (the demo by default), then --dataset, then each --set."""
-    path = input_file or root / DEMO_INPUT
+    """The execution input: a JSON file, then --dataset, then each --set.
+
+    Without a file it is the demo's input, or, when --dataset names other data, an empty one: the
+    demo's target, metric and baseline are Iris's.
+    """
+    if input_file is None and dataset is not None:
+        document: dict[str, Any] = {}
+    else:
+        document = read_input(input_file or root / DEMO_INPUT)
+        if input_file is None:
+            # The demo's dataset path is relative to the project, wherever cvpipe runs from.
+            document["dataset"]["uri"] = str(root / document["dataset"]["uri"])
+    if dataset is not None:
+        set_field(document, "dataset.uri", dataset)
+    for override in overrides:
+        key, sep, raw = override.partition("=")
+        if not sep or not all(key.split(".")):
+            raise UserError(f"--set {override!r}: expected KEY=VALUE with a dotted KEY, e.g. --set cv.k=10")
+        set_field(document, key, parse_value(raw))
+    return document
+
+
+def read_input(path: Path) -> dict[str, Any]:
     try:
         document = json.loads(path.read_text())
     except FileNotFoundError:
@@ -76,16 +104,6 @@ def build_input(root: Path, input_file: Path | None, dataset: str | None, overri
         raise UserError(f"--input {path}: not valid JSON ({error})") from None
     if not isinstance(document, dict):
         raise UserError(f"--input {path}: the execution input must be a JSON object")
-    if input_file is None:
-        # The demo's dataset path is relative to the project, wherever cvpipe runs from.
-        document["dataset"]["uri"] = str(root / document["dataset"]["uri"])
-    if dataset is not None:
-        document.setdefault("dataset", {})["uri"] = dataset
-    for override in overrides:
-        key, sep, raw = override.partition("=")
-        if not sep or not key:
-            raise UserError(f"--set {override!r}: expected KEY=VALUE, e.g. --set cv.k=10")
-        set_field(document, key, parse_value(raw))
     return document
 
 
@@ -104,9 +122,23 @@ def set_field(document: dict[str, Any], dotted_key: str, value: Any) -> None:
         child = node.setdefault(part, {})
         if not isinstance(child, dict):
             where = ".".join(parents[: i + 1])
-            raise UserError(f"--set {dotted_key}: {where} is not an object in the input")
+            raise UserError(f"cannot set {dotted_key}: {where} is not an object in the input")
         node = child
     node[leaf] = value
+
+
+def explain_failure(run: PipelineRun) -> str | None:
+    """The cause, and when no candidate succeeded, why: the first fold failure of each candidate."""
+    cause = readable_cause(run.cause)
+    if run.error != "NoCandidateSucceeded" or not run.tuning:
+        return cause
+    failed = [entry for entry in run.tuning["history"] if entry["failures"]]
+    reasons = [
+        f"\n  candidate {entry['id']} {json.dumps(entry['params'], sort_keys=True)}: {entry['failures'][0]['cause']}"
+        for entry in failed[:MAX_REASONS]
+    ]
+    more = f"\n  ... and {len(failed) - MAX_REASONS} more" if len(failed) > MAX_REASONS else ""
+    return (cause or "") + "".join(reasons) + more
 
 
 def readable_cause(cause: str | None) -> str | None:
@@ -134,7 +166,7 @@ def print_summary(run: PipelineRun, out: TextIO) -> None:
             f"{tuning.get('failed', 0)} failed",
             file=out,
         )
-    if doc.get("baseline") is not None and best:
+    if doc["baseline"] is not None and best:
         verdict = "passed" if run.status == "SUCCEEDED" else "not passed"
         print(f"baseline    {doc['baseline']}: {verdict}", file=out)
     if doc.get("model_package_arn"):
