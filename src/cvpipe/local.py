@@ -28,8 +28,9 @@ DEFINITION = "statemachine/cross_validation.asl.json"
 CONTAINERS = "containers"
 ARTIFACT_BUCKET = "ArtifactBucket"
 EXECUTION_NAME = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
-# Errors of functions that refuse the user's input (the class names of their exceptions).
-INPUT_ERRORS = ("InvalidInputError", "HyperparameterLimitError")
+# Errors that mean the user's input was refused before anything was trained: of the functions
+# (their exception class names), and of the split job, which checks the settings against the data.
+INPUT_ERRORS = ("InvalidInputError", "HyperparameterLimitError", "SplitFailed")
 # Imported once by each job worker, so that no job pays for them.
 WARM_MODULES = ("sklearn.svm", "sklearn.linear_model", "sklearn.ensemble", "sklearn.model_selection",
                 "cvjobs.train", "cvjobs.split")
@@ -67,17 +68,13 @@ class PipelineRun:
     """The last tuning state seen, so a failed run still reports its best candidate."""
     config: dict[str, Any] | None = None
     """The config once the split resolved it (metric, baseline), so a failed run still reports them."""
-    failed_job: dict[str, Any] | None = None
-    """The description of the job whose failure ended the run (error JobFailed)."""
 
     @property
     def input_rejected(self) -> bool:
         """Whether the run failed on what the user gave, before anything was trained: on the input
         (PrepareInput), on the dataset and the settings the split job checks against it, or on
         hyperparameters beyond SageMaker's limits (ProposeCandidates)."""
-        return self.error in INPUT_ERRORS or (
-            self.error == "JobFailed" and "ProcessingJobName" in (self.failed_job or {})
-        )
+        return self.error in INPUT_ERRORS
 
     def document(self) -> dict[str, Any]:
         """The execution output plus where its files are, the same keys whatever the status."""
@@ -110,7 +107,6 @@ class PipelineRun:
 KEPT = {
     ("PassStateExited", "StartTuning"): ("output", "config", "config"),
     ("PassStateExited", "NextRound"): ("output", "tuning", "tuning"),
-    ("FailStateEntered", "JobFailed"): ("input", "job", "failed_job"),
 }
 
 
@@ -122,7 +118,6 @@ class _RunRecorder:
     forward: Callable[[Event], None] | None
     tuning: dict[str, Any] | None = None
     config: dict[str, Any] | None = None
-    failed_job: dict[str, Any] | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __call__(self, event: Event) -> None:
@@ -229,7 +224,7 @@ class LocalPipeline:
                 raise
         self._record(staged, result)
         return PipelineRun(name, result.status, result.output, result.error, result.cause, run_dir,
-                           recorder.tuning, recorder.config, recorder.failed_job)
+                           recorder.tuning, recorder.config)
 
     def _record(self, execution_input: dict[str, Any], result: ExecutionResult) -> None:
         _write_json_atomically(self.run_dir(result.name) / "execution.json", {

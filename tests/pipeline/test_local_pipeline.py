@@ -168,7 +168,7 @@ def test_invalid_input_names_the_field(pipeline: LocalPipeline) -> None:
 
 def test_split_failure_names_the_column(pipeline: LocalPipeline) -> None:
     run = pipeline.run(iris_input(dataset={"uri": str(IRIS), "target": "colour"}), name="no-column")
-    assert (run.status, run.error) == ("FAILED", "JobFailed")
+    assert (run.status, run.error) == ("FAILED", "SplitFailed")
     assert "colour" in run.cause and "species" in run.cause
 
 

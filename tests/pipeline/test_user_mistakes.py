@@ -74,7 +74,7 @@ def test_settings_the_data_refuses_fail_the_split_and_leave_nothing_half_written
 
     run = pipeline.run(iris_input(**sections(tiny_csv)), name=name)
 
-    assert (run.status, run.error, run.input_rejected) == ("FAILED", "JobFailed", True)
+    assert (run.status, run.error, run.input_rejected) == ("FAILED", "SplitFailed", True)
     for fragment in fragments:
         assert fragment in run.cause
     assert run_files(pipeline, name) == REFUSED_RUN_FILES | {"jobs"}  # the split's job folder, no split output
@@ -160,18 +160,18 @@ def test_an_interrupted_run_is_recorded_as_aborted(pipeline: LocalPipeline, monk
 
 
 @pytest.mark.parametrize(
-    ("error", "failed_job", "rejected"),
+    ("error", "rejected"),
     [
-        ("InvalidInputError", None, True),
-        ("HyperparameterLimitError", None, True),  # ProposeCandidates: values beyond SageMaker's limits
-        ("JobFailed", {"ProcessingJobName": "cv-x-split-a0"}, True),  # the split refused data or settings
-        ("JobFailed", {"TrainingJobName": "cv-x-final-a0"}, False),
-        ("NoCandidateSucceeded", None, False),
-        ("BelowBaseline", None, False),
+        ("InvalidInputError", True),
+        ("HyperparameterLimitError", True),  # ProposeCandidates: values beyond SageMaker's limits
+        ("SplitFailed", True),  # the split job refused the data or the settings
+        ("FinalFitFailed", False),
+        ("NoCandidateSucceeded", False),
+        ("BelowBaseline", False),
     ],
 )
-def test_exit_code_2_is_for_what_the_user_gave(error: str, failed_job: dict | None, rejected: bool) -> None:
-    run = PipelineRun("x", "FAILED", None, error, "cause", Path("runs/x"), failed_job=failed_job)
+def test_exit_code_2_is_for_what_the_user_gave(error: str, rejected: bool) -> None:
+    run = PipelineRun("x", "FAILED", None, error, "cause", Path("runs/x"))
     assert run.input_rejected is rejected
 
 
