@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from . import __version__
@@ -25,6 +26,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("cvpipe: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `cvpipe models list | head`: the reader has all it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

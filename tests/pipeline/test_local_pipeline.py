@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +20,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
 from cvpipe.cli import main
+from cvpipe.commands.run import print_summary
 from cvpipe.local import LocalPipeline, UserError, find_project_root
 
 ROOT = find_project_root(Path(__file__).parent)
@@ -145,6 +148,9 @@ def test_failing_candidate_is_reported_and_the_others_go_on(pipeline: LocalPipel
     assert len(failed[0]["failures"]) == 5
     assert all("banana" in failure["cause"] for failure in failed[0]["failures"])
     assert run.document()["best"]["params"] == {"kernel": "linear"}
+    summary = io.StringIO()
+    print_summary(run, summary)
+    assert re.search(r"failed +candidate 1 \{\"kernel\": \"banana\"\}: fold 0: .*'banana'", summary.getvalue())
     # The jobs' FailureReason is in the execution history too.
     events = [json.loads(line) for line in (Path(run.document()["run_dir"]) / "history.jsonl").read_text().splitlines()]
     job_failures = [e["taskFailedEventDetails"] for e in events if e["type"] == "TaskFailed"

@@ -13,7 +13,7 @@ from ..local import LocalPipeline, PipelineRun, UserError, find_project_root
 from ..progress import ProgressReporter
 
 DEMO_INPUT = Path("examples/demo.json")
-MAX_REASONS = 3  # failed candidates explained when every candidate failed
+MAX_REASONS = 3  # failed candidates explained in the summary
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -127,18 +127,25 @@ def set_field(document: dict[str, Any], dotted_key: str, value: Any) -> None:
     node[leaf] = value
 
 
+def candidate_failures(history: list[dict[str, Any]]) -> list[str]:
+    """One line per failed candidate (the first few): its params and its first fold's FailureReason."""
+    failed = [entry for entry in history if entry["failures"]]
+    lines = [
+        f"candidate {entry['id']} {json.dumps(entry['params'], sort_keys=True)}: "
+        f"fold {entry['failures'][0]['fold']}: {entry['failures'][0]['cause']}"
+        for entry in failed[:MAX_REASONS]
+    ]
+    if len(failed) > MAX_REASONS:
+        lines.append(f"... and {len(failed) - MAX_REASONS} more")
+    return lines
+
+
 def explain_failure(run: PipelineRun) -> str | None:
     """The cause, and when no candidate succeeded, why: the first fold failure of each candidate."""
     cause = readable_cause(run.cause)
     if run.error != "NoCandidateSucceeded" or not run.tuning:
         return cause
-    failed = [entry for entry in run.tuning["history"] if entry["failures"]]
-    reasons = [
-        f"\n  candidate {entry['id']} {json.dumps(entry['params'], sort_keys=True)}: {entry['failures'][0]['cause']}"
-        for entry in failed[:MAX_REASONS]
-    ]
-    more = f"\n  ... and {len(failed) - MAX_REASONS} more" if len(failed) > MAX_REASONS else ""
-    return (cause or "") + "".join(reasons) + more
+    return (cause or "") + "".join(f"\n  {line}" for line in candidate_failures(run.tuning["history"]))
 
 
 def readable_cause(cause: str | None) -> str | None:
@@ -166,6 +173,9 @@ def print_summary(run: PipelineRun, out: TextIO) -> None:
             f"{tuning.get('failed', 0)} failed",
             file=out,
         )
+        if best:  # a run where nothing succeeded explains its failures on stderr
+            for line in candidate_failures(tuning.get("history") or []):
+                print(f"failed      {line}", file=out)
     if doc["baseline"] is not None and best:
         verdict = "passed" if run.status == "SUCCEEDED" else "not passed"
         print(f"baseline    {doc['baseline']}: {verdict}", file=out)
