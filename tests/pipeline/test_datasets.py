@@ -16,15 +16,8 @@ from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from cvpipe.local import LocalPipeline, find_project_root
+from cvpipe.local import LocalPipeline
 
-ROOT = find_project_root(Path(__file__).parent)
-
-
-@pytest.fixture(scope="module")
-def pipeline(tmp_path_factory: pytest.TempPathFactory):
-    with LocalPipeline(ROOT, home=tmp_path_factory.mktemp("home"), workers=2) as pipeline:
-        yield pipeline
 
 
 @pytest.fixture(scope="module")

@@ -12,24 +12,25 @@ from pathlib import Path
 import pytest
 
 from cvpipe.asl import StatesError, TaskRegistry, TaskRequest, VirtualClock
-from cvpipe.local import LocalPipeline, find_project_root
+from cvpipe.local import LocalPipeline
 
-ROOT = find_project_root(Path(__file__).parent)
+from .conftest import IRIS, ROOT
+
 JOB_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 FOLD_JOB = re.compile(r"^cv-[0-9a-f]{10}-c(?P<candidate>\d+)-f(?P<fold>\d+)-a\d+$")
 TRAIN = "arn:aws:states:::sagemaker:createTrainingJob.sync"
 
 
 @pytest.fixture(scope="module")
-def pipeline(tmp_path_factory: pytest.TempPathFactory):
+def pipeline(home: Path):
     # Retry back-off of the definition (seconds) costs nothing on a virtual clock.
-    with LocalPipeline(ROOT, home=tmp_path_factory.mktemp("home"), workers=2, clock=VirtualClock()) as pipeline:
+    with LocalPipeline(ROOT, home=home, workers=2, clock=VirtualClock()) as pipeline:
         yield pipeline
 
 
 def run_input(k: int) -> dict:
     return {
-        "dataset": {"uri": str(ROOT / "examples" / "iris.csv"), "target": "species"},
+        "dataset": {"uri": str(IRIS), "target": "species"},
         "cv": {"k": k, "seed": 1},
         "model": {"estimator": "LogisticRegression", "search_space": {"C": {"values": [0.5, 5.0]}}},
         "registry": {"group": "tests-definition"},

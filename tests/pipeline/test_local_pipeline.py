@@ -21,21 +21,10 @@ from sklearn.svm import SVC
 
 from cvpipe.cli import main
 from cvpipe.commands.run import print_summary
-from cvpipe.local import LocalPipeline, UserError, find_project_root
+from cvpipe.local import LocalPipeline, UserError
 
-ROOT = find_project_root(Path(__file__).parent)
-IRIS = ROOT / "examples" / "iris.csv"
+from .conftest import IRIS, ROOT, package_count
 
-
-@pytest.fixture(scope="module")
-def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("cvpipe-home")
-
-
-@pytest.fixture(scope="module")
-def pipeline(home: Path):
-    with LocalPipeline(ROOT, home=home, workers=2) as pipeline:
-        yield pipeline
 
 
 def iris_input(**overrides) -> dict:
@@ -49,10 +38,6 @@ def iris_input(**overrides) -> dict:
     }
     document.update(overrides)
     return document
-
-
-def package_count(pipeline: LocalPipeline) -> int:
-    return len(pipeline.registry.list_model_packages()["ModelPackageSummaryList"])
 
 
 def read_iris() -> tuple[np.ndarray, np.ndarray]:

@@ -13,31 +13,16 @@ import pytest
 from cvpipe.asl import Execution
 from cvpipe.cli import main
 from cvpipe.commands.run import build_input, explain_failure
-from cvpipe.local import LocalPipeline, PipelineRun, UserError, find_project_root
+from cvpipe.local import LocalPipeline, PipelineRun, UserError
 
-ROOT = find_project_root(Path(__file__).parent)
-IRIS = ROOT / "examples" / "iris.csv"
+from .conftest import IRIS, ROOT, package_count
+
 # What a run folder holds when the run stopped before any candidate was trained.
 REFUSED_RUN_FILES = {"history.jsonl", "execution.json", "functions.log"}
 
 
-@pytest.fixture(scope="module")
-def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("home")
-
-
-@pytest.fixture(scope="module")
-def pipeline(home: Path):
-    with LocalPipeline(ROOT, home=home, workers=2) as pipeline:
-        yield pipeline
-
-
 def iris_input(**sections) -> dict:
     return {"dataset": {"uri": str(IRIS), "target": "species"}, "cv": {"k": 3}, **sections}
-
-
-def package_count(pipeline: LocalPipeline) -> int:
-    return len(pipeline.registry.list_model_packages()["ModelPackageSummaryList"])
 
 
 def run_files(pipeline: LocalPipeline, name: str) -> set[str]:
@@ -107,7 +92,7 @@ def test_every_candidate_failing_is_a_run_failure_that_says_why(pipeline: LocalP
 
     assert (run.status, run.error, run.input_rejected) == ("FAILED", "NoCandidateSucceeded", False)
     explained = explain_failure(run)
-    assert "candidate 0 {\"C\": -1.0, \"kernel\": \"banana\"}: estimator SVC failed to fit" in explained
+    assert "candidate 0 {\"C\": -1.0, \"kernel\": \"banana\"}: fold 0: estimator SVC failed to fit" in explained
     assert "candidate 1 {\"C\": 1.0, \"kernel\": \"banana\"}" in explained and "'banana'" in explained
     assert package_count(pipeline) == before
 
@@ -210,7 +195,7 @@ def test_cli_exits_2_for_a_refused_dataset_and_1_for_a_failed_search(home: Path,
                  "--set", "dataset.target=species", "--set", "cv.k=2", "--set", 'model.params={"kernel": "x"}']) == 1
     captured = capfd.readouterr()
     assert "execution FAILED: NoCandidateSucceeded" in captured.err
-    assert "candidate 0 {\"kernel\": \"x\"}: estimator SVC failed to fit" in captured.err
+    assert "candidate 0 {\"kernel\": \"x\"}: fold 0: estimator SVC failed to fit" in captured.err
     assert "Traceback" not in captured.err
 
 
