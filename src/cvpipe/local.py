@@ -20,8 +20,8 @@ from .integrations.lambda_ import register_lambda
 from .integrations.registry import LocalModelRegistry, register_registry
 from .integrations.sagemaker import register_sagemaker
 from .integrations.store import LocalObjectStore, register_s3
-from .stdio import stdout_to
 from .integrations.template import Template, TemplateError, bucket_name, state_machine_for, substitute
+from .stdio import stdout_to
 
 TEMPLATE = "template.yaml"
 DEFINITION = "statemachine/cross_validation.asl.json"
@@ -102,12 +102,9 @@ class PipelineRun:
         return doc
 
 
-# What the recorder keeps of states of statemachine/cross_validation.asl.json:
-# (event type, state name) -> (its input or output, the key kept from it, the recorder's attribute).
-KEPT = {
-    ("PassStateExited", "StartTuning"): ("output", "config", "config"),
-    ("PassStateExited", "NextRound"): ("output", "tuning", "tuning"),
-}
+# What the recorder keeps from states of statemachine/cross_validation.asl.json: the key of the
+# state's output that the recorder keeps, under the same name.
+KEPT = {("PassStateExited", "StartTuning"): "config", ("PassStateExited", "NextRound"): "tuning"}
 
 
 @dataclass
@@ -125,11 +122,10 @@ class _RunRecorder:
             if self.history.closed:  # from a handler thread abandoned when the run was stopped
                 return
             self.history.write(json.dumps(event.to_json()) + "\n")
-            kept = KEPT.get((event.type, event.details.get("name")))
-            if kept:
-                side, key, attribute = kept
-                data = event.details[side]
-                setattr(self, attribute, (json.loads(data) if isinstance(data, str) else data)[key])
+            key = KEPT.get((event.type, event.details.get("name")))
+            if key:
+                output = event.details["output"]
+                setattr(self, key, (json.loads(output) if isinstance(output, str) else output)[key])
         if self.forward:
             self.forward(event)
 
