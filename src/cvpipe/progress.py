@@ -9,6 +9,7 @@ from typing import Any, TextIO
 # States of statemachine/cross_validation.asl.json whose events the progress follows.
 PHASES = {
     "SplitFolds": "splitting the dataset into folds",
+    "ScoreHoldout": "scoring the chosen candidate on the holdout rows",
     "FitFinalModel": "fitting the best candidate on all rows",
     "RegisterModel": "registering the model package",
 }

@@ -176,6 +176,10 @@ def print_summary(run: PipelineRun, out: TextIO) -> None:
         if best:  # a run where nothing succeeded explains its failures on stderr
             for line in candidate_failures(tuning.get("history") or []):
                 print(f"failed      {line}", file=out)
+    holdout_scores = (doc.get("holdout") or {}).get("score")
+    if holdout_scores:
+        rows = (doc.get("dataset") or {}).get("holdout_rows")
+        print(f"holdout     {holdout_scores[0]:.4f} on {rows} rows no fold job saw (the gate's estimate)", file=out)
     if doc["baseline"] is not None and best:
         verdict = "passed" if run.status == "SUCCEEDED" else "not passed"
         print(f"baseline    {doc['baseline']}: {verdict}", file=out)
