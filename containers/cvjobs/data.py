@@ -27,6 +27,10 @@ DEFAULT_METRICS = {"classification": "accuracy", "regression": "r2"}
 # Written in this order: the manifest last, so its presence means the arrays are complete.
 SPLIT_FILES = ("X.npy", "y.npy", "folds.npy", "manifest.json")
 
+# Fold id in folds.npy of the rows held out from tuning (cv.holdout), and the train job's cv_fold that scores them.
+HOLDOUT = -1
+HOLDOUT_FOLD = "holdout"
+
 
 @dataclass(frozen=True)
 class Table:
@@ -211,12 +215,16 @@ def target_vector(table: Table, target: str, task: str) -> np.ndarray:
     return np.array(cells, dtype=np.str_)
 
 
-def fold_masks(folds: np.ndarray, fold: int | None) -> tuple[np.ndarray, np.ndarray]:
-    """Boolean (train, validation) row masks for ``fold``; ``None`` trains on every row."""
+def fold_masks(folds: np.ndarray, fold: int | str | None) -> tuple[np.ndarray, np.ndarray]:
+    """Boolean (train, validation) row masks for ``fold``.
+
+    ``None`` trains on every row, holdout included (the final model); ``"holdout"`` trains on every
+    tuning row and validates on the holdout; fold ``f`` trains on the other folds, never on the holdout.
+    """
     if fold is None:
         return np.ones(len(folds), dtype=bool), np.zeros(len(folds), dtype=bool)
-    validation = folds == fold
-    return ~validation, validation
+    validation = folds == (HOLDOUT if fold == HOLDOUT_FOLD else fold)
+    return (folds != HOLDOUT) & ~validation, validation
 
 
 def resolve_metric(metric: str, task: str) -> str:

@@ -4,7 +4,8 @@ Environment: ``CV_TARGET`` (target column), ``CV_ESTIMATOR`` (short name or dott
 classification vs regression), ``CV_K`` (default 5), ``CV_SPLITTER`` (``auto`` | ``KFold`` |
 ``StratifiedKFold``, default auto), ``CV_SEED`` (default 0), ``CV_METRIC`` (``auto`` or a scorer
 name, default auto), ``CV_PARAMS`` (comma-separated names of the hyperparameters the search sets,
-checked against the estimator; default none). Input: one CSV under ``processing/input/``. Output:
+checked against the estimator; default none), ``CV_HOLDOUT`` (fraction of rows held out from every
+fold, fold id -1; default 0). Input: one CSV under ``processing/input/``. Output:
 ``processing/output/`` {X,y,folds}.npy + manifest.json, and a JSON summary in ``output/message``.
 
 Everything that would fail every candidate is refused here, before any fit: the job is the first to
@@ -15,6 +16,7 @@ set these variables.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import sys
 import warnings
@@ -25,15 +27,26 @@ from pathlib import Path
 import numpy as np
 from sklearn.dummy import DummyClassifier, DummyRegressor
 from sklearn.metrics import get_scorer
-from sklearn.model_selection import KFold, StratifiedKFold
+from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
 
-from cvjobs.data import SplitData, feature_matrix, find_csv, read_table, resolve_metric, save_split, target_vector
+from cvjobs.data import (
+    HOLDOUT,
+    SplitData,
+    feature_matrix,
+    find_csv,
+    read_table,
+    resolve_metric,
+    save_split,
+    target_vector,
+)
 from cvjobs.estimators import EstimatorSpec, check_parameter_names, resolve_estimator
 from cvjobs.job import UserError, json_bytes, log, publish, quote_names, run_job
 
 SPLITTERS = {"KFold": KFold, "StratifiedKFold": StratifiedKFold}
 # Each fold is one training job per candidate, and the fold list must fit the 1 KiB exit message.
 MAX_K = 100
+# Tuning keeps the larger part of the rows: the holdout only checks the chosen candidate.
+MAX_HOLDOUT = 0.5
 MESSAGE_LIMIT = 1024
 # What to suggest when a metric cannot score the task's predictions.
 METRICS_FOR = {
@@ -51,6 +64,7 @@ class SplitConfig:
     seed: int
     estimator: EstimatorSpec
     metric: str
+    holdout: float
 
 
 def main(ml_root: Path = Path("/opt/ml"), environ: Mapping[str, str] | None = None) -> int:
@@ -74,6 +88,7 @@ def read_config(environ: Mapping[str, str]) -> SplitConfig:
     estimator = resolve_estimator(estimator_name)
     k = _int_setting(environ, "CV_K", "5", minimum=2, maximum=MAX_K)
     seed = _int_setting(environ, "CV_SEED", "0", minimum=0, maximum=2**32 - 1)
+    holdout = _holdout_setting(environ)
     splitter = environ.get("CV_SPLITTER", "auto").strip()
     by_lower_name = {name.lower(): name for name in SPLITTERS}
     if splitter == "auto":
@@ -90,7 +105,7 @@ def read_config(environ: Mapping[str, str]) -> SplitConfig:
     check_parameter_names(estimator, filter(None, environ.get("CV_PARAMS", "").split(",")))
     metric = resolve_metric(environ.get("CV_METRIC", "auto"), estimator.task)
     check_metric_task(metric, estimator)
-    return SplitConfig(target, k, splitter, seed, estimator, metric)
+    return SplitConfig(target, k, splitter, seed, estimator, metric, holdout)
 
 
 def check_metric_task(metric: str, estimator: EstimatorSpec) -> None:
@@ -152,9 +167,26 @@ def _int_setting(environ: Mapping[str, str], name: str, default: str, *, minimum
     return value
 
 
-def check_splittable(y: np.ndarray, config: SplitConfig, source: str) -> None:
+def _holdout_setting(environ: Mapping[str, str]) -> float:
+    text = environ.get("CV_HOLDOUT", "0").strip()
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan  # refused below with the same message
+    if not 0 <= value < MAX_HOLDOUT:
+        raise UserError(
+            f"cv.holdout: CV_HOLDOUT={text!r} must be a number from 0 up to but not including {MAX_HOLDOUT}: "
+            "the fraction of rows to hold out from tuning, 0 for none"
+        )
+    return value
+
+
+def check_splittable(y: np.ndarray, config: SplitConfig, source: str, lower: str = "cv.k") -> None:
+    """Refuse rows that cannot make ``config.k`` folds; ``lower`` names the settings that would help."""
     if config.k > len(y):
-        raise UserError(f"cv.k: {config.k} folds need at least {config.k} rows but {source} has {len(y)}: lower cv.k")
+        raise UserError(
+            f"cv.k: {config.k} folds need at least {config.k} rows but {source} has {len(y)}: lower {lower}"
+        )
     if config.estimator.task == "classification":
         classes, counts = np.unique(y, return_counts=True)
         if len(classes) < 2:
@@ -178,17 +210,58 @@ def check_splittable(y: np.ndarray, config: SplitConfig, source: str) -> None:
                 raise UserError(
                     f"cv.k: StratifiedKFold with k={config.k} needs at least {config.k} rows of every class, "
                     f"but {source} has fewer for class(es) {', '.join(small[:20])}"
-                    f"{' and more' if len(small) > 20 else ''}: lower cv.k, add rows, or merge or drop the rare "
+                    f"{' and more' if len(small) > 20 else ''}: lower {lower}, add rows, or merge or drop the rare "
                     f"classes{quantity}"
                 )
 
 
-def assign_folds(config: SplitConfig, X: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Fold id per row: row i is in the validation part of fold ``folds[i]``."""
+def select_holdout(config: SplitConfig, y: np.ndarray, source: str) -> np.ndarray:
+    """Indices of the ``config.holdout`` fraction of rows set aside from tuning, stratified for classifiers.
+
+    Refused when stratifying is impossible or the rows left cannot make ``config.k`` folds.
+    """
+    stratify = y if config.estimator.task == "classification" else None
+    if stratify is not None:
+        classes, counts = np.unique(y, return_counts=True)
+        single = [repr(label) for label, count in zip(classes.tolist(), counts, strict=True) if count < 2]
+        if single:
+            raise UserError(
+                f"cv.holdout: a holdout stratified by class needs at least 2 rows of every class, but {source} has "
+                f"one for class(es) {', '.join(single[:20])}{' and more' if len(single) > 20 else ''}: add rows, "
+                "merge or drop the rare classes, or set cv.holdout to 0"
+            )
+        n_holdout = math.ceil(config.holdout * len(y))  # as train_test_split rounds a fractional test_size
+        if n_holdout < len(classes):
+            raise UserError(
+                f"cv.holdout: {config.holdout:g} of the {len(y)} rows of {source} is {n_holdout} rows, fewer than "
+                f"the {len(classes)} classes that a stratified holdout needs one row of each: raise cv.holdout or "
+                "set it to 0"
+            )
+    tuning, holdout = train_test_split(
+        np.arange(len(y)), test_size=config.holdout, shuffle=True, random_state=config.seed, stratify=stratify
+    )
+    check_splittable(
+        y[tuning],
+        config,
+        f"{source} without its {len(holdout)} holdout rows (cv.holdout={config.holdout:g})",
+        lower="cv.k or cv.holdout",
+    )
+    return holdout
+
+
+def assign_folds(config: SplitConfig, X: np.ndarray, y: np.ndarray, source: str) -> np.ndarray:
+    """Fold id per row: row i is in the validation part of fold ``folds[i]``, or in the holdout (``HOLDOUT``).
+
+    The splitter sees the tuning rows in file order, so without a holdout the folds are exactly those
+    of ``splitter.split(X, y)``, and with one those of ``splitter.split`` on the tuning rows.
+    """
+    folds = np.zeros(len(y), dtype=np.int64)
+    if config.holdout:
+        folds[select_holdout(config, y, source)] = HOLDOUT
+    tuning = np.flatnonzero(folds != HOLDOUT)
     splitter = SPLITTERS[config.splitter](n_splits=config.k, shuffle=True, random_state=config.seed)
-    folds = np.empty(len(y), dtype=np.int64)
-    for fold, (_, validation) in enumerate(splitter.split(X, y)):
-        folds[validation] = fold
+    for fold, (_, validation) in enumerate(splitter.split(X[tuning], y[tuning])):
+        folds[tuning[validation]] = fold
     return folds
 
 
@@ -208,7 +281,8 @@ def _split(ml_root: Path, environ: Mapping[str, str]) -> None:
     y = target_vector(table, config.target, config.estimator.task)
     check_splittable(y, config, path.name)
     check_metric_target(config, y)
-    folds = assign_folds(config, X, y)
+    folds = assign_folds(config, X, y, path.name)
+    holdout_rows = int(np.count_nonzero(folds == HOLDOUT))
 
     with path.open("rb") as stream:
         digest = hashlib.file_digest(stream, "sha256").hexdigest()
@@ -223,6 +297,7 @@ def _split(ml_root: Path, environ: Mapping[str, str]) -> None:
         "n_features": int(X.shape[1]),
         "target": config.target,
         "estimator": config.estimator.name,
+        "holdout_rows": holdout_rows,
     }
     message = json_bytes(summary, indent=None)
     if len(message) >= MESSAGE_LIMIT:
@@ -236,14 +311,16 @@ def _split(ml_root: Path, environ: Mapping[str, str]) -> None:
         "classes": classes,
         "seed": config.seed,
         "estimator_path": config.estimator.path,
-        "rows_per_fold": np.bincount(folds, minlength=config.k).tolist(),
+        "holdout": config.holdout,
+        "rows_per_fold": np.bincount(folds[folds != HOLDOUT], minlength=config.k).tolist(),
         "input": {"file": str(path.relative_to(ml_root / "processing" / "input")), "sha256": digest},
     }
     save_split(ml_root / "processing" / "output", SplitData(X=X, y=y, folds=folds, manifest=manifest))
     publish(ml_root / "output", {"message": message})
     log(
         "split",
-        f"{summary['n_rows']} rows x {summary['n_features']} features -> {config.k} folds "
+        f"{summary['n_rows']} rows x {summary['n_features']} features -> {config.k} folds"
+        f"{f' + {holdout_rows} holdout rows' if holdout_rows else ''} "
         f"({config.splitter}, {config.estimator.task}, metric {config.metric})",
     )
 

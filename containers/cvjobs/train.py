@@ -3,10 +3,11 @@
 Hyperparameters (``input/config/hyperparameters.json``, all strings): control keys ``cv_estimator``
 (default: the split's estimator), ``cv_metric`` (default auto = the split's metric), ``cv_scaler``
 (``StandardScaler`` | ``none``, default StandardScaler), ``cv_seed`` (default: the split's seed) and
-``cv_fold`` (absent or ``null``: fit on every row) and ``cv_train_score`` (default false: as in
-scikit-learn's ``cross_validate``, scoring the training rows costs about as much as the fit, so fold
-jobs skip it unless asked). Every other key is an estimator parameter given as JSON text, or as a plain
-string when it is not valid JSON.
+``cv_fold`` (absent or ``null``: fit on every row, holdout included; a fold id f: fit on the other
+folds, score fold f; ``holdout``: fit on every fold, score the holdout rows) and ``cv_train_score``
+(default false: as in scikit-learn's ``cross_validate``, scoring the training rows costs about as much
+as the fit, so fold jobs skip it unless asked). Every other key is an estimator parameter given as
+JSON text, or as a plain string when it is not valid JSON.
 Channel ``train``: the split job's output. Prints ``validation:score=``, ``train:score=`` and
 ``fit_time=`` lines; writes ``model/metadata.json``, ``output/data/metrics.json`` and, when fitting
 on every row, ``model/model.joblib`` (a fold's model is never used, so it is not kept).
@@ -28,7 +29,7 @@ import numpy as np
 import sklearn
 from sklearn.metrics import get_scorer
 
-from cvjobs.data import fold_masks, load_split_cached, resolve_metric, score
+from cvjobs.data import HOLDOUT, HOLDOUT_FOLD, fold_masks, load_split_cached, resolve_metric, score
 from cvjobs.estimators import SCALERS, make_estimator, make_pipeline, resolve_estimator
 from cvjobs.job import UserError, json_bytes, publish, quote_names, run_job
 
@@ -41,7 +42,7 @@ class TrainConfig:
     metric: str
     scaler: str
     seed: int | None
-    fold: int | None
+    fold: int | str | None  # a fold id, HOLDOUT_FOLD, or None for every row
     train_score: bool
     params: dict[str, Any]
 
@@ -83,7 +84,7 @@ def parse_hyperparameters(raw: dict[str, Any]) -> TrainConfig:
         metric=_optional_text(values, "cv_metric") or "auto",
         scaler=matched[0],
         seed=_optional_int(values, raw, "cv_seed", maximum=2**32 - 1),
-        fold=_optional_int(values, raw, "cv_fold", maximum=None),
+        fold=_fold(values, raw),
         train_score=_flag(values, raw, "cv_train_score"),
         params={key: value for key, value in values.items() if key not in CONTROL_KEYS},
     )
@@ -94,13 +95,21 @@ def _optional_text(values: dict[str, Any], key: str) -> str | None:
     return None if value is None else str(value).strip()
 
 
-def _optional_int(values: dict[str, Any], raw: dict[str, Any], key: str, maximum: int | None) -> int | None:
+def _optional_int(
+    values: dict[str, Any], raw: dict[str, Any], key: str, maximum: int | None, alternative: str = ""
+) -> int | None:
     value = values.get(key)
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 0 or (maximum and value > maximum):
-        raise UserError(f"{key}={raw[key]!r} must be a non-negative integer")
+        raise UserError(f"{key}={raw[key]!r} must be a non-negative integer{alternative}")
     return value
+
+
+def _fold(values: dict[str, Any], raw: dict[str, Any]) -> int | str | None:
+    if values.get("cv_fold") == HOLDOUT_FOLD:
+        return HOLDOUT_FOLD
+    return _optional_int(values, raw, "cv_fold", maximum=None, alternative=f" or {HOLDOUT_FOLD}")
 
 
 def _flag(values: dict[str, Any], raw: dict[str, Any], key: str) -> bool:
@@ -133,7 +142,11 @@ def _train(ml_root: Path) -> None:
             f"{manifest['task']}: use a matching estimator or split again"
         )
     metric = manifest["metric"] if config.metric == "auto" else resolve_metric(config.metric, spec.task)
-    if config.fold is not None and config.fold >= manifest["k"]:
+    if config.fold == HOLDOUT_FOLD and not (split.folds == HOLDOUT).any():
+        raise UserError(
+            f"cv_fold={HOLDOUT_FOLD} but the split holds no rows out: split with cv.holdout above 0, or give a fold id"
+        )
+    if isinstance(config.fold, int) and config.fold >= manifest["k"]:
         raise UserError(f"cv_fold={config.fold} is out of range: the split has folds 0 to {manifest['k'] - 1}")
     seed = manifest["seed"] if config.seed is None else config.seed
 
@@ -153,10 +166,14 @@ def _train(ml_root: Path) -> None:
     if config.fold is not None:
         scores["validation"] = score(scorer, metric, pipeline, split.X[validation_rows], split.y[validation_rows])
         if not math.isfinite(scores["validation"]):
+            where, fix = (
+                ("the holdout", "raise cv.holdout")
+                if config.fold == HOLDOUT_FOLD
+                else (f"fold {config.fold}", "lower cv.k")
+            )
             raise UserError(
-                f"metric {metric!r} is undefined on fold {config.fold}, whose {int(validation_rows.sum())} "
-                f"validation row(s) scored {scores['validation']}: lower cv.k so that each fold has more rows, "
-                "or choose another metric"
+                f"metric {metric!r} is undefined on {where}, whose {int(validation_rows.sum())} validation row(s) "
+                f"scored {scores['validation']}: {fix} so that it has more rows, or choose another metric"
             )
     if config.fold is None or config.train_score:
         scores["train"] = score(scorer, metric, pipeline, X_train, y_train)

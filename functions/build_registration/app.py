@@ -23,8 +23,14 @@ def lambda_handler(event: RegistrationEvent, context: LambdaContext) -> dict[str
     logger.append_keys(execution=event.config.run.execution)
     registration = build_registration(event)
     metrics.add_metric(name="RegisteredScore", unit=MetricUnit.NoUnit, value=event.tuning.best.cv.mean)
+    if event.holdout_score is not None:
+        metrics.add_metric(name="HoldoutScore", unit=MetricUnit.NoUnit, value=event.holdout_score)
     logger.info(
         "Registration built",
-        extra={"statistics_uri": registration["statistics_uri"], "candidate": event.tuning.best.id},
+        extra={
+            "statistics_uri": registration["statistics_uri"],
+            "candidate": event.tuning.best.id,
+            "holdout_score": event.holdout_score,
+        },
     )
     return registration

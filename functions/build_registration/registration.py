@@ -1,4 +1,4 @@
-"""What the Model Registry records of a run: the CV statistics document and the model package fields."""
+"""What the Model Registry records of a run: the statistics document (CV, holdout) and the model package fields."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import unicodedata
 import uuid
 from typing import Any
 
-from pydantic import BaseModel, JsonValue
+from pydantic import BaseModel, Field, JsonValue
 
 # CreateModelPackage limits.
 MAX_DESCRIPTION = 1024
@@ -38,6 +38,7 @@ class DatasetInfo(BaseModel):
     metric: str
     splitter: str
     k: int
+    holdout_rows: int = 0
 
 
 class CvSpec(BaseModel):
@@ -68,19 +69,34 @@ class FinalTraining(BaseModel):
     job: str  # its model_data_url goes to CreateModelPackage straight from the state
 
 
+class HoldoutResult(BaseModel):
+    """The job that scored the chosen candidate on the holdout rows."""
+
+    job: str
+    # The job's final metric values as a JSONPath filter selects them: its validation:score, or none.
+    score: list[float] = Field(max_length=1)
+
+
 class RegistrationEvent(BaseModel):
     config: Config
     tuning: TuningResult
+    holdout: HoldoutResult | None = None  # null when the run held no rows out
     final: FinalTraining
+
+    @property
+    def holdout_score(self) -> float | None:
+        return self.holdout.score[0] if self.holdout and self.holdout.score else None
 
 
 def build_registration(event: RegistrationEvent) -> dict[str, Any]:
     """The statistics document, where it goes, and the CreateModelPackage fields drawn from the run."""
-    config, best, final = event.config, event.tuning.best, event.final
+    config, best, final, holdout = event.config, event.tuning.best, event.final, event.holdout_score
     resolved = config.dataset_info or config.cv  # the split job's k and splitter, else the requested ones
     metric = config.dataset_info.metric if config.dataset_info else config.metric
     if metric == "auto":
         raise ValueError('metric is "auto" but config.dataset_info, the split job\'s summary, is missing')
+    if holdout is not None and config.dataset_info is None:
+        raise ValueError("a holdout score but config.dataset_info, the split job's summary of the holdout, is missing")
     bucket, _, run_key = config.run.prefix.removeprefix("s3://").partition("/")
     key = f"{run_key}/registry/statistics.json"
     statistics = {
@@ -94,9 +110,14 @@ def build_registration(event: RegistrationEvent) -> dict[str, Any]:
             "params": best.params,
         },
     }
+    on_holdout = ""
+    if holdout is not None:
+        rows = config.dataset_info.holdout_rows
+        statistics["holdout"] = {"value": holdout, "rows": rows}
+        on_holdout = f", {holdout:.4f} on {rows} holdout rows"
     description = (
-        f"{config.model.estimator}: {metric} {best.cv.mean:.4f} ± {best.cv.std:.4f} "
-        f"in {resolved.k}-fold cross-validation ({resolved.splitter}); final training job {final.job}"
+        f"{config.model.estimator}: {metric} {best.cv.mean:.4f} ± {best.cv.std:.4f} in {resolved.k}-fold "
+        f"cross-validation ({resolved.splitter}){on_holdout}; final training job {final.job}"
     )
     metadata = {
         "execution": config.run.execution,
@@ -110,6 +131,8 @@ def build_registration(event: RegistrationEvent) -> dict[str, Any]:
         "params": " ".join(f"{name}={_text(value)}" for name, value in sorted(best.params.items())),
         "training_job": final.job,
     }
+    if holdout is not None:
+        metadata["holdout_score"] = repr(holdout)
     return {
         "statistics": statistics,
         "statistics_bucket": bucket,

@@ -100,13 +100,20 @@ class Dataset(_Section):
 
 
 class CrossValidation(_Section):
-    """How the rows are split into k folds; each row is in exactly one test fold."""
+    """How the rows are split into k folds; each row not held out is in exactly one test fold."""
 
     splitter: Literal["auto", "KFold", "StratifiedKFold"] = Field(
         "auto", description="auto: StratifiedKFold for classification, KFold for regression"
     )
     k: int = Field(5, ge=2, le=50, description="number of folds")
     seed: Seed = Field(0, description="shuffles the folds; also the estimator's random_state")
+    holdout: float = Field(
+        0.0,
+        ge=0,
+        lt=0.5,
+        description="fraction of rows held out from tuning, stratified for classifiers; the chosen candidate is "
+        "scored on them once and the baseline gate uses that score",
+    )
     return_train_score: bool = Field(
         False, description="also score each fold's training rows (costs about one more fit per fold)"
     )
@@ -216,7 +223,11 @@ class ExecutionInput(_Section):
         description="auto: accuracy for classifiers, r2 for regressors; else a scikit-learn scorer name "
         "(higher is better)",
     )
-    baseline: float | None = Field(None, description="minimum CV score to register the model; null: no gate")
+    baseline: float | None = Field(
+        None,
+        description="minimum score to register the model: the holdout score when cv.holdout is above 0, else the "
+        "best CV mean; null: no gate",
+    )
     registry: Registry = Field(default_factory=Registry)
     training: Training = Field(default_factory=Training)
 
@@ -288,6 +299,7 @@ def split_environment(config: ExecutionInput) -> dict[str, str]:
         "CV_SEED": str(config.cv.seed),
         "CV_ESTIMATOR": config.model.estimator,
         "CV_METRIC": config.metric,
+        "CV_HOLDOUT": str(config.cv.holdout),
     }
     # Names the estimator lacks would fail every candidate. Past SageMaker's limit on an environment
     # value (some twenty names) they are left to each train job to report.

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from cvjobs import split
-from sklearn.model_selection import KFold, StratifiedKFold
+from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 SPLIT_OUTPUTS = ["X.npy", "folds.npy", "manifest.json", "y.npy"]
@@ -43,12 +43,14 @@ def test_iris_split_writes_folds_once_and_a_compact_summary(jobs, iris):
         "n_features": 4,
         "target": "species",
         "estimator": "SVC",
+        "holdout_rows": 0,
     }
     manifest = job.json("processing/output/manifest.json")
     csv_bytes = (job.root / "processing/input/data.csv").read_bytes()
     assert manifest["feature_names"] == ["sepal_length", "sepal_width", "petal_length", "petal_width"]
     assert manifest["classes"] == ["setosa", "versicolor", "virginica"]
     assert manifest["rows_per_fold"] == [30] * 5
+    assert (manifest["holdout"], manifest["holdout_rows"]) == (0, 0)
     assert manifest["seed"] == 0
     assert manifest["input"] == {"file": "data.csv", "sha256": hashlib.sha256(csv_bytes).hexdigest()}
     assert not (job.root / "output/failure").exists()
@@ -66,6 +68,53 @@ def test_regression_auto_uses_kfold_and_r2(jobs, diabetes):
     folds = np.load(job.root / "processing/output/folds.npy")
     for fold, (_, validation) in enumerate(KFold(5, shuffle=True, random_state=3).split(X)):
         assert np.flatnonzero(folds == fold).tolist() == validation.tolist()
+
+
+def expected_folds(splitter, X, y) -> np.ndarray:
+    """The fold id per row that ``splitter`` gives, built straight from scikit-learn."""
+    folds = np.empty(len(y), dtype=np.int64)
+    for fold, (_, validation) in enumerate(splitter.split(X, y)):
+        folds[validation] = fold
+    return folds
+
+
+@pytest.mark.parametrize("holdout", [None, "0", "0.0", " 0 "])
+def test_no_holdout_gives_the_splitters_folds_bit_for_bit(jobs, iris, holdout):
+    job = jobs.split_iris(**({} if holdout is None else {"CV_HOLDOUT": holdout}))
+    folds = np.load(job.root / "processing/output/folds.npy")
+    X, y = iris
+    expected = expected_folds(StratifiedKFold(5, shuffle=True, random_state=0), X, y)
+    assert folds.dtype == expected.dtype and np.array_equal(folds, expected)
+    assert job.json("output/message")["holdout_rows"] == 0
+
+
+@pytest.mark.parametrize("task", ["classification", "regression"])
+def test_holdout_rows_come_from_train_test_split_and_the_rest_from_the_splitter(jobs, iris, diabetes, task):
+    if task == "classification":
+        (X, y), splitter, stratify = iris, StratifiedKFold(5, shuffle=True, random_state=4), iris[1]
+        job = jobs.split_iris(CV_HOLDOUT=0.2, CV_SEED=4)
+    else:
+        X, y, header = diabetes
+        splitter, stratify = KFold(5, shuffle=True, random_state=4), None
+        rows = [[*map(float, x), float(t)] for x, t in zip(X, y, strict=True)]
+        job = jobs.split(header, rows, CV_TARGET="progression", CV_ESTIMATOR="Ridge", CV_HOLDOUT=0.2, CV_SEED=4)
+        assert job.code == 0, job.failure
+    folds = np.load(job.root / "processing/output/folds.npy")
+
+    _, holdout = train_test_split(np.arange(len(y)), test_size=0.2, shuffle=True, random_state=4, stratify=stratify)
+    assert np.flatnonzero(folds == -1).tolist() == sorted(holdout)
+    tuning = folds != -1
+    assert np.array_equal(folds[tuning], expected_folds(splitter, X[tuning], y[tuning]))
+    if stratify is not None:  # the holdout keeps the class proportions
+        assert np.bincount(y[~tuning]).tolist() == [10, 10, 10]
+
+    n_holdout = len(holdout)
+    summary = job.json("output/message")
+    assert summary["holdout_rows"] == n_holdout and summary["n_rows"] == len(y)
+    assert summary["folds"] == [0, 1, 2, 3, 4]
+    manifest = job.json("processing/output/manifest.json")
+    assert (manifest["holdout"], manifest["holdout_rows"]) == (0.2, n_holdout)
+    assert sum(manifest["rows_per_fold"]) == len(y) - n_holdout and len(manifest["rows_per_fold"]) == 5
 
 
 def test_integer_labels_stay_integers(jobs, iris):
@@ -149,6 +198,13 @@ def test_more_folds_than_rows(jobs, capsys, iris_table):
         ({"CV_ESTIMATOR": "SVX"}, "unknown estimator 'SVX'"),
         ({"CV_ESTIMATOR": "Ridge", "CV_SPLITTER": "StratifiedKFold"}, "StratifiedKFold needs class labels"),
         ({"CV_ESTIMATOR": "Ridge"}, "target column 'species' is not numeric (e.g. 'setosa' on line 2)"),
+        *(
+            (
+                {"CV_HOLDOUT": value},
+                f"cv.holdout: CV_HOLDOUT={value!r} must be a number from 0 up to but not including 0.5",
+            )
+            for value in ("0.5", "-0.1", "a fifth", "nan", "inf", "")
+        ),
     ],
 )
 def test_configuration_errors(jobs, capsys, iris_table, environ, fragment):
@@ -170,6 +226,38 @@ def test_configuration_errors(jobs, capsys, iris_table, environ, fragment):
 )
 def test_what_would_fail_every_candidate_is_refused_before_any_fit(jobs, capsys, iris_table, environ, fragment):
     assert_user_error(jobs.split(*iris_table, **environ), capsys, fragment)
+
+
+def test_holdout_that_stratification_or_the_folds_cannot_take(jobs, capsys, iris_table, diabetes):
+    header, rows = iris_table
+    job = jobs.split(header, rows[:101], CV_SPLITTER="KFold", CV_HOLDOUT=0.2)  # one virginica row
+    assert_user_error(
+        job,
+        capsys,
+        "cv.holdout: a holdout stratified by class needs at least 2 rows of every class, but data.csv",
+        "for class(es) 'virginica'",
+        "set cv.holdout to 0",
+    )
+    job = jobs.split(header, rows, CV_HOLDOUT=0.01)
+    assert_user_error(job, capsys, "cv.holdout: 0.01 of the 150 rows of data.csv is 2 rows, fewer than the 3 classes")
+    # Six virginica rows make five stratified folds, but not once a stratified 40% of them is held out.
+    job = jobs.split(header, rows[:106], CV_HOLDOUT=0.4)
+    assert_user_error(
+        job,
+        capsys,
+        "cv.k: StratifiedKFold with k=5 needs at least 5 rows of every class, but data.csv without its 43 "
+        "holdout rows (cv.holdout=0.4) has fewer for class(es) 'virginica'",
+        "lower cv.k or cv.holdout",
+    )
+    X, y, header = diabetes
+    rows = [[*map(float, x), float(t)] for x, t in zip(X[:8], y[:8], strict=True)]
+    job = jobs.split(header, rows, CV_TARGET="progression", CV_ESTIMATOR="Ridge", CV_HOLDOUT=0.4)
+    assert_user_error(
+        job,
+        capsys,
+        "cv.k: 5 folds need at least 5 rows but data.csv without its 4 holdout rows (cv.holdout=0.4) has "
+        "4: lower cv.k or cv.holdout",
+    )
 
 
 def test_known_parameters_pass(jobs):

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from cvjobs import data, estimators, split, train
 from cvjobs.job import UserError
-from sklearn.linear_model import Ridge
+from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.metrics import get_scorer
 from sklearn.model_selection import KFold, StratifiedKFold, cross_validate
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
@@ -25,6 +26,8 @@ SVC_HYPERPARAMETERS = {
     "kernel": '"rbf"',
     "gamma": "scale",
 }
+# A continuous score: equal floats mean the same rows, in the same order.
+LOGISTIC_HYPERPARAMETERS = {"cv_estimator": "LogisticRegression", "cv_metric": "neg_log_loss", "C": "0.5"}
 # The MetricDefinitions regexes of statemachine/cross_validation.asl.json.
 NUMBER = r"[-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?"
 METRIC_LINE = re.compile(rf"^(validation:score|train:score)=({NUMBER})$|^fit_time=([0-9]*\.?[0-9]+)$")
@@ -60,6 +63,57 @@ def test_svc_fold_scores_equal_cross_validate(jobs, iris):
     )
     assert validation == expected["test_score"].tolist()
     assert training == expected["train_score"].tolist()
+
+
+def logistic_pipeline() -> Pipeline:
+    return Pipeline([("scaler", StandardScaler()), ("estimator", LogisticRegression(C=0.5, random_state=0))])
+
+
+def split_with_holdout(jobs):
+    """Iris with a stratified fifth held out: the split job and the boolean mask of its holdout rows."""
+    split_job = jobs.split_iris(CV_HOLDOUT=0.2)
+    return split_job, np.load(split_job.root / "processing/output/folds.npy") == -1
+
+
+def test_with_a_holdout_fold_scores_equal_cross_validate_on_the_other_rows(jobs, iris):
+    split_job, held_out = split_with_holdout(jobs)
+    folds = np.load(split_job.root / "processing/output/folds.npy")
+    for fold in range(5):
+        used = np.logical_or(*data.fold_masks(folds, fold))
+        assert not used[held_out].any() and used[~held_out].all()
+    validation, training = run_folds(jobs, split_job, {**LOGISTIC_HYPERPARAMETERS, "cv_train_score": "true"})
+
+    X, y = iris
+    expected = cross_validate(
+        logistic_pipeline(),
+        X[~held_out],
+        y[~held_out],
+        cv=StratifiedKFold(5, shuffle=True, random_state=0),
+        scoring="neg_log_loss",
+        return_train_score=True,
+    )
+    assert validation == expected["test_score"].tolist()
+    assert training == expected["train_score"].tolist()
+
+
+def test_holdout_fold_fits_every_other_row_and_scores_the_holdout(jobs, iris):
+    split_job, held_out = split_with_holdout(jobs)
+    result = jobs.train(split_job, {**LOGISTIC_HYPERPARAMETERS, "cv_fold": "holdout"})
+    assert result.code == 0, result.failure
+    lines = result.stdout.splitlines()
+    assert [line.split("=")[0] for line in lines] == ["validation:score", "fit_time"]
+    assert all(METRIC_LINE.match(line) for line in lines)
+    assert result.files("model") == ["metadata.json"]
+
+    X, y = iris
+    pipeline = logistic_pipeline().fit(X[~held_out], y[~held_out])
+    assert result.metrics()["validation:score"] == get_scorer("neg_log_loss")(pipeline, X[held_out], y[held_out])
+    metrics = result.json("output/data/metrics.json")
+    assert (metrics["fold"], metrics["n_train_rows"], metrics["n_validation_rows"]) == ("holdout", 120, 30)
+    assert result.json("model/metadata.json")["fold"] == "holdout"
+    # The final model learns from every row, the holdout included.
+    final = jobs.train(split_job, LOGISTIC_HYPERPARAMETERS)
+    assert final.json("output/data/metrics.json")["n_train_rows"] == 150
 
 
 def test_ridge_fold_scores_equal_cross_validate(jobs, diabetes):
@@ -106,6 +160,8 @@ def test_control_keys_are_parsed_and_the_rest_are_params():
     )
     assert (config.estimator, config.metric, config.scaler, config.seed, config.fold) == ("SVC", "auto", "none", 7, 2)
     assert config.params == {"C": 10, "shrinking": False}
+    assert train.parse_hyperparameters({"cv_fold": "holdout"}).fold == "holdout"
+    assert train.parse_hyperparameters({"cv_fold": '"holdout"'}).fold == "holdout"
     defaults = train.parse_hyperparameters({"cv_fold": "null"})
     assert (defaults.estimator, defaults.scaler, defaults.seed, defaults.fold) == (None, "StandardScaler", None, None)
 
@@ -114,7 +170,9 @@ def test_control_keys_are_parsed_and_the_rest_are_params():
     ("hyperparameters", "fragment"),
     [
         ({"cv_folds": "1"}, "unknown control hyperparameter(s) 'cv_folds'"),
-        ({"cv_fold": "1.5"}, "cv_fold='1.5' must be a non-negative integer"),
+        ({"cv_fold": "1.5"}, "cv_fold='1.5' must be a non-negative integer or holdout"),
+        ({"cv_fold": "-1"}, "cv_fold='-1' must be a non-negative integer or holdout"),
+        ({"cv_fold": "Holdout"}, "cv_fold='Holdout' must be a non-negative integer or holdout"),
         ({"cv_scaler": "MinMaxScaler"}, "cv_scaler='MinMaxScaler' is not supported"),
     ],
 )
@@ -191,6 +249,7 @@ def test_rejected_hyperparameter_value(jobs, capsys):
         ({"colour": '"red"'}, "estimator SVC rejected hyperparameters: Invalid parameter 'colour'"),
         ({"cv_estimator": "Ridge"}, "estimator Ridge does a regression task but the split was made for classification"),
         ({"cv_fold": "5"}, "cv_fold=5 is out of range: the split has folds 0 to 4"),
+        ({"cv_fold": "holdout"}, "cv_fold=holdout but the split holds no rows out: split with cv.holdout above 0"),
         ({"cv_metric": "neg_log_loss", "cv_fold": "0"}, "metric 'neg_log_loss' needs a prediction method that the"),
         ({"cv_metric": "r3"}, "unknown metric 'r3'"),
     ],
@@ -208,6 +267,11 @@ def test_a_score_undefined_on_a_small_fold_fails_the_fold_with_the_fix(jobs, dia
     # r2 of one row is nan: a run would otherwise report a missing score.
     result = jobs.train(split_job, {"cv_fold": "0"})
     assert_user_error(result, "metric 'r2' is undefined on fold 0, whose 1 validation row(s) scored nan", "lower cv.k")
+    rows = [[*map(float, x), float(t)] for x, t in zip(X[:7], y[:7], strict=True)]
+    split_job = jobs.split(header, rows, CV_TARGET="progression", CV_ESTIMATOR="Ridge", CV_K=2, CV_HOLDOUT=0.1)
+    assert split_job.code == 0, split_job.failure
+    result = jobs.train(split_job, {"cv_fold": "holdout"})
+    assert_user_error(result, "metric 'r2' is undefined on the holdout, whose 1 validation row(s)", "raise cv.holdout")
 
 
 def test_missing_split_output(jobs, tmp_path):

@@ -15,6 +15,8 @@ BEST = {
 }
 FINAL = {"job": "cv-0123456789-final", "model_data_url": "s3://artifacts/runs/exec-1/jobs/final/model.tar.gz"}
 DATASET_INFO = {"task": "classification", "splitter": "StratifiedKFold", "metric": "accuracy", "k": 3}
+# The ScoreHoldout job as the state machine passes it: its validation:score picked by a JSONPath filter.
+HOLDOUT = {"job": "cv-0123456789-holdout-a0", "score": [0.9333333333333333]}
 
 
 @pytest.fixture(scope="module")
@@ -140,6 +142,58 @@ def test_client_token_is_stable_per_execution(registration, event):
     assert re.fullmatch(r"[a-zA-Z0-9-]{1,36}", token)
 
 
+@pytest.fixture
+def holdout_event(event):
+    event["config"]["dataset_info"] = {**DATASET_INFO, "holdout_rows": 30}
+    return {**event, "holdout": HOLDOUT}
+
+
+@pytest.mark.parametrize("holdout", ["absent", None, {"job": "cv-0123456789-holdout-a0", "score": []}])
+def test_no_holdout_score_leaves_the_registration_as_without_a_holdout(registration, event, holdout):
+    without = build(registration, event)
+    if holdout != "absent":
+        event["holdout"] = holdout
+
+    result = build(registration, event)
+
+    assert result == without and "holdout" not in result["statistics"]
+    assert "holdout_score" not in result["metadata"] and "holdout" not in result["description"]
+
+
+def test_holdout_score_is_in_statistics_metadata_and_description(registration, event, holdout_event):
+    without = build(registration, event)
+
+    result = build(registration, holdout_event)
+
+    assert result["statistics"] == {**without["statistics"], "holdout": {"value": 0.9333333333333333, "rows": 30}}
+    assert result["metadata"] == {**without["metadata"], "holdout_score": "0.9333333333333333"}
+    assert result["description"] == (
+        "SVC: accuracy 0.9500 ± 0.0200 in 3-fold cross-validation (StratifiedKFold), 0.9333 on 30 holdout rows; "
+        "final training job cv-0123456789-final"
+    )
+
+
+@pytest.mark.parametrize("score", [-12.5, 1e-05, -3.0e-300])
+def test_holdout_score_metadata_keeps_to_the_allowed_characters(registration, holdout_event, score):
+    holdout_event["holdout"] = {**HOLDOUT, "score": [score]}
+
+    value = build(registration, holdout_event)["metadata"]["holdout_score"]
+
+    assert metadata_value_is_valid(value) and float(value) == score
+
+
+def test_holdout_event_shape_is_checked(registration, holdout_event):
+    holdout_event["holdout"] = {**HOLDOUT, "score": [0.9, 0.8]}
+    with pytest.raises(ValueError, match="holdout.score"):
+        build(registration, holdout_event)
+
+    holdout_event["holdout"] = HOLDOUT
+    del holdout_event["config"]["dataset_info"]
+    holdout_event["config"]["metric"] = "accuracy"
+    with pytest.raises(ValueError, match="holdout score but config.dataset_info"):
+        build(registration, holdout_event)
+
+
 def test_handler_builds_the_registration(build_registration, event, lambda_context, published_metrics):
     result = build_registration.app.lambda_handler(event, lambda_context)
 
@@ -149,3 +203,10 @@ def test_handler_builds_the_registration(build_registration, event, lambda_conte
     }  # fmt: skip
     assert json.loads(json.dumps(result)) == result
     assert published_metrics()["RegisteredScore"] == [0.95]
+
+
+def test_handler_publishes_the_holdout_score(build_registration, holdout_event, lambda_context, published_metrics):
+    result = build_registration.app.lambda_handler(holdout_event, lambda_context)
+
+    assert result["statistics"]["holdout"] == {"value": 0.9333333333333333, "rows": 30}
+    assert published_metrics()["HoldoutScore"] == [0.9333333333333333]

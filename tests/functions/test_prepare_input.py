@@ -35,7 +35,7 @@ def test_defaults_are_filled(execution_input):
     run_id = hashlib.sha256(b"exec-1@").hexdigest()[:10]
     assert config == {
         "dataset": {"uri": "s3://cvpipe-data/iris.csv", "target": "species"},
-        "cv": {"splitter": "auto", "k": 5, "seed": 0, "return_train_score": False},
+        "cv": {"splitter": "auto", "k": 5, "seed": 0, "holdout": 0.0, "return_train_score": False},
         "model": {"estimator": "SVC", "params": {}, "scaler": "StandardScaler", "search_space": {}},
         "tuning": {"strategy": "grid", "max_candidates": 20, "batch_size": 20, "parallel_candidates": 0, "seed": 0},
         "metric": "auto",
@@ -62,6 +62,7 @@ def test_defaults_are_filled(execution_input):
             "CV_SEED": "0",
             "CV_ESTIMATOR": "SVC",
             "CV_METRIC": "auto",
+            "CV_HOLDOUT": "0.0",
             "CV_PARAMS": "",
         },
     }
@@ -70,7 +71,7 @@ def test_defaults_are_filled(execution_input):
 
 def test_given_values_are_kept(execution_input):
     document = with_(
-        cv={"splitter": "KFold", "k": 3, "seed": 7},
+        cv={"splitter": "KFold", "k": 3, "seed": 7, "holdout": 0.25},
         model={
             "estimator": "sklearn.linear_model.Ridge",
             "params": {"fit_intercept": False},
@@ -101,6 +102,7 @@ def test_given_values_are_kept(execution_input):
         "CV_SEED": "7",
         "CV_ESTIMATOR": "sklearn.linear_model.Ridge",
         "CV_METRIC": "neg_root_mean_squared_error",
+        "CV_HOLDOUT": "0.25",
         "CV_PARAMS": "alpha,fit_intercept,solver",
     }
 
@@ -149,6 +151,9 @@ def test_random_strategy_needs_no_steps(execution_input):
         (with_(cv={"k": 1}), "cv.k: input should be greater than or equal to 2 (got 1)"),
         (with_(cv={"k": 51}), "cv.k: input should be less than or equal to 50 (got 51)"),
         (with_(cv={"seed": -1}), "cv.seed: input should be greater than or equal to 0"),
+        (with_(cv={"holdout": -0.1}), "cv.holdout: input should be greater than or equal to 0 (got -0.1)"),
+        (with_(cv={"holdout": 0.5}), "cv.holdout: input should be less than 0.5 (got 0.5)"),
+        (with_(cv={"holdout": 20}), "cv.holdout: input should be less than 0.5 (got 20)"),
         (with_(model={"estimator": "sklearn..SVC"}), "model.estimator: must be a scikit-learn estimator class name"),
         (with_(model={"scaler": "MinMaxScaler"}), "model.scaler: must be one of 'StandardScaler', 'none'"),
         (with_(model={"params": {"cv_seed": 1}}), "model.params.cv_seed: invalid name: must be an estimator param"),
@@ -225,6 +230,8 @@ def test_each_invalid_field_is_named_with_what_to_do(execution_input, document, 
         (with_(cv={"k": "3"}), "cv.k: input should be a valid integer (got '3')"),
         (with_(cv={"k": True}), "cv.k: input should be a valid integer (got True)"),
         (with_(cv={"return_train_score": "yes"}), "cv.return_train_score: input should be a valid boolean"),
+        (with_(cv={"holdout": "0.2"}), "cv.holdout: input should be a valid number (got '0.2')"),
+        (with_(cv={"holdout": True}), "cv.holdout: input should be a valid number (got True)"),
         (with_(baseline=True), "baseline: input should be a valid number (got True)"),
         (
             with_(baseline=1.5),
@@ -240,6 +247,14 @@ def test_wrong_types_and_impossible_baselines_are_named(execution_input, documen
 @pytest.mark.parametrize(("metric", "baseline"), [("auto", 1.0), ("neg_log_loss", 0), ("mutual_info_score", 3)])
 def test_a_reachable_baseline_is_kept(execution_input, metric, baseline):
     assert execution_input.validate(with_(metric=metric, baseline=baseline)).baseline == baseline
+
+
+@pytest.mark.parametrize(("holdout", "environment"), [(0, "0.0"), (0.2, "0.2"), (1e-3, "0.001"), (0.499, "0.499")])
+def test_holdout_fraction_reaches_the_split_job(execution_input, holdout, environment):
+    config = execution_input.normalise(with_(cv={"holdout": holdout}), execution="e", bucket="artifacts")
+    assert config["cv"]["holdout"] == holdout and isinstance(config["cv"]["holdout"], float)
+    assert config["split_environment"]["CV_HOLDOUT"] == environment
+    assert float(environment) == holdout  # the split job parses it back exactly
 
 
 def test_a_misspelt_required_field_is_one_problem(execution_input):
@@ -321,6 +336,9 @@ def test_json_schema_describes_the_input(execution_input):
     assert schema["required"] == ["dataset"]
     assert schema["additionalProperties"] is False
     assert "neg_log_loss" in schema["properties"]["metric"]["enum"]
+    holdout = schema["$defs"]["CrossValidation"]["properties"]["holdout"]
+    assert (holdout["type"], holdout["default"], holdout["minimum"], holdout["exclusiveMaximum"]) == ("number", 0, 0, 0.5)
+    assert "baseline gate uses that score" in holdout["description"]
 
 
 def test_handler_returns_the_normalised_config(prepare_input, lambda_context, monkeypatch, published_metrics):

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_diabetes
 from sklearn.linear_model import Ridge
-from sklearn.model_selection import KFold, StratifiedKFold, cross_validate
+from sklearn.metrics import accuracy_score
+from sklearn.model_selection import KFold, StratifiedKFold, cross_validate, train_test_split
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
@@ -197,3 +198,35 @@ def test_cli_rejects_bad_arguments_without_a_traceback(home: Path, tmp_path: Pat
                              "--set", "cv.k=1"], capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 2
     assert "cv.k" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_holdout_gate_scores_the_choice_on_rows_no_fold_job_saw(pipeline: LocalPipeline) -> None:
+    params = {"C": 0.7, "kernel": "rbf"}
+    cv = {"k": 4, "seed": 2, "holdout": 0.2}
+    run = pipeline.run(iris_input(model={"estimator": "SVC", "params": params}, cv=cv), name="holdout")
+    assert run.status == "SUCCEEDED", run.cause
+
+    X, y = read_iris()
+    tuned, held = train_test_split(np.arange(len(y)), test_size=0.2, shuffle=True, random_state=2, stratify=y)
+    tuned = np.sort(tuned)  # the folds are assigned to the remaining rows in file order
+    pipe = Pipeline([("scaler", StandardScaler()), ("estimator", SVC(**params, random_state=2))])
+    folds = cross_validate(pipe, X[tuned], y[tuned], cv=StratifiedKFold(4, shuffle=True, random_state=2),
+                           scoring="accuracy")["test_score"]
+    holdout_score = accuracy_score(y[held], pipe.fit(X[tuned], y[tuned]).predict(X[held]))
+    doc = run.document()
+    assert doc["best"]["cv"]["folds"] == list(folds)
+    assert doc["holdout"]["score"] == [holdout_score]
+    assert doc["dataset"]["holdout_rows"] == len(held)
+    statistics = pipeline.store.get_bytes(
+        pipeline.registry.describe_model_package(doc["model_package_arn"])["ModelMetrics"]["ModelQuality"]["Statistics"]["S3Uri"])
+    assert json.loads(statistics)["holdout"] == {"value": holdout_score, "rows": len(held)}
+
+
+def test_holdout_below_the_baseline_fails_with_both_scores(pipeline: LocalPipeline) -> None:
+    before = package_count(pipeline)
+    weak = {"estimator": "SVC", "params": {"C": 0.0001, "kernel": "linear"}}
+    run = pipeline.run(iris_input(model=weak, cv={"k": 3, "seed": 2, "holdout": 0.25}, baseline=0.95),
+                       name="holdout-low")
+    assert (run.status, run.error) == ("FAILED", "BelowBaseline")
+    assert "holdout rows" in run.cause and "0.95" in run.cause
+    assert package_count(pipeline) == before
