@@ -77,7 +77,9 @@ class JobPool:
         self.programs = dict(programs)
         self.size = workers or os.cpu_count() or 1
         program_modules = [target.partition(":")[0] for target in self.programs.values()]
-        self._worker_args = ([str(p) for p in sys_path], [*warm_modules, *program_modules])
+        # As joblib's workers do: the workers share the cores, rather than each BLAS using them all.
+        threads = max(1, (os.cpu_count() or 1) // self.size)
+        self._worker_args = ([str(p) for p in sys_path], [*warm_modules, *program_modules], threads)
         self._context = multiprocessing.get_context("spawn")
         self._idle: queue.Queue[_Worker] = queue.Queue()
         self._workers: set[_Worker] = set()
@@ -238,10 +240,14 @@ def _note(log_path: Path, text: str) -> None:
 
 # -- the worker process -------------------------------------------------------------------------
 
+THREAD_LIMITS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
-def _serve(conn: Connection, sys_path: list[str], warm_modules: list[str]) -> None:
+
+def _serve(conn: Connection, sys_path: list[str], warm_modules: list[str], threads: int) -> None:
     # Ctrl-C reaches the whole process group; the parent decides what happens to jobs.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for variable in THREAD_LIMITS:  # read when numpy's BLAS loads, so before any import
+        os.environ.setdefault(variable, str(threads))
     sys.path[:0] = sys_path
     for name in warm_modules:
         try:
