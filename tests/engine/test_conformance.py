@@ -900,24 +900,6 @@ def test_every_valid_construct_is_accepted() -> None:
 # --- History and the engine ---------------------------------------------------------------------
 
 
-def test_history_of_a_simple_run() -> None:
-    # AWS GetExecutionHistory: the event types of a Pass state and a Task state, in order.
-    states = {"P": {"Type": "Pass", "Next": "T"}, "T": task("work")}
-    result = run(machine(states), {"x": 1}, {"work": echo})
-    assert types(result) == [
-        "ExecutionStarted",
-        "PassStateEntered",
-        "PassStateExited",
-        "TaskStateEntered",
-        "TaskScheduled",
-        "TaskStarted",
-        "TaskSucceeded",
-        "TaskStateExited",
-        "ExecutionSucceeded",
-    ]
-    assert [event.id for event in result.history] == list(range(1, 10))
-
-
 def test_a_caught_error_exits_the_state_before_the_catcher_target_runs() -> None:
     # AWS history of a caught Task failure: TaskFailed, then TaskStateExited with the error output.
     states = {"T": task("boom", Catch=[{"ErrorEquals": ["States.ALL"], "Next": "H"}]), "H": pass_state()}
