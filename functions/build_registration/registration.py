@@ -73,7 +73,7 @@ class HoldoutResult(BaseModel):
     """The job that scored the chosen candidate on the holdout rows."""
 
     job: str
-    # The job's final metric values as a JSONPath filter selects them: its validation:score, or none.
+    # The job's FinalMetricDataList values; it declares only validation:score, so that score or none.
     score: list[float] = Field(max_length=1)
 
 
