@@ -57,7 +57,7 @@ def write_digits(path: Path) -> None:
     with path.open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow([f"pixel_{i}" for i in range(digits.data.shape[1])] + ["digit"])
-        for row, target in zip(digits.data, digits.target):
+        for row, target in zip(digits.data, digits.target, strict=False):
             writer.writerow([*(repr(float(v)) for v in row), int(target)])
 
 
@@ -77,7 +77,7 @@ def cvpipe_input(dataset: Path) -> dict:
 
 def timed(command: list[str], env: dict[str, str]) -> tuple[float, str]:
     start = time.perf_counter()
-    result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT)
+    result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT, check=False)
     elapsed = time.perf_counter() - start
     if result.returncode != 0:
         sys.exit(f"{' '.join(command[:3])} failed:\n{result.stderr[-3000:]}")
@@ -103,9 +103,25 @@ def main() -> int:
         cvpipe_times, grid_times = [], []
         for i in range(args.repeat):
             # Alternate the order so that neither side always runs on a cooler machine.
-            runs = [("grid", [sys.executable, str(script), str(dataset), str(args.workers)]),
-                    ("cvpipe", [sys.executable, "-m", "cvpipe", "run", "--input", str(input_file), "--json",
-                                "--workers", str(args.workers), "--name", f"bench-{i}"])]
+            runs = [
+                ("grid", [sys.executable, str(script), str(dataset), str(args.workers)]),
+                (
+                    "cvpipe",
+                    [
+                        sys.executable,
+                        "-m",
+                        "cvpipe",
+                        "run",
+                        "--input",
+                        str(input_file),
+                        "--json",
+                        "--workers",
+                        str(args.workers),
+                        "--name",
+                        f"bench-{i}",
+                    ],
+                ),
+            ]
             for side, command in runs if i % 2 == 0 else reversed(runs):
                 elapsed, stdout = timed(command, env)
                 if side == "grid":
@@ -117,13 +133,20 @@ def main() -> int:
 
     cvpipe_s, grid_s = statistics.median(cvpipe_times), statistics.median(grid_times)
     ratio = cvpipe_s / grid_s
-    same = cvpipe_best["params"] == grid_best["params"] and abs(cvpipe_best["cv"]["mean"] - grid_best["mean"]) < 1e-12
-    print(f"workload     digits, StandardScaler+SVC, {len(C_VALUES) * len(GAMMA_VALUES)} candidates x {K} folds + refit, {args.workers} workers")
+    same = (
+        cvpipe_best["params"] == grid_best["params"]
+        and abs(cvpipe_best["cv"]["mean"] - grid_best["mean"]) < 1e-12
+    )
+    print(
+        f"workload     digits, StandardScaler+SVC, {len(C_VALUES) * len(GAMMA_VALUES)} candidates x {K} folds + refit, {args.workers} workers"
+    )
     print(f"GridSearchCV {grid_s:7.2f} s  (runs: {', '.join(f'{t:.2f}' for t in grid_times)})")
     print(f"cvpipe run   {cvpipe_s:7.2f} s  (runs: {', '.join(f'{t:.2f}' for t in cvpipe_times)})")
     print(f"ratio        {ratio:7.2f}x  (goal: at most {GOAL}x)")
-    print(f"same choice  {'yes' if same else 'NO'}: cvpipe {cvpipe_best['params']} {cvpipe_best['cv']['mean']:.6f}; "
-          f"GridSearchCV {grid_best['params']} {grid_best['mean']:.6f}")
+    print(
+        f"same choice  {'yes' if same else 'NO'}: cvpipe {cvpipe_best['params']} {cvpipe_best['cv']['mean']:.6f}; "
+        f"GridSearchCV {grid_best['params']} {grid_best['mean']:.6f}"
+    )
     return 0 if same else 1
 
 

@@ -279,7 +279,9 @@ def load_split(directory: Path) -> SplitData:
             f"the train channel {directory} lacks {', '.join(missing)}: it must hold the split job's output"
         )
     # np.asarray drops the memmap subclass, so row selections are plain in-memory arrays.
-    X, y, folds = (np.asarray(np.load(directory / name, mmap_mode="r", allow_pickle=False)) for name in SPLIT_FILES[:3])
+    X, y, folds = (
+        np.asarray(np.load(directory / name, mmap_mode="r", allow_pickle=False)) for name in SPLIT_FILES[:3]
+    )
     manifest = json.loads((directory / "manifest.json").read_text())
     if not (len(X) == len(y) == len(folds) and X.shape[1] == len(manifest["feature_names"])):
         raise UserError(f"the split output in {directory} is inconsistent: run the split job again")

@@ -69,8 +69,10 @@ def resolve_estimator(name: str) -> EstimatorSpec:
         canonical = _BY_LOWER_NAME.get(name.lower())
         if canonical is None:
             close = difflib.get_close_matches(name, ESTIMATORS, n=2, cutoff=0.5)
-            names = f"did you mean {' or '.join(map(repr, close))}" if close else (
-                f"use one of {quote_names(sorted(ESTIMATORS), 40)}"
+            names = (
+                f"did you mean {' or '.join(map(repr, close))}"
+                if close
+                else (f"use one of {quote_names(sorted(ESTIMATORS), 40)}")
             )
             raise UserError(
                 f"model.estimator: unknown estimator {name!r}: {names}; any other estimator by its import path, "

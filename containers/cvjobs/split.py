@@ -125,7 +125,9 @@ def check_metric_task(metric: str, estimator: EstimatorSpec) -> None:
     methods = (methods,) if isinstance(methods, str) else tuple(methods)
     # Checked on the class: SVC's predict_proba depends on its probability parameter, checked at fit.
     if not any(hasattr(estimator.cls, method) for method in methods):
-        raise UserError(f"metric: {metric!r} needs {' or '.join(methods)}, which {estimator.name} lacks: {fix}")
+        raise UserError(
+            f"metric: {metric!r} needs {' or '.join(methods)}, which {estimator.name} lacks: {fix}"
+        )
 
 
 def check_metric_target(config: SplitConfig, y: np.ndarray) -> None:

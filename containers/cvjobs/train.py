@@ -132,7 +132,9 @@ def read_hyperparameters(path: Path) -> dict[str, Any]:
 
 
 def _train(ml_root: Path) -> None:
-    config = parse_hyperparameters(read_hyperparameters(ml_root / "input" / "config" / "hyperparameters.json"))
+    config = parse_hyperparameters(
+        read_hyperparameters(ml_root / "input" / "config" / "hyperparameters.json")
+    )
     split = load_split_cached(ml_root / "input" / "data" / "train")
     manifest = split.manifest
     spec = resolve_estimator(config.estimator or manifest["estimator"])
@@ -147,7 +149,9 @@ def _train(ml_root: Path) -> None:
             f"cv_fold={HOLDOUT_FOLD} but the split holds no rows out: split with cv.holdout above 0, or give a fold id"
         )
     if isinstance(config.fold, int) and config.fold >= manifest["k"]:
-        raise UserError(f"cv_fold={config.fold} is out of range: the split has folds 0 to {manifest['k'] - 1}")
+        raise UserError(
+            f"cv_fold={config.fold} is out of range: the split has folds 0 to {manifest['k'] - 1}"
+        )
     seed = manifest["seed"] if config.seed is None else config.seed
 
     estimator, params = make_estimator(spec, config.params, random_state=seed)
@@ -164,7 +168,9 @@ def _train(ml_root: Path) -> None:
     scorer = get_scorer(metric)
     scores = {}
     if config.fold is not None:
-        scores["validation"] = score(scorer, metric, pipeline, split.X[validation_rows], split.y[validation_rows])
+        scores["validation"] = score(
+            scorer, metric, pipeline, split.X[validation_rows], split.y[validation_rows]
+        )
         if not math.isfinite(scores["validation"]):
             where, fix = (
                 ("the holdout", "raise cv.holdout")
@@ -199,7 +205,11 @@ def _train(ml_root: Path) -> None:
         "classes": manifest["classes"],
         **metrics,
         "split_input_sha256": manifest["input"]["sha256"],
-        "versions": {"python": platform.python_version(), "scikit-learn": sklearn.__version__, "numpy": np.__version__},
+        "versions": {
+            "python": platform.python_version(),
+            "scikit-learn": sklearn.__version__,
+            "numpy": np.__version__,
+        },
     }
     model_files = {"metadata.json": json_bytes(metadata)}
     if config.fold is None:

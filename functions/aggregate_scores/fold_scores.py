@@ -94,7 +94,9 @@ class AggregateEvent(BaseModel):
     config: Config
     tuning: Tuning | None = None
     candidates: list[Candidate]
-    evaluations: list[Annotated[list[FoldResult], Field(min_length=1)]]  # evaluations[i]: folds of candidates[i]
+    evaluations: list[
+        Annotated[list[FoldResult], Field(min_length=1)]
+    ]  # evaluations[i]: folds of candidates[i]
 
     @model_validator(mode="after")
     def _one_evaluation_per_candidate(self) -> AggregateEvent:
@@ -106,7 +108,9 @@ class AggregateEvent(BaseModel):
 def aggregate(event: AggregateEvent) -> Tuning:
     """The tuning state after this round: history, best candidate so far, and whether to stop."""
     previous = event.tuning.history if event.tuning else []
-    history = previous + [evaluate(c, folds) for c, folds in zip(event.candidates, event.evaluations)]
+    history = previous + [
+        evaluate(c, folds) for c, folds in zip(event.candidates, event.evaluations, strict=False)
+    ]
     completed = [entry for entry in history if entry.status == "Completed"]
     spec = event.config.tuning
     return Tuning(
@@ -141,7 +145,9 @@ def evaluate(candidate: Candidate, folds: list[CompletedFold | FailedFold]) -> H
 def fold_failure(result: CompletedFold | FailedFold) -> Failure | None:
     """Why a fold cannot be scored, or None when it has a finite validation score."""
     if isinstance(result, FailedFold):
-        return Failure(fold=result.fold, job=result.job, error=_trim(result.error), cause=_trim(_reason(result.cause)))
+        return Failure(
+            fold=result.fold, job=result.job, error=_trim(result.error), cause=_trim(_reason(result.cause))
+        )
     score = next((metric.Value for metric in result.metrics if metric.MetricName == VALIDATION_SCORE), None)
     if score is not None and math.isfinite(score):
         return None

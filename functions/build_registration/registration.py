@@ -96,7 +96,9 @@ def build_registration(event: RegistrationEvent) -> dict[str, Any]:
     if metric == "auto":
         raise ValueError('metric is "auto" but config.dataset_info, the split job\'s summary, is missing')
     if holdout is not None and config.dataset_info is None:
-        raise ValueError("a holdout score but config.dataset_info, the split job's summary of the holdout, is missing")
+        raise ValueError(
+            "a holdout score but config.dataset_info, the split job's summary of the holdout, is missing"
+        )
     bucket, _, run_key = config.run.prefix.removeprefix("s3://").partition("/")
     key = f"{run_key}/registry/statistics.json"
     statistics = {
@@ -154,7 +156,8 @@ def customer_metadata(properties: dict[str, str]) -> dict[str, str]:
 
 def _metadata_text(text: str) -> str:
     allowed = (
-        char if unicodedata.category(char)[0] in "LNZ" or char in METADATA_PUNCTUATION else " " for char in text
+        char if unicodedata.category(char)[0] in "LNZ" or char in METADATA_PUNCTUATION else " "
+        for char in text
     )
     return " ".join("".join(allowed).split())
 

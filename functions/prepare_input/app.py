@@ -32,7 +32,10 @@ def lambda_handler(event: PrepareInputEvent, context: LambdaContext) -> dict[str
     logger.append_keys(execution=event.execution)
     try:
         config = normalise(
-            event.input, execution=event.execution, bucket=os.environ["ARTIFACT_BUCKET"], started=event.started
+            event.input,
+            execution=event.execution,
+            bucket=os.environ["ARTIFACT_BUCKET"],
+            started=event.started,
         )
     except InvalidInputError as error:
         metrics.add_metric(name="InvalidInputs", unit=MetricUnit.Count, value=1)

@@ -132,7 +132,9 @@ class Range(_Section):
     low: float
     high: float
     log: bool = False
-    steps: int | None = Field(None, ge=2, le=1000, description="number of grid points; required by the grid strategy")
+    steps: int | None = Field(
+        None, ge=2, le=1000, description="number of grid points; required by the grid strategy"
+    )
 
 
 _TAGGED = {"choice": Choice, "range": Range}
@@ -172,7 +174,8 @@ class Tuning(_Section):
     # 100 entries with 50 fold scores each take about 170 KB.
     max_candidates: int = Field(20, ge=1, le=100)
     batch_size: int | None = Field(
-        None, ge=1,
+        None,
+        ge=1,
         description=f"candidates per round; default: max_candidates, or fewer so that a round runs at most "
         f"{MAX_FOLD_JOBS_PER_ROUND} fold jobs",
     )
@@ -233,7 +236,9 @@ class ExecutionInput(_Section):
 
     def model_post_init(self, context: Any) -> None:
         if self.tuning.batch_size is None:
-            self.tuning.batch_size = max(1, min(self.tuning.max_candidates, MAX_FOLD_JOBS_PER_ROUND // self.cv.k))
+            self.tuning.batch_size = max(
+                1, min(self.tuning.max_candidates, MAX_FOLD_JOBS_PER_ROUND // self.cv.k)
+            )
 
 
 def input_json_schema() -> dict[str, Any]:
@@ -253,12 +258,16 @@ def validate(document: Any) -> ExecutionInput:
         details = error.errors()
         # A misspelt required field is one problem: the typo, with its correction.
         misspelt = {
-            detail["loc"][:-1] + (_suggestion(detail["loc"]),)
+            (*detail["loc"][:-1], _suggestion(detail["loc"]))
             for detail in details
             if detail["type"] == "extra_forbidden"
         }
         raise InvalidInputError(
-            [_describe(detail) for detail in details if not (detail["type"] == "missing" and detail["loc"] in misspelt)]
+            [
+                _describe(detail)
+                for detail in details
+                if not (detail["type"] == "missing" and detail["loc"] in misspelt)
+            ]
         ) from None
     # Checks across fields run once every field is well-formed.
     problems = [f"{_path(loc)}: {message}" for loc, message in _consistency_problems(config)]
@@ -321,22 +330,26 @@ def _consistency_problems(config: ExecutionInput) -> list[tuple[tuple[str, ...],
     for name, dimension in config.model.search_space.items():
         at = ("model", "search_space", name)
         if name in config.model.params:
-            problems.append((at, "also set in model.params: a hyperparameter is either fixed or searched, remove one"))
+            problems.append(
+                (at, "also set in model.params: a hyperparameter is either fixed or searched, remove one")
+            )
         if isinstance(dimension, Choice):
             continue
         low, high = dimension.low, dimension.high
         if low >= high:
-            problems.append((at + ("low",), f"must be below high (got low={low:g}, high={high:g})"))
+            problems.append(((*at, "low"), f"must be below high (got low={low:g}, high={high:g})"))
         if dimension.log and low <= 0:
-            problems.append((at + ("low",), f"must be above 0 when log is true (got low={low:g})"))
+            problems.append(((*at, "low"), f"must be above 0 when log is true (got low={low:g})"))
         if dimension.type == "int":
             problems += [
-                (at + (bound,), f"must be a whole number in an int range (got {value:g})")
+                ((*at, bound), f"must be a whole number in an int range (got {value:g})")
                 for bound, value in (("low", low), ("high", high))
                 if not value.is_integer()
             ]
         if config.tuning.strategy == "grid" and dimension.steps is None:
-            problems.append((at + ("steps",), 'required by the grid strategy: set it, or use tuning.strategy "random"'))
+            problems.append(
+                ((*at, "steps"), 'required by the grid strategy: set it, or use tuning.strategy "random"')
+            )
     best = best_possible_score(config.metric)
     if config.baseline is not None and config.baseline > best:
         metric = "auto (accuracy or r2)" if config.metric == "auto" else config.metric
@@ -374,7 +387,9 @@ def _describe(detail: ErrorDetails) -> str:
     elif kind == "extra_forbidden":
         guess = _suggestion(loc)
         message = "unknown field: " + (
-            f"did you mean {guess!r}?" if guess else "remove it (allowed: " + ", ".join(_fields_at(loc[:-1])) + ")"
+            f"did you mean {guess!r}?"
+            if guess
+            else "remove it (allowed: " + ", ".join(_fields_at(loc[:-1])) + ")"
         )
     elif kind == "too_short":
         message = "must not be empty: list at least one value"
@@ -393,7 +408,9 @@ def _describe(detail: ErrorDetails) -> str:
     if loc and loc[-1] == "[key]":
         loc, message = loc[:-1], f"invalid name: {message}"
     value = detail["input"]
-    if kind not in ("missing", "extra_forbidden") and isinstance(value, str | int | float | bool | type(None)):
+    if kind not in ("missing", "extra_forbidden") and isinstance(
+        value, str | int | float | bool | type(None)
+    ):
         message += f" (got {_shorten(repr(value))})"
     return f"{_path(_without_tags(loc))}: {message}"
 

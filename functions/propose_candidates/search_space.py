@@ -112,7 +112,9 @@ def propose(event: ProposeEvent) -> dict[str, Any]:
 def candidate_params(config: Config) -> Iterator[dict[str, JsonValue]]:
     """Every candidate's params in proposal order: the fixed params merged with the searched values."""
     space, tuning = config.model.search_space, config.tuning
-    searched = grid(space) if tuning.strategy == "grid" else random_search(space, tuning.seed, tuning.max_candidates)
+    searched = (
+        grid(space) if tuning.strategy == "grid" else random_search(space, tuning.seed, tuning.max_candidates)
+    )
     for values in searched:
         yield {**config.model.params, **values}
 
@@ -124,7 +126,7 @@ def grid(space: dict[str, Dimension]) -> Iterator[dict[str, JsonValue]]:
     """
     names = sorted(space)
     for values in itertools.product(*(grid_points(space[name]) for name in names)):
-        yield dict(zip(names, values))
+        yield dict(zip(names, values, strict=False))
 
 
 def grid_points(dimension: Dimension) -> list[JsonValue]:
@@ -142,7 +144,9 @@ def grid_points(dimension: Dimension) -> list[JsonValue]:
     return [float(f"{point:.12g}") for point in points]
 
 
-def random_search(space: dict[str, Dimension], seed: int, max_candidates: int) -> Iterator[dict[str, JsonValue]]:
+def random_search(
+    space: dict[str, Dimension], seed: int, max_candidates: int
+) -> Iterator[dict[str, JsonValue]]:
     """Distinct seeded draws, one value per name in sorted order; ends once a discrete space is exhausted."""
     rng = random.Random(seed)
     names = sorted(space)
@@ -150,7 +154,10 @@ def random_search(space: dict[str, Dimension], seed: int, max_candidates: int) -
     size = math.prod(space_size(dimension) for dimension in space.values())
     seen: set[str] = set()
     for _ in range(max_candidates * DRAWS_PER_CANDIDATE):
-        draw = {name: rng.choice(choices[name]) if name in choices else _sample(space[name], rng) for name in names}
+        draw = {
+            name: rng.choice(choices[name]) if name in choices else _sample(space[name], rng)
+            for name in names
+        }
         key = json.dumps(draw, sort_keys=True)
         if key in seen:
             continue

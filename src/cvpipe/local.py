@@ -9,10 +9,11 @@ import re
 import secrets
 import sqlite3
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable, TextIO
+from typing import Any, TextIO
 
 from .asl import Engine, Event, ExecutionResult, RealClock, TaskRegistry
 from .integrations.jobs import JobPool, programs_from_pyproject
@@ -32,8 +33,14 @@ EXECUTION_NAME = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
 # (their exception class names), and of the split job, which checks the settings against the data.
 INPUT_ERRORS = ("InvalidInputError", "HyperparameterLimitError", "SplitFailed")
 # Imported once by each job worker, so that no job pays for them.
-WARM_MODULES = ("sklearn.svm", "sklearn.linear_model", "sklearn.ensemble", "sklearn.model_selection",
-                "cvjobs.train", "cvjobs.split")
+WARM_MODULES = (
+    "sklearn.svm",
+    "sklearn.linear_model",
+    "sklearn.ensemble",
+    "sklearn.model_selection",
+    "cvjobs.train",
+    "cvjobs.split",
+)
 
 
 class UserError(Exception):
@@ -95,8 +102,12 @@ class PipelineRun:
             "run_dir": str(self.run_dir),
         }
         if "tuning" not in output and tuning:
-            doc["tuning"] = {"rounds": tuning.get("round"), "evaluated": tuning.get("evaluated"),
-                             "failed": tuning.get("failed"), "history": tuning.get("history")}
+            doc["tuning"] = {
+                "rounds": tuning.get("round"),
+                "evaluated": tuning.get("evaluated"),
+                "failed": tuning.get("failed"),
+                "history": tuning.get("history"),
+            }
         if doc["model_package_arn"]:
             doc["model_package_version"] = int(doc["model_package_arn"].rsplit("/", 1)[1])
         return doc
@@ -151,8 +162,10 @@ class LocalPipeline:
         try:
             self.registry = LocalModelRegistry(self.home / "registry.sqlite", self.store)
         except (OSError, sqlite3.Error) as error:
-            raise UserError(f"local state folder {self.home}: cannot hold the model registry there ({error}); "
-                            "choose another --home or $CVPIPE_HOME") from None
+            raise UserError(
+                f"local state folder {self.home}: cannot hold the model registry there ({error}); "
+                "choose another --home or $CVPIPE_HOME"
+            ) from None
         containers = root / CONTAINERS
         self.pool = JobPool(
             programs_from_pyproject(containers / "pyproject.toml"),
@@ -162,8 +175,12 @@ class LocalPipeline:
         )
         tasks = TaskRegistry()
         register_lambda(tasks, functions, root)
-        register_sagemaker(tasks, self.store, self.pool, jobs_dir=lambda request: self.run_dir(
-            request.context["Execution"]["Name"]) / "jobs")
+        register_sagemaker(
+            tasks,
+            self.store,
+            self.pool,
+            jobs_dir=lambda request: self.run_dir(request.context["Execution"]["Name"]) / "jobs",
+        )
         register_s3(tasks, self.store)
         register_registry(tasks, self.registry)
         self.engine = Engine(tasks, clock=clock or RealClock())
@@ -183,7 +200,9 @@ class LocalPipeline:
         dataset = execution_input.get("dataset")
         uri = dataset.get("uri") if isinstance(dataset, dict) else None
         if not isinstance(uri, str) or uri.startswith("s3://"):
-            return execution_input  # absent, malformed or already in the store: PrepareInput says what is wrong
+            return (
+                execution_input  # absent, malformed or already in the store: PrepareInput says what is wrong
+            )
         path = Path(uri).expanduser()
         if path.is_dir():
             raise UserError(f"dataset.uri {uri}: is a folder; point it at one CSV file")
@@ -195,9 +214,13 @@ class LocalPipeline:
             raise UserError(f"dataset.uri {uri}: cannot read it ({error.strerror or error})") from None
         return {**execution_input, "dataset": {**dataset, "uri": staged}}
 
-    def run(self, execution_input: dict[str, Any], name: str | None = None,
-            on_event: Callable[[Event], None] | None = None) -> PipelineRun:
-        name = name or datetime.now(timezone.utc).strftime("cv-%Y%m%d-%H%M%S-") + secrets.token_hex(3)
+    def run(
+        self,
+        execution_input: dict[str, Any],
+        name: str | None = None,
+        on_event: Callable[[Event], None] | None = None,
+    ) -> PipelineRun:
+        name = name or datetime.now(UTC).strftime("cv-%Y%m%d-%H%M%S-") + secrets.token_hex(3)
         if not EXECUTION_NAME.match(name):
             raise UserError(f"execution name {name!r}: use 1 to 80 letters, digits, '-' or '_'")
         run_dir = self.run_dir(name)
@@ -206,11 +229,19 @@ class LocalPipeline:
         staged = self.stage_dataset(execution_input)
         run_dir.mkdir(parents=True)
         # What the functions print (logs, EMF metrics) is what CloudWatch Logs would hold.
-        with (run_dir / "history.jsonl").open("w") as history, (run_dir / "functions.log").open("ab") as log, \
-                stdout_to(log.fileno()):
+        with (
+            (run_dir / "history.jsonl").open("w") as history,
+            (run_dir / "functions.log").open("ab") as log,
+            stdout_to(log.fileno()),
+        ):
             recorder = _RunRecorder(history, on_event)
-            execution = self.engine.start(self.definition, staged, name=name, on_event=recorder,
-                                          state_machine_name=self.state_machine_name)
+            execution = self.engine.start(
+                self.definition,
+                staged,
+                name=name,
+                on_event=recorder,
+                state_machine_name=self.state_machine_name,
+            )
             try:
                 result = execution.wait()
             except KeyboardInterrupt:
@@ -219,14 +250,30 @@ class LocalPipeline:
                 self._record(staged, execution.wait())
                 raise
         self._record(staged, result)
-        return PipelineRun(name, result.status, result.output, result.error, result.cause, run_dir,
-                           recorder.tuning, recorder.config)
+        return PipelineRun(
+            name,
+            result.status,
+            result.output,
+            result.error,
+            result.cause,
+            run_dir,
+            recorder.tuning,
+            recorder.config,
+        )
 
     def _record(self, execution_input: dict[str, Any], result: ExecutionResult) -> None:
-        _write_json_atomically(self.run_dir(result.name) / "execution.json", {
-            "name": result.name, "arn": result.arn, "status": result.status, "input": execution_input,
-            "output": result.output, "error": result.error, "cause": result.cause,
-        })
+        _write_json_atomically(
+            self.run_dir(result.name) / "execution.json",
+            {
+                "name": result.name,
+                "arn": result.arn,
+                "status": result.status,
+                "input": execution_input,
+                "output": result.output,
+                "error": result.error,
+                "cause": result.cause,
+            },
+        )
 
 
 def _write_json_atomically(path: Path, document: Any) -> None:

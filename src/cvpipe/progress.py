@@ -66,10 +66,12 @@ class ProgressReporter:
             elif name in FOLD_FAILURES:
                 self.jobs_failed += 1
             return False
-        if event_type in ("MapIterationSucceeded", "MapIterationFailed", "MapIterationAborted"):
-            if details.get("name") == FOLD_MAP:
-                self.jobs_done += 1
-                return True
+        if (
+            event_type in ("MapIterationSucceeded", "MapIterationFailed", "MapIterationAborted")
+            and details.get("name") == FOLD_MAP
+        ):
+            self.jobs_done += 1
+            return True
         return False
 
     def _show(self) -> None:

@@ -83,7 +83,7 @@ def test_a_path_comparand_of_the_wrong_type_is_false():
 
 def test_strings_order_by_utf16_code_unit_like_java():
     # U+1F600 is stored as surrogates (0xD83D...) which sort below U+FFFF, unlike code point order.
-    data = {"v": "\U0001F600"}
+    data = {"v": "\U0001f600"}
     assert evaluate_rule({"Variable": "$.v", "StringLessThan": "\uffff"}, data)
 
 
@@ -132,7 +132,14 @@ def test_type_tests(name, value, holds):
 
 @pytest.mark.parametrize(
     ("path", "present"),
-    [("$.v", True), ("$.n", True), ("$.missing", False), ("$.list[0]", True), ("$.list[1]", False), ("$.v.x", False)],
+    [
+        ("$.v", True),
+        ("$.n", True),
+        ("$.missing", False),
+        ("$.list[0]", True),
+        ("$.list[1]", False),
+        ("$.v.x", False),
+    ],
 )
 def test_is_present(path, present):
     data = {"v": 1, "n": None, "list": [0]}
@@ -144,7 +151,10 @@ def test_a_missing_variable_is_a_runtime_error():
     with pytest.raises(StatesError) as raised:
         evaluate_rule({"Variable": "$.missing", "IsNull": True}, {})
     assert raised.value.error == RUNTIME
-    assert raised.value.cause == "Invalid path '$.missing': The choice state's condition path references an invalid value."
+    assert (
+        raised.value.cause
+        == "Invalid path '$.missing': The choice state's condition path references an invalid value."
+    )
 
 
 def test_a_missing_comparand_path_is_a_runtime_error():
@@ -166,7 +176,14 @@ def test_nested_and_or_not():
             {
                 "And": [
                     {"Variable": "$.value", "NumericGreaterThanEquals": 20},
-                    {"Not": {"Or": [{"Variable": "$.value", "NumericEquals": 25}, {"Variable": "$.flag", "BooleanEquals": True}]}},
+                    {
+                        "Not": {
+                            "Or": [
+                                {"Variable": "$.value", "NumericEquals": 25},
+                                {"Variable": "$.flag", "BooleanEquals": True},
+                            ]
+                        }
+                    },
                 ]
             },
         ]
@@ -226,7 +243,13 @@ class TestValidateRule:
             {"Variable": "$.v", "TimestampEquals": "2016-08-18T17:33:00.5+02:00", "Next": "N"},
             {"Variable": "$.v", "IsPresent": False, "Next": "N"},
             {"Variable": "$.items[0].v", "BooleanEquals": False, "Next": "N"},
-            {"And": [{"Variable": "$.a", "IsNull": False}, {"Not": {"Variable": "$.b", "NumericEquals": 1.5}}], "Next": "N"},
+            {
+                "And": [
+                    {"Variable": "$.a", "IsNull": False},
+                    {"Not": {"Variable": "$.b", "NumericEquals": 1.5}},
+                ],
+                "Next": "N",
+            },
             {"Or": [{"Variable": "$.a", "IsString": True}], "Next": "N"},
         ],
     )
@@ -236,7 +259,10 @@ class TestValidateRule:
     @pytest.mark.parametrize(
         ("rule", "problem"),
         [
-            ({"Variable": "$.v", "StringEqual": "a", "Next": "N"}, "'StringEqual' is not a Choice rule operator"),
+            (
+                {"Variable": "$.v", "StringEqual": "a", "Next": "N"},
+                "'StringEqual' is not a Choice rule operator",
+            ),
             ({"Variable": "$.v", "Next": "N"}, "needs exactly one operator, found none"),
             (
                 {"Variable": "$.v", "StringEquals": "a", "NumericEquals": 1, "Next": "N"},
@@ -248,20 +274,35 @@ class TestValidateRule:
             ({"Variable": "$.v", "NumericEquals": "1", "Next": "N"}, "NumericEquals must be a number"),
             ({"Variable": "$.v", "NumericEquals": True, "Next": "N"}, "NumericEquals must be a number"),
             ({"Variable": "$.v", "BooleanEquals": "true", "Next": "N"}, "BooleanEquals must be a boolean"),
-            ({"Variable": "$.v", "TimestampEquals": "2016-08-18", "Next": "N"}, "TimestampEquals must be an RFC 3339 timestamp"),
+            (
+                {"Variable": "$.v", "TimestampEquals": "2016-08-18", "Next": "N"},
+                "TimestampEquals must be an RFC 3339 timestamp",
+            ),
             ({"Variable": "$.v", "IsNull": "yes", "Next": "N"}, "IsNull must be a boolean"),
             ({"Variable": "$.v", "StringEqualsPath": "v", "Next": "N"}, "StringEqualsPath must be a path"),
             ({"Variable": "$.v", "StringEquals": "a"}, "'Next' must name a state"),
             ({"And": [], "Next": "N"}, "And must be a non-empty array of rules"),
-            ({"Or": {"Variable": "$.v", "IsNull": True}, "Next": "N"}, "Or must be a non-empty array of rules"),
+            (
+                {"Or": {"Variable": "$.v", "IsNull": True}, "Next": "N"},
+                "Or must be a non-empty array of rules",
+            ),
             ({"Not": [], "Next": "N"}, "Not: a Choice rule must be an object"),
-            ({"Variable": "$.v", "And": [{"Variable": "$.v", "IsNull": True}], "Next": "N"}, "'Variable' is not allowed with And"),
+            (
+                {"Variable": "$.v", "And": [{"Variable": "$.v", "IsNull": True}], "Next": "N"},
+                "'Variable' is not allowed with And",
+            ),
             (
                 {"And": [{"Variable": "$.v", "IsNull": True, "Next": "X"}], "Next": "N"},
                 "And[0]: 'Next' is only allowed on top-level rules",
             ),
             (
-                {"Or": [{"Variable": "$.v", "IsNull": True}, {"Not": {"Variable": "$.v", "NumericEquals": "x"}}], "Next": "N"},
+                {
+                    "Or": [
+                        {"Variable": "$.v", "IsNull": True},
+                        {"Not": {"Variable": "$.v", "NumericEquals": "x"}},
+                    ],
+                    "Next": "N",
+                },
                 "Or[1].Not: NumericEquals must be a number",
             ),
         ],
@@ -274,5 +315,11 @@ class TestValidateRule:
         assert validate_rule("rule") == ["a Choice rule must be an object"]
 
     def test_top_level_problems_have_no_prefix_and_nested_ones_say_where(self):
-        rule = {"And": [{"Variable": "$.v", "IsNull": True}, {"Not": {"Variable": "$.v", "NumericEquals": "1"}}], "Next": ""}
-        assert validate_rule(rule) == ["'Next' must name a state", "And[1].Not: NumericEquals must be a number, got \"1\""]
+        rule = {
+            "And": [{"Variable": "$.v", "IsNull": True}, {"Not": {"Variable": "$.v", "NumericEquals": "1"}}],
+            "Next": "",
+        }
+        assert validate_rule(rule) == [
+            "'Next' must name a state",
+            'And[1].Not: NumericEquals must be a number, got "1"',
+        ]

@@ -35,7 +35,9 @@ class TestParsing:
         assert not is_intrinsic(5)
 
     def test_arguments_of_every_kind(self):
-        call = parse_intrinsic("States.Array('it\\'s', -1.5, 7, true, false, null, $.a[0]['b c'], $$.Execution.Id, States.UUID())")
+        call = parse_intrinsic(
+            "States.Array('it\\'s', -1.5, 7, true, false, null, $.a[0]['b c'], $$.Execution.Id, States.UUID())"
+        )
         assert call == Call(
             "States.Array",
             (
@@ -136,13 +138,18 @@ class TestFormat:
         assert run(expr, data) == "1.0.3"
 
     def test_a_template_from_a_path_must_match_the_argument_count(self):
-        assert "1 placeholders but 2 values" in failure("States.Format($.template, 'a', 'b')", self.DATA).cause
+        assert (
+            "1 placeholders but 2 values" in failure("States.Format($.template, 'a', 'b')", self.DATA).cause
+        )
 
     def test_a_template_from_a_path_must_be_a_string(self):
         assert "argument 1 must be a string" in failure("States.Format($.n)", {"n": 5}).cause
 
     def test_context_arguments(self):
-        assert run("States.Format('Today is {}', $$.DayOfWeek)", {}, {"DayOfWeek": "TUESDAY"}) == "Today is TUESDAY"
+        assert (
+            run("States.Format('Today is {}', $$.DayOfWeek)", {}, {"DayOfWeek": "TUESDAY"})
+            == "Today is TUESDAY"
+        )
 
 
 class TestJson:
@@ -153,7 +160,9 @@ class TestJson:
         data = {"someJson": {"name": "Foo", "year": 2020}, "zebra": "stripe"}
         assert run("States.JsonToString($.someJson)", data) == '{"name":"Foo","year":2020}'
 
-    @pytest.mark.parametrize("value", [{"a": [1, 2.5, None, True], "é": "ü"}, [1, {"b": {}}], "text", 3, None])
+    @pytest.mark.parametrize(
+        "value", [{"a": [1, 2.5, None, True], "é": "ü"}, [1, {"b": {}}], "text", 3, None]
+    )
     def test_round_trip(self, value):
         text = run("States.JsonToString($.v)", {"v": value})
         assert run("States.StringToJson($.t)", {"t": text}) == value
@@ -175,20 +184,32 @@ class TestJson:
 
     def test_json_merge_aws_example(self):
         data = {"json1": {"a": {"a1": 1, "a2": 2}, "b": 2}, "json2": {"a": {"a3": 1, "a4": 2}, "c": 3}}
-        assert run("States.JsonMerge($.json1, $.json2, false)", data) == {"a": {"a3": 1, "a4": 2}, "b": 2, "c": 3}
+        assert run("States.JsonMerge($.json1, $.json2, false)", data) == {
+            "a": {"a3": 1, "a4": 2},
+            "b": 2,
+            "c": 3,
+        }
         assert data["json1"] == {"a": {"a1": 1, "a2": 2}, "b": 2}
 
     def test_json_merge_is_shallow_only(self):
         assert "shallow" in failure("States.JsonMerge($.a, $.b, true)", {"a": {}, "b": {}}).cause
 
     def test_json_merge_needs_objects(self):
-        assert "argument 2 must be an object" in failure("States.JsonMerge($.a, $.b, false)", {"a": {}, "b": [1]}).cause
+        assert (
+            "argument 2 must be an object"
+            in failure("States.JsonMerge($.a, $.b, false)", {"a": {}, "b": [1]}).cause
+        )
 
 
 class TestArrays:
     def test_array_spec_example(self):
         data = {"someJson": {"random": "abcdefg"}, "zebra": "stripe"}
-        assert run("States.Array('Foo', 2020, $.someJson, null)", data) == ["Foo", 2020, {"random": "abcdefg"}, None]
+        assert run("States.Array('Foo', 2020, $.someJson, null)", data) == [
+            "Foo",
+            2020,
+            {"random": "abcdefg"},
+            None,
+        ]
         assert run("States.Array()") == []
 
     @pytest.mark.parametrize(
@@ -206,7 +227,9 @@ class TestArrays:
 
     @pytest.mark.parametrize("size", [0, -1, "2"])
     def test_array_partition_needs_a_positive_size(self, size):
-        assert "States.ArrayPartition" in failure("States.ArrayPartition($.a, $.n)", {"a": [1], "n": size}).cause
+        assert (
+            "States.ArrayPartition" in failure("States.ArrayPartition($.a, $.n)", {"a": [1], "n": size}).cause
+        )
 
     @pytest.mark.parametrize(
         ("value", "found"),
@@ -273,7 +296,13 @@ class TestEncoding:
 
     @pytest.mark.parametrize(
         ("algorithm", "hashlib_name"),
-        [("MD5", "md5"), ("SHA-1", "sha1"), ("SHA-256", "sha256"), ("SHA-384", "sha384"), ("SHA-512", "sha512")],
+        [
+            ("MD5", "md5"),
+            ("SHA-1", "sha1"),
+            ("SHA-256", "sha256"),
+            ("SHA-384", "sha384"),
+            ("SHA-512", "sha512"),
+        ],
     )
     def test_hash(self, algorithm, hashlib_name):
         data = {"Data": "input data ✓", "Algorithm": algorithm}
@@ -329,4 +358,6 @@ def test_a_missing_path_argument_is_a_runtime_error():
 
 
 def test_failures_name_the_function():
-    assert failure("States.ArrayLength($.a)", {"a": {}}).cause.startswith("Invalid arguments in States.ArrayLength:")
+    assert failure("States.ArrayLength($.a)", {"a": {}}).cause.startswith(
+        "Invalid arguments in States.ArrayLength:"
+    )

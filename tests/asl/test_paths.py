@@ -10,7 +10,13 @@ STORE = {
         "book": [
             {"category": "reference", "author": "Nigel Rees", "title": "Sayings", "price": 8.95},
             {"category": "fiction", "author": "Evelyn Waugh", "title": "Sword", "price": 12.99},
-            {"category": "fiction", "author": "J. R. R. Tolkien", "title": "Rings", "price": 22.99, "isbn": "0-395"},
+            {
+                "category": "fiction",
+                "author": "J. R. R. Tolkien",
+                "title": "Rings",
+                "price": 22.99,
+                "isbn": "0-395",
+            },
         ],
         "bicycle": {"color": "red", "price": 19.95},
     },
@@ -189,7 +195,17 @@ class TestSetPath:
 
 @pytest.mark.parametrize(
     "path",
-    ["$", "$$", "$.a", "$.a.b[0]['c d']", "$$.Execution.Input", "$.a[*]", "$..x", "$.a[?(@.b > 1)]", "$.a[1:2]"],
+    [
+        "$",
+        "$$",
+        "$.a",
+        "$.a.b[0]['c d']",
+        "$$.Execution.Input",
+        "$.a[*]",
+        "$..x",
+        "$.a[?(@.b > 1)]",
+        "$.a[1:2]",
+    ],
 )
 def test_valid_paths(path):
     assert validate_path(path) is None
@@ -205,7 +221,9 @@ def test_valid_reference_paths(path):
     assert validate_path(path, reference=True) is None
 
 
-@pytest.mark.parametrize("path", ["$.a[*]", "$.a.*", "$..a", "$.a[?(@.b)]", "$.a[0:1]", "$.a[0,1]", "$['a','b']"])
+@pytest.mark.parametrize(
+    "path", ["$.a[*]", "$.a.*", "$..a", "$.a[?(@.b)]", "$.a[0:1]", "$.a[0,1]", "$['a','b']"]
+)
 def test_reference_paths_identify_a_single_node(path):
     assert validate_path(path) is None
     assert "not a Reference Path" in validate_path(path, reference=True)

@@ -2,7 +2,13 @@ import copy
 
 import pytest
 
-from cvpipe.asl.errors import DATA_LIMIT_EXCEEDED, INTRINSIC_FAILURE, RESULT_PATH_MATCH_FAILURE, RUNTIME, StatesError
+from cvpipe.asl.errors import (
+    DATA_LIMIT_EXCEEDED,
+    INTRINSIC_FAILURE,
+    RESULT_PATH_MATCH_FAILURE,
+    RUNTIME,
+    StatesError,
+)
 from cvpipe.asl.payload import (
     apply_template,
     check_payload_size,
@@ -57,15 +63,22 @@ class TestApplyTemplate:
 
     def test_a_missing_path_names_the_path_the_field_and_the_input(self):
         cause = runtime_error(apply_template, {"missing.$": "$.nope.deep"}, {"other": 1})
-        assert cause == "The JSONPath '$.nope.deep' specified for the field 'missing.$' could not be found in the input '{\"other\":1}'"
+        assert (
+            cause
+            == "The JSONPath '$.nope.deep' specified for the field 'missing.$' could not be found in the input '{\"other\":1}'"
+        )
 
     def test_a_missing_context_path_names_the_context_object(self):
         cause = runtime_error(apply_template, {"id.$": "$$.Execution.Nope"}, {}, {"Execution": {}})
-        assert cause.startswith("The JSONPath '$$.Execution.Nope' specified for the field 'id.$' could not be found in the context object")
+        assert cause.startswith(
+            "The JSONPath '$$.Execution.Nope' specified for the field 'id.$' could not be found in the context object"
+        )
 
     def test_a_missing_path_inside_an_intrinsic_names_the_field(self):
         cause = runtime_error(apply_template, {"x.$": "States.Format('{}', $.gone)"}, {"a": 1})
-        assert cause.startswith("The JsonPath argument for the field 'x.$' could not be found in the input '{\"a\":1}'")
+        assert cause.startswith(
+            "The JsonPath argument for the field 'x.$' could not be found in the input '{\"a\":1}'"
+        )
 
     def test_intrinsic_failures_keep_their_error_name(self):
         with pytest.raises(StatesError) as raised:
@@ -130,7 +143,11 @@ class TestProcessOutput:
             "output": {"SdkHttpMetadata": {"HttpStatusCode": 200}, "ClusterId": "AKIAIOSFODNN7EXAMPLE"},
         }
         state = {
-            "ResultSelector": {"ClusterId.$": "$.output.ClusterId", "ResourceType.$": "$.resourceType", "Static": 1},
+            "ResultSelector": {
+                "ClusterId.$": "$.output.ClusterId",
+                "ResourceType.$": "$.resourceType",
+                "Static": 1,
+            },
             "ResultPath": "$.EMROutput",
             "OutputPath": "$.EMROutput",
         }
@@ -142,7 +159,10 @@ class TestProcessOutput:
 
     def test_result_selector_reads_the_result_not_the_input(self):
         state = {"ResultSelector": {"v.$": "$.value"}, "ResultPath": "$.out"}
-        assert process_output(state, {"value": "input"}, {"value": "result"}) == {"value": "input", "out": {"v": "result"}}
+        assert process_output(state, {"value": "input"}, {"value": "result"}) == {
+            "value": "input",
+            "out": {"v": "result"},
+        }
 
     def test_output_path(self):
         assert process_output({"OutputPath": "$.a"}, {}, {"a": [1]}) == [1]

@@ -55,7 +55,11 @@ class JobResult:
     def files(self, relative: str) -> list[str]:
         """Every file under ``relative``, hidden temporaries included."""
         folder = self.root / relative
-        return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()) if folder.exists() else []
+        return (
+            sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+            if folder.exists()
+            else []
+        )
 
     def metrics(self) -> dict[str, float]:
         pairs = (line.rsplit("=", 1) for line in self.stdout.splitlines() if "=" in line)

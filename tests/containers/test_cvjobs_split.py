@@ -9,8 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from cvjobs import split
 from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
+
+from cvjobs import split
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 SPLIT_OUTPUTS = ["X.npy", "folds.npy", "manifest.json", "y.npy"]
@@ -97,11 +98,15 @@ def test_holdout_rows_come_from_train_test_split_and_the_rest_from_the_splitter(
         X, y, header = diabetes
         splitter, stratify = KFold(5, shuffle=True, random_state=4), None
         rows = [[*map(float, x), float(t)] for x, t in zip(X, y, strict=True)]
-        job = jobs.split(header, rows, CV_TARGET="progression", CV_ESTIMATOR="Ridge", CV_HOLDOUT=0.2, CV_SEED=4)
+        job = jobs.split(
+            header, rows, CV_TARGET="progression", CV_ESTIMATOR="Ridge", CV_HOLDOUT=0.2, CV_SEED=4
+        )
         assert job.code == 0, job.failure
     folds = np.load(job.root / "processing/output/folds.npy")
 
-    _, holdout = train_test_split(np.arange(len(y)), test_size=0.2, shuffle=True, random_state=4, stratify=stratify)
+    _, holdout = train_test_split(
+        np.arange(len(y)), test_size=0.2, shuffle=True, random_state=4, stratify=stratify
+    )
     assert np.flatnonzero(folds == -1).tolist() == sorted(holdout)
     tuning = folds != -1
     assert np.array_equal(folds[tuning], expected_folds(splitter, X[tuning], y[tuning]))
@@ -150,14 +155,18 @@ def assert_user_error(job, capsys, *fragments: str) -> str:
 
 def test_missing_target_column_lists_the_columns(jobs, capsys, iris_table):
     job = jobs.split(*iris_table, CV_TARGET="variety")
-    assert_user_error(job, capsys, "target column 'variety' is not in data.csv", "'sepal_length'", "'species'")
+    assert_user_error(
+        job, capsys, "target column 'variety' is not in data.csv", "'sepal_length'", "'species'"
+    )
 
 
 def test_non_numeric_feature_is_named(jobs, capsys, iris_table):
     header, rows = iris_table
     colors = ["red", "green", "blue"]
     job = jobs.split([*header, "color"], [[*row, colors[i % 3]] for i, row in enumerate(rows)])
-    assert_user_error(job, capsys, "feature column(s) 'color' are not numeric (e.g. 'red' on line 2)", "one-hot")
+    assert_user_error(
+        job, capsys, "feature column(s) 'color' are not numeric (e.g. 'red' on line 2)", "one-hot"
+    )
 
 
 def test_missing_values_are_named_with_the_fix(jobs, capsys, iris_table):
@@ -166,7 +175,11 @@ def test_missing_values_are_named_with_the_fix(jobs, capsys, iris_table):
     rows[9][3] = "NA"
     job = jobs.split(header, rows)
     assert_user_error(
-        job, capsys, "'sepal_width' (1 rows, first on line 6)", "'petal_width' (1 rows, first on line 11)", "impute"
+        job,
+        capsys,
+        "'sepal_width' (1 rows, first on line 6)",
+        "'petal_width' (1 rows, first on line 11)",
+        "impute",
     )
 
 
@@ -174,14 +187,22 @@ def test_too_few_rows_of_a_class_for_stratified_folds(jobs, capsys, iris_table):
     header, rows = iris_table
     rows = rows[:100] + rows[100:103]  # three virginica rows for five folds
     job = jobs.split(header, rows)
-    fragments = ("cv.k: StratifiedKFold with k=5 needs at least 5 rows of every class", "'virginica' (3)", "lower cv.k")
+    fragments = (
+        "cv.k: StratifiedKFold with k=5 needs at least 5 rows of every class",
+        "'virginica' (3)",
+        "lower cv.k",
+    )
     assert_user_error(job, capsys, *fragments)
 
 
 def test_more_folds_than_rows(jobs, capsys, iris_table):
     header, rows = iris_table
     job = jobs.split(
-        header[:4], [row[:4] for row in rows[:8]], CV_ESTIMATOR="KNeighborsRegressor", CV_TARGET="sepal_length", CV_K=10
+        header[:4],
+        [row[:4] for row in rows[:8]],
+        CV_ESTIMATOR="KNeighborsRegressor",
+        CV_TARGET="sepal_length",
+        CV_K=10,
     )
     assert_user_error(job, capsys, "cv.k: 10 folds need at least 10 rows but data.csv has 8: lower cv.k")
 
@@ -193,7 +214,10 @@ def test_more_folds_than_rows(jobs, capsys, iris_table):
         ({"CV_K": "1"}, "CV_K='1' must be an integer from 2 to 100"),
         ({"CV_K": "five"}, "CV_K='five' must be an integer"),
         ({"CV_SEED": "-1"}, "CV_SEED='-1' must be an integer from 0"),
-        ({"CV_SPLITTER": "GroupKFold"}, "CV_SPLITTER='GroupKFold' is not supported: use auto, KFold, StratifiedKFold"),
+        (
+            {"CV_SPLITTER": "GroupKFold"},
+            "CV_SPLITTER='GroupKFold' is not supported: use auto, KFold, StratifiedKFold",
+        ),
         ({"CV_METRIC": "acuracy"}, "unknown metric 'acuracy': did you mean 'accuracy'"),
         ({"CV_ESTIMATOR": "SVX"}, "unknown estimator 'SVX'"),
         ({"CV_ESTIMATOR": "Ridge", "CV_SPLITTER": "StratifiedKFold"}, "StratifiedKFold needs class labels"),
@@ -214,17 +238,28 @@ def test_configuration_errors(jobs, capsys, iris_table, environ, fragment):
 @pytest.mark.parametrize(
     ("environ", "fragment"),
     [
-        ({"CV_PARAMS": "C,kernal,colour"}, "SVC has no parameter(s) 'kernal' (did you mean 'kernel'?), 'colour': its"),
-        ({"CV_METRIC": "r2"}, "metric: 'r2' scores regression but SVC is a classifier: set metric to auto or to a"),
+        (
+            {"CV_PARAMS": "C,kernal,colour"},
+            "SVC has no parameter(s) 'kernal' (did you mean 'kernel'?), 'colour': its",
+        ),
+        (
+            {"CV_METRIC": "r2"},
+            "metric: 'r2' scores regression but SVC is a classifier: set metric to auto or to a",
+        ),
         ({"CV_METRIC": "roc_auc"}, "metric: 'roc_auc' cannot score target column 'species' (3 classes)"),
-        ({"CV_METRIC": "f1"}, "metric: 'f1' cannot score target column 'species' (3 classes): Target is multiclass"),
+        (
+            {"CV_METRIC": "f1"},
+            "metric: 'f1' cannot score target column 'species' (3 classes): Target is multiclass",
+        ),
         (
             {"CV_METRIC": "neg_log_loss", "CV_ESTIMATOR": "LinearSVC"},
             "metric: 'neg_log_loss' needs predict_proba, which LinearSVC lacks",
         ),
     ],
 )
-def test_what_would_fail_every_candidate_is_refused_before_any_fit(jobs, capsys, iris_table, environ, fragment):
+def test_what_would_fail_every_candidate_is_refused_before_any_fit(
+    jobs, capsys, iris_table, environ, fragment
+):
     assert_user_error(jobs.split(*iris_table, **environ), capsys, fragment)
 
 
@@ -239,7 +274,9 @@ def test_holdout_that_stratification_or_the_folds_cannot_take(jobs, capsys, iris
         "set cv.holdout to 0",
     )
     job = jobs.split(header, rows, CV_HOLDOUT=0.01)
-    assert_user_error(job, capsys, "cv.holdout: 0.01 of the 150 rows of data.csv is 2 rows, fewer than the 3 classes")
+    assert_user_error(
+        job, capsys, "cv.holdout: 0.01 of the 150 rows of data.csv is 2 rows, fewer than the 3 classes"
+    )
     # Six virginica rows make five stratified folds, but not once a stratified 40% of them is held out.
     job = jobs.split(header, rows[:106], CV_HOLDOUT=0.4)
     assert_user_error(
@@ -280,9 +317,13 @@ def test_metric_of_the_wrong_task_for_a_regressor(jobs, capsys, diabetes):
 def test_a_quantity_given_to_a_classifier(jobs, capsys, diabetes):
     X, y, header = diabetes
     job = jobs.split(header, [[*map(float, x), float(t)] for x, t in zip(X, y, strict=True)], CV_TARGET="bmi")
-    assert_user_error(job, capsys, "data.csv: target column 'bmi' holds fractional numbers", "choose a regressor")
+    assert_user_error(
+        job, capsys, "data.csv: target column 'bmi' holds fractional numbers", "choose a regressor"
+    )
     # Whole numbers are class labels, but this many classes hint at a quantity.
-    job = jobs.split(header, [[*map(float, x), float(t)] for x, t in zip(X, y, strict=True)], CV_TARGET="progression")
+    job = jobs.split(
+        header, [[*map(float, x), float(t)] for x, t in zip(X, y, strict=True)], CV_TARGET="progression"
+    )
     assert_user_error(
         job, capsys, "lower cv.k", "if 'progression' is a quantity rather than a class, choose a regressor"
     )
@@ -307,7 +348,9 @@ def test_input_must_be_one_file_or_exactly_one_csv(jobs, capsys, iris_table):
 
 def test_other_delimiters_are_named(jobs, capsys):
     job = jobs.split_files({"data.csv": b"x;y;species\n1;2;a\n"})
-    assert_user_error(job, capsys, "data.csv: the header is one column, 'x;y;species', and looks separated by ';'")
+    assert_user_error(
+        job, capsys, "data.csv: the header is one column, 'x;y;species', and looks separated by ';'"
+    )
 
 
 def test_ragged_row_names_its_line(jobs, capsys):

@@ -8,14 +8,15 @@ import re
 import joblib
 import numpy as np
 import pytest
-from cvjobs import data, estimators, split, train
-from cvjobs.job import UserError
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.metrics import get_scorer
 from sklearn.model_selection import KFold, StratifiedKFold, cross_validate
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
+
+from cvjobs import data, estimators, split, train
+from cvjobs.job import UserError
 
 SVC_HYPERPARAMETERS = {
     "cv_estimator": "SVC",
@@ -45,7 +46,9 @@ def run_folds(jobs, split_job, hyperparameters, k=5):
         assert [line.split("=")[0] for line in lines] == expected_lines
         assert all(METRIC_LINE.match(line) for line in lines)
         assert result.files("model") == ["metadata.json"]  # a fold's model is not kept
-    return [r.metrics()["validation:score"] for r in results], [r.metrics().get("train:score") for r in results]
+    return [r.metrics()["validation:score"] for r in results], [
+        r.metrics().get("train:score") for r in results
+    ]
 
 
 def test_svc_fold_scores_equal_cross_validate(jobs, iris):
@@ -107,7 +110,9 @@ def test_holdout_fold_fits_every_other_row_and_scores_the_holdout(jobs, iris):
 
     X, y = iris
     pipeline = logistic_pipeline().fit(X[~held_out], y[~held_out])
-    assert result.metrics()["validation:score"] == get_scorer("neg_log_loss")(pipeline, X[held_out], y[held_out])
+    assert result.metrics()["validation:score"] == get_scorer("neg_log_loss")(
+        pipeline, X[held_out], y[held_out]
+    )
     metrics = result.json("output/data/metrics.json")
     assert (metrics["fold"], metrics["n_train_rows"], metrics["n_validation_rows"]) == ("holdout", 120, 30)
     assert result.json("model/metadata.json")["fold"] == "holdout"
@@ -121,7 +126,9 @@ def test_ridge_fold_scores_equal_cross_validate(jobs, diabetes):
     rows = [[*map(float, x), float(t)] for x, t in zip(X, y, strict=True)]
     split_job = jobs.split(header, rows, CV_TARGET="progression", CV_ESTIMATOR="Ridge", CV_SPLITTER="KFold")
     assert split_job.code == 0, split_job.failure
-    validation, training = run_folds(jobs, split_job, {"cv_estimator": "Ridge", "cv_metric": "auto", "alpha": "0.5"})
+    validation, training = run_folds(
+        jobs, split_job, {"cv_estimator": "Ridge", "cv_metric": "auto", "alpha": "0.5"}
+    )
     assert training == [None] * 5
 
     expected = cross_validate(
@@ -156,14 +163,32 @@ def test_hyperparameter_values_are_json_or_raw_text(text, value):
 
 def test_control_keys_are_parsed_and_the_rest_are_params():
     config = train.parse_hyperparameters(
-        {"cv_estimator": '"SVC"', "cv_scaler": "none", "cv_seed": "7", "cv_fold": "2", "C": "10", "shrinking": "false"}
+        {
+            "cv_estimator": '"SVC"',
+            "cv_scaler": "none",
+            "cv_seed": "7",
+            "cv_fold": "2",
+            "C": "10",
+            "shrinking": "false",
+        }
     )
-    assert (config.estimator, config.metric, config.scaler, config.seed, config.fold) == ("SVC", "auto", "none", 7, 2)
+    assert (config.estimator, config.metric, config.scaler, config.seed, config.fold) == (
+        "SVC",
+        "auto",
+        "none",
+        7,
+        2,
+    )
     assert config.params == {"C": 10, "shrinking": False}
     assert train.parse_hyperparameters({"cv_fold": "holdout"}).fold == "holdout"
     assert train.parse_hyperparameters({"cv_fold": '"holdout"'}).fold == "holdout"
     defaults = train.parse_hyperparameters({"cv_fold": "null"})
-    assert (defaults.estimator, defaults.scaler, defaults.seed, defaults.fold) == (None, "StandardScaler", None, None)
+    assert (defaults.estimator, defaults.scaler, defaults.seed, defaults.fold) == (
+        None,
+        "StandardScaler",
+        None,
+        None,
+    )
 
 
 @pytest.mark.parametrize(
@@ -238,7 +263,9 @@ def test_rejected_hyperparameter_value(jobs, capsys):
     split_job = jobs.split_iris()
     result = jobs.train(split_job, {**SVC_HYPERPARAMETERS, "kernel": "banana", "cv_fold": "0"})
     failure = assert_user_error(result)
-    assert failure.startswith("estimator SVC failed to fit with these hyperparameters: The 'kernel' parameter of SVC")
+    assert failure.startswith(
+        "estimator SVC failed to fit with these hyperparameters: The 'kernel' parameter of SVC"
+    )
     assert failure.endswith("Got 'banana' instead.")
     assert "Traceback" not in capsys.readouterr().err
 
@@ -247,10 +274,19 @@ def test_rejected_hyperparameter_value(jobs, capsys):
     ("hyperparameters", "fragment"),
     [
         ({"colour": '"red"'}, "estimator SVC rejected hyperparameters: Invalid parameter 'colour'"),
-        ({"cv_estimator": "Ridge"}, "estimator Ridge does a regression task but the split was made for classification"),
+        (
+            {"cv_estimator": "Ridge"},
+            "estimator Ridge does a regression task but the split was made for classification",
+        ),
         ({"cv_fold": "5"}, "cv_fold=5 is out of range: the split has folds 0 to 4"),
-        ({"cv_fold": "holdout"}, "cv_fold=holdout but the split holds no rows out: split with cv.holdout above 0"),
-        ({"cv_metric": "neg_log_loss", "cv_fold": "0"}, "metric 'neg_log_loss' needs a prediction method that the"),
+        (
+            {"cv_fold": "holdout"},
+            "cv_fold=holdout but the split holds no rows out: split with cv.holdout above 0",
+        ),
+        (
+            {"cv_metric": "neg_log_loss", "cv_fold": "0"},
+            "metric 'neg_log_loss' needs a prediction method that the",
+        ),
         ({"cv_metric": "r3"}, "unknown metric 'r3'"),
     ],
 )
@@ -266,12 +302,18 @@ def test_a_score_undefined_on_a_small_fold_fails_the_fold_with_the_fix(jobs, dia
     assert split_job.code == 0, split_job.failure
     # r2 of one row is nan: a run would otherwise report a missing score.
     result = jobs.train(split_job, {"cv_fold": "0"})
-    assert_user_error(result, "metric 'r2' is undefined on fold 0, whose 1 validation row(s) scored nan", "lower cv.k")
+    assert_user_error(
+        result, "metric 'r2' is undefined on fold 0, whose 1 validation row(s) scored nan", "lower cv.k"
+    )
     rows = [[*map(float, x), float(t)] for x, t in zip(X[:7], y[:7], strict=True)]
-    split_job = jobs.split(header, rows, CV_TARGET="progression", CV_ESTIMATOR="Ridge", CV_K=2, CV_HOLDOUT=0.1)
+    split_job = jobs.split(
+        header, rows, CV_TARGET="progression", CV_ESTIMATOR="Ridge", CV_K=2, CV_HOLDOUT=0.1
+    )
     assert split_job.code == 0, split_job.failure
     result = jobs.train(split_job, {"cv_fold": "holdout"})
-    assert_user_error(result, "metric 'r2' is undefined on the holdout, whose 1 validation row(s)", "raise cv.holdout")
+    assert_user_error(
+        result, "metric 'r2' is undefined on the holdout, whose 1 validation row(s)", "raise cv.holdout"
+    )
 
 
 def test_missing_split_output(jobs, tmp_path):

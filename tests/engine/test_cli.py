@@ -68,7 +68,9 @@ def project(tmp_path: Path) -> Path:
 
 
 def cvpipe(*arguments: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c", LAUNCHER, *arguments], capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-c", LAUNCHER, *arguments], capture_output=True, text=True, timeout=60
+    )
 
 
 def test_stdout_is_exactly_one_json_object_despite_handler_output(project: Path) -> None:
@@ -85,7 +87,12 @@ def test_stdout_is_exactly_one_json_object_despite_handler_output(project: Path)
         "cli-test",
     )
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout) == {"status": "SUCCEEDED", "output": {"doubled": 42}, "error": None, "cause": None}
+    assert json.loads(done.stdout) == {
+        "status": "SUCCEEDED",
+        "output": {"doubled": 42},
+        "error": None,
+        "cause": None,
+    }
     assert "handler chatter on stdout" in done.stderr
 
 
@@ -117,7 +124,9 @@ def run_in_process(*arguments: str) -> int:
 def test_an_invalid_definition_exits_2_with_the_problems_and_no_traceback(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    (tmp_path / "bad.json").write_text(json.dumps({"StartAt": "A", "States": {"A": {"Type": "Pass", "Next": "B"}}}))
+    (tmp_path / "bad.json").write_text(
+        json.dumps({"StartAt": "A", "States": {"A": {"Type": "Pass", "Next": "B"}}})
+    )
     assert run_in_process("asl", "run", str(tmp_path / "bad.json")) == 2
     captured = capsys.readouterr()
     assert captured.out == ""
@@ -142,11 +151,15 @@ def test_bad_input_exits_2_naming_it(
 def test_an_input_file_that_is_not_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "ok.json").write_text(json.dumps({"StartAt": "A", "States": {"A": {"Type": "Succeed"}}}))
     (tmp_path / "input.json").write_text("nope")
-    assert run_in_process("asl", "run", str(tmp_path / "ok.json"), "--input", str(tmp_path / "input.json")) == 2
+    assert (
+        run_in_process("asl", "run", str(tmp_path / "ok.json"), "--input", str(tmp_path / "input.json")) == 2
+    )
     assert f"--input file {tmp_path / 'input.json'} is not JSON" in capsys.readouterr().err
 
 
-def test_placeholders_without_a_template_exit_2_naming_them(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_placeholders_without_a_template_exit_2_naming_them(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert run_in_process("asl", "run", str(project / "machine.asl.json")) == 2
     assert "${NoisyArn}" in capsys.readouterr().err
 

@@ -8,7 +8,7 @@ retry back-off cost nothing and the sleeps can be asserted.
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -62,7 +62,9 @@ def test_result_path_into_a_nested_node_and_null_result_path() -> None:
     # AWS guide, ResultPath: "Update a node in the input with the result" and "Discard the result and keep
     # the original input".
     raw = {"comment": "c", "details": "d", "who": "AWS Step Functions", "strings": {"first": "a"}}
-    nested = run(machine({"T": task("hello", ResultPath="$.strings.lambdaresult")}), raw, {"hello": lambda r: "Hi"})
+    nested = run(
+        machine({"T": task("hello", ResultPath="$.strings.lambdaresult")}), raw, {"hello": lambda r: "Hi"}
+    )
     assert nested.output == {**raw, "strings": {"first": "a", "lambdaresult": "Hi"}}
     discarded = run(machine({"T": task("hello", ResultPath=None)}), raw, {"hello": lambda r: "Hi"})
     assert discarded.output == raw
@@ -72,7 +74,10 @@ def test_pass_state_result_and_result_path() -> None:
     # Spec, "Pass State": the Result is placed at ResultPath in the input.
     state = pass_state(Result={"x-datum": 0.381018, "y-datum": 622.2269926397355}, ResultPath="$.coords")
     result = run(machine({"No-op": state}), {"georefOf": "Home"})
-    assert result.output == {"georefOf": "Home", "coords": {"x-datum": 0.381018, "y-datum": 622.2269926397355}}
+    assert result.output == {
+        "georefOf": "Home",
+        "coords": {"x-datum": 0.381018, "y-datum": 622.2269926397355},
+    }
 
 
 def test_spec_parameters_example_with_a_context_path() -> None:
@@ -83,9 +88,15 @@ def test_spec_parameters_example_with_a_context_path() -> None:
         "execution.$": "$$.Execution.Name",
     }
     result = run(
-        machine({"P": pass_state(Parameters=parameters)}), {"flagged": 7, "vals": [0, 10, 20, 30, 40, 50]}, name="exec"
+        machine({"P": pass_state(Parameters=parameters)}),
+        {"flagged": 7, "vals": [0, 10, 20, 30, 40, 50]},
+        name="exec",
     )
-    assert result.output == {"flagged": True, "parts": {"first": 0, "last3": [30, 40, 50]}, "execution": "exec"}
+    assert result.output == {
+        "flagged": True,
+        "parts": {"first": 0, "last3": [30, 40, 50]},
+        "execution": "exec",
+    }
 
 
 def test_parameters_read_every_documented_context_field() -> None:
@@ -100,9 +111,13 @@ def test_parameters_read_every_documented_context_field() -> None:
         "retries.$": "$$.State.RetryCount",
         "machine.$": "$$.StateMachine.Name",
     }
-    clock = VirtualClock(datetime(2024, 3, 1, 12, 0, 0, 250000, tzinfo=timezone.utc))
+    clock = VirtualClock(datetime(2024, 3, 1, 12, 0, 0, 250000, tzinfo=UTC))
     result = run(
-        machine({"Ctx": pass_state(Parameters=parameters)}), {"k": "v"}, clock=clock, name="n", state_machine_name="SM"
+        machine({"Ctx": pass_state(Parameters=parameters)}),
+        {"k": "v"},
+        clock=clock,
+        name="n",
+        state_machine_name="SM",
     )
     assert result.output == {
         "id": "arn:aws:states:us-east-1:000000000000:execution:SM:n",
@@ -122,7 +137,10 @@ def test_input_path_and_output_path_null() -> None:
     assert run(machine({"P": pass_state(InputPath=None, Parameters={"seen.$": "$"})}), {"big": 1}).output == {
         "seen": {}
     }
-    assert run(machine({"P": pass_state(InputPath=None, ResultPath="$.r")}), {"big": 1}).output == {"big": 1, "r": {}}
+    assert run(machine({"P": pass_state(InputPath=None, ResultPath="$.r")}), {"big": 1}).output == {
+        "big": 1,
+        "r": {},
+    }
     assert run(machine({"P": pass_state(OutputPath=None)}), {"big": 1}).output == {}
 
 
@@ -148,13 +166,20 @@ def test_full_processing_order_on_a_task() -> None:
         OutputPath="$.job",
     )
     result = run(machine({"T": state}), {"job": {"name": "c-1"}, "other": True}, {"emr": cluster})
-    assert result.output == {"name": "c-1", "cluster": {"ClusterId": "c-1", "Type": "elasticmapreduce", "Tags": 3}}
+    assert result.output == {
+        "name": "c-1",
+        "cluster": {"ClusterId": "c-1", "Type": "elasticmapreduce", "Tags": 3},
+    }
 
 
 def test_result_path_into_a_non_object_input_is_a_result_path_match_failure() -> None:
     # Spec, "Errors": States.ResultPathMatchFailure; like other errors of a Task it can be caught.
     states = {
-        "T": task("r", ResultPath="$.x", Catch=[{"ErrorEquals": ["States.ResultPathMatchFailure"], "Next": "Caught"}]),
+        "T": task(
+            "r",
+            ResultPath="$.x",
+            Catch=[{"ErrorEquals": ["States.ResultPathMatchFailure"], "Next": "Caught"}],
+        ),
         "Caught": {"Type": "Succeed"},
     }
     result = run(machine(states), 5, {"r": lambda request: 1})
@@ -166,7 +191,9 @@ def test_result_path_into_a_non_object_input_is_a_result_path_match_failure() ->
 @pytest.mark.parametrize("data", [7, 2.5, "text", [1, "two"], True, {"a": None}])
 def test_execution_input_need_not_be_an_object(data: Any) -> None:
     # AWS StartExecution: the input is any JSON text; it reaches the first state and $$.Execution.Input as is.
-    result = run(machine({"P": pass_state(Parameters={"seen.$": "$", "input.$": "$$.Execution.Input"})}), data)
+    result = run(
+        machine({"P": pass_state(Parameters={"seen.$": "$", "input.$": "$$.Execution.Input"})}), data
+    )
     assert result.output == {"seen": data, "input": data}
 
 
@@ -258,7 +285,10 @@ def test_retry_on_a_parallel_state_reruns_every_branch() -> None:
 
     state = {
         "Type": "Parallel",
-        "Branches": [processor(("T", task("flaky", Parameters="a"))), processor(("U", pass_state(Result="b")))],
+        "Branches": [
+            processor(("T", task("flaky", Parameters="a"))),
+            processor(("U", pass_state(Result="b"))),
+        ],
         "Retry": [{"ErrorEquals": ["Flaky"], "IntervalSeconds": 2}],
         "End": True,
     }
@@ -347,7 +377,12 @@ def test_map_item_selector_reads_the_effective_input_after_input_path() -> None:
 @pytest.mark.parametrize("items", [{"a": 1}, "abc", 5, None])
 def test_items_path_must_select_an_array(items: Any) -> None:
     # AWS guide, ItemsPath: "the value of ItemsPath must be a Reference Path ... that path must point to JSON array".
-    state = {"Type": "Map", "ItemsPath": "$.items", "ItemProcessor": processor(("P", pass_state())), "End": True}
+    state = {
+        "Type": "Map",
+        "ItemsPath": "$.items",
+        "ItemProcessor": processor(("P", pass_state())),
+        "End": True,
+    }
     result = run(machine({"M": state}), {"items": items})
     assert (result.status, result.error) == ("FAILED", "States.Runtime")
     assert "ItemsPath '$.items' must select an array" in result.cause
@@ -499,7 +534,13 @@ def test_max_delay_seconds_caps_the_back_off() -> None:
     # AWS guide, Retrier fields: MaxDelaySeconds caps the interval that BackoffRate grows.
     clock = VirtualClock()
     retry = [
-        {"ErrorEquals": ["States.ALL"], "IntervalSeconds": 5, "MaxAttempts": 4, "BackoffRate": 3, "MaxDelaySeconds": 20}
+        {
+            "ErrorEquals": ["States.ALL"],
+            "IntervalSeconds": 5,
+            "MaxAttempts": 4,
+            "BackoffRate": 3,
+            "MaxDelaySeconds": 20,
+        }
     ]
     result = run(machine({"T": task("flaky", Retry=retry)}), handlers={"flaky": Flaky(10)}, clock=clock)
     assert (result.status, result.error, result.cause) == ("FAILED", "Flaky.Error", "call 5")
@@ -609,7 +650,9 @@ def test_timeout_and_heartbeat_seconds_paths_read_the_input_that_input_path_kept
         seen.append(request.timeout)
         return "ok"
 
-    state = task("spy", InputPath="$.limits", TimeoutSecondsPath="$.timeout", HeartbeatSecondsPath="$.heartbeat")
+    state = task(
+        "spy", InputPath="$.limits", TimeoutSecondsPath="$.timeout", HeartbeatSecondsPath="$.heartbeat"
+    )
     result = run(machine({"T": state}), {"limits": {"timeout": 30, "heartbeat": 10}}, {"spy": spy})
     assert result.output == "ok" and seen == [30]
     scheduled = next(event for event in result.history if event.type == "TaskScheduled")
@@ -652,7 +695,7 @@ def test_an_execution_output_over_256_kib_fails_the_execution() -> None:
 )
 def test_wait_state(wait: dict[str, Any], slept: list[float]) -> None:
     # Spec, "Wait State": Seconds, Timestamp, SecondsPath, TimestampPath; the input passes through.
-    clock = VirtualClock(datetime(2024, 1, 1, tzinfo=timezone.utc))
+    clock = VirtualClock(datetime(2024, 1, 1, tzinfo=UTC))
     data = {"delay": 5, "at": "2016-03-14T01:59:00Z"}
     result = run(machine({"W": {"Type": "Wait", **wait, "End": True}}), data, clock=clock)
     assert result.output == data and clock.slept == slept
@@ -738,7 +781,11 @@ def test_choice_without_a_match_or_default_fails_with_no_choice_matched() -> Non
 def test_a_comparison_on_a_value_of_another_type_does_not_match() -> None:
     # Spec, Choice rules: a type mismatch between the Variable's value and the operator is no match, not an error.
     states = {
-        "C": {"Type": "Choice", "Choices": [{"Variable": "$.n", "NumericEquals": 1, "Next": "X"}], "Default": "D"},
+        "C": {
+            "Type": "Choice",
+            "Choices": [{"Variable": "$.n", "NumericEquals": 1, "Next": "X"}],
+            "Default": "D",
+        },
         "X": pass_state(Result="X"),
         "D": pass_state(Result="D"),
     }
@@ -759,7 +806,10 @@ def test_format_renders_every_kind_of_value() -> None:
 def test_format_example_from_the_guide() -> None:
     # AWS guide, States.Format: the literal template and the template taken from a path give the same text.
     data = {"name": "Arnav", "template": "Hello, my name is {}."}
-    parameters = {"a.$": "States.Format('Hello, my name is {}.', $.name)", "b.$": "States.Format($.template, $.name)"}
+    parameters = {
+        "a.$": "States.Format('Hello, my name is {}.', $.name)",
+        "b.$": "States.Format($.template, $.name)",
+    }
     assert run(machine({"P": pass_state(Parameters=parameters)}), data).output == {
         "a": "Hello, my name is Arnav.",
         "b": "Hello, my name is Arnav.",
@@ -768,7 +818,10 @@ def test_format_example_from_the_guide() -> None:
 
 def test_string_to_json() -> None:
     # AWS guide, States.StringToJson example; blank text parses as null; text that is not JSON is an intrinsic failure.
-    parameters = {"json.$": "States.StringToJson($.escapedJsonString)", "blank.$": "States.StringToJson($.blank)"}
+    parameters = {
+        "json.$": "States.StringToJson($.escapedJsonString)",
+        "blank.$": "States.StringToJson($.blank)",
+    }
     data = {"escapedJsonString": '{"foo": "bar"}', "blank": ""}
     assert run(machine({"P": pass_state(Parameters=parameters)}), data).output == {
         "json": {"foo": "bar"},
@@ -785,7 +838,9 @@ def test_intrinsics_in_result_selector_and_json_to_string() -> None:
         "answer",
         ResultSelector={"text.$": "States.JsonToString($.body)", "ids.$": "States.ArrayUnique($.ids)"},
     )
-    result = run(machine({"T": state}), handlers={"answer": lambda request: {"body": {"foo": "bar"}, "ids": [1, 1, 2]}})
+    result = run(
+        machine({"T": state}), handlers={"answer": lambda request: {"body": {"foo": "bar"}, "ids": [1, 1, 2]}}
+    )
     assert result.output == {"text": '{"foo":"bar"}', "ids": [1, 2]}
 
 
@@ -827,8 +882,14 @@ MAP_PROCESSOR = processor(("I", pass_state()))
         ({"A": pass_state(), "B": pass_state()}, "States.B: unreachable from StartAt 'A'"),
         ({"A": {"Type": "Pass", "Next": "A", "End": True}}, "States.A: has both Next and End"),
         ({"A": {"Type": "Pass"}}, "States.A: has neither Next nor End"),
-        ({"C": {"Type": "Choice", "Default": "X"}, "X": pass_state()}, "States.C: Choices must be a non-empty array"),
-        ({"T": task("r", Retry=[{"ErrorEquals": []}])}, "States.T.Retry[0]: ErrorEquals must be a non-empty array"),
+        (
+            {"C": {"Type": "Choice", "Default": "X"}, "X": pass_state()},
+            "States.C: Choices must be a non-empty array",
+        ),
+        (
+            {"T": task("r", Retry=[{"ErrorEquals": []}])},
+            "States.T.Retry[0]: ErrorEquals must be a non-empty array",
+        ),
         (
             {"M": {"Type": "Map", "ItemsPath": "$.items[", "ItemProcessor": MAP_PROCESSOR, "End": True}},
             "States.M.ItemsPath: invalid path '$.items['",
@@ -837,7 +898,10 @@ MAP_PROCESSOR = processor(("I", pass_state()))
             {"M": {"Type": "Map", "ItemsPath": "$.items[*]", "ItemProcessor": MAP_PROCESSOR, "End": True}},
             "States.M.ItemsPath: '$.items[*]' is not a Reference Path",
         ),
-        ({"A": pass_state(Parameters={"x.$": "States.MathAdd(1)"})}, "States.A.Parameters.x.$: States.MathAdd takes 2"),
+        (
+            {"A": pass_state(Parameters={"x.$": "States.MathAdd(1)"})},
+            "States.A.Parameters.x.$: States.MathAdd takes 2",
+        ),
         ({"A": pass_state(Retries=1)}, "States.A: field 'Retries' is not allowed here"),
         ({"A": {"End": True}}, "States.A: Type is required"),
         ({"W": {"Type": "Wait", "End": True}}, "States.W: exactly one of Seconds, Timestamp"),
@@ -856,7 +920,11 @@ def test_definition_mistakes_are_rejected_with_a_clear_message(states: dict[str,
 def test_every_valid_construct_is_accepted() -> None:
     # Spec and AWS guide: Comment is allowed on the machine, states, branches, processors, Choice rules,
     # Retriers and Catchers; ProcessorConfig INLINE; QueryLanguage JSONPath; Version; legacy Iterator.
-    iterator = {"Comment": "legacy", "ProcessorConfig": {"Mode": "INLINE"}, **processor(("L", pass_state(Comment="l")))}
+    iterator = {
+        "Comment": "legacy",
+        "ProcessorConfig": {"Mode": "INLINE"},
+        **processor(("L", pass_state(Comment="l"))),
+    }
     states = {
         "Start": {"Type": "Pass", "Comment": "c", "QueryLanguage": "JSONPath", "Next": "Route"},
         "Route": {
@@ -864,7 +932,11 @@ def test_every_valid_construct_is_accepted() -> None:
             "Comment": "c",
             "Choices": [
                 {"Comment": "rule", "Variable": "$.a", "IsPresent": True, "Next": "Fan"},
-                {"Comment": "not", "Not": {"Comment": "inner", "Variable": "$.b", "IsNull": True}, "Next": "Fan"},
+                {
+                    "Comment": "not",
+                    "Not": {"Comment": "inner", "Variable": "$.b", "IsNull": True},
+                    "Next": "Fan",
+                },
             ],
             "Default": "Fan",
         },
@@ -878,7 +950,11 @@ def test_every_valid_construct_is_accepted() -> None:
             "Type": "Map",
             "Comment": "c",
             "ItemSelector": {"v.$": "$$.Map.Item.Value"},
-            "ItemProcessor": {"Comment": "p", "ProcessorConfig": {"Mode": "INLINE"}, **processor(("E", pass_state()))},
+            "ItemProcessor": {
+                "Comment": "p",
+                "ProcessorConfig": {"Mode": "INLINE"},
+                **processor(("E", pass_state())),
+            },
             "Next": "Legacy",
         },
         "Legacy": {"Type": "Map", "Iterator": iterator, "Next": "Work"},

@@ -25,7 +25,9 @@ def test_task_execution_history_sequence_and_shapes() -> None:
             "End": True,
         },
     }
-    engine = Engine(registry({"arn:aws:states:::lambda:invoke": lambda request: {"Payload": 2}}), VirtualClock())
+    engine = Engine(
+        registry({"arn:aws:states:::lambda:invoke": lambda request: {"Payload": 2}}), VirtualClock()
+    )
     result = engine.run(machine(states), {"in": 0}, on_event=streamed.append)
     assert types(result) == [
         "ExecutionStarted",
@@ -91,7 +93,12 @@ def test_failure_and_retry_events() -> None:
         "TaskSucceeded",
     ]
     failed = result.history[4].to_json()["taskFailedEventDetails"]
-    assert failed == {"resourceType": "aws-sdk:s3", "resource": "putObject", "error": "Oops", "cause": "first"}
+    assert failed == {
+        "resourceType": "aws-sdk:s3",
+        "resource": "putObject",
+        "error": "Oops",
+        "cause": "first",
+    }
 
 
 def test_execution_failed_details() -> None:
@@ -103,7 +110,8 @@ def test_execution_failed_details() -> None:
 def test_map_events_chain_per_iteration() -> None:
     processor = {"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}}
     result = run(
-        machine({"M": {"Type": "Map", "MaxConcurrency": 1, "ItemProcessor": processor, "End": True}}), ["a", "b"]
+        machine({"M": {"Type": "Map", "MaxConcurrency": 1, "ItemProcessor": processor, "End": True}}),
+        ["a", "b"],
     )
     by_type = {}
     for event in result.history:
@@ -131,11 +139,14 @@ def test_parallel_events() -> None:
 def test_integrations_add_their_own_events() -> None:
     def submits(request: Any) -> Any:
         request.emit(
-            "TaskSubmitted", {"resourceType": "sagemaker", "resource": "createTrainingJob.sync", "output": "{}"}
+            "TaskSubmitted",
+            {"resourceType": "sagemaker", "resource": "createTrainingJob.sync", "output": "{}"},
         )
         return {}
 
-    states = {"T": {"Type": "Task", "Resource": "arn:aws:states:::sagemaker:createTrainingJob.sync", "End": True}}
+    states = {
+        "T": {"Type": "Task", "Resource": "arn:aws:states:::sagemaker:createTrainingJob.sync", "End": True}
+    }
     result = run(machine(states), handlers={"arn:aws:states:::sagemaker:createTrainingJob.sync": submits})
     submitted = result.history[types(result).index("TaskSubmitted")]
     assert submitted.to_json()["taskSubmittedEventDetails"]["resource"] == "createTrainingJob.sync"
@@ -149,10 +160,15 @@ def test_events_are_appended_safely_from_many_threads() -> None:
         with lock:
             seen_ids.append(event.id)
 
-    processor = {"StartAt": "P", "States": {"P": {"Type": "Pass", "Next": "Q"}, "Q": {"Type": "Pass", "End": True}}}
+    processor = {
+        "StartAt": "P",
+        "States": {"P": {"Type": "Pass", "Next": "Q"}, "Q": {"Type": "Pass", "End": True}},
+    }
     engine = Engine(registry(), VirtualClock())
     result = engine.run(
-        machine({"M": {"Type": "Map", "ItemProcessor": processor, "End": True}}), list(range(30)), on_event=listen
+        machine({"M": {"Type": "Map", "ItemProcessor": processor, "End": True}}),
+        list(range(30)),
+        on_event=listen,
     )
     assert result.status == "SUCCEEDED"
     assert seen_ids == list(range(1, len(result.history) + 1))

@@ -114,7 +114,9 @@ def invoke(function_name: str, payload: Any = None) -> dict[str, Any]:
     }
 
 
-def test_lambda_invoke_result_shape_context_and_environment(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_lambda_invoke_result_shape_context_and_environment(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("ARTIFACT_BUCKET", raising=False)
     result = run_task(project, invoke("Echo", {"x.$": "$.x"}), {"x": 1})
     assert result.status == "SUCCEEDED", result.cause

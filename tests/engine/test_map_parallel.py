@@ -122,7 +122,9 @@ def test_max_concurrency_path_and_engine_cap() -> None:
         return request.parameters
 
     state = map_state(ItemsPath="$.items", MaxConcurrencyPath="$.limit")
-    result = run(machine({"M": state}), {"items": list(range(5)), "limit": 3}, {"work": work}, max_concurrency=1)
+    result = run(
+        machine({"M": state}), {"items": list(range(5)), "limit": 3}, {"work": work}, max_concurrency=1
+    )
     assert result.output == list(range(5)) and gauge.peak == 1
 
 
@@ -162,7 +164,12 @@ def test_parallel_runs_branches_concurrently_with_the_same_input_and_keeps_branc
         return {
             "StartAt": f"T{tag}",
             "States": {
-                f"T{tag}": {"Type": "Task", "Resource": "work", "Parameters": {"tag": tag, "n.$": "$.n"}, "End": True}
+                f"T{tag}": {
+                    "Type": "Task",
+                    "Resource": "work",
+                    "Parameters": {"tag": tag, "n.$": "$.n"},
+                    "End": True,
+                }
             },
         }
 
@@ -190,7 +197,9 @@ def test_a_failed_branch_fails_the_parallel_state_with_its_error_and_cancels_the
         {"StartAt": "W", "States": {"W": {"Type": "Task", "Resource": "slow", "End": True}}},
         {"StartAt": "F", "States": {"F": {"Type": "Fail", "Error": "Branch.Bad", "Cause": "b"}}},
     ]
-    result = run(machine({"P": {"Type": "Parallel", "Branches": branches, "End": True}}), {}, {"slow": wait_for_cancel})
+    result = run(
+        machine({"P": {"Type": "Parallel", "Branches": branches, "End": True}}), {}, {"slow": wait_for_cancel}
+    )
     assert (result.status, result.error) == ("FAILED", "Branch.Bad")
     assert cancelled.wait(BARRIER_TIMEOUT)
     assert "ParallelStateFailed" in types(result)
@@ -212,7 +221,9 @@ def test_nested_map_in_parallel_in_map() -> None:
             {"StartAt": "Inner", "States": {"Inner": inner_map}},
             {
                 "StartAt": "Len",
-                "States": {"Len": {"Type": "Pass", "Parameters": {"n.$": "States.ArrayLength($.row)"}, "End": True}},
+                "States": {
+                    "Len": {"Type": "Pass", "Parameters": {"n.$": "States.ArrayLength($.row)"}, "End": True}
+                },
             },
         ],
         "End": True,

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -40,9 +41,15 @@ ITEM_PROCESSOR = {
 }
 
 CASES: dict[str, tuple[dict[str, Any], Any]] = {
-    "pass_result_path": (only(pass_state(Result={"r": [1, 2]}, ResultPath="$.deep.new.key")), {"deep": {"old": 1}}),
+    "pass_result_path": (
+        only(pass_state(Result={"r": [1, 2]}, ResultPath="$.deep.new.key")),
+        {"deep": {"old": 1}},
+    ),
     "pass_result_path_null": (only(pass_state(Result=1, ResultPath=None)), {"a": 1}),
-    "pass_input_output_path": (only(pass_state(InputPath="$.a", OutputPath="$.b")), {"a": {"b": [1, {"c": None}]}}),
+    "pass_input_output_path": (
+        only(pass_state(InputPath="$.a", OutputPath="$.b")),
+        {"a": {"b": [1, {"c": None}]}},
+    ),
     "pass_input_path_null": (only(pass_state(InputPath=None)), {"a": 1}),
     "pass_parameters_context": (
         only(
@@ -61,7 +68,11 @@ CASES: dict[str, tuple[dict[str, Any], Any]] = {
     "pass_indefinite_paths": (
         only(
             pass_state(
-                Parameters={"all.$": "$.items[*].id", "filtered.$": "$.items[?(@.n > 1)].id", "slice.$": "$.items[1:]"}
+                Parameters={
+                    "all.$": "$.items[*].id",
+                    "filtered.$": "$.items[?(@.n > 1)].id",
+                    "slice.$": "$.items[1:]",
+                }
             )
         ),
         {"items": [{"id": "a", "n": 1}, {"id": "b", "n": 2}, {"id": "c", "n": 3}]},
@@ -80,7 +91,13 @@ CASES: dict[str, tuple[dict[str, Any], Any]] = {
                 }
             )
         ),
-        {"name": "cv", "count": 3, "csv": "a,b,c", "text": '{"k": [1, 2]}', "obj": {"z": 1, "a": [True, None]}},
+        {
+            "name": "cv",
+            "count": 3,
+            "csv": "a,b,c",
+            "text": '{"k": [1, 2]}',
+            "obj": {"z": 1, "a": [True, None]},
+        },
     ),
     "intrinsics_arrays_and_math": (
         only(
@@ -202,7 +219,9 @@ CASES: dict[str, tuple[dict[str, Any], Any]] = {
                 "Type": "Map",
                 "ItemProcessor": {
                     "StartAt": "Tag",
-                    "States": {"Tag": pass_state(Parameters={"i.$": "$$.Map.Item.Index", "v.$": "$$.Map.Item.Value"})},
+                    "States": {
+                        "Tag": pass_state(Parameters={"i.$": "$$.Map.Item.Index", "v.$": "$$.Map.Item.Value"})
+                    },
                 },
                 "End": True,
             }
@@ -256,7 +275,10 @@ CASES: dict[str, tuple[dict[str, Any], Any]] = {
                 "Type": "Parallel",
                 "Parameters": {"base.$": "$.base"},
                 "Branches": [
-                    {"StartAt": "One", "States": {"One": pass_state(Parameters={"v.$": "States.MathAdd($.base, 1)"})}},
+                    {
+                        "StartAt": "One",
+                        "States": {"One": pass_state(Parameters={"v.$": "States.MathAdd($.base, 1)"})},
+                    },
                     {
                         "StartAt": "Two",
                         "States": {
@@ -300,7 +322,9 @@ CASES: dict[str, tuple[dict[str, Any], Any]] = {
                             "States": {"Bad": {"Type": "Fail", "Error": "Branch.Failed", "Cause": "why"}},
                         }
                     ],
-                    "Catch": [{"ErrorEquals": ["Branch.Failed"], "ResultPath": "$.error", "Next": "Recovered"}],
+                    "Catch": [
+                        {"ErrorEquals": ["Branch.Failed"], "ResultPath": "$.error", "Next": "Recovered"}
+                    ],
                     "Next": "Recovered",
                 },
                 "Recovered": {"Type": "Succeed"},
@@ -312,7 +336,10 @@ CASES: dict[str, tuple[dict[str, Any], Any]] = {
         only({"Type": "Fail", "ErrorPath": "$.code", "CausePath": "States.Format('failed at {}', $.step)"}),
         {"code": "Custom.Error", "step": 3},
     ),
-    "succeed_output_path": (only({"Type": "Succeed", "InputPath": "$.a", "OutputPath": "$.b"}), {"a": {"b": {"c": 1}}}),
+    "succeed_output_path": (
+        only({"Type": "Succeed", "InputPath": "$.a", "OutputPath": "$.b"}),
+        {"a": {"b": {"c": 1}}},
+    ),
     "wait_zero_then_pass": (
         {
             "StartAt": "W",
@@ -343,7 +370,10 @@ CASES: dict[str, tuple[dict[str, Any], Any]] = {
     ),
     "fail_without_cause": (only({"Type": "Fail", "Error": "Only.Error"}), {}),
     "wait_timestamp_in_the_past": (
-        {"StartAt": "W", "States": {"W": {"Type": "Wait", "TimestampPath": "$.at", "Next": "P"}, "P": pass_state()}},
+        {
+            "StartAt": "W",
+            "States": {"W": {"Type": "Wait", "TimestampPath": "$.at", "Next": "P"}, "P": pass_state()},
+        },
         {"at": "2001-02-03T04:05:06Z"},
     ),
     "missing_path_is_runtime_error": (only(pass_state(Parameters={"x.$": "$.nope"})), {"a": 1}),
@@ -391,7 +421,15 @@ CASES: dict[str, tuple[dict[str, Any], Any]] = {
         {"items": [1, 2, 3]},
     ),
     "map_empty_items": (
-        only({"Type": "Map", "ItemsPath": "$.xs", "ItemProcessor": ITEM_PROCESSOR, "ResultPath": "$.out", "End": True}),
+        only(
+            {
+                "Type": "Map",
+                "ItemsPath": "$.xs",
+                "ItemProcessor": ITEM_PROCESSOR,
+                "ResultPath": "$.out",
+                "End": True,
+            }
+        ),
         {"xs": []},
     ),
     "choice_spec_example": (
@@ -423,7 +461,9 @@ CASES: dict[str, tuple[dict[str, Any], Any]] = {
     ),
     "format_every_kind_of_value": (
         only(
-            pass_state(Parameters={"s.$": "States.Format('{} {} {} {} {} {} {}', $.i, $.f, $.t, $.n, $.s, $.o, $.a)"})
+            pass_state(
+                Parameters={"s.$": "States.Format('{} {} {} {} {} {} {}', $.i, $.f, $.t, $.n, $.s, $.o, $.a)"}
+            )
         ),
         {"i": 3, "f": 1.1, "t": True, "n": None, "s": "text", "o": {"Arg1": 1, "Arg2": []}, "a": [1, "x"]},
     ),
@@ -495,7 +535,9 @@ def run_on_moto(client: Any, case: str, definition: dict[str, Any], data: Any) -
 
 
 def run_locally(case: str, definition: dict[str, Any], data: Any) -> tuple[str, Any, str | None]:
-    result = Engine(TaskRegistry(), VirtualClock()).run(definition, data, name=EXECUTION, state_machine_name=case)
+    result = Engine(TaskRegistry(), VirtualClock()).run(
+        definition, data, name=EXECUTION, state_machine_name=case
+    )
     return result.status, result.output, result.error
 
 

@@ -38,7 +38,9 @@ def task(retry: list[dict] | None = None, catch: list[dict] | None = None, **fie
 
 def test_retry_defaults_interval_1_backoff_2_max_attempts_3() -> None:
     clock, flaky = VirtualClock(), Flaky(failures=3)
-    result = run(machine({"T": task([{"ErrorEquals": ["States.ALL"]}])}), handlers={"flaky": flaky}, clock=clock)
+    result = run(
+        machine({"T": task([{"ErrorEquals": ["States.ALL"]}])}), handlers={"flaky": flaky}, clock=clock
+    )
     assert result.output == {"attempts": 4}
     assert flaky.retry_counts == [0, 1, 2, 3]
     assert clock.slept == [1, 2, 4]
@@ -62,13 +64,17 @@ def test_retry_gives_up_after_max_attempts_with_the_last_error() -> None:
 
 def test_max_attempts_zero_never_retries() -> None:
     flaky = Flaky(failures=1)
-    result = run(machine({"T": task([{"ErrorEquals": ["States.ALL"], "MaxAttempts": 0}])}), handlers={"flaky": flaky})
+    result = run(
+        machine({"T": task([{"ErrorEquals": ["States.ALL"], "MaxAttempts": 0}])}), handlers={"flaky": flaky}
+    )
     assert result.status == "FAILED" and flaky.retry_counts == [0]
 
 
 def test_full_jitter_stays_within_the_backoff() -> None:
     clock = VirtualClock()
-    retry = [{"ErrorEquals": ["States.ALL"], "IntervalSeconds": 2, "MaxAttempts": 5, "JitterStrategy": "FULL"}]
+    retry = [
+        {"ErrorEquals": ["States.ALL"], "IntervalSeconds": 2, "MaxAttempts": 5, "JitterStrategy": "FULL"}
+    ]
     run(machine({"T": task(retry)}), handlers={"flaky": Flaky(failures=5)}, clock=clock)
     bounds = [2, 4, 8, 16, 32]
     assert len(clock.slept) == 5
@@ -123,7 +129,8 @@ def test_error_matching(error: str, error_equals: list[str], caught: bool) -> No
 def test_catch_places_error_output_at_its_result_path_in_the_raw_input() -> None:
     states = {
         "T": task(
-            catch=[{"ErrorEquals": ["Flaky.Error"], "ResultPath": "$.error", "Next": "Handled"}], OutputPath="$.never"
+            catch=[{"ErrorEquals": ["Flaky.Error"], "ResultPath": "$.error", "Next": "Handled"}],
+            OutputPath="$.never",
         ),
         "Handled": {"Type": "Pass", "End": True},
     }
@@ -138,14 +145,20 @@ def test_catch_result_path_defaults_to_replacing_the_input_and_null_discards() -
         "Error": "Flaky.Error",
         "Cause": "attempt 1",
     }
-    states = {"T": task(catch=[{"ErrorEquals": ["States.ALL"], "ResultPath": None, "Next": "H"}]), "H": handled}
+    states = {
+        "T": task(catch=[{"ErrorEquals": ["States.ALL"], "ResultPath": None, "Next": "H"}]),
+        "H": handled,
+    }
     assert run(machine(states), {"keep": 1}, handlers={"flaky": Flaky(1)}).output == {"keep": 1}
 
 
 def test_catch_applies_once_retries_are_spent() -> None:
     clock, flaky = VirtualClock(), Flaky(failures=5)
     states = {
-        "T": task([{"ErrorEquals": ["States.ALL"], "MaxAttempts": 2}], [{"ErrorEquals": ["States.ALL"], "Next": "H"}]),
+        "T": task(
+            [{"ErrorEquals": ["States.ALL"], "MaxAttempts": 2}],
+            [{"ErrorEquals": ["States.ALL"], "Next": "H"}],
+        ),
         "H": {"Type": "Pass", "End": True},
     }
     result = run(machine(states), handlers={"flaky": flaky}, clock=clock)
@@ -168,7 +181,14 @@ def test_handler_exception_is_caught_as_task_failed() -> None:
 def test_retry_reruns_a_parallel_state_whole() -> None:
     flaky = Flaky(failures=1)
     branch = {"StartAt": "T", "States": {"T": task()}}
-    states = {"P": {"Type": "Parallel", "Branches": [branch], "Retry": [{"ErrorEquals": ["States.ALL"]}], "End": True}}
+    states = {
+        "P": {
+            "Type": "Parallel",
+            "Branches": [branch],
+            "Retry": [{"ErrorEquals": ["States.ALL"]}],
+            "End": True,
+        }
+    }
     result = run(machine(states), handlers={"flaky": flaky})
     assert result.output == [{"attempts": 2}]
     assert flaky.retry_counts == [0, 0]  # a retry of the Parallel state starts fresh task states
@@ -209,6 +229,9 @@ def test_error_output_cause_is_json_text_for_structured_causes() -> None:
     def structured(request: Any) -> Any:
         raise StatesError("Fn.Error", json.dumps({"errorMessage": "m"}))
 
-    states = {"T": task(catch=[{"ErrorEquals": ["States.ALL"], "Next": "H"}], Resource="s"), "H": {"Type": "Succeed"}}
+    states = {
+        "T": task(catch=[{"ErrorEquals": ["States.ALL"], "Next": "H"}], Resource="s"),
+        "H": {"Type": "Succeed"},
+    }
     result = run(machine(states), handlers={"s": structured})
     assert json.loads(result.output["Cause"]) == {"errorMessage": "m"}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -13,7 +13,9 @@ from .helpers import machine, registry, run
 
 
 def test_pass_result_and_result_path_merge_into_the_raw_input() -> None:
-    result = run(machine({"P": {"Type": "Pass", "Result": {"x": 1}, "ResultPath": "$.r", "End": True}}), {"a": 0})
+    result = run(
+        machine({"P": {"Type": "Pass", "Result": {"x": 1}, "ResultPath": "$.r", "End": True}}), {"a": 0}
+    )
     assert (result.status, result.output) == ("SUCCEEDED", {"a": 0, "r": {"x": 1}})
 
 
@@ -48,7 +50,10 @@ def test_choice_routes_and_keeps_its_input() -> None:
             "Choices": [
                 {"Variable": "$.n", "NumericGreaterThan": 10, "Next": "Big"},
                 {
-                    "And": [{"Variable": "$.n", "IsPresent": True}, {"Not": {"Variable": "$.n", "NumericEquals": 0}}],
+                    "And": [
+                        {"Variable": "$.n", "IsPresent": True},
+                        {"Not": {"Variable": "$.n", "NumericEquals": 0}},
+                    ],
                     "Next": "Small",
                 },
             ],
@@ -84,7 +89,7 @@ def test_choice_without_match_or_default_fails() -> None:
     ],
 )
 def test_wait_sleeps_on_the_clock(wait: dict, expected: float) -> None:
-    clock = VirtualClock(datetime(2024, 1, 1, tzinfo=timezone.utc))
+    clock = VirtualClock(datetime(2024, 1, 1, tzinfo=UTC))
     data = {"delay": 12, "until": "2024-01-01T00:01:30.000+00:00"}
     result = run(machine({"W": {"Type": "Wait", **wait, "End": True}}), data, clock=clock)
     assert result.output == data
@@ -143,7 +148,7 @@ def test_task_processing_order_parameters_result_selector_result_path_output_pat
 def test_task_gets_the_context_object() -> None:
     contexts = []
     state = {"Type": "Task", "Resource": "spy", "End": True}
-    clock = VirtualClock(datetime(2024, 5, 6, 7, 8, 9, 123000, tzinfo=timezone.utc))
+    clock = VirtualClock(datetime(2024, 5, 6, 7, 8, 9, 123000, tzinfo=UTC))
     engine = Engine(registry({"spy": lambda request: contexts.append(request.context)}), clock)
     result = engine.run(machine({"Work": state}), {"a": 1}, name="exec-1", state_machine_name="Pipeline")
     context = contexts[0]
@@ -194,11 +199,15 @@ def test_unknown_resource_is_a_runtime_error_naming_the_state() -> None:
 def test_path_failure_is_a_runtime_error_naming_the_state() -> None:
     result = run(machine({"P": {"Type": "Pass", "InputPath": "$.missing", "End": True}}), {})
     assert result.error == "States.Runtime"
-    assert result.cause.startswith("An error occurred while executing the state 'P' (entered at the event id #2).")
+    assert result.cause.startswith(
+        "An error occurred while executing the state 'P' (entered at the event id #2)."
+    )
 
 
 def test_task_result_must_be_json() -> None:
-    result = run(machine({"T": {"Type": "Task", "Resource": "r", "End": True}}), handlers={"r": lambda request: {1, 2}})
+    result = run(
+        machine({"T": {"Type": "Task", "Resource": "r", "End": True}}), handlers={"r": lambda request: {1, 2}}
+    )
     assert result.error == "States.Runtime"
 
 

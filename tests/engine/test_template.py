@@ -103,7 +103,9 @@ def test_short_tags_load_as_long_forms() -> None:
     }
 
 
-def test_definition_substitutions_resolve_locally(template: Template, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_definition_substitutions_resolve_locally(
+    template: Template, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("AWS_REGION", "eu-west-1")
     machine = template.state_machines()["Pipeline"]
     assert machine.definition_uri == template.path.parent / "statemachine" / "pipeline.asl.json"
@@ -138,7 +140,11 @@ def test_functions_table_merges_globals(template: Template) -> None:
     prepare = functions["PrepareInput"]
     assert prepare.code_uri == template.path.parent / "functions" / "prepare_input"
     assert prepare.handler == "app.lambda_handler"
-    assert prepare.environment == {"LOG_LEVEL": "INFO", "SHARED": "own", "ARTIFACT_BUCKET": "cvpipe-local-artifacts"}
+    assert prepare.environment == {
+        "LOG_LEVEL": "INFO",
+        "SHARED": "own",
+        "ARTIFACT_BUCKET": "cvpipe-local-artifacts",
+    }
     assert (prepare.timeout, prepare.memory_size) == (30, 512)
     assert functions["Aggregate"].environment == {"LOG_LEVEL": "INFO", "SHARED": "globals"}
     assert functions["Aggregate"].timeout == 60
@@ -153,7 +159,9 @@ def test_substitute_replaces_placeholders_and_names_the_missing_ones() -> None:
 
 
 def test_state_machine_for_a_definition_file(template: Template, tmp_path: Path) -> None:
-    assert state_machine_for(template, tmp_path / "statemachine" / "pipeline.asl.json").logical_id == "Pipeline"
+    assert (
+        state_machine_for(template, tmp_path / "statemachine" / "pipeline.asl.json").logical_id == "Pipeline"
+    )
     assert state_machine_for(template, tmp_path / "other.json").logical_id == "Pipeline"  # the only one
 
 

@@ -111,7 +111,9 @@ def test_abort_stops_a_running_execution_and_cancels_its_task() -> None:
         return "never used"
 
     engine = Engine(registry({"blocked": blocked}), VirtualClock())
-    execution = engine.start(machine({"T": {"Type": "Task", "Resource": "blocked", "End": True}}), name="to-abort")
+    execution = engine.start(
+        machine({"T": {"Type": "Task", "Resource": "blocked", "End": True}}), name="to-abort"
+    )
     assert running.wait(PATIENCE)
     execution.abort(error="User.Stop", cause="enough")
     result = execution.wait(PATIENCE)

@@ -30,7 +30,11 @@ def test_a_valid_definition_passes() -> None:
                 "Work": {
                     "Type": "Task",
                     "Resource": "r",
-                    "Parameters": {"a.$": "$.x", "b.$": "States.Format('{}', $.x)", "c": [{"d.$": "$$.Execution.Id"}]},
+                    "Parameters": {
+                        "a.$": "$.x",
+                        "b.$": "States.Format('{}', $.x)",
+                        "c": [{"d.$": "$$.Execution.Id"}],
+                    },
                     "Retry": [
                         {
                             "ErrorEquals": ["X"],
@@ -84,7 +88,10 @@ def test_every_problem_is_listed_with_its_nested_path() -> None:
     ("state", "expected"),
     [
         ({"Type": "Nope", "End": True}, "States.S: unknown Type 'Nope'"),
-        ({"Type": "Pass", "ResultSelector": {}, "End": True}, "States.S: field 'ResultSelector' is not allowed here"),
+        (
+            {"Type": "Pass", "ResultSelector": {}, "End": True},
+            "States.S: field 'ResultSelector' is not allowed here",
+        ),
         ({"Type": "Succeed", "Next": "S"}, "States.S: field 'Next' is not allowed here"),
         ({"Type": "Pass", "Next": "S", "End": True}, "States.S: has both Next and End"),
         ({"Type": "Pass", "End": False}, "States.S: End must be true"),
@@ -138,8 +145,14 @@ def test_every_problem_is_listed_with_its_nested_path() -> None:
             },
             "States.S: MaxConcurrency must be",
         ),
-        ({"Type": "Pass", "QueryLanguage": "JSONata", "End": True}, "States.S: QueryLanguage 'JSONata': only JSONPath"),
-        ({"Type": "Pass", "Assign": {"x": 1}, "End": True}, "States.S: Assign: variables (Assign) are not supported"),
+        (
+            {"Type": "Pass", "QueryLanguage": "JSONata", "End": True},
+            "States.S: QueryLanguage 'JSONata': only JSONPath",
+        ),
+        (
+            {"Type": "Pass", "Assign": {"x": 1}, "End": True},
+            "States.S: Assign: variables (Assign) are not supported",
+        ),
         (
             {
                 "Type": "Map",
@@ -188,11 +201,21 @@ def test_every_problem_is_listed_with_its_nested_path() -> None:
             "States.S.Retry[0]: ErrorEquals must be a non-empty array",
         ),
         (
-            {"Type": "Task", "Resource": "r", "Retry": [{"ErrorEquals": ["X"], "BackoffRate": 0.5}], "End": True},
+            {
+                "Type": "Task",
+                "Resource": "r",
+                "Retry": [{"ErrorEquals": ["X"], "BackoffRate": 0.5}],
+                "End": True,
+            },
             "States.S.Retry[0]: BackoffRate must be a number >= 1.0",
         ),
         (
-            {"Type": "Task", "Resource": "r", "Retry": [{"ErrorEquals": ["X"], "JitterStrategy": "HALF"}], "End": True},
+            {
+                "Type": "Task",
+                "Resource": "r",
+                "Retry": [{"ErrorEquals": ["X"], "JitterStrategy": "HALF"}],
+                "End": True,
+            },
             "States.S.Retry[0]: JitterStrategy must be FULL or NONE",
         ),
         (

@@ -90,7 +90,9 @@ def make_config(prepare_input):
 
     def make(**sections) -> dict:
         document = {"dataset": {"uri": "s3://cvpipe-data/iris.csv", "target": "species"}, **sections}
-        return prepare_input.execution_input.normalise(document, execution="exec-1", bucket="cvpipe-artifacts")
+        return prepare_input.execution_input.normalise(
+            document, execution="exec-1", bucket="cvpipe-artifacts"
+        )
 
     return make
 
@@ -104,7 +106,9 @@ def published_metrics(capsys):
         for line in capsys.readouterr().out.splitlines():
             document = json.loads(line) if line.startswith("{") else {}
             for definition in document.get("_aws", {}).get("CloudWatchMetrics", []):
-                published.update({metric["Name"]: document[metric["Name"]] for metric in definition["Metrics"]})
+                published.update(
+                    {metric["Name"]: document[metric["Name"]] for metric in definition["Metrics"]}
+                )
         return published
 
     return read

@@ -13,7 +13,11 @@ def fold_scores(aggregate_scores):
 
 
 def candidate(id_, **params):
-    return {"id": id_, "params": params, "hyperparameters": {name: json.dumps(v) for name, v in params.items()}}
+    return {
+        "id": id_,
+        "params": params,
+        "hyperparameters": {name: json.dumps(v) for name, v in params.items()},
+    }
 
 
 def completed(fold, score, train=0.99, fit_time=0.5):
@@ -26,7 +30,13 @@ def completed(fold, score, train=0.99, fit_time=0.5):
 
 
 def failed(fold, cause="AlgorithmError: boom"):
-    return {"fold": fold, "job": f"cv-job-f{fold}", "status": "Failed", "error": "States.TaskFailed", "cause": cause}
+    return {
+        "fold": fold,
+        "job": f"cv-job-f{fold}",
+        "status": "Failed",
+        "error": "States.TaskFailed",
+        "cause": cause,
+    }
 
 
 def scored(*scores):
@@ -117,7 +127,9 @@ def test_missing_or_non_finite_validation_score_fails_the_fold(fold_scores):
 def test_failure_cause_is_the_failure_reason_trimmed(fold_scores):
     described = json.dumps({"TrainingJobName": "cv-job-f0", "FailureReason": "AlgorithmError: " + "x" * 5000})
 
-    tuning = aggregate(fold_scores, [candidate(0), candidate(1)], [[failed(0, described)], [failed(0, "y" * 2000)]])
+    tuning = aggregate(
+        fold_scores, [candidate(0), candidate(1)], [[failed(0, described)], [failed(0, "y" * 2000)]]
+    )
 
     first, second = (entry["failures"][0]["cause"] for entry in tuning["history"])
     assert first.startswith("AlgorithmError: xxx") and len(first) == 1024 and first.endswith("...")
@@ -144,9 +156,13 @@ def test_best_is_the_highest_mean_and_ties_go_to_the_lowest_id(fold_scores):
 
 
 def test_best_and_counts_span_rounds(fold_scores):
-    first = aggregate(fold_scores, [candidate(0), candidate(1), candidate(2)], [scored(0.7), [failed(0)], scored(0.9)])
+    first = aggregate(
+        fold_scores, [candidate(0), candidate(1), candidate(2)], [scored(0.7), [failed(0)], scored(0.9)]
+    )
 
-    second = aggregate(fold_scores, [candidate(3), candidate(4), candidate(5)], [scored(0.8)] * 3, tuning=first)
+    second = aggregate(
+        fold_scores, [candidate(3), candidate(4), candidate(5)], [scored(0.8)] * 3, tuning=first
+    )
 
     assert [entry["id"] for entry in second["history"]] == [0, 1, 2, 3, 4, 5]
     assert (second["round"], second["evaluated"], second["failed"]) == (2, 6, 1)

@@ -113,7 +113,11 @@ def test_metadata(registration, event):
 
 def test_metadata_respects_customer_metadata_limits(registration, event):
     best = copy.deepcopy(BEST)
-    best["params"] = {"hidden_layer_sizes": [100, 50], "note": "a\tb{c}", **{f"p{i}": i / 7 for i in range(40)}}
+    best["params"] = {
+        "hidden_layer_sizes": [100, 50],
+        "note": "a\tb{c}",
+        **{f"p{i}": i / 7 for i in range(40)},
+    }
     best["cv"]["folds"] = [0.123456789] * 50
     event["tuning"]["best"] = best
 
@@ -122,7 +126,9 @@ def test_metadata_respects_customer_metadata_limits(registration, event):
     assert len(metadata) <= 50
     assert all(1 <= len(key) <= 128 for key in metadata)
     assert all(metadata_value_is_valid(value) for value in metadata.values()), metadata
-    assert metadata["params"].startswith("hidden_layer_sizes= 100 50 note=a b c p0=0.0 p1=0.14285714285714285 ")
+    assert metadata["params"].startswith(
+        "hidden_layer_sizes= 100 50 note=a b c p0=0.0 p1=0.14285714285714285 "
+    )
     assert metadata["params"].endswith("...") and len(metadata["params"]) == 256
     assert metadata["cv_folds"].startswith("0.123457 0.123457") and len(metadata["cv_folds"]) == 256
 
@@ -165,7 +171,10 @@ def test_holdout_score_is_in_statistics_metadata_and_description(registration, e
 
     result = build(registration, holdout_event)
 
-    assert result["statistics"] == {**without["statistics"], "holdout": {"value": 0.9333333333333333, "rows": 30}}
+    assert result["statistics"] == {
+        **without["statistics"],
+        "holdout": {"value": 0.9333333333333333, "rows": 30},
+    }
     assert result["metadata"] == {**without["metadata"], "holdout_score": "0.9333333333333333"}
     assert result["description"] == (
         "SVC: accuracy 0.9500 ± 0.0200 in 3-fold cross-validation (StratifiedKFold), 0.9333 on 30 holdout rows; "
@@ -205,7 +214,9 @@ def test_handler_builds_the_registration(build_registration, event, lambda_conte
     assert published_metrics()["RegisteredScore"] == [0.95]
 
 
-def test_handler_publishes_the_holdout_score(build_registration, holdout_event, lambda_context, published_metrics):
+def test_handler_publishes_the_holdout_score(
+    build_registration, holdout_event, lambda_context, published_metrics
+):
     result = build_registration.app.lambda_handler(holdout_event, lambda_context)
 
     assert result["statistics"]["holdout"] == {"value": 0.9333333333333333, "rows": 30}

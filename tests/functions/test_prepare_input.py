@@ -19,7 +19,9 @@ def with_(**sections):
     """MINIMAL with sections merged one level deep, e.g. with_(cv={"k": 1})."""
     document = copy.deepcopy(MINIMAL)
     for name, value in sections.items():
-        document[name] = {**document[name], **value} if isinstance(value, dict) and name in document else value
+        document[name] = (
+            {**document[name], **value} if isinstance(value, dict) and name in document else value
+        )
     return document
 
 
@@ -37,7 +39,13 @@ def test_defaults_are_filled(execution_input):
         "dataset": {"uri": "s3://cvpipe-data/iris.csv", "target": "species"},
         "cv": {"splitter": "auto", "k": 5, "seed": 0, "holdout": 0.0, "return_train_score": False},
         "model": {"estimator": "SVC", "params": {}, "scaler": "StandardScaler", "search_space": {}},
-        "tuning": {"strategy": "grid", "max_candidates": 20, "batch_size": 20, "parallel_candidates": 0, "seed": 0},
+        "tuning": {
+            "strategy": "grid",
+            "max_candidates": 20,
+            "batch_size": 20,
+            "parallel_candidates": 0,
+            "seed": 0,
+        },
         "metric": "auto",
         "baseline": -1e308,
         "baseline_given": False,
@@ -123,7 +131,9 @@ def test_fold_jobs_per_round_stay_within_the_payload_limit(execution_input):
         with_(cv={"k": 50}, tuning={"max_candidates": 100}), execution="a", bucket="b"
     )
     assert config["tuning"]["batch_size"] == 8  # 8 candidates x 50 folds = 400 fold jobs a round
-    with pytest.raises(execution_input.InvalidInputError, match="tuning.batch_size: 20 candidates x 50 folds"):
+    with pytest.raises(
+        execution_input.InvalidInputError, match="tuning.batch_size: 20 candidates x 50 folds"
+    ):
         execution_input.normalise(
             with_(cv={"k": 50}, tuning={"max_candidates": 100, "batch_size": 20}), execution="a", bucket="b"
         )
@@ -145,20 +155,35 @@ def test_random_strategy_needs_no_steps(execution_input):
         (with_(dataset={"uri": "https://example.com/iris.csv"}), "dataset.uri: must be s3://bucket/key"),
         ({"dataset": {"uri": "s3://cvpipe-data/iris.csv"}}, "dataset.target: required"),
         (with_(dataset={"target": ""}), "dataset.target: string should have at least 1 character"),
-        (with_(tuning={"max_candidate": 5}), "tuning.max_candidate: unknown field: did you mean 'max_candidates'?"),
+        (
+            with_(tuning={"max_candidate": 5}),
+            "tuning.max_candidate: unknown field: did you mean 'max_candidates'?",
+        ),
         (with_(colour="blue"), "colour: unknown field: remove it (allowed: dataset, cv, model"),
-        (with_(cv={"splitter": "GroupKFold"}), "cv.splitter: must be one of 'auto', 'KFold', 'StratifiedKFold'"),
+        (
+            with_(cv={"splitter": "GroupKFold"}),
+            "cv.splitter: must be one of 'auto', 'KFold', 'StratifiedKFold'",
+        ),
         (with_(cv={"k": 1}), "cv.k: input should be greater than or equal to 2 (got 1)"),
         (with_(cv={"k": 51}), "cv.k: input should be less than or equal to 50 (got 51)"),
         (with_(cv={"seed": -1}), "cv.seed: input should be greater than or equal to 0"),
         (with_(cv={"holdout": -0.1}), "cv.holdout: input should be greater than or equal to 0 (got -0.1)"),
         (with_(cv={"holdout": 0.5}), "cv.holdout: input should be less than 0.5 (got 0.5)"),
         (with_(cv={"holdout": 20}), "cv.holdout: input should be less than 0.5 (got 20)"),
-        (with_(model={"estimator": "sklearn..SVC"}), "model.estimator: must be a scikit-learn estimator class name"),
+        (
+            with_(model={"estimator": "sklearn..SVC"}),
+            "model.estimator: must be a scikit-learn estimator class name",
+        ),
         (with_(model={"scaler": "MinMaxScaler"}), "model.scaler: must be one of 'StandardScaler', 'none'"),
-        (with_(model={"params": {"cv_seed": 1}}), "model.params.cv_seed: invalid name: must be an estimator param"),
+        (
+            with_(model={"params": {"cv_seed": 1}}),
+            "model.params.cv_seed: invalid name: must be an estimator param",
+        ),
         (with_(model={"search_space": {"C": [1, 10]}}), 'model.search_space.C: must be {"values": [...]} or'),
-        (with_(model={"search_space": {"C": {"values": []}}}), "model.search_space.C.values: must not be empty"),
+        (
+            with_(model={"search_space": {"C": {"values": []}}}),
+            "model.search_space.C.values: must not be empty",
+        ),
         (
             with_(model={"search_space": {"C": {"values": [1], "log": True}}}),
             "model.search_space.C.log: unknown field: remove it (allowed: values)",
@@ -180,7 +205,9 @@ def test_random_strategy_needs_no_steps(execution_input):
             "model.search_space.C.low: must be below high (got low=10, high=1)",
         ),
         (
-            with_(model={"search_space": {"C": {"type": "float", "low": 0, "high": 1, "log": True, "steps": 3}}}),
+            with_(
+                model={"search_space": {"C": {"type": "float", "low": 0, "high": 1, "log": True, "steps": 3}}}
+            ),
             "model.search_space.C.low: must be above 0 when log is true (got low=0)",
         ),
         (
@@ -200,22 +227,34 @@ def test_random_strategy_needs_no_steps(execution_input):
             "model.search_space.C: also set in model.params",
         ),
         (with_(tuning={"strategy": "bayesian"}), "tuning.strategy: must be one of 'grid', 'random'"),
-        (with_(tuning={"max_candidates": 0}), "tuning.max_candidates: input should be greater than or equal to 1"),
+        (
+            with_(tuning={"max_candidates": 0}),
+            "tuning.max_candidates: input should be greater than or equal to 1",
+        ),
         (
             with_(tuning={"max_candidates": 5, "batch_size": 6}),
             "tuning.batch_size: must be at most max_candidates (got 6 > 5)",
         ),
-        (with_(metric="acuracy"), "metric: unknown scorer: use \"auto\" or a scikit-learn scorer name"),
+        (with_(metric="acuracy"), 'metric: unknown scorer: use "auto" or a scikit-learn scorer name'),
         (with_(baseline="high"), "baseline: input should be a valid number"),
-        (with_(registry={"group": "my_models"}), "registry.group: must be 1 to 63 letters, digits or hyphens"),
+        (
+            with_(registry={"group": "my_models"}),
+            "registry.group: must be 1 to 63 letters, digits or hyphens",
+        ),
         (with_(registry={"group": "a" * 64}), "registry.group: must be 1 to 63 letters, digits or hyphens"),
         (
             with_(registry={"approval_status": "approved"}),
             "registry.approval_status: must be one of 'Approved', 'Rejected', 'PendingManualApproval': did you mean "
             "'Approved'? (got 'approved')",
         ),
-        (with_(training={"instance_type": "m5.large"}), "training.instance_type: must be a SageMaker instance type"),
-        (with_(training={"instance_count": 0}), "training.instance_count: input should be greater than or equal"),
+        (
+            with_(training={"instance_type": "m5.large"}),
+            "training.instance_type: must be a SageMaker instance type",
+        ),
+        (
+            with_(training={"instance_count": 0}),
+            "training.instance_count: input should be greater than or equal",
+        ),
         ([MINIMAL], "(input): must be a JSON object"),
     ],
 )
@@ -237,19 +276,26 @@ def test_each_invalid_field_is_named_with_what_to_do(execution_input, document, 
             with_(baseline=1.5),
             "baseline: 1.5 is above the best possible score of metric auto (accuracy or r2), 1, so no model could pass",
         ),
-        (with_(metric="neg_log_loss", baseline=0.1), "baseline: 0.1 is above the best possible score of metric neg_"),
+        (
+            with_(metric="neg_log_loss", baseline=0.1),
+            "baseline: 0.1 is above the best possible score of metric neg_",
+        ),
     ],
 )
 def test_wrong_types_and_impossible_baselines_are_named(execution_input, document, expected):
     assert any(problem.startswith(expected) for problem in problems_of(execution_input, document)), expected
 
 
-@pytest.mark.parametrize(("metric", "baseline"), [("auto", 1.0), ("neg_log_loss", 0), ("mutual_info_score", 3)])
+@pytest.mark.parametrize(
+    ("metric", "baseline"), [("auto", 1.0), ("neg_log_loss", 0), ("mutual_info_score", 3)]
+)
 def test_a_reachable_baseline_is_kept(execution_input, metric, baseline):
     assert execution_input.validate(with_(metric=metric, baseline=baseline)).baseline == baseline
 
 
-@pytest.mark.parametrize(("holdout", "environment"), [(0, "0.0"), (0.2, "0.2"), (1e-3, "0.001"), (0.499, "0.499")])
+@pytest.mark.parametrize(
+    ("holdout", "environment"), [(0, "0.0"), (0.2, "0.2"), (1e-3, "0.001"), (0.499, "0.499")]
+)
 def test_holdout_fraction_reaches_the_split_job(execution_input, holdout, environment):
     config = execution_input.normalise(with_(cv={"holdout": holdout}), execution="e", bucket="artifacts")
     assert config["cv"]["holdout"] == holdout and isinstance(config["cv"]["holdout"], float)
@@ -259,7 +305,9 @@ def test_holdout_fraction_reaches_the_split_job(execution_input, holdout, enviro
 
 def test_a_misspelt_required_field_is_one_problem(execution_input):
     document = with_(model={"search_space": {"C": {"typ": "float", "low": 1, "high": 2, "steps": 2}}})
-    assert problems_of(execution_input, document) == ["model.search_space.C.typ: unknown field: did you mean 'type'?"]
+    assert problems_of(execution_input, document) == [
+        "model.search_space.C.typ: unknown field: did you mean 'type'?"
+    ]
     assert problems_of(execution_input, {"datset": MINIMAL["dataset"]}) == [
         "datset: unknown field: did you mean 'dataset'?"
     ]
@@ -282,7 +330,12 @@ def test_every_bad_field_is_reported_at_once(execution_input):
 
     problems = problems_of(execution_input, document)
 
-    assert [problem.split(":")[0] for problem in problems] == ["dataset.uri", "cv.k", "tuning.strategy", "metric"]
+    assert [problem.split(":")[0] for problem in problems] == [
+        "dataset.uri",
+        "cv.k",
+        "tuning.strategy",
+        "metric",
+    ]
 
 
 def test_cross_field_problems_are_reported_together(execution_input):
@@ -290,7 +343,9 @@ def test_cross_field_problems_are_reported_together(execution_input):
         "C": {"type": "float", "low": 10, "high": 1, "steps": 3},
         "gamma": {"type": "float", "low": 0.1, "high": 1},
     }
-    document = with_(model={"params": {"C": 1}, "search_space": space}, tuning={"max_candidates": 2, "batch_size": 3})
+    document = with_(
+        model={"params": {"C": 1}, "search_space": space}, tuning={"max_candidates": 2, "batch_size": 3}
+    )
 
     problems = problems_of(execution_input, document)
 
@@ -337,7 +392,12 @@ def test_json_schema_describes_the_input(execution_input):
     assert schema["additionalProperties"] is False
     assert "neg_log_loss" in schema["properties"]["metric"]["enum"]
     holdout = schema["$defs"]["CrossValidation"]["properties"]["holdout"]
-    assert (holdout["type"], holdout["default"], holdout["minimum"], holdout["exclusiveMaximum"]) == ("number", 0, 0, 0.5)
+    assert (holdout["type"], holdout["default"], holdout["minimum"], holdout["exclusiveMaximum"]) == (
+        "number",
+        0,
+        0,
+        0.5,
+    )
     assert "baseline gate uses that score" in holdout["description"]
 
 

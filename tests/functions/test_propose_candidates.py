@@ -17,7 +17,9 @@ def search_space(propose_candidates):
 
 
 def propose(search_space, config, tuning=None):
-    return search_space.propose(search_space.ProposeEvent.model_validate({"config": config, "tuning": tuning}))
+    return search_space.propose(
+        search_space.ProposeEvent.model_validate({"config": config, "tuning": tuning})
+    )
 
 
 def propose_all(search_space, config):
@@ -179,9 +181,9 @@ def test_hyperparameters_are_control_keys_and_json_text(search_space, make_confi
         "kernel": '"linear"',
         "shrinking": "false",
     }
-    assert {name: json.loads(value) for name, value in candidate["hyperparameters"].items() if name[:3] != "cv_"} == (
-        candidate["params"]
-    )
+    assert {
+        name: json.loads(value) for name, value in candidate["hyperparameters"].items() if name[:3] != "cv_"
+    } == (candidate["params"])
 
 
 def test_metric_resolved_by_the_split_job_is_passed_on(search_space, make_config):
@@ -202,7 +204,10 @@ def test_too_long_hyperparameter_is_a_clear_error(search_space, make_config):
 def test_too_many_hyperparameters_is_a_clear_error(search_space, make_config):
     config = make_config(model={"params": {f"p{i}": i for i in range(95)}})
 
-    with pytest.raises(search_space.HyperparameterLimitError, match="100 hyperparameters .* exceed SageMaker's 100 with the cv_fold key"):
+    with pytest.raises(
+        search_space.HyperparameterLimitError,
+        match="100 hyperparameters .* exceed SageMaker's 100 with the cv_fold key",
+    ):
         propose(search_space, config)
 
 
@@ -217,7 +222,9 @@ def test_handler_proposes_the_first_round(propose_candidates, make_config, lambd
     assert published_metrics()["CandidatesProposed"] == [4]
 
 
-def test_handler_counts_candidates_beyond_the_limits(propose_candidates, make_config, lambda_context, published_metrics):
+def test_handler_counts_candidates_beyond_the_limits(
+    propose_candidates, make_config, lambda_context, published_metrics
+):
     config = make_config(model={"params": {"classes": ["x" * 50] * 50}})
 
     # Step Functions names the error by the exception's class; cvpipe run reports it as the user's mistake.

@@ -16,10 +16,15 @@ def fake_fold_results(candidate, job_prefix):
     for fold in range(FOLDS):
         job = f"{job_prefix}-c{candidate['id']}-f{fold}"
         if params.get("degree") == 3:
-            results.append({"fold": fold, "job": job, "status": "Failed", "error": "States.TaskFailed", "cause": "x"})
+            results.append(
+                {"fold": fold, "job": job, "status": "Failed", "error": "States.TaskFailed", "cause": "x"}
+            )
             continue
         score = 0.9 - abs(params["C"] - 1) / 100 + fold / 1000
-        metrics = [{"MetricName": "validation:score", "Value": score}, {"MetricName": "fit_time", "Value": 0.1}]
+        metrics = [
+            {"MetricName": "validation:score", "Value": score},
+            {"MetricName": "fit_time", "Value": 0.1},
+        ]
         results.append({"fold": fold, "job": job, "status": "Completed", "metrics": metrics})
     return results
 
@@ -52,13 +57,23 @@ def test_a_run_from_input_to_registration(
     }
     config = prepare_input.app.lambda_handler({"input": document, "execution": "exec-1"}, lambda_context)
     # The split job's summary, as the state machine stores it in the config.
-    config["dataset_info"] = {"task": "classification", "splitter": "StratifiedKFold", "metric": "accuracy", "k": 3}
+    config["dataset_info"] = {
+        "task": "classification",
+        "splitter": "StratifiedKFold",
+        "metric": "accuracy",
+        "k": 3,
+    }
 
     tuning, rounds = None, 0
     while not (tuning and tuning["done"]):
         proposal = propose_candidates.app.lambda_handler({"config": config, "tuning": tuning}, lambda_context)
         evaluations = [fake_fold_results(c, config["run"]["job_prefix"]) for c in proposal["candidates"]]
-        event = {"config": config, "tuning": tuning, "candidates": proposal["candidates"], "evaluations": evaluations}
+        event = {
+            "config": config,
+            "tuning": tuning,
+            "candidates": proposal["candidates"],
+            "evaluations": evaluations,
+        }
         tuning = aggregate_scores.app.lambda_handler(event, lambda_context)
         rounds += 1
         assert len(json.dumps(tuning)) < 256 * 1024  # Step Functions' payload limit
@@ -74,5 +89,7 @@ def test_a_run_from_input_to_registration(
     )
 
     assert registration["statistics"]["accuracy"]["value"] == tuning["best"]["cv"]["mean"]
-    assert registration["statistics_uri"] == "s3://cvpipe-local-artifacts/runs/exec-1/registry/statistics.json"
+    assert (
+        registration["statistics_uri"] == "s3://cvpipe-local-artifacts/runs/exec-1/registry/statistics.json"
+    )
     assert registration["metadata"]["params"] == "C=1.0 degree=2 kernel=poly"

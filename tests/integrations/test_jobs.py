@@ -81,7 +81,9 @@ def test_programs_from_pyproject(tmp_path: Path) -> None:
         '[project]\nname = "x"\n[project.scripts]\ntrain = "cvjobs.train:cli"\nsplit = "cvjobs.split:cli"\n'
     )
     assert programs_from_pyproject(tmp_path / "pyproject.toml") == {
-        "train": "cvjobs.train:cli", "split": "cvjobs.split:cli"}
+        "train": "cvjobs.train:cli",
+        "split": "cvjobs.split:cli",
+    }
 
 
 def test_job_gets_its_own_folder_environment_and_log(pool: JobPool, tmp_path: Path) -> None:

@@ -32,7 +32,9 @@ def package_request(group: str = "cv-models", **changes: Any) -> dict[str, Any]:
             "SupportedContentTypes": ["text/csv"],
             "SupportedResponseMIMETypes": ["text/csv"],
         },
-        "ModelMetrics": {"ModelQuality": {"Statistics": {"ContentType": "application/json", "S3Uri": STATISTICS}}},
+        "ModelMetrics": {
+            "ModelQuality": {"Statistics": {"ContentType": "application/json", "S3Uri": STATISTICS}}
+        },
         "CustomerMetadataProperties": {"execution": "exec", "cv_score": "0.91"},
     }
     return {**request, **changes}
@@ -49,7 +51,9 @@ def store(tmp_path: Path) -> LocalObjectStore:
 @pytest.fixture
 def registry(tmp_path: Path, store: LocalObjectStore) -> LocalModelRegistry:
     registry = LocalModelRegistry(tmp_path / "registry.sqlite", store)
-    registry.create_model_package_group({"ModelPackageGroupName": "cv-models", "ModelPackageGroupDescription": "CV"})
+    registry.create_model_package_group(
+        {"ModelPackageGroupName": "cv-models", "ModelPackageGroupDescription": "CV"}
+    )
     return registry
 
 
@@ -74,8 +78,12 @@ def test_versions_count_up_per_group(registry: LocalModelRegistry) -> None:
     assert described["ModelApprovalStatus"] == "PendingManualApproval"
     assert described["CustomerMetadataProperties"] == {"execution": "exec", "cv_score": "0.91"}
     assert described["InferenceSpecification"] == package_request()["InferenceSpecification"]
-    assert registry.describe_model_package_group("arn:aws:sagemaker:us-east-1:000000000000:model-package-group/other")[
-        "ModelPackageGroupName"] == "Other"
+    assert (
+        registry.describe_model_package_group(
+            "arn:aws:sagemaker:us-east-1:000000000000:model-package-group/other"
+        )["ModelPackageGroupName"]
+        == "Other"
+    )
 
     listed = registry.list_model_packages("cv-models")["ModelPackageSummaryList"]
     assert [item["ModelPackageVersion"] for item in listed] == [2, 1]  # newest first
@@ -90,8 +98,9 @@ def test_client_token_makes_create_idempotent(registry: LocalModelRegistry) -> N
     assert len(registry.list_model_packages("cv-models")["ModelPackageSummaryList"]) == 2
 
 
-def test_registry_persists_across_instances(tmp_path: Path, registry: LocalModelRegistry,
-                                            store: LocalObjectStore) -> None:
+def test_registry_persists_across_instances(
+    tmp_path: Path, registry: LocalModelRegistry, store: LocalObjectStore
+) -> None:
     arn = registry.create_model_package(package_request())["ModelPackageArn"]
     reopened = LocalModelRegistry(tmp_path / "registry.sqlite", store)
     assert reopened.describe_model_package(arn)["ModelPackageVersion"] == 1
@@ -100,39 +109,78 @@ def test_registry_persists_across_instances(tmp_path: Path, registry: LocalModel
 
 def test_update_changes_approval_and_metadata(registry: LocalModelRegistry) -> None:
     arn = registry.create_model_package(package_request())["ModelPackageArn"]
-    assert registry.update_model_package({
-        "ModelPackageArn": arn, "ModelApprovalStatus": "Approved", "ApprovalDescription": "best CV score",
-        "CustomerMetadataProperties": {"reviewer": "ci"}, "CustomerMetadataPropertiesToRemove": ["cv_score"],
-    }) == {"ModelPackageArn": arn}
+    assert registry.update_model_package(
+        {
+            "ModelPackageArn": arn,
+            "ModelApprovalStatus": "Approved",
+            "ApprovalDescription": "best CV score",
+            "CustomerMetadataProperties": {"reviewer": "ci"},
+            "CustomerMetadataPropertiesToRemove": ["cv_score"],
+        }
+    ) == {"ModelPackageArn": arn}
     described = registry.describe_model_package(arn)
-    assert (described["ModelApprovalStatus"], described["ApprovalDescription"]) == ("Approved", "best CV score")
+    assert (described["ModelApprovalStatus"], described["ApprovalDescription"]) == (
+        "Approved",
+        "best CV score",
+    )
     assert described["CustomerMetadataProperties"] == {"execution": "exec", "reviewer": "ci"}
     assert "LastModifiedTime" in described
-    approved = registry.list_model_packages("cv-models", approval_status="Approved")["ModelPackageSummaryList"]
+    approved = registry.list_model_packages("cv-models", approval_status="Approved")[
+        "ModelPackageSummaryList"
+    ]
     assert [item["ModelPackageArn"] for item in approved] == [arn]
     error = sdk_error(registry.update_model_package, {"ModelPackageArn": arn, "ModelApprovalStatus": "Maybe"})
     assert "Member must satisfy enum value set" in error.cause
 
 
 def test_errors_name_the_problem(registry: LocalModelRegistry) -> None:
-    assert "Model Package Group already exists" in sdk_error(
-        registry.create_model_package_group, {"ModelPackageGroupName": "CV-MODELS"}).cause
-    assert "model-package-group/missing does not exist" in sdk_error(
-        registry.create_model_package, package_request("missing")).cause
+    assert (
+        "Model Package Group already exists"
+        in sdk_error(registry.create_model_package_group, {"ModelPackageGroupName": "CV-MODELS"}).cause
+    )
+    assert (
+        "model-package-group/missing does not exist"
+        in sdk_error(registry.create_model_package, package_request("missing")).cause
+    )
     assert "does not exist" in sdk_error(registry.describe_model_package_group, "missing").cause
-    assert "does not exist" in sdk_error(
-        registry.describe_model_package, "arn:aws:sagemaker:us-east-1:000000000000:model-package/cv-models/9").cause
+    assert (
+        "does not exist"
+        in sdk_error(
+            registry.describe_model_package,
+            "arn:aws:sagemaker:us-east-1:000000000000:model-package/cv-models/9",
+        ).cause
+    )
     assert "Missing required parameter" in sdk_error(registry.create_model_package_group, {}).cause
 
 
-@pytest.mark.parametrize("change, missing", [
-    ({"InferenceSpecification": {"Containers": [{"Image": "i", "ModelDataUrl": f"s3://{BUCKET}/nope.tar.gz"}],
-                                 "SupportedContentTypes": ["text/csv"], "SupportedResponseMIMETypes": ["text/csv"]}},
-     f"s3://{BUCKET}/nope.tar.gz"),
-    ({"ModelMetrics": {"Bias": {"Report": {"ContentType": "application/json", "S3Uri": "s3://other-bucket/r.json"}}}},
-     "s3://other-bucket/r.json"),
-])
-def test_missing_artifacts_are_refused_and_leave_no_entry(registry: LocalModelRegistry, change, missing) -> None:
+@pytest.mark.parametrize(
+    "change, missing",
+    [
+        (
+            {
+                "InferenceSpecification": {
+                    "Containers": [{"Image": "i", "ModelDataUrl": f"s3://{BUCKET}/nope.tar.gz"}],
+                    "SupportedContentTypes": ["text/csv"],
+                    "SupportedResponseMIMETypes": ["text/csv"],
+                }
+            },
+            f"s3://{BUCKET}/nope.tar.gz",
+        ),
+        (
+            {
+                "ModelMetrics": {
+                    "Bias": {
+                        "Report": {"ContentType": "application/json", "S3Uri": "s3://other-bucket/r.json"}
+                    }
+                }
+            },
+            "s3://other-bucket/r.json",
+        ),
+    ],
+)
+def test_missing_artifacts_are_refused_and_leave_no_entry(
+    registry: LocalModelRegistry, change, missing
+) -> None:
     assert missing in sdk_error(registry.create_model_package, package_request(**change)).cause
     assert registry.list_model_packages("cv-models")["ModelPackageSummaryList"] == []
     assert registry.create_model_package(package_request())["ModelPackageArn"].endswith("/1")
@@ -140,7 +188,9 @@ def test_missing_artifacts_are_refused_and_leave_no_entry(registry: LocalModelRe
 
 def test_a_failed_write_leaves_nothing_behind(tmp_path: Path, registry: LocalModelRegistry) -> None:
     with sqlite3.connect(tmp_path / "registry.sqlite") as conn:
-        conn.execute("CREATE TRIGGER fail AFTER INSERT ON model_packages BEGIN SELECT RAISE(ABORT, 'disk full'); END")
+        conn.execute(
+            "CREATE TRIGGER fail AFTER INSERT ON model_packages BEGIN SELECT RAISE(ABORT, 'disk full'); END"
+        )
     with pytest.raises(sqlite3.DatabaseError, match="disk full"):
         registry.create_model_package(package_request(ClientToken="t"))
     with sqlite3.connect(tmp_path / "registry.sqlite") as conn:
@@ -161,12 +211,16 @@ def test_aws_sdk_tasks(registry: LocalModelRegistry) -> None:
     arn = call("createModelPackage", package_request())["ModelPackageArn"]
     call("updateModelPackage", {"ModelPackageArn": arn, "ModelApprovalStatus": "Approved"})
     assert call("describeModelPackage", {"ModelPackageName": arn})["ModelApprovalStatus"] == "Approved"
-    latest = call("listModelPackages", {"ModelPackageGroupName": "cv-models", "ModelApprovalStatus": "Approved",
-                                        "MaxResults": 1})
+    latest = call(
+        "listModelPackages",
+        {"ModelPackageGroupName": "cv-models", "ModelApprovalStatus": "Approved", "MaxResults": 1},
+    )
     assert [item["ModelPackageArn"] for item in latest["ModelPackageSummaryList"]] == [arn]
     group = call("describeModelPackageGroup", {"ModelPackageGroupName": "cv-models"})
     assert group["ModelPackageGroupStatus"] == "Completed"
-    assert call("createModelPackageGroup", {"ModelPackageGroupName": "g2"})["ModelPackageGroupArn"].endswith("/g2")
+    assert call("createModelPackageGroup", {"ModelPackageGroupName": "g2"})["ModelPackageGroupArn"].endswith(
+        "/g2"
+    )
     with pytest.raises(StatesError, match="does not support SortOrder"):
         call("listModelPackages", {"ModelPackageGroupName": "cv-models", "SortOrder": "Ascending"})
     with pytest.raises(StatesError) as caught:
@@ -179,14 +233,21 @@ def test_shapes_match_botocore_and_moto(tmp_path: Path, store: LocalObjectStore)
     type (timestamps aside: boto3 parses the text that aws-sdk tasks return into datetimes);
     and every response fits botocore's model of it."""
     steps: list[tuple[str, str, dict[str, Any]]] = [
-        ("create_model_package_group", "CreateModelPackageGroup",
-         {"ModelPackageGroupName": "cv-models", "ModelPackageGroupDescription": "CV"}),
+        (
+            "create_model_package_group",
+            "CreateModelPackageGroup",
+            {"ModelPackageGroupName": "cv-models", "ModelPackageGroupDescription": "CV"},
+        ),
         ("create_model_package", "CreateModelPackage", package_request()),
         ("create_model_package", "CreateModelPackage", package_request()),
         ("describe_model_package_group", "DescribeModelPackageGroup", {"ModelPackageGroupName": "cv-models"}),
         ("list_model_package_groups", "ListModelPackageGroups", {}),
         ("list_model_packages", "ListModelPackages", {"ModelPackageGroupName": "cv-models"}),
-        ("update_model_package", "UpdateModelPackage", {"ModelPackageArn": "<v1>", "ModelApprovalStatus": "Approved"}),
+        (
+            "update_model_package",
+            "UpdateModelPackage",
+            {"ModelPackageArn": "<v1>", "ModelApprovalStatus": "Approved"},
+        ),
         ("describe_model_package", "DescribeModelPackage", {"ModelPackageName": "<v1>"}),
     ]
     local = LocalModelRegistry(tmp_path / "registry.sqlite", store)
@@ -198,8 +259,9 @@ def test_shapes_match_botocore_and_moto(tmp_path: Path, store: LocalObjectStore)
         for method, operation, params in steps:
             action = method.split("_")[0] + "".join(word.title() for word in method.split("_")[1:])
             resource = f"arn:aws:states:::aws-sdk:sagemaker:{action}"
-            ours = tasks.resolve(resource)(TaskRequest(resource=resource, context={},
-                                                       parameters=_fill(params, v1["local"])))
+            ours = tasks.resolve(resource)(
+                TaskRequest(resource=resource, context={}, parameters=_fill(params, v1["local"]))
+            )
             theirs = getattr(client, method)(**_fill(params, v1["moto"]))
             theirs.pop("ResponseMetadata")
             if operation == "CreateModelPackage" and not v1["local"]:
@@ -230,7 +292,7 @@ def _assert_same_shape(ours: Any, theirs: Any, where: str) -> None:
             _assert_same_shape(ours[key], theirs[key], f"{where}.{key}")
     elif isinstance(theirs, list):
         assert isinstance(ours, list) and len(ours) == len(theirs), where
-        for index, (mine, other) in enumerate(zip(ours, theirs)):
+        for index, (mine, other) in enumerate(zip(ours, theirs, strict=False)):
             _assert_same_shape(mine, other, f"{where}[{index}]")
     else:
         assert type(ours) is type(theirs), f"{where}: {ours!r} vs {theirs!r}"

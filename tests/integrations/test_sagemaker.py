@@ -9,7 +9,7 @@ import tarfile
 import textwrap
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ from cvpipe.integrations.sagemaker import final_metrics, register_sagemaker, ser
 from cvpipe.integrations.store import LocalObjectStore
 
 BUCKET = "cvpipe-local-artifacts"
-TRAIN = '''
+TRAIN = """
 import json, os, sys, time
 from pathlib import Path
 
@@ -49,8 +49,8 @@ def main(ml_root=Path("/opt/ml")):
         "resources": json.loads((ml_root / "input/config/resourceconfig.json").read_text())}))
     (ml_root / "output/data/extra.txt").write_text("extra")
     return 0
-'''
-SPLIT = '''
+"""
+SPLIT = """
 import json, os
 from pathlib import Path
 
@@ -62,7 +62,7 @@ def main(ml_root=Path("/opt/ml")):
     (out / "nested/rows.txt").write_text(str(len(rows)))
     (ml_root / "output/message").write_text(json.dumps({"n_rows": len(rows), "k": int(os.environ["CV_K"])}))
     return 0
-'''
+"""
 METRICS = [
     {"Name": "validation:score", "Regex": r"validation:score=(\S+)"},
     {"Name": "train:score", "Regex": r"train:score=(\S+)"},
@@ -91,14 +91,16 @@ def store(tmp_path: Path) -> LocalObjectStore:
 @pytest.fixture
 def tasks(store: LocalObjectStore, pool: JobPool, tmp_path: Path) -> TaskRegistry:
     tasks = TaskRegistry()
-    register_sagemaker(tasks, store, pool,
-                       lambda request: tmp_path / "runs" / request.context["Execution"]["Name"] / "jobs")
+    register_sagemaker(
+        tasks, store, pool, lambda request: tmp_path / "runs" / request.context["Execution"]["Name"] / "jobs"
+    )
     return tasks
 
 
 def assert_describe_shape(description: dict[str, Any], operation: str) -> None:
     """The description fits botocore's model of the response; optimized integrations return
     timestamps as epoch milliseconds, which botocore would have parsed into datetimes."""
+
     def parsed(value: Any, key: str = "") -> Any:
         if isinstance(value, dict):
             return {k: parsed(v, k) for k, v in value.items()}
@@ -106,7 +108,7 @@ def assert_describe_shape(description: dict[str, Any], operation: str) -> None:
             return [parsed(v) for v in value]
         if key.endswith(("Time", "Timestamp")):
             assert isinstance(value, int)
-            return datetime.fromtimestamp(value / 1000, timezone.utc)
+            return datetime.fromtimestamp(value / 1000, UTC)
         return value
 
     validate_parameters(parsed(description), service_model().operation_model(operation).output_shape)
@@ -120,11 +122,20 @@ def training_request(name: str, **changes: Any) -> dict[str, Any]:
     request = {
         "TrainingJobName": name,
         "RoleArn": "arn:aws:iam::000000000000:role/cvpipe",
-        "AlgorithmSpecification": {"TrainingImage": "cvjobs:latest", "TrainingInputMode": "File",
-                                   "MetricDefinitions": METRICS},
+        "AlgorithmSpecification": {
+            "TrainingImage": "cvjobs:latest",
+            "TrainingInputMode": "File",
+            "MetricDefinitions": METRICS,
+        },
         "HyperParameters": {"mode": "ok", "cv_seed": "0"},
-        "InputDataConfig": [{"ChannelName": "train", "DataSource": {"S3DataSource": {
-            "S3DataType": "S3Prefix", "S3Uri": f"s3://{BUCKET}/data/train"}}}],
+        "InputDataConfig": [
+            {
+                "ChannelName": "train",
+                "DataSource": {
+                    "S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": f"s3://{BUCKET}/data/train"}
+                },
+            }
+        ],
         "OutputDataConfig": {"S3OutputPath": f"s3://{BUCKET}/runs/exec/models/"},
         "ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 1},
         "StoppingCondition": {"MaxRuntimeInSeconds": 600},
@@ -137,23 +148,49 @@ def processing_request(name: str, **changes: Any) -> dict[str, Any]:
         "ProcessingJobName": name,
         "RoleArn": "arn:aws:iam::000000000000:role/cvpipe",
         "AppSpecification": {"ImageUri": "cvjobs:latest", "ContainerEntrypoint": ["split"]},
-        "ProcessingResources": {"ClusterConfig": {"InstanceCount": 1, "InstanceType": "ml.m5.large",
-                                                  "VolumeSizeInGB": 1}},
+        "ProcessingResources": {
+            "ClusterConfig": {"InstanceCount": 1, "InstanceType": "ml.m5.large", "VolumeSizeInGB": 1}
+        },
         "Environment": {"CV_K": "5"},
-        "ProcessingInputs": [{"InputName": "data", "S3Input": {
-            "S3Uri": f"s3://{BUCKET}/data/train/data.csv", "LocalPath": "/opt/ml/processing/input",
-            "S3DataType": "S3Prefix", "S3InputMode": "File"}}],
-        "ProcessingOutputConfig": {"Outputs": [{"OutputName": "split", "S3Output": {
-            "S3Uri": f"s3://{BUCKET}/runs/exec/split", "LocalPath": "/opt/ml/processing/output",
-            "S3UploadMode": "EndOfJob"}}]},
+        "ProcessingInputs": [
+            {
+                "InputName": "data",
+                "S3Input": {
+                    "S3Uri": f"s3://{BUCKET}/data/train/data.csv",
+                    "LocalPath": "/opt/ml/processing/input",
+                    "S3DataType": "S3Prefix",
+                    "S3InputMode": "File",
+                },
+            }
+        ],
+        "ProcessingOutputConfig": {
+            "Outputs": [
+                {
+                    "OutputName": "split",
+                    "S3Output": {
+                        "S3Uri": f"s3://{BUCKET}/runs/exec/split",
+                        "LocalPath": "/opt/ml/processing/output",
+                        "S3UploadMode": "EndOfJob",
+                    },
+                }
+            ]
+        },
     }
     return {**request, **changes}
 
 
-def call(tasks: TaskRegistry, resource: str, parameters: dict[str, Any], execution: str = "exec",
-         events: list | None = None, cancelled: threading.Event | None = None) -> Any:
+def call(
+    tasks: TaskRegistry,
+    resource: str,
+    parameters: dict[str, Any],
+    execution: str = "exec",
+    events: list | None = None,
+    cancelled: threading.Event | None = None,
+) -> Any:
     request = TaskRequest(
-        resource=resource, parameters=parameters, context={"Execution": {"Name": execution}},
+        resource=resource,
+        parameters=parameters,
+        context={"Execution": {"Name": execution}},
         cancelled=cancelled or threading.Event(),
         emit=lambda kind, details: events.append((kind, details)) if events is not None else None,
     )
@@ -191,11 +228,21 @@ def test_training_job_runs_and_returns_describe_training_job(tasks, store, tmp_p
     assert result["HyperParameters"] == {"mode": "ok", "cv_seed": "0"}
     assert result["CreationTime"] <= result["TrainingStartTime"] <= result["TrainingEndTime"]
     assert result["BillableTimeInSeconds"] >= 1
-    assert events == [("TaskSubmitted", {
-        "resourceType": "sagemaker", "resource": "createTrainingJob.sync",
-        "output": json.dumps({"TrainingJobArn": result["TrainingJobArn"]}), "outputDetails": {"truncated": False}})]
+    assert events == [
+        (
+            "TaskSubmitted",
+            {
+                "resourceType": "sagemaker",
+                "resource": "createTrainingJob.sync",
+                "output": json.dumps({"TrainingJobArn": result["TrainingJobArn"]}),
+                "outputDetails": {"truncated": False},
+            },
+        )
+    ]
     # Last match wins; lines whose capture is not a finite number are skipped.
-    assert [(m["MetricName"], m["Value"]) for m in result["FinalMetricDataList"]] == [("validation:score", 0.875)]
+    assert [(m["MetricName"], m["Value"]) for m in result["FinalMetricDataList"]] == [
+        ("validation:score", 0.875)
+    ]
 
     model_uri = result["ModelArtifacts"]["S3ModelArtifacts"]
     assert model_uri == f"s3://{BUCKET}/runs/exec/models/{name}/output/model.tar.gz"
@@ -220,16 +267,22 @@ def test_failure_reason_comes_from_the_failure_file(tasks) -> None:
 
 def test_failure_without_a_failure_file_reports_the_exit_code(tasks, store) -> None:
     name = job_name("exit")
-    description = failed_description(tasks, TRAIN_SYNC, training_request(name, HyperParameters={"mode": "exit3"}))
+    description = failed_description(
+        tasks, TRAIN_SYNC, training_request(name, HyperParameters={"mode": "exit3"})
+    )
     assert description["FailureReason"] == "AlgorithmError: exit code 3"
     assert not store.list(f"s3://{BUCKET}/runs/exec/models/{name}/")  # nothing uploaded
 
 
 def test_max_runtime_stops_the_job(tasks) -> None:
-    request = training_request(job_name("slow"), HyperParameters={"mode": "sleep"},
-                               StoppingCondition={"MaxRuntimeInSeconds": 1})
+    request = training_request(
+        job_name("slow"), HyperParameters={"mode": "sleep"}, StoppingCondition={"MaxRuntimeInSeconds": 1}
+    )
     description = failed_description(tasks, TRAIN_SYNC, request)
-    assert (description["TrainingJobStatus"], description["SecondaryStatus"]) == ("Stopped", "MaxRuntimeExceeded")
+    assert (description["TrainingJobStatus"], description["SecondaryStatus"]) == (
+        "Stopped",
+        "MaxRuntimeExceeded",
+    )
     assert "MaxRuntimeInSeconds" in description["FailureReason"]
 
 
@@ -244,24 +297,46 @@ def test_cancelling_the_task_stops_the_job(tasks) -> None:
 
 
 def test_missing_input_data_fails_the_job_with_a_client_error(tasks) -> None:
-    channels = [{"ChannelName": "train", "DataSource": {"S3DataSource": {
-        "S3DataType": "S3Prefix", "S3Uri": f"s3://{BUCKET}/nothing/here"}}}]
-    description = failed_description(tasks, TRAIN_SYNC, training_request(job_name("nodata"), InputDataConfig=channels))
+    channels = [
+        {
+            "ChannelName": "train",
+            "DataSource": {
+                "S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": f"s3://{BUCKET}/nothing/here"}
+            },
+        }
+    ]
+    description = failed_description(
+        tasks, TRAIN_SYNC, training_request(job_name("nodata"), InputDataConfig=channels)
+    )
     assert description["FailureReason"].startswith('ClientError: No S3 objects found under S3 URL "s3://')
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"RoleArn": None}, 'Missing required parameter in input: "RoleArn"'),
-    ({"HyperParameters": {"C": 1.0}}, "Invalid type for parameter HyperParameters.C"),
-    ({"TrainingJobName": "bad_name"}, "Member must satisfy regular expression pattern"),
-    ({"ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 2, "VolumeSizeInGB": 1}},
-     "InstanceCount must be 1"),
-    ({"AlgorithmSpecification": {"TrainingInputMode": "Pipe"}}, "not Pipe"),
-    ({"AlgorithmSpecification": {"TrainingInputMode": "File", "MetricDefinitions": [{"Name": "m", "Regex": "("}]}},
-     "invalid Regex"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"RoleArn": None}, 'Missing required parameter in input: "RoleArn"'),
+        ({"HyperParameters": {"C": 1.0}}, "Invalid type for parameter HyperParameters.C"),
+        ({"TrainingJobName": "bad_name"}, "Member must satisfy regular expression pattern"),
+        (
+            {"ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 2, "VolumeSizeInGB": 1}},
+            "InstanceCount must be 1",
+        ),
+        ({"AlgorithmSpecification": {"TrainingInputMode": "Pipe"}}, "not Pipe"),
+        (
+            {
+                "AlgorithmSpecification": {
+                    "TrainingInputMode": "File",
+                    "MetricDefinitions": [{"Name": "m", "Regex": "("}],
+                }
+            },
+            "invalid Regex",
+        ),
+    ],
+)
 def test_invalid_training_requests_are_refused(tasks, tmp_path, change, message) -> None:
-    request = {key: value for key, value in training_request(job_name("bad"), **change).items() if value is not None}
+    request = {
+        key: value for key, value in training_request(job_name("bad"), **change).items() if value is not None
+    }
     assert message in validation_error(tasks, TRAIN_SYNC, request)
     assert not (tmp_path / "runs").exists()  # nothing was created
 
@@ -284,7 +359,9 @@ def test_processing_job_moves_inputs_outputs_environment_and_exit_message(tasks,
     assert result["ProcessingJobArn"].endswith(f":processing-job/{name}")
     assert json.loads(result["ExitMessage"]) == {"n_rows": 3, "k": 5}
     assert store.list(f"s3://{BUCKET}/runs/exec/split") == [
-        f"s3://{BUCKET}/runs/exec/split/folds.txt", f"s3://{BUCKET}/runs/exec/split/nested/rows.txt"]
+        f"s3://{BUCKET}/runs/exec/split/folds.txt",
+        f"s3://{BUCKET}/runs/exec/split/nested/rows.txt",
+    ]
     assert store.get_bytes(f"s3://{BUCKET}/runs/exec/split/folds.txt") == b"5"
     assert (tmp_path / "runs" / "exec" / "jobs" / name / "processing" / "input" / "data.csv").is_file()
 
@@ -301,33 +378,78 @@ def test_processing_request_response_returns_the_arn_and_runs_on(tasks, tmp_path
     assert json.loads(describe.read_text())["ProcessingJobStatus"] == "Completed"
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"AppSpecification": {"ImageUri": "x", "ContainerEntrypoint": ["split"], "ContainerArguments": ["--k", "5"]}},
-     "passes no arguments"),
-    ({"AppSpecification": {"ImageUri": "x", "ContainerEntrypoint": ["nope"]}}, "one of: split, train"),
-    ({"AppSpecification": {"ImageUri": "x"}}, "ContainerEntrypoint must name a program"),
-    ({"ProcessingInputs": [{"InputName": "data", "S3Input": {
-        "S3Uri": f"s3://{BUCKET}/data", "LocalPath": "/tmp/data", "S3DataType": "S3Prefix"}}]},
-     "must be a path under /opt/ml/processing/"),
-    ({"ProcessingOutputConfig": {"Outputs": [{"OutputName": "o", "S3Output": {
-        "S3Uri": f"s3://{BUCKET}/o", "LocalPath": "/opt/ml/processing/../model", "S3UploadMode": "EndOfJob"}}]}},
-     "must be a path under /opt/ml/processing/"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (
+            {
+                "AppSpecification": {
+                    "ImageUri": "x",
+                    "ContainerEntrypoint": ["split"],
+                    "ContainerArguments": ["--k", "5"],
+                }
+            },
+            "passes no arguments",
+        ),
+        ({"AppSpecification": {"ImageUri": "x", "ContainerEntrypoint": ["nope"]}}, "one of: split, train"),
+        ({"AppSpecification": {"ImageUri": "x"}}, "ContainerEntrypoint must name a program"),
+        (
+            {
+                "ProcessingInputs": [
+                    {
+                        "InputName": "data",
+                        "S3Input": {
+                            "S3Uri": f"s3://{BUCKET}/data",
+                            "LocalPath": "/tmp/data",
+                            "S3DataType": "S3Prefix",
+                        },
+                    }
+                ]
+            },
+            "must be a path under /opt/ml/processing/",
+        ),
+        (
+            {
+                "ProcessingOutputConfig": {
+                    "Outputs": [
+                        {
+                            "OutputName": "o",
+                            "S3Output": {
+                                "S3Uri": f"s3://{BUCKET}/o",
+                                "LocalPath": "/opt/ml/processing/../model",
+                                "S3UploadMode": "EndOfJob",
+                            },
+                        }
+                    ]
+                }
+            },
+            "must be a path under /opt/ml/processing/",
+        ),
+    ],
+)
 def test_invalid_processing_requests_are_refused(tasks, change, message) -> None:
     assert message in validation_error(tasks, PROCESS_SYNC, processing_request(job_name("bad"), **change))
 
 
 def test_final_metrics_parsing(tmp_path: Path) -> None:
     log = tmp_path / "job.log"
-    log.write_text(textwrap.dedent("""\
+    log.write_text(
+        textwrap.dedent("""\
         loss=0.5
         loss=0.25 epoch 2
         loss=inf
         acc=
         acc=0.9
         score:
-    """))
-    definitions = [{"Name": "loss", "Regex": r"loss=(\S+)"}, {"Name": "acc", "Regex": r"acc=(\S*)"},
-                   {"Name": "nogroup", "Regex": r"score:"}, {"Name": "absent", "Regex": r"zzz=(\d+)"}]
+    """)
+    )
+    definitions = [
+        {"Name": "loss", "Regex": r"loss=(\S+)"},
+        {"Name": "acc", "Regex": r"acc=(\S*)"},
+        {"Name": "nogroup", "Regex": r"score:"},
+        {"Name": "absent", "Regex": r"zzz=(\d+)"},
+    ]
     assert final_metrics(definitions, log, 7) == [
-        {"MetricName": "loss", "Value": 0.25, "Timestamp": 7}, {"MetricName": "acc", "Value": 0.9, "Timestamp": 7}]
+        {"MetricName": "loss", "Value": 0.25, "Timestamp": 7},
+        {"MetricName": "acc", "Value": 0.9, "Timestamp": 7},
+    ]

@@ -37,17 +37,20 @@ def test_uris_map_to_files(store: LocalObjectStore) -> None:
         store.get_bytes(f"{B}/runs/a/y.csv")
 
 
-@pytest.mark.parametrize("uri, message", [
-    ("/tmp/data.csv", "not an S3 URI"),
-    ("https://bucket/key", "not an S3 URI"),
-    ("s3://", "invalid bucket name"),
-    ("s3://Upper/key", "invalid bucket name"),
-    ("s3://.staging/key", "invalid bucket name"),
-    (f"{B}/runs/../../etc/passwd", "'..'"),
-    (f"{B}/../other-bucket/key", "'..'"),
-    (f"{B}//absolute/key", "empty"),
-    (f"{B}/a/./b", "'.'"),
-])
+@pytest.mark.parametrize(
+    "uri, message",
+    [
+        ("/tmp/data.csv", "not an S3 URI"),
+        ("https://bucket/key", "not an S3 URI"),
+        ("s3://", "invalid bucket name"),
+        ("s3://Upper/key", "invalid bucket name"),
+        ("s3://.staging/key", "invalid bucket name"),
+        (f"{B}/runs/../../etc/passwd", "'..'"),
+        (f"{B}/../other-bucket/key", "'..'"),
+        (f"{B}//absolute/key", "empty"),
+        (f"{B}/a/./b", "'.'"),
+    ],
+)
 def test_bad_uris_and_traversal_are_rejected(store: LocalObjectStore, uri: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         store.put_bytes(uri, b"x")
@@ -75,7 +78,13 @@ def test_list_uses_plain_string_prefixes(store: LocalObjectStore) -> None:
     assert store.list(f"{B}/runs/a") == [f"{B}/runs/a/x", f"{B}/runs/a/y/z", f"{B}/runs/ab"]
     assert store.list(f"{B}/runs/a/") == [f"{B}/runs/a/x", f"{B}/runs/a/y/z"]
     assert store.list(f"{B}/runs/a/x") == [f"{B}/runs/a/x"]
-    assert store.list(f"{B}") == [f"{B}/runs/a/x", f"{B}/runs/a/y/z", f"{B}/runs/ab", f"{B}/runs/b", f"{B}/top"]
+    assert store.list(f"{B}") == [
+        f"{B}/runs/a/x",
+        f"{B}/runs/a/y/z",
+        f"{B}/runs/ab",
+        f"{B}/runs/b",
+        f"{B}/top",
+    ]
     assert store.list(f"{B}/nothing") == [] and store.list("s3://other-bucket/") == []
 
 
@@ -86,7 +95,11 @@ def test_download_prefix_mirrors_keys_after_the_prefix(store: LocalObjectStore, 
     assert (tmp_path / "channel" / "sub" / "b.csv").read_bytes() == b"data/train/sub/b.csv"
     # Without the slash the prefix is a plain string prefix, as in S3.
     loose = store.download_prefix(f"{B}/data/train", tmp_path / "loose")
-    assert sorted(p.relative_to(tmp_path / "loose").as_posix() for p in loose) == ["a.csv", "er.csv", "sub/b.csv"]
+    assert sorted(p.relative_to(tmp_path / "loose").as_posix() for p in loose) == [
+        "a.csv",
+        "er.csv",
+        "sub/b.csv",
+    ]
 
 
 def test_download_of_a_single_object_uses_its_basename(store: LocalObjectStore, tmp_path: Path) -> None:
@@ -105,7 +118,9 @@ def test_upload_dir_and_stage_file(store: LocalObjectStore, tmp_path: Path) -> N
     (tmp_path / "out" / "X.npy").write_bytes(b"x")
     (tmp_path / "out" / "nested" / "m.json").write_bytes(b"{}")
     assert store.upload_dir(tmp_path / "out", f"{B}/runs/a/split/") == [
-        f"{B}/runs/a/split/X.npy", f"{B}/runs/a/split/nested/m.json"]
+        f"{B}/runs/a/split/X.npy",
+        f"{B}/runs/a/split/nested/m.json",
+    ]
 
     (tmp_path / "iris.csv").write_bytes(b"a,b\n")
     uri = store.stage_file(tmp_path / "iris.csv", "cvpipe-local-artifacts")
@@ -123,8 +138,16 @@ def test_s3_tasks_put_and_get(store: LocalObjectStore) -> None:
     tasks = TaskRegistry()
     register_s3(tasks, store)
     body = {"best": {"C": 1.0}, "score": 0.9}
-    put = call(tasks, "putObject", {"Bucket": "cvpipe-local-artifacts", "Key": "runs/a/best.json", "Body": body,
-                                    "ContentType": "application/json"})
+    put = call(
+        tasks,
+        "putObject",
+        {
+            "Bucket": "cvpipe-local-artifacts",
+            "Key": "runs/a/best.json",
+            "Body": body,
+            "ContentType": "application/json",
+        },
+    )
     text = '{"best":{"C":1.0},"score":0.9}'
     assert put == {"ETag": f'"{hashlib.md5(text.encode()).hexdigest()}"'}
     got = call(tasks, "getObject", {"Bucket": "cvpipe-local-artifacts", "Key": "runs/a/best.json"})

@@ -97,8 +97,11 @@ def test_a_retried_job_gets_a_new_name(pipeline: LocalPipeline) -> None:
 
 def test_fold_results_in_the_state_stay_small(pipeline: LocalPipeline) -> None:
     pipeline.run(run_input(k=4), name="small-results")
-    exited = [e["stateExitedEventDetails"] for e in history(pipeline, "small-results")
-              if e["type"] == "MapStateExited" and e["stateExitedEventDetails"]["name"] == "EvaluateCandidates"]
+    exited = [
+        e["stateExitedEventDetails"]
+        for e in history(pipeline, "small-results")
+        if e["type"] == "MapStateExited" and e["stateExitedEventDetails"]["name"] == "EvaluateCandidates"
+    ]
     evaluations = json.loads(exited[0]["output"])["evaluations"]
     folds = [fold for candidate in evaluations for fold in candidate]
     assert len(folds) == 2 * 4

@@ -27,12 +27,14 @@ from cvpipe.local import LocalPipeline, UserError
 from .conftest import IRIS, ROOT, package_count
 
 
-
 def iris_input(**overrides) -> dict:
     document = {
         "dataset": {"uri": str(IRIS), "target": "species"},
         "cv": {"splitter": "StratifiedKFold", "k": 5, "seed": 3},
-        "model": {"estimator": "SVC", "search_space": {"C": {"values": [0.1, 1.0]}, "kernel": {"values": ["linear", "rbf"]}}},
+        "model": {
+            "estimator": "SVC",
+            "search_space": {"C": {"values": [0.1, 1.0]}, "kernel": {"values": ["linear", "rbf"]}},
+        },
         "metric": "accuracy",
         "baseline": 0.8,
         "registry": {"group": "tests-iris"},
@@ -78,7 +80,11 @@ def test_fixed_candidate_scores_equal_cross_validate(pipeline: LocalPipeline) ->
     X, y = read_iris()
     expected = cross_validate(
         Pipeline([("scaler", StandardScaler()), ("estimator", SVC(**params, random_state=11))]),
-        X, y, cv=StratifiedKFold(4, shuffle=True, random_state=11), scoring="accuracy", return_train_score=True,
+        X,
+        y,
+        cv=StratifiedKFold(4, shuffle=True, random_state=11),
+        scoring="accuracy",
+        return_train_score=True,
     )
     assert run.status == "SUCCEEDED"
     best = run.document()["best"]
@@ -93,17 +99,26 @@ def test_regression_with_kfold_equals_cross_validate(pipeline: LocalPipeline, tm
     with dataset.open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow([*data.feature_names, "progression"])
-        writer.writerows([*map(repr, map(float, row)), repr(float(target))] for row, target in zip(data.data, data.target))
-    run = pipeline.run({
-        "dataset": {"uri": str(dataset), "target": "progression"},
-        "cv": {"k": 3, "seed": 5},
-        "model": {"estimator": "Ridge", "params": {"alpha": 2.0}},
-        "registry": {"group": "tests-diabetes"},
-    }, name="fixed-diabetes")
+        writer.writerows(
+            [*map(repr, map(float, row)), repr(float(target))]
+            for row, target in zip(data.data, data.target, strict=False)
+        )
+    run = pipeline.run(
+        {
+            "dataset": {"uri": str(dataset), "target": "progression"},
+            "cv": {"k": 3, "seed": 5},
+            "model": {"estimator": "Ridge", "params": {"alpha": 2.0}},
+            "registry": {"group": "tests-diabetes"},
+        },
+        name="fixed-diabetes",
+    )
 
     expected = cross_validate(
         Pipeline([("scaler", StandardScaler()), ("estimator", Ridge(alpha=2.0, random_state=5))]),
-        data.data, data.target, cv=KFold(3, shuffle=True, random_state=5), scoring="r2",
+        data.data,
+        data.target,
+        cv=KFold(3, shuffle=True, random_state=5),
+        scoring="r2",
     )["test_score"]
     assert run.status == "SUCCEEDED", run.cause
     doc = run.document()
@@ -136,18 +151,28 @@ def test_failing_candidate_is_reported_and_the_others_go_on(pipeline: LocalPipel
     assert run.document()["best"]["params"] == {"kernel": "linear"}
     summary = io.StringIO()
     print_summary(run, summary)
-    assert re.search(r"failed +candidate 1 \{\"kernel\": \"banana\"\}: fold 0: .*'banana'", summary.getvalue())
+    assert re.search(
+        r"failed +candidate 1 \{\"kernel\": \"banana\"\}: fold 0: .*'banana'", summary.getvalue()
+    )
     # The jobs' FailureReason is in the execution history too.
-    events = [json.loads(line) for line in (Path(run.document()["run_dir"]) / "history.jsonl").read_text().splitlines()]
-    job_failures = [e["taskFailedEventDetails"] for e in events if e["type"] == "TaskFailed"
-                    and e["taskFailedEventDetails"]["resource"] == "createTrainingJob.sync"]
+    events = [
+        json.loads(line)
+        for line in (Path(run.document()["run_dir"]) / "history.jsonl").read_text().splitlines()
+    ]
+    job_failures = [
+        e["taskFailedEventDetails"]
+        for e in events
+        if e["type"] == "TaskFailed" and e["taskFailedEventDetails"]["resource"] == "createTrainingJob.sync"
+    ]
     assert len(job_failures) == 5
     assert all("banana" in json.loads(failure["cause"])["FailureReason"] for failure in job_failures)
 
 
 def test_every_candidate_failing_ends_the_run(pipeline: LocalPipeline) -> None:
     before = package_count(pipeline)
-    run = pipeline.run(iris_input(model={"estimator": "SVC", "params": {"kernel": "banana"}}), name="all-fail")
+    run = pipeline.run(
+        iris_input(model={"estimator": "SVC", "params": {"kernel": "banana"}}), name="all-fail"
+    )
     assert (run.status, run.error) == ("FAILED", "NoCandidateSucceeded")
     assert package_count(pipeline) == before
 
@@ -164,9 +189,13 @@ def test_split_failure_names_the_column(pipeline: LocalPipeline) -> None:
     assert "colour" in run.cause and "species" in run.cause
 
 
-def test_missing_dataset_file_is_a_user_error_before_anything_runs(pipeline: LocalPipeline, tmp_path: Path) -> None:
+def test_missing_dataset_file_is_a_user_error_before_anything_runs(
+    pipeline: LocalPipeline, tmp_path: Path
+) -> None:
     with pytest.raises(UserError, match="no such file"):
-        pipeline.run(iris_input(dataset={"uri": str(tmp_path / "nope.csv"), "target": "species"}), name="no-file")
+        pipeline.run(
+            iris_input(dataset={"uri": str(tmp_path / "nope.csv"), "target": "species"}), name="no-file"
+        )
     assert not pipeline.run_dir("no-file").exists()
 
 
@@ -178,9 +207,28 @@ def test_execution_names_are_not_reused(pipeline: LocalPipeline) -> None:
 def test_cli_json_output(home: Path) -> None:
     # A process of its own, as users run it: nothing but the document may reach stdout.
     result = subprocess.run(
-        [sys.executable, "-m", "cvpipe", "run", "--home", str(home), "--json", "--name", "cli-json", "--workers", "2",
-         "--set", "tuning.max_candidates=2", "--set", "cv.k=3", "--set", "registry.group=tests-cli"],
-        capture_output=True, text=True, cwd=ROOT,
+        [
+            sys.executable,
+            "-m",
+            "cvpipe",
+            "run",
+            "--home",
+            str(home),
+            "--json",
+            "--name",
+            "cli-json",
+            "--workers",
+            "2",
+            "--set",
+            "tuning.max_candidates=2",
+            "--set",
+            "cv.k=3",
+            "--set",
+            "registry.group=tests-cli",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
     )
     assert result.returncode == 0, result.stderr
     document = json.loads(result.stdout)
@@ -194,8 +242,23 @@ def test_cli_rejects_bad_arguments_without_a_traceback(home: Path, tmp_path: Pat
     assert "missing.json" in capfd.readouterr().err
     assert main(["run", "--home", str(home), "--set", "nonsense"]) == 2
     assert "KEY=VALUE" in capfd.readouterr().err
-    result = subprocess.run([sys.executable, "-m", "cvpipe", "run", "--home", str(home), "--name", "cli-bad-k",
-                             "--set", "cv.k=1"], capture_output=True, text=True, cwd=ROOT)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cvpipe",
+            "run",
+            "--home",
+            str(home),
+            "--name",
+            "cli-bad-k",
+            "--set",
+            "cv.k=1",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert result.returncode == 2
     assert "cv.k" in result.stderr and "Traceback" not in result.stderr
 
@@ -210,23 +273,28 @@ def test_holdout_gate_scores_the_choice_on_rows_no_fold_job_saw(pipeline: LocalP
     tuned, held = train_test_split(np.arange(len(y)), test_size=0.2, shuffle=True, random_state=2, stratify=y)
     tuned = np.sort(tuned)  # the folds are assigned to the remaining rows in file order
     pipe = Pipeline([("scaler", StandardScaler()), ("estimator", SVC(**params, random_state=2))])
-    folds = cross_validate(pipe, X[tuned], y[tuned], cv=StratifiedKFold(4, shuffle=True, random_state=2),
-                           scoring="accuracy")["test_score"]
+    folds = cross_validate(
+        pipe, X[tuned], y[tuned], cv=StratifiedKFold(4, shuffle=True, random_state=2), scoring="accuracy"
+    )["test_score"]
     holdout_score = accuracy_score(y[held], pipe.fit(X[tuned], y[tuned]).predict(X[held]))
     doc = run.document()
     assert doc["best"]["cv"]["folds"] == list(folds)
     assert doc["holdout"]["score"] == [holdout_score]
     assert doc["dataset"]["holdout_rows"] == len(held)
     statistics = pipeline.store.get_bytes(
-        pipeline.registry.describe_model_package(doc["model_package_arn"])["ModelMetrics"]["ModelQuality"]["Statistics"]["S3Uri"])
+        pipeline.registry.describe_model_package(doc["model_package_arn"])["ModelMetrics"]["ModelQuality"][
+            "Statistics"
+        ]["S3Uri"]
+    )
     assert json.loads(statistics)["holdout"] == {"value": holdout_score, "rows": len(held)}
 
 
 def test_holdout_below_the_baseline_fails_with_both_scores(pipeline: LocalPipeline) -> None:
     before = package_count(pipeline)
     weak = {"estimator": "SVC", "params": {"C": 0.0001, "kernel": "linear"}}
-    run = pipeline.run(iris_input(model=weak, cv={"k": 3, "seed": 2, "holdout": 0.25}, baseline=0.95),
-                       name="holdout-low")
+    run = pipeline.run(
+        iris_input(model=weak, cv={"k": 3, "seed": 2, "holdout": 0.25}, baseline=0.95), name="holdout-low"
+    )
     assert (run.status, run.error) == ("FAILED", "BelowBaseline")
     assert "holdout rows" in run.cause and "0.95" in run.cause
     assert package_count(pipeline) == before

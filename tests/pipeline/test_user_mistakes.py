@@ -40,16 +40,31 @@ def tiny_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.parametrize(
     ("name", "sections", "fragments"),
     [
-        ("stratified-regressor", lambda _: {"cv": {"splitter": "StratifiedKFold"}, "model": {"estimator": "Ridge"}},
-         ["cv.splitter: StratifiedKFold needs class labels but Ridge is a regressor"]),
-        ("multiclass-roc-auc", lambda _: {"metric": "roc_auc"},
-         ["metric: 'roc_auc' cannot score target column 'species'"]),
-        ("unknown-parameter", lambda _: {"model": {"search_space": {"kernal": {"values": ["rbf"]}}}},
-         ["SVC has no parameter(s) 'kernal' (did you mean 'kernel'?)"]),
-        ("too-many-folds", lambda tiny: {"dataset": {"uri": str(tiny), "target": "species"}},
-         ["cv.k: StratifiedKFold with k=3 needs at least 3 rows of every class, but tiny.csv has fewer"]),
-        ("unknown-estimator", lambda _: {"model": {"estimator": "RandomForest"}},
-         ["model.estimator: unknown estimator 'RandomForest': did you mean 'RandomForestRegressor' or"]),
+        (
+            "stratified-regressor",
+            lambda _: {"cv": {"splitter": "StratifiedKFold"}, "model": {"estimator": "Ridge"}},
+            ["cv.splitter: StratifiedKFold needs class labels but Ridge is a regressor"],
+        ),
+        (
+            "multiclass-roc-auc",
+            lambda _: {"metric": "roc_auc"},
+            ["metric: 'roc_auc' cannot score target column 'species'"],
+        ),
+        (
+            "unknown-parameter",
+            lambda _: {"model": {"search_space": {"kernal": {"values": ["rbf"]}}}},
+            ["SVC has no parameter(s) 'kernal' (did you mean 'kernel'?)"],
+        ),
+        (
+            "too-many-folds",
+            lambda tiny: {"dataset": {"uri": str(tiny), "target": "species"}},
+            ["cv.k: StratifiedKFold with k=3 needs at least 3 rows of every class, but tiny.csv has fewer"],
+        ),
+        (
+            "unknown-estimator",
+            lambda _: {"model": {"estimator": "RandomForest"}},
+            ["model.estimator: unknown estimator 'RandomForest': did you mean 'RandomForestRegressor' or"],
+        ),
     ],
 )
 def test_settings_the_data_refuses_fail_the_split_and_leave_nothing_half_written(
@@ -62,7 +77,9 @@ def test_settings_the_data_refuses_fail_the_split_and_leave_nothing_half_written
     assert (run.status, run.error, run.input_rejected) == ("FAILED", "SplitFailed", True)
     for fragment in fragments:
         assert fragment in run.cause
-    assert run_files(pipeline, name) == REFUSED_RUN_FILES | {"jobs"}  # the split's job folder, no split output
+    assert run_files(pipeline, name) == REFUSED_RUN_FILES | {
+        "jobs"
+    }  # the split's job folder, no split output
     assert json.loads((pipeline.run_dir(name) / "execution.json").read_text())["status"] == "FAILED"
     assert package_count(pipeline) == before
 
@@ -73,12 +90,17 @@ def test_settings_the_data_refuses_fail_the_split_and_leave_nothing_half_written
         ({"baseline": 1.2}, "baseline: 1.2 is above the best possible score of metric auto"),
         ({"cv": {"k": "3"}}, "cv.k: input should be a valid integer (got '3')"),
         ({"registry": {"group": "my models!"}}, "registry.group: must be 1 to 63 letters, digits or hyphens"),
-        ({"registry": {"approval_status": "approved"}}, "registry.approval_status: must be one of 'Approved', 'Rej"),
+        (
+            {"registry": {"approval_status": "approved"}},
+            "registry.approval_status: must be one of 'Approved', 'Rej",
+        ),
         ({"tuning": {"stratgy": "random"}}, "tuning.stratgy: unknown field: did you mean 'strategy'?"),
     ],
 )
-def test_invalid_input_is_refused_before_any_job(pipeline: LocalPipeline, sections: dict, fragment: str) -> None:
-    name = "invalid-" + fragment.split(":")[0].replace(".", "-")
+def test_invalid_input_is_refused_before_any_job(
+    pipeline: LocalPipeline, sections: dict, fragment: str
+) -> None:
+    name = "invalid-" + fragment.split(":", maxsplit=1)[0].replace(".", "-")
     run = pipeline.run(iris_input(**sections), name=name)
     assert (run.status, run.error, run.input_rejected) == ("FAILED", "InvalidInputError", True)
     assert fragment in explain_failure(run)
@@ -88,12 +110,14 @@ def test_invalid_input_is_refused_before_any_job(pipeline: LocalPipeline, sectio
 def test_every_candidate_failing_is_a_run_failure_that_says_why(pipeline: LocalPipeline) -> None:
     before = package_count(pipeline)
     space = {"C": {"values": [-1.0, 1.0]}}
-    run = pipeline.run(iris_input(model={"params": {"kernel": "banana"}, "search_space": space}), name="all-failing")
+    run = pipeline.run(
+        iris_input(model={"params": {"kernel": "banana"}, "search_space": space}), name="all-failing"
+    )
 
     assert (run.status, run.error, run.input_rejected) == ("FAILED", "NoCandidateSucceeded", False)
     explained = explain_failure(run)
-    assert "candidate 0 {\"C\": -1.0, \"kernel\": \"banana\"}: fold 0: estimator SVC failed to fit" in explained
-    assert "candidate 1 {\"C\": 1.0, \"kernel\": \"banana\"}" in explained and "'banana'" in explained
+    assert 'candidate 0 {"C": -1.0, "kernel": "banana"}: fold 0: estimator SVC failed to fit' in explained
+    assert 'candidate 1 {"C": 1.0, "kernel": "banana"}' in explained and "'banana'" in explained
     assert package_count(pipeline) == before
 
 
@@ -120,8 +144,9 @@ def test_no_baseline_is_reported_as_none(pipeline: LocalPipeline) -> None:
         (lambda folder: folder / "missing.csv", "no such file"),
     ],
 )
-def test_a_dataset_that_is_not_a_file_is_refused_before_the_run(pipeline: LocalPipeline, tmp_path: Path, make,
-                                                                  fragment: str) -> None:
+def test_a_dataset_that_is_not_a_file_is_refused_before_the_run(
+    pipeline: LocalPipeline, tmp_path: Path, make, fragment: str
+) -> None:
     with pytest.raises(UserError, match=fragment):
         pipeline.run(iris_input(dataset={"uri": str(make(tmp_path)), "target": "species"}), name="not-a-file")
     assert not pipeline.run_dir("not-a-file").exists()
@@ -181,21 +206,57 @@ def test_bad_set_syntax_is_named(overrides: list[str], fragment: str) -> None:
         build_input(ROOT, None, "data.csv", overrides)
 
 
-def test_cli_exits_2_for_a_refused_dataset_and_1_for_a_failed_search(home: Path, tmp_path: Path, capfd) -> None:
+def test_cli_exits_2_for_a_refused_dataset_and_1_for_a_failed_search(
+    home: Path, tmp_path: Path, capfd
+) -> None:
     # In-process, as the CLI runs: stderr has one line of cause and no traceback.
     text = tmp_path / "colours.csv"
     text.write_text("x,colour,species\n" + "".join(f"{i},red,{'ab'[i % 2]}\n" for i in range(10)))
-    assert main(["run", "--home", str(home), "--workers", "1", "--dataset", str(text),
-                 "--set", "dataset.target=species", "--set", "cv.k=2"]) == 2
+    assert (
+        main(
+            [
+                "run",
+                "--home",
+                str(home),
+                "--workers",
+                "1",
+                "--dataset",
+                str(text),
+                "--set",
+                "dataset.target=species",
+                "--set",
+                "cv.k=2",
+            ]
+        )
+        == 2
+    )
     captured = capfd.readouterr()
     assert "colours.csv: feature column(s) 'colour' are not numeric" in captured.err
     assert "Traceback" not in captured.err and "registered  nothing" in captured.out
 
-    assert main(["run", "--home", str(home), "--workers", "1", "--dataset", str(IRIS),
-                 "--set", "dataset.target=species", "--set", "cv.k=2", "--set", 'model.params={"kernel": "x"}']) == 1
+    assert (
+        main(
+            [
+                "run",
+                "--home",
+                str(home),
+                "--workers",
+                "1",
+                "--dataset",
+                str(IRIS),
+                "--set",
+                "dataset.target=species",
+                "--set",
+                "cv.k=2",
+                "--set",
+                'model.params={"kernel": "x"}',
+            ]
+        )
+        == 1
+    )
     captured = capfd.readouterr()
     assert "execution FAILED: NoCandidateSucceeded" in captured.err
-    assert "candidate 0 {\"kernel\": \"x\"}: fold 0: estimator SVC failed to fit" in captured.err
+    assert 'candidate 0 {"kernel": "x"}: fold 0: estimator SVC failed to fit' in captured.err
     assert "Traceback" not in captured.err
 
 
@@ -209,10 +270,16 @@ def test_cli_exits_2_for_a_refused_dataset_and_1_for_a_failed_search(home: Path,
         (["--input", "{a_list}"], "the execution input must be a JSON object"),
     ],
 )
-def test_cli_argument_mistakes_exit_2(home: Path, tmp_path: Path, capfd, arguments: list[str], fragment: str) -> None:
+def test_cli_argument_mistakes_exit_2(
+    home: Path, tmp_path: Path, capfd, arguments: list[str], fragment: str
+) -> None:
     (tmp_path / "not.json").write_text("{bad")
     (tmp_path / "list.json").write_text("[1]")
-    paths = {"missing": tmp_path / "nope.json", "not_json": tmp_path / "not.json", "a_list": tmp_path / "list.json"}
+    paths = {
+        "missing": tmp_path / "nope.json",
+        "not_json": tmp_path / "not.json",
+        "a_list": tmp_path / "list.json",
+    }
     arguments = [argument.format(**paths) for argument in arguments]
     assert main(["run", "--home", str(home), *arguments]) == 2
     assert fragment in capfd.readouterr().err

@@ -9,8 +9,9 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import botocore.session
 import pytest
@@ -65,7 +66,9 @@ def _task_states(states: dict[str, Any], where: str = "States") -> Iterator[tupl
 
 def test_template_lints_clean() -> None:
     result = subprocess.run(
-        [_tool("cfn-lint"), str(TEMPLATE)], capture_output=True, text=True,
+        [_tool("cfn-lint"), str(TEMPLATE)],
+        capture_output=True,
+        text=True,
         env={**os.environ, "AWS_DEFAULT_REGION": "us-east-1"},
     )
     assert result.returncode == 0, result.stdout + result.stderr
@@ -103,7 +106,9 @@ def test_placeholders_match_definition_substitutions() -> None:
                 assert attribute == "Arn", f"{name}: expected the Arn of {logical_id}"
             if isinstance(value, dict) and "Ref" in value:
                 ref = value["Ref"]
-                assert ref in template["Resources"] or ref in template.get("Parameters", {}), f"{name}: no {ref}"
+                assert ref in template["Resources"] or ref in template.get("Parameters", {}), (
+                    f"{name}: no {ref}"
+                )
 
 
 def _example(shape: Any) -> Any:
@@ -139,7 +144,9 @@ def _concrete(parameters: Any, shape: Any, where: str) -> Any:
         name = key[:-2] if key.endswith(".$") else key
         assert name in shape.members, f"{where}.{name}: not a member of {shape.name}"
         member = shape.members[name]
-        concrete[name] = _example(member) if key.endswith(".$") else _concrete(value, member, f"{where}.{name}")
+        concrete[name] = (
+            _example(member) if key.endswith(".$") else _concrete(value, member, f"{where}.{name}")
+        )
     return concrete
 
 
@@ -167,9 +174,15 @@ def test_service_task_parameters_match_botocore(definition: Path) -> None:
 
 
 def test_the_botocore_check_catches_misspelt_and_missing_parameters() -> None:
-    input_shape = botocore.session.get_session().get_service_model("sagemaker").operation_model(
-        "CreateTrainingJob").input_shape
+    input_shape = (
+        botocore.session.get_session()
+        .get_service_model("sagemaker")
+        .operation_model("CreateTrainingJob")
+        .input_shape
+    )
     with pytest.raises(AssertionError, match="TrainingJobNam: not a member"):
         _concrete({"TrainingJobNam.$": "$.name"}, input_shape, "States.Train")
     with pytest.raises(ParamValidationError, match="RoleArn"):
-        validate_parameters(_concrete({"TrainingJobName.$": "$.name"}, input_shape, "States.Train"), input_shape)
+        validate_parameters(
+            _concrete({"TrainingJobName.$": "$.name"}, input_shape, "States.Train"), input_shape
+        )

@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import operator
 import re
-from datetime import datetime, timedelta, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from functools import lru_cache
-from typing import Any, Callable
+from typing import Any
 
 from .errors import NO_CHOICE_MATCHED, RUNTIME, StatesError
 from .paths import compact_json, get_path, path_exists, validate_path
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _TIMESTAMP = re.compile(
     r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(\.\d+)?(?:Z|([+-])(\d{2}):(\d{2}))", re.ASCII
 )
@@ -177,7 +178,7 @@ def _rule_problems(rule: Any, where: str, *, top_level: bool) -> list[str]:
     names = [key for key in rule if key in _OPERATORS]
     if len(names) != 1:
         found = ", ".join(names) if names else "none"
-        return problems + [f"{at}needs exactly one operator, found {found}"]
+        return [*problems, f"{at}needs exactly one operator, found {found}"]
     name = names[0]
     operand = rule[name]
     inner_where = f"{where}.{name}" if where else name
@@ -187,7 +188,7 @@ def _rule_problems(rule: Any, where: str, *, top_level: bool) -> list[str]:
         if name == "Not":
             return problems + _rule_problems(operand, inner_where, top_level=False)
         if not isinstance(operand, list) or not operand:
-            return problems + [f"{at}{name} must be a non-empty array of rules"]
+            return [*problems, f"{at}{name} must be a non-empty array of rules"]
         for index, inner in enumerate(operand):
             problems += _rule_problems(inner, f"{inner_where}[{index}]", top_level=False)
         return problems

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 
 class RealClock:
     def now(self) -> datetime:
-        return datetime.now(timezone.utc)
+        return datetime.now(UTC)
 
     def sleep(self, seconds: float, cancelled: threading.Event | None = None) -> bool:
         """Wait ``seconds``; return False if ``cancelled`` was set first."""
@@ -21,7 +21,7 @@ class VirtualClock:
     """A clock whose sleeps return at once and move its time forward, so waits cost nothing."""
 
     def __init__(self, start: datetime | None = None) -> None:
-        self._now = start or datetime(2024, 1, 1, tzinfo=timezone.utc)
+        self._now = start or datetime(2024, 1, 1, tzinfo=UTC)
         self._lock = threading.Lock()
         self.slept: list[float] = []
 

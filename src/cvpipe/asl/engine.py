@@ -12,9 +12,10 @@ import os
 import threading
 import traceback
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Callable
+from typing import Any
 
 from .clock import RealClock
 from .errors import RUNTIME, TIMEOUT, DefinitionError, StatesError
@@ -53,7 +54,9 @@ class ExecutionResult:
 class Execution:
     """A running execution (it starts when created): ``wait()`` for its result, or ``abort()`` it."""
 
-    def __init__(self, machine: StateMachine, run: Run, input: Any, name: str, arn: str, timeout: float | None) -> None:
+    def __init__(
+        self, machine: StateMachine, run: Run, input: Any, name: str, arn: str, timeout: float | None
+    ) -> None:
         self.name = name
         self.arn = arn
         self._machine = machine
@@ -91,7 +94,9 @@ class Execution:
         try:
             role = self._run.context["Execution"]["RoleArn"]
             # Outside the trace: in AWS the first state's events name no previous event (previousEventId 0).
-            self._run.history.append("ExecutionStarted", {**data_details("input", self._input), "roleArn": role}, 0)
+            self._run.history.append(
+                "ExecutionStarted", {**data_details("input", self._input), "roleArn": role}, 0
+            )
             check_payload_size(self._input)
             output = self._machine.run(Lane(self._run, self._run.root, trace), self._input)
             self._finish(SUCCEEDED, trace, output=output)
@@ -99,13 +104,18 @@ class Execution:
             self._finish(FAILED, trace, error=failure.error or None, cause=failure.cause or None)
         except Cancelled:
             if self._run.timed_out.is_set():
-                self._finish(TIMED_OUT, trace, error=TIMEOUT, cause="The execution ran longer than its TimeoutSeconds")
+                self._finish(
+                    TIMED_OUT, trace, error=TIMEOUT, cause="The execution ran longer than its TimeoutSeconds"
+                )
             else:
                 error, cause = self._abort_reason
                 self._finish(ABORTED, trace, error=error, cause=cause)
         except Exception:  # a fault of the engine itself
             self._finish(
-                FAILED, trace, error=RUNTIME, cause=f"internal error of the local engine:\n{traceback.format_exc()}"
+                FAILED,
+                trace,
+                error=RUNTIME,
+                cause=f"internal error of the local engine:\n{traceback.format_exc()}",
             )
         finally:
             if self._timer is not None:
@@ -113,14 +123,22 @@ class Execution:
             self._done.set()
 
     def _finish(
-        self, status: str, trace: Trace, *, output: Any = None, error: str | None = None, cause: str | None = None
+        self,
+        status: str,
+        trace: Trace,
+        *,
+        output: Any = None,
+        error: str | None = None,
+        cause: str | None = None,
     ) -> None:
         if status == SUCCEEDED:
             details = data_details("output", output)
         else:
             details = {key: value for key, value in (("error", error), ("cause", cause)) if value is not None}
         trace.emit(END_EVENTS[status], details)
-        self._result = ExecutionResult(status, output, error, cause, self._run.history.events, self.name, self.arn)
+        self._result = ExecutionResult(
+            status, output, error, cause, self._run.history.events, self.name, self.arn
+        )
 
 
 class Engine:
@@ -131,7 +149,9 @@ class Engine:
     each Map and Parallel state on top of the definition's own MaxConcurrency.
     """
 
-    def __init__(self, tasks: TaskRegistry, clock: Clock | None = None, max_concurrency: int | None = None) -> None:
+    def __init__(
+        self, tasks: TaskRegistry, clock: Clock | None = None, max_concurrency: int | None = None
+    ) -> None:
         self.tasks = tasks
         self.clock = clock or RealClock()
         self.max_concurrency = max_concurrency

@@ -16,9 +16,10 @@ import math
 import random
 import re
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Callable, NoReturn
+from typing import Any, NoReturn
 
 from .errors import INTRINSIC_FAILURE, StatesError
 from .paths import compact_json, get_path, validate_path
@@ -141,7 +142,9 @@ class _Parser:
         self.position = 0
 
     def fail(self, problem: str) -> NoReturn:
-        raise ValueError(f"invalid intrinsic function '{self.text}' at character {self.position + 1}: {problem}")
+        raise ValueError(
+            f"invalid intrinsic function '{self.text}' at character {self.position + 1}: {problem}"
+        )
 
     def skip_spaces(self) -> None:
         while self.position < len(self.text) and self.text[self.position].isspace():
@@ -339,9 +342,11 @@ def _format_value(value: Any) -> str:
 def _format(values: list[Any]) -> str:
     pieces, arguments = values[0], values[1:]
     if len(pieces) - 1 != len(arguments):
-        raise _InvalidArguments(f"the template has {len(pieces) - 1} placeholders but {len(arguments)} values")
+        raise _InvalidArguments(
+            f"the template has {len(pieces) - 1} placeholders but {len(arguments)} values"
+        )
     parts = [pieces[0]]
-    for argument, piece in zip(arguments, pieces[1:]):
+    for argument, piece in zip(arguments, pieces[1:], strict=False):
         parts += (_format_value(argument), piece)
     return "".join(parts)
 

@@ -18,9 +18,10 @@ import copy
 import json
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 
 from .choice import next_state
 from .clock import RealClock, VirtualClock
@@ -65,12 +66,15 @@ def parse_timestamp(value: Any) -> datetime | None:
         return None
 
 
-def select_integer(spec: dict[str, Any], field_name: str, data: Any, context: dict[str, Any], minimum: int) -> int:
+def select_integer(
+    spec: dict[str, Any], field_name: str, data: Any, context: dict[str, Any], minimum: int
+) -> int:
     """The integer that a ``...Path`` field (SecondsPath, TimeoutSecondsPath, ...) selects from ``data``."""
     value = get_path(spec[field_name], data, context)
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise StatesError(
-            RUNTIME, f"{field_name} {spec[field_name]!r} must select an integer >= {minimum}, not {to_json_text(value)}"
+            RUNTIME,
+            f"{field_name} {spec[field_name]!r} must select an integer >= {minimum}, not {to_json_text(value)}",
         )
     return value
 
@@ -169,7 +173,9 @@ class Lane:
 
     def follow(self, lanes: list[Lane]) -> None:
         """Continue this lane's event chain after the lanes it forked have finished."""
-        self.trace.last_event_id = max([self.trace.last_event_id] + [lane.trace.last_event_id for lane in lanes])
+        self.trace.last_event_id = max(
+            [self.trace.last_event_id] + [lane.trace.last_event_id for lane in lanes]
+        )
 
     def check(self) -> None:
         """Raise Cancelled if this lane must stop (cancelled scope, or the execution ran out of time)."""
@@ -258,7 +264,9 @@ class Choice(State):
     def execute(self, lane: Lane, raw_input: Any, entered: datetime) -> tuple[Any, str | None]:
         context = lane.context(self.name, entered)
         effective = process_input(self.spec, raw_input, context)
-        return process_output(self.spec, raw_input, effective, context), next_state(self.spec, effective, context)
+        return process_output(self.spec, raw_input, effective, context), next_state(
+            self.spec, effective, context
+        )
 
 
 class Succeed(State):
@@ -266,7 +274,9 @@ class Succeed(State):
 
     def execute(self, lane: Lane, raw_input: Any, entered: datetime) -> tuple[Any, str | None]:
         context = lane.context(self.name, entered)
-        return process_output(self.spec, raw_input, process_input(self.spec, raw_input, context), context), None
+        return process_output(
+            self.spec, raw_input, process_input(self.spec, raw_input, context), context
+        ), None
 
 
 class Fail(State):
@@ -316,7 +326,9 @@ class Wait(State):
         else:
             moment = parse_timestamp(get_path(spec["TimestampPath"], effective, context))
             if moment is None:
-                raise StatesError(RUNTIME, f"TimestampPath {spec['TimestampPath']!r} must select an RFC 3339 timestamp")
+                raise StatesError(
+                    RUNTIME, f"TimestampPath {spec['TimestampPath']!r} must select an RFC 3339 timestamp"
+                )
         assert moment is not None  # a literal Timestamp was validated with the definition
         return max((moment - now).total_seconds(), 0.0)
 
@@ -373,7 +385,11 @@ class Task(Recoverable):
         resource = self.spec["Resource"]
         handler = lane.run.tasks.resolve(resource)
         described = resource_details(resource)
-        scheduled: dict[str, Any] = {**described, "region": lane.run.region, "parameters": to_json_text(parameters)}
+        scheduled: dict[str, Any] = {
+            **described,
+            "region": lane.run.region,
+            "parameters": to_json_text(parameters),
+        }
         if timeout is not None:
             scheduled["timeoutInSeconds"] = timeout
         if heartbeat is not None:
@@ -517,7 +533,9 @@ class Parallel(Concurrent):
         effective = process_input(self.spec, raw_input, context)
         lane.emit("ParallelStateStarted")
         limit = lane.run.max_concurrency or len(self.branches)
-        return self.fan_out(lane, len(self.branches), limit, lambda i, branch: self.branches[i].run(branch, effective))
+        return self.fan_out(
+            lane, len(self.branches), limit, lambda i, branch: self.branches[i].run(branch, effective)
+        )
 
 
 class Map(Concurrent):
@@ -534,20 +552,29 @@ class Map(Concurrent):
         items_path = self.spec.get("ItemsPath", "$")
         items = get_path(items_path, effective, context)
         if not isinstance(items, list):
-            raise StatesError(RUNTIME, f"ItemsPath '{items_path}' must select an array, not {to_json_text(items)}")
+            raise StatesError(
+                RUNTIME, f"ItemsPath '{items_path}' must select an array, not {to_json_text(items)}"
+            )
         if "MaxConcurrencyPath" in self.spec:
             limit = select_integer(self.spec, "MaxConcurrencyPath", effective, context, minimum=0)
         else:
             limit = self.spec.get("MaxConcurrency", 0)
         limit = min(
-            limit or INLINE_MAP_CONCURRENCY, INLINE_MAP_CONCURRENCY, lane.run.max_concurrency or INLINE_MAP_CONCURRENCY
+            limit or INLINE_MAP_CONCURRENCY,
+            INLINE_MAP_CONCURRENCY,
+            lane.run.max_concurrency or INLINE_MAP_CONCURRENCY,
         )
         lane.emit("MapStateStarted", {"length": len(items)})
         return self.fan_out(
-            lane, len(items), limit, lambda i, iteration: self._iterate(iteration, i, items[i], effective, context)
+            lane,
+            len(items),
+            limit,
+            lambda i, iteration: self._iterate(iteration, i, items[i], effective, context),
         )
 
-    def _iterate(self, iteration: Lane, index: int, item: Any, effective: Any, context: dict[str, Any]) -> Any:
+    def _iterate(
+        self, iteration: Lane, index: int, item: Any, effective: Any, context: dict[str, Any]
+    ) -> Any:
         details = {"name": self.name, "index": index}
         iteration.emit("MapIterationStarted", details)
         try:
@@ -577,7 +604,9 @@ class StateMachine:
 
     def __init__(self, spec: dict[str, Any]) -> None:
         self.start_at: str = spec["StartAt"]
-        self.states = {name: STATE_TYPES[state["Type"]](name, state) for name, state in spec["States"].items()}
+        self.states = {
+            name: STATE_TYPES[state["Type"]](name, state) for name, state in spec["States"].items()
+        }
 
     def run(self, lane: Lane, data: Any) -> Any:
         name: str | None = self.start_at

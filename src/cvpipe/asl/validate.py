@@ -33,7 +33,12 @@ MAP_ITEMS = {
 
 FIELDS: dict[str, set[str]] = {
     "Pass": COMMON | TRANSITION | INPUT_OUTPUT | {"Parameters", "ResultPath", "Result"},
-    "Task": COMMON | TRANSITION | INPUT_OUTPUT | RECOVERY | TASK_TIMEOUTS | {"Parameters", "Resource", "Credentials"},
+    "Task": COMMON
+    | TRANSITION
+    | INPUT_OUTPUT
+    | RECOVERY
+    | TASK_TIMEOUTS
+    | {"Parameters", "Resource", "Credentials"},
     "Choice": COMMON | INPUT_OUTPUT | {"Choices", "Default"},
     "Wait": COMMON | TRANSITION | INPUT_OUTPUT | {"Seconds", "Timestamp", "SecondsPath", "TimestampPath"},
     "Succeed": COMMON | INPUT_OUTPUT,
@@ -107,7 +112,9 @@ def _machine(where: str, machine: dict[str, Any]) -> list[str]:
     if isinstance(start_at, str) and start_at in states:
         reachable = _reachable(start_at, states)
         problems += [
-            f"{where}States.{name}: unreachable from StartAt '{start_at}'" for name in states if name not in reachable
+            f"{where}States.{name}: unreachable from StartAt '{start_at}'"
+            for name in states
+            if name not in reachable
         ]
     return problems
 
@@ -123,12 +130,18 @@ def _duplicate_names(definition: dict[str, Any]) -> list[str]:
         for name, state in states.items() if isinstance(states, dict) else []:
             at = f"{where}States.{name}"
             if name in first:
-                problems.append(f"{at}: the name is already used by {first[name]}; state names must be unique")
+                problems.append(
+                    f"{at}: the name is already used by {first[name]}; state names must be unique"
+                )
             first.setdefault(name, at)
             if not isinstance(state, dict):
                 continue
-            pending += [(f"{at}.Branches[{i}].", branch) for i, branch in enumerate(_list(state.get("Branches")))]
-            pending += [(f"{at}.{field}.", state[field]) for field in ("ItemProcessor", "Iterator") if field in state]
+            pending += [
+                (f"{at}.Branches[{i}].", branch) for i, branch in enumerate(_list(state.get("Branches")))
+            ]
+            pending += [
+                (f"{at}.{field}.", state[field]) for field in ("ItemProcessor", "Iterator") if field in state
+            ]
     return problems
 
 
@@ -150,7 +163,11 @@ def _reachable(start_at: str, states: dict[str, Any]) -> set[str]:
 def _state(where: str, name: str, state: Any, names: set[str]) -> list[str]:
     if not isinstance(state, dict):
         return [f"{where}: a state must be an object"]
-    problems = [f"{where}: the name is longer than {MAX_STATE_NAME} characters"] if len(name) > MAX_STATE_NAME else []
+    problems = (
+        [f"{where}: the name is longer than {MAX_STATE_NAME} characters"]
+        if len(name) > MAX_STATE_NAME
+        else []
+    )
     state_type = state.get("Type")
     if state_type is None:
         return [*problems, f"{where}: Type is required (one of {', '.join(FIELDS)})"]
@@ -187,14 +204,18 @@ def _query_language(where: str, spec: dict[str, Any]) -> list[str]:
     if spec.get("QueryLanguage", "JSONPath") == "JSONPath":
         return []
     prefix = f"{where}: " if where else ""
-    return [f"{prefix}QueryLanguage {spec['QueryLanguage']!r}: only JSONPath is supported by the local engine"]
+    return [
+        f"{prefix}QueryLanguage {spec['QueryLanguage']!r}: only JSONPath is supported by the local engine"
+    ]
 
 
 def _transition(where: str, state: dict[str, Any], names: set[str]) -> list[str]:
     if "Next" in state and "End" in state:
         return [f"{where}: has both Next and End"]
     if "Next" in state:
-        return [] if _names_one_of(state["Next"], names) else [f"{where}: Next '{state['Next']}' does not exist"]
+        return (
+            [] if _names_one_of(state["Next"], names) else [f"{where}: Next '{state['Next']}' does not exist"]
+        )
     if state.get("End") is True:
         return []
     if "End" in state:
@@ -254,7 +275,11 @@ def _expression(where: str, value: Any, *, reference: bool = False) -> list[str]
 def _template(where: str, template: Any) -> list[str]:
     """Parameters, ItemSelector or ResultSelector: every ``key.$`` holds a path or an intrinsic."""
     if isinstance(template, list):
-        return [problem for index, value in enumerate(template) for problem in _template(f"{where}[{index}]", value)]
+        return [
+            problem
+            for index, value in enumerate(template)
+            for problem in _template(f"{where}[{index}]", value)
+        ]
     if not isinstance(template, dict):
         return []
     problems = []
@@ -276,7 +301,9 @@ def _handlers(where: str, handlers: Any, kind: str, allowed: set[str], names: se
         if not isinstance(handler, dict):
             problems.append(f"{at}: a {kind} must be an object")
             continue
-        problems += [f"{at}: field '{field}' is not allowed in a {kind}" for field in handler if field not in allowed]
+        problems += [
+            f"{at}: field '{field}' is not allowed in a {kind}" for field in handler if field not in allowed
+        ]
         errors = handler.get("ErrorEquals")
         if not isinstance(errors, list) or not errors or not all(isinstance(e, str) for e in errors):
             problems.append(f"{at}: ErrorEquals must be a non-empty array of error names")

@@ -45,7 +45,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="SAM template: fills ${Placeholders} from the state machine's DefinitionSubstitutions "
         "and runs its Lambda functions in-process",
     )
-    run.add_argument("--virtual-clock", action="store_true", help="Wait states and retry back-off take no time")
+    run.add_argument(
+        "--virtual-clock", action="store_true", help="Wait states and retry back-off take no time"
+    )
     run.add_argument("--name", help="execution name (default: a UUID)")
     run.set_defaults(handler=run_command)
 
@@ -66,7 +68,12 @@ def run_command(args: argparse.Namespace) -> int:
         engine = Engine(registry, VirtualClock() if args.virtual_clock else RealClock())
         with reserved_stdout() as stdout:
             result = engine.run(definition, execution_input, name=args.name, state_machine_name=machine_name)
-            summary = {"status": result.status, "output": result.output, "error": result.error, "cause": result.cause}
+            summary = {
+                "status": result.status,
+                "output": result.output,
+                "error": result.error,
+                "cause": result.cause,
+            }
             json.dump(summary, stdout, indent=2)
             stdout.write("\n")
     except (UsageError, TemplateError, DefinitionError) as exc:

@@ -28,18 +28,20 @@ def model_rows(registry: LocalModelRegistry, group: str | None) -> list[dict[str
     for summary in registry.list_model_packages(group)["ModelPackageSummaryList"]:
         package = registry.describe_model_package(summary["ModelPackageArn"])
         metadata = package.get("CustomerMetadataProperties", {})
-        rows.append({
-            "group": package["ModelPackageGroupName"],
-            "version": package["ModelPackageVersion"],
-            "arn": package["ModelPackageArn"],
-            "approval_status": package["ModelApprovalStatus"],
-            "created": package["CreationTime"],
-            "metric": metadata.get("metric"),
-            "cv_mean": _number(metadata.get("cv_mean")),
-            "cv_std": _number(metadata.get("cv_std")),
-            "estimator": metadata.get("estimator"),
-            "execution": metadata.get("execution"),
-        })
+        rows.append(
+            {
+                "group": package["ModelPackageGroupName"],
+                "version": package["ModelPackageVersion"],
+                "arn": package["ModelPackageArn"],
+                "approval_status": package["ModelApprovalStatus"],
+                "created": package["CreationTime"],
+                "metric": metadata.get("metric"),
+                "cv_mean": _number(metadata.get("cv_mean")),
+                "cv_std": _number(metadata.get("cv_std")),
+                "estimator": metadata.get("estimator"),
+                "execution": metadata.get("execution"),
+            }
+        )
     return rows
 
 
@@ -61,13 +63,19 @@ def list_command(args: argparse.Namespace) -> int:
         print(f"no model packages in {where}")
         return 0
     # Columns as wide as their longest value, so long group or metric names keep the table aligned.
-    scores = ["-" if row["cv_mean"] is None else f"{row['cv_mean']:.4f} ± {row['cv_std']:.4f}" for row in rows]
+    scores = [
+        "-" if row["cv_mean"] is None else f"{row['cv_mean']:.4f} ± {row['cv_std']:.4f}" for row in rows
+    ]
     group_width = max(len("GROUP"), *(len(row["group"]) for row in rows))
     metric_width = max(len("METRIC"), *(len(row["metric"] or "-") for row in rows))
     score_width = max(len("CV MEAN ± STD"), *map(len, scores))
-    print(f"{'GROUP':<{group_width}} {'VER':>3}  {'APPROVAL':<22} {'METRIC':<{metric_width}} "
-          f"{'CV MEAN ± STD':<{score_width}} ARN")
-    for row, score in zip(rows, scores):
-        print(f"{row['group']:<{group_width}} {row['version']:>3}  {row['approval_status']:<22} "
-              f"{row['metric'] or '-':<{metric_width}} {score:<{score_width}} {row['arn']}")
+    print(
+        f"{'GROUP':<{group_width}} {'VER':>3}  {'APPROVAL':<22} {'METRIC':<{metric_width}} "
+        f"{'CV MEAN ± STD':<{score_width}} ARN"
+    )
+    for row, score in zip(rows, scores, strict=False):
+        print(
+            f"{row['group']:<{group_width}} {row['version']:>3}  {row['approval_status']:<22} "
+            f"{row['metric'] or '-':<{metric_width}} {score:<{score_width}} {row['arn']}"
+        )
     return 0

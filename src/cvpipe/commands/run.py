@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from ..stdio import reserved_stdout
 from ..local import LocalPipeline, PipelineRun, UserError, find_project_root
 from ..progress import ProgressReporter
+from ..stdio import reserved_stdout
 
 DEMO_INPUT = Path("examples/demo.json")
 MAX_REASONS = 3  # failed candidates explained in the summary
@@ -27,12 +27,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "failed); 130 interrupted (the run is recorded as aborted)",
     )
     parser.add_argument(
-        "--input", type=Path,
+        "--input",
+        type=Path,
         help="execution input JSON file (default: examples/demo.json, or with --dataset an empty input)",
     )
     parser.add_argument("--dataset", help="CSV file or s3:// URI; sets dataset.uri")
     parser.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="override one input field, e.g. --set cv.k=10 --set model.estimator=LogisticRegression "
         "(VALUE is JSON when it parses, else a string)",
     )
@@ -70,7 +75,9 @@ def run_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_input(root: Path, input_file: Path | None, dataset: str | None, overrides: list[str]) -> dict[str, Any]:
+def build_input(
+    root: Path, input_file: Path | None, dataset: str | None, overrides: list[str]
+) -> dict[str, Any]:
     """The execution input: a JSON file, then --dataset, then each --set.
 
     Without a file it is the demo's input, or, when --dataset names other data, an empty one: the
@@ -165,7 +172,10 @@ def print_summary(run: PipelineRun, out: TextIO) -> None:
         cv = best["cv"]
         folds = ", ".join(f"{score:.4f}" for score in cv["folds"])
         print(f"best        candidate {best['id']}: {json.dumps(best['params'], sort_keys=True)}", file=out)
-        print(f"cv {doc.get('metric') or 'score':<8} {cv['mean']:.4f} ± {cv['std']:.4f}  (folds: {folds})", file=out)
+        print(
+            f"cv {doc.get('metric') or 'score':<8} {cv['mean']:.4f} ± {cv['std']:.4f}  (folds: {folds})",
+            file=out,
+        )
     tuning = doc.get("tuning") or {}
     if tuning:
         print(
@@ -179,7 +189,10 @@ def print_summary(run: PipelineRun, out: TextIO) -> None:
     holdout_scores = (doc.get("holdout") or {}).get("score")
     if holdout_scores:
         rows = (doc.get("dataset") or {}).get("holdout_rows")
-        print(f"holdout     {holdout_scores[0]:.4f} on {rows} rows no fold job saw (the gate's estimate)", file=out)
+        print(
+            f"holdout     {holdout_scores[0]:.4f} on {rows} rows no fold job saw (the gate's estimate)",
+            file=out,
+        )
     if doc["baseline"] is not None and best:
         verdict = "passed" if run.status == "SUCCEEDED" else "not passed"
         print(f"baseline    {doc['baseline']}: {verdict}", file=out)

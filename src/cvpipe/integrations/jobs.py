@@ -16,6 +16,7 @@ This module imports nothing from the rest of ``cvpipe``: workers import it and s
 from __future__ import annotations
 
 import atexit
+import contextlib
 import importlib
 import multiprocessing
 import os
@@ -121,14 +122,17 @@ class JobPool:
         worker = self._acquire(cancelled)
         if worker is None:  # cancelled while waiting for a worker: the job never started
             return JobOutcome(-int(signal.SIGTERM), stopped=True, timed_out=False, seconds=0.0)
-        job = (program, self.programs[program], str(Path(ml_root).absolute()), dict(environ),
-               str(Path(log_path).absolute()))
+        job = (
+            program,
+            self.programs[program],
+            str(Path(ml_root).absolute()),
+            dict(environ),
+            str(Path(log_path).absolute()),
+        )
         started = time.monotonic()
         deadline = None if timeout is None else started + timeout
-        try:
+        with contextlib.suppress(OSError):  # the worker died; its sentinel reports it below
             worker.conn.send(job)
-        except OSError:
-            pass  # the worker died; its sentinel reports it below
         while True:
             wait_for = _POLL_SECONDS if deadline is None else min(_POLL_SECONDS, deadline - time.monotonic())
             ready = wait([worker.conn, worker.process.sentinel], max(wait_for, 0.0))
@@ -182,8 +186,9 @@ class JobPool:
     def _spawn(self) -> _Worker:
         """Start a worker; the caller holds the lock."""
         parent_end, child_end = self._context.Pipe()
-        process = self._context.Process(target=_serve, args=(child_end, *self._worker_args),
-                                        name="cvpipe-job-worker")
+        process = self._context.Process(
+            target=_serve, args=(child_end, *self._worker_args), name="cvpipe-job-worker"
+        )
         process.start()
         child_end.close()
         worker = _Worker(process, parent_end)
@@ -263,8 +268,14 @@ def _serve(conn: Connection, sys_path: list[str], warm_modules: list[str], threa
             return
 
 
-def _run_job(program: str, target: str, ml_root: str, environ: dict[str, str], log_path: str,
-             base_environ: dict[str, str]) -> int:
+def _run_job(
+    program: str,
+    target: str,
+    ml_root: str,
+    environ: dict[str, str],
+    log_path: str,
+    base_environ: dict[str, str],
+) -> int:
     for stream in (sys.stdout, sys.stderr):
         if stream is not None:
             stream.flush()
@@ -286,7 +297,7 @@ def _run_job(program: str, target: str, ml_root: str, environ: dict[str, str], l
         for stream in (sys.stdout, sys.stderr):
             if stream is not None:
                 stream.flush()
-        for fd, saved in zip((1, 2), saved_fds):
+        for fd, saved in zip((1, 2), saved_fds, strict=False):
             os.dup2(saved, fd)
             os.close(saved)
         os.chdir(cwd)

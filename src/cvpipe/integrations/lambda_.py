@@ -33,12 +33,13 @@ import threading
 import time
 import traceback
 import uuid
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from cvpipe.asl.errors import RUNTIME, StatesError
 from cvpipe.asl.tasks import TaskRegistry, TaskRequest
@@ -77,9 +78,16 @@ class LambdaContext:
         return max(int((self.timeout_seconds - (time.monotonic() - self._started)) * 1000), 0)
 
 
-def function_error(error_type: str, message: str, request_id: str, stack: list[str] | None = None) -> StatesError:
+def function_error(
+    error_type: str, message: str, request_id: str, stack: list[str] | None = None
+) -> StatesError:
     """A function error as Step Functions reports it: the type as the error, Lambda's error JSON as the cause."""
-    cause = {"errorMessage": message, "errorType": error_type, "requestId": request_id, "stackTrace": stack or []}
+    cause = {
+        "errorMessage": message,
+        "errorType": error_type,
+        "requestId": request_id,
+        "stackTrace": stack or [],
+    }
     return StatesError(error_type, json.dumps(cause, separators=(",", ":")))
 
 
@@ -99,7 +107,9 @@ class LocalFunctions:
         if not isinstance(parameters.get("FunctionName"), str):
             raise StatesError(RUNTIME, f"{INVOKE} needs Parameters.FunctionName")
         request_id = str(uuid.uuid4())
-        payload = self.invoke(parameters["FunctionName"], parameters.get("Payload", {}), request_id, request.timeout)
+        payload = self.invoke(
+            parameters["FunctionName"], parameters.get("Payload", {}), request_id, request.timeout
+        )
         return {
             "ExecutedVersion": "$LATEST",
             "Payload": payload,
@@ -124,7 +134,7 @@ class LocalFunctions:
         spec = self._find(function)
         event = json.loads(json.dumps(event))
         timeout = min(spec.timeout, task_timeout) if task_timeout else spec.timeout
-        log_stream = datetime.now(timezone.utc).strftime("%Y/%m/%d/[$LATEST]") + uuid.uuid4().hex
+        log_stream = datetime.now(UTC).strftime("%Y/%m/%d/[$LATEST]") + uuid.uuid4().hex
         with _INVOCATION_LOCK, self._inside(spec, log_stream):
             handler = self._handler(spec, request_id)
             try:
@@ -135,7 +145,9 @@ class LocalFunctions:
         try:
             return json.loads(json.dumps(result))
         except (TypeError, ValueError) as exc:
-            raise function_error("Runtime.MarshalError", f"Unable to marshal response: {exc}", request_id) from exc
+            raise function_error(
+                "Runtime.MarshalError", f"Unable to marshal response: {exc}", request_id
+            ) from exc
 
     def _find(self, function: str) -> FunctionSpec:
         match = FUNCTION_NAME.fullmatch(function)
@@ -176,7 +188,9 @@ class LocalFunctions:
         module_spec = importlib.util.spec_from_file_location(name, file)
         if module_spec is None or module_spec.loader is None or not file.is_file():
             raise function_error(
-                "Runtime.ImportModuleError", f"Unable to import module '{module_path}': no file {file}", request_id
+                "Runtime.ImportModuleError",
+                f"Unable to import module '{module_path}': no file {file}",
+                request_id,
             )
         module = importlib.util.module_from_spec(module_spec)
         sys.modules[name] = module  # dataclasses and pydantic look their module up there
@@ -198,7 +212,9 @@ class LocalFunctions:
                 sys.modules.pop(name, None)
         if not hasattr(module, function_name):
             raise function_error(
-                "Runtime.HandlerNotFound", f"Handler '{function_name}' missing on module '{module_path}'", request_id
+                "Runtime.HandlerNotFound",
+                f"Handler '{function_name}' missing on module '{module_path}'",
+                request_id,
             )
         self._handlers[spec.logical_id] = getattr(module, function_name)
         return self._handlers[spec.logical_id]

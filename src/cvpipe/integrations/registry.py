@@ -60,8 +60,10 @@ def _check(operation: str, params: Any) -> dict[str, Any]:
     status = params.get("ModelApprovalStatus") if isinstance(params, dict) else None
     allowed = service_model().shape_for("ModelApprovalStatus").enum
     if problem is None and status is not None and status not in allowed:
-        problem = (f"1 validation error detected: Value '{status}' at 'modelApprovalStatus' failed to satisfy "
-                   f"constraint: Member must satisfy enum value set: [{', '.join(allowed)}]")
+        problem = (
+            f"1 validation error detected: Value '{status}' at 'modelApprovalStatus' failed to satisfy "
+            f"constraint: Member must satisfy enum value set: [{', '.join(allowed)}]"
+        )
     if problem:
         raise _error(operation, problem)
     return params
@@ -121,7 +123,9 @@ class LocalModelRegistry:
         with self._transaction(write=True) as conn:
             if conn.execute("SELECT 1 FROM model_package_groups WHERE name = ?", (name,)).fetchone():
                 raise _error(operation, f"Model Package Group already exists: {_group_arn(name)}")
-            conn.execute("INSERT INTO model_package_groups VALUES (?, ?, ?)", (name, time.time(), json.dumps(params)))
+            conn.execute(
+                "INSERT INTO model_package_groups VALUES (?, ?, ?)", (name, time.time(), json.dumps(params))
+            )
         return {"ModelPackageGroupArn": _group_arn(name)}
 
     def describe_model_package_group(self, name_or_arn: str) -> dict[str, Any]:
@@ -134,19 +138,23 @@ class LocalModelRegistry:
 
     def list_model_package_groups(self) -> dict[str, Any]:
         with self._transaction() as conn:
-            rows = conn.execute("SELECT * FROM model_package_groups ORDER BY created DESC, rowid DESC").fetchall()
+            rows = conn.execute(
+                "SELECT * FROM model_package_groups ORDER BY created DESC, rowid DESC"
+            ).fetchall()
         return {"ModelPackageGroupSummaryList": [self._group_summary(row) for row in rows]}
 
     @staticmethod
     def _group_summary(row: sqlite3.Row) -> dict[str, Any]:
         request = json.loads(row["request"])
-        return _drop_none({
-            "ModelPackageGroupName": row["name"],
-            "ModelPackageGroupArn": _group_arn(row["name"]),
-            "ModelPackageGroupDescription": request.get("ModelPackageGroupDescription"),
-            "CreationTime": aws_sdk_time(row["created"]),
-            "ModelPackageGroupStatus": "Completed",
-        })
+        return _drop_none(
+            {
+                "ModelPackageGroupName": row["name"],
+                "ModelPackageGroupArn": _group_arn(row["name"]),
+                "ModelPackageGroupDescription": request.get("ModelPackageGroupDescription"),
+                "CreationTime": aws_sdk_time(row["created"]),
+                "ModelPackageGroupStatus": "Completed",
+            }
+        )
 
     # -- model packages -------------------------------------------------------------------------
 
@@ -157,8 +165,11 @@ class LocalModelRegistry:
         _check(operation, params)
         group, name = params.get("ModelPackageGroupName"), params.get("ModelPackageName")
         if (group is None) == (name is None):
-            raise _error(operation, "Exactly one of ModelPackageGroupName (a versioned package) and "
-                                    "ModelPackageName (an unversioned package) must be given.")
+            raise _error(
+                operation,
+                "Exactly one of ModelPackageGroupName (a versioned package) and "
+                "ModelPackageName (an unversioned package) must be given.",
+            )
         self._check_artifacts(operation, params)
         token = params.get("ClientToken")
         request = {key: value for key, value in params.items() if key != "ClientToken"}
@@ -166,8 +177,10 @@ class LocalModelRegistry:
             request.setdefault("ModelApprovalStatus", "PendingManualApproval")  # SageMaker's default
         with self._transaction(write=True) as conn:
             if token is not None:
-                found = conn.execute("SELECT arn FROM model_packages WHERE group_name IS ? AND client_token = ?",
-                                     (group, token)).fetchone()
+                found = conn.execute(
+                    "SELECT arn FROM model_packages WHERE group_name IS ? AND client_token = ?",
+                    (group, token),
+                ).fetchone()
                 if found:
                     return {"ModelPackageArn": found["arn"]}
             if group is None:
@@ -176,38 +189,55 @@ class LocalModelRegistry:
                 if conn.execute("SELECT 1 FROM model_packages WHERE arn = ?", (package_arn,)).fetchone():
                     raise _error(operation, f"Model Package already exists: {package_arn}")
             else:
-                stored = conn.execute("SELECT name FROM model_package_groups WHERE name = ?", (group,)).fetchone()
+                stored = conn.execute(
+                    "SELECT name FROM model_package_groups WHERE name = ?", (group,)
+                ).fetchone()
                 if stored is None:
                     raise _error(operation, f"ModelPackageGroup {_group_arn(group)} does not exist.")
                 request["ModelPackageGroupName"] = stored["name"]
-                (latest,) = conn.execute("SELECT MAX(version) FROM model_packages WHERE group_name = ?",
-                                         (group,)).fetchone()
+                (latest,) = conn.execute(
+                    "SELECT MAX(version) FROM model_packages WHERE group_name = ?", (group,)
+                ).fetchone()
                 version = (latest or 0) + 1
                 package_arn = arn("sagemaker", f"model-package/{group.lower()}/{version}")
             conn.execute(
                 "INSERT INTO model_packages (arn, group_name, version, client_token, created, request)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
-                (package_arn, request.get("ModelPackageGroupName"), version, token, time.time(), json.dumps(request)),
+                (
+                    package_arn,
+                    request.get("ModelPackageGroupName"),
+                    version,
+                    token,
+                    time.time(),
+                    json.dumps(request),
+                ),
             )
         return {"ModelPackageArn": package_arn}
 
     def _check_artifacts(self, operation: str, params: dict[str, Any]) -> None:
         """SageMaker refuses a package whose model data or metrics it cannot read."""
-        uris = [container["ModelDataUrl"]
-                for container in params.get("InferenceSpecification", {}).get("Containers", [])
-                if "ModelDataUrl" in container]
-        uris += [source["S3Uri"]
-                 for metric_kind in params.get("ModelMetrics", {}).values()
-                 for source in metric_kind.values()
-                 if "S3Uri" in source]
+        uris = [
+            container["ModelDataUrl"]
+            for container in params.get("InferenceSpecification", {}).get("Containers", [])
+            if "ModelDataUrl" in container
+        ]
+        uris += [
+            source["S3Uri"]
+            for metric_kind in params.get("ModelMetrics", {}).values()
+            for source in metric_kind.values()
+            if "S3Uri" in source
+        ]
         for uri in uris:
             try:
                 found = self.store.exists(uri)
             except ValueError:
                 found = False
             if not found:
-                raise _error(operation, f"Could not find an object at {uri}: model data and metrics must "
-                                        f"exist in the object store before the model is registered.")
+                raise _error(
+                    operation,
+                    f"Could not find an object at {uri}: model data and metrics must "
+                    f"exist in the object store before the model is registered.",
+                )
 
     def describe_model_package(self, name_or_arn: str) -> dict[str, Any]:
         """A package by ARN, or an unversioned package by name."""
@@ -221,16 +251,23 @@ class LocalModelRegistry:
             "ModelPackageStatusDetails": {"ValidationStatuses": [], "ImageScanStatuses": []},
             "CertifyForMarketplace": request.get("CertifyForMarketplace", False),
             "CreatedBy": {},
-            **({"LastModifiedTime": aws_sdk_time(row["modified"]), "LastModifiedBy": {}} if row["modified"] else {}),
+            **(
+                {"LastModifiedTime": aws_sdk_time(row["modified"]), "LastModifiedBy": {}}
+                if row["modified"]
+                else {}
+            ),
         }
 
-    def list_model_packages(self, group: str | None = None, approval_status: str | None = None,
-                            max_results: int | None = None) -> dict[str, Any]:
+    def list_model_packages(
+        self, group: str | None = None, approval_status: str | None = None, max_results: int | None = None
+    ) -> dict[str, Any]:
         """Summaries, newest first: of one group's versions, or (no group) of every package."""
         query = "SELECT * FROM model_packages WHERE (:group IS NULL OR group_name = :group)"
         query += " ORDER BY created DESC, rowid DESC"
         with self._transaction() as conn:
-            rows = conn.execute(query, {"group": group and _name_from(group, "model-package-group")}).fetchall()
+            rows = conn.execute(
+                query, {"group": group and _name_from(group, "model-package-group")}
+            ).fetchall()
         summaries = [self._package_summary(row, json.loads(row["request"])) for row in rows]
         if approval_status is not None:
             summaries = [item for item in summaries if item.get("ModelApprovalStatus") == approval_status]
@@ -246,13 +283,17 @@ class LocalModelRegistry:
             for key in ("ModelApprovalStatus", "ApprovalDescription"):
                 if key in params:
                     request[key] = params[key]
-            metadata = {**request.get("CustomerMetadataProperties", {}),
-                        **params.get("CustomerMetadataProperties", {})}
+            metadata = {
+                **request.get("CustomerMetadataProperties", {}),
+                **params.get("CustomerMetadataProperties", {}),
+            }
             for key in params.get("CustomerMetadataPropertiesToRemove", []):
                 metadata.pop(key, None)
             request["CustomerMetadataProperties"] = metadata
-            conn.execute("UPDATE model_packages SET request = ?, modified = ? WHERE arn = ?",
-                         (json.dumps(request), time.time(), row["arn"]))
+            conn.execute(
+                "UPDATE model_packages SET request = ?, modified = ? WHERE arn = ?",
+                (json.dumps(request), time.time(), row["arn"]),
+            )
         return {"ModelPackageArn": row["arn"]}
 
     @staticmethod
@@ -268,17 +309,19 @@ class LocalModelRegistry:
 
     @staticmethod
     def _package_summary(row: sqlite3.Row, request: dict[str, Any]) -> dict[str, Any]:
-        return _drop_none({
-            # A versioned package is named after its group.
-            "ModelPackageName": request.get("ModelPackageName", request.get("ModelPackageGroupName")),
-            "ModelPackageGroupName": row["group_name"],
-            "ModelPackageVersion": row["version"],
-            "ModelPackageArn": row["arn"],
-            "ModelPackageDescription": request.get("ModelPackageDescription"),
-            "CreationTime": aws_sdk_time(row["created"]),
-            "ModelPackageStatus": "Completed",
-            "ModelApprovalStatus": request.get("ModelApprovalStatus"),
-        })
+        return _drop_none(
+            {
+                # A versioned package is named after its group.
+                "ModelPackageName": request.get("ModelPackageName", request.get("ModelPackageGroupName")),
+                "ModelPackageGroupName": row["group_name"],
+                "ModelPackageVersion": row["version"],
+                "ModelPackageArn": row["arn"],
+                "ModelPackageDescription": request.get("ModelPackageDescription"),
+                "CreationTime": aws_sdk_time(row["created"]),
+                "ModelPackageStatus": "Completed",
+                "ModelApprovalStatus": request.get("ModelApprovalStatus"),
+            }
+        )
 
 
 # -- aws-sdk:sagemaker ----------------------------------------------------------------------------
@@ -298,19 +341,24 @@ def register_registry(tasks: TaskRegistry, model_registry: LocalModelRegistry) -
         if unsupported:
             raise _error(operation, f"the local model registry does not support {', '.join(unsupported)}")
         return model_registry.list_model_packages(
-            params.get("ModelPackageGroupName"), params.get("ModelApprovalStatus"), params.get("MaxResults"))
+            params.get("ModelPackageGroupName"), params.get("ModelApprovalStatus"), params.get("MaxResults")
+        )
 
     actions = {
         "createModelPackageGroup": model_registry.create_model_package_group,
-        "describeModelPackageGroup": name_lookup("DescribeModelPackageGroup", "ModelPackageGroupName",
-                                                 model_registry.describe_model_package_group),
+        "describeModelPackageGroup": name_lookup(
+            "DescribeModelPackageGroup", "ModelPackageGroupName", model_registry.describe_model_package_group
+        ),
         "listModelPackageGroups": lambda params: model_registry.list_model_package_groups(),
         "createModelPackage": model_registry.create_model_package,
-        "describeModelPackage": name_lookup("DescribeModelPackage", "ModelPackageName",
-                                            model_registry.describe_model_package),
+        "describeModelPackage": name_lookup(
+            "DescribeModelPackage", "ModelPackageName", model_registry.describe_model_package
+        ),
         "listModelPackages": list_packages,
         "updateModelPackage": model_registry.update_model_package,
     }
     for action, call in actions.items():
-        tasks.register(f"arn:aws:states:::aws-sdk:sagemaker:{action}",
-                       lambda request, call=call: call(request.parameters))
+        tasks.register(
+            f"arn:aws:states:::aws-sdk:sagemaker:{action}",
+            lambda request, call=call: call(request.parameters),
+        )

@@ -84,8 +84,10 @@ def service_error(operation: str, code: str, message: str, *, aws_sdk: bool = Fa
         cause = f"{message} (Service: SageMaker, Status Code: 400, Request ID: {request_id})"
     else:
         base = "AmazonSageMakerException"
-        cause = (f"{message} (Service: AmazonSageMaker; Status Code: 400; Error Code: {code}; "
-                 f"Request ID: {request_id}; Proxy: null)")
+        cause = (
+            f"{message} (Service: AmazonSageMaker; Status Code: 400; Error Code: {code}; "
+            f"Request ID: {request_id}; Proxy: null)"
+        )
     name = f"{code.removesuffix('Exception')}Exception" if code in modeled else base
     return StatesError(f"SageMaker.{name}", cause)
 
@@ -109,7 +111,12 @@ def _epoch_ms(seconds: float) -> int:
 def _container_path(local_path: Any, field: str) -> PurePosixPath:
     """``/opt/ml/processing/...`` -> the path relative to the job folder."""
     path = PurePosixPath(local_path) if isinstance(local_path, str) else None
-    if path is None or ".." in path.parts or not path.is_relative_to(PROCESSING_ROOT) or path == PROCESSING_ROOT:
+    if (
+        path is None
+        or ".." in path.parts
+        or not path.is_relative_to(PROCESSING_ROOT)
+        or path == PROCESSING_ROOT
+    ):
         raise _Invalid(f"{field} must be a path under {PROCESSING_ROOT}/, got {local_path!r}")
     return path.relative_to(CONTAINER_ROOT)
 
@@ -143,13 +150,17 @@ class _Job(ABC):
         """Refuse what cannot run locally; sets ``self.program``."""
         spec = self.params.get(self.spec_field, {})
         if spec.get("ContainerArguments") or len(spec.get("ContainerEntrypoint", [None])) != 1:
-            raise _Invalid(f"the local runner calls a program's main() and passes no arguments: "
-                           f"{self.spec_field}.ContainerEntrypoint must be one program name and "
-                           f"ContainerArguments must be empty")
+            raise _Invalid(
+                f"the local runner calls a program's main() and passes no arguments: "
+                f"{self.spec_field}.ContainerEntrypoint must be one program name and "
+                f"ContainerArguments must be empty"
+            )
         self.program = spec.get("ContainerEntrypoint", [self.default_program])[0]
         if self.program not in programs:
-            raise _Invalid(f"{self.spec_field}.ContainerEntrypoint must name a program of the local "
-                           f"image, one of: {', '.join(sorted(programs))} (got {self.program!r})")
+            raise _Invalid(
+                f"{self.spec_field}.ContainerEntrypoint must name a program of the local "
+                f"image, one of: {', '.join(sorted(programs))} (got {self.program!r})"
+            )
         instances = self.instance_config().get("InstanceCount", 1)
         if instances != 1:
             raise _Invalid(f"the local runner runs one instance; InstanceCount must be 1, got {instances}")
@@ -167,8 +178,9 @@ class _Job(ABC):
         """Store the outputs of a job that completed."""
 
     @abstractmethod
-    def describe(self, status: str, reason: str | None, started: float, ended: float,
-                 stop_kind: str | None) -> dict[str, Any]:
+    def describe(
+        self, status: str, reason: str | None, started: float, ended: float, stop_kind: str | None
+    ) -> dict[str, Any]:
         """The Describe*Job response; ``stop_kind`` says why a Stopped job stopped."""
 
     def environment(self) -> dict[str, str]:
@@ -177,9 +189,10 @@ class _Job(ABC):
     def fetch(self, uri: str, dest: Path) -> None:
         if not self.store.download_prefix(uri, dest):
             raise _ClientError(
-                f"ClientError: No S3 objects found under S3 URL \"{uri}\" given in input data source. "
+                f'ClientError: No S3 objects found under S3 URL "{uri}" given in input data source. '
                 f"Please ensure that the bucket exists in the selected region ({region()}) and that "
-                f"objects exist under that S3 prefix.")
+                f"objects exist under that S3 prefix."
+            )
 
     def run(self, pool: JobPool, cancelled: threading.Event | None) -> dict[str, Any]:
         """Run to the end and return the description; it is also saved as ``describe.json``."""
@@ -188,8 +201,14 @@ class _Job(ABC):
         stop_kind = None
         try:
             self.prepare()
-            outcome = pool.run(self.program, self.folder, self.environment(), self.folder / "job.log",
-                               cancelled, timeout=max_runtime)
+            outcome = pool.run(
+                self.program,
+                self.folder,
+                self.environment(),
+                self.folder / "job.log",
+                cancelled,
+                timeout=max_runtime,
+            )
             started = time.time() - outcome.seconds
             status, reason, stop_kind = self._result(outcome, max_runtime)
             if status == "Completed":
@@ -204,8 +223,12 @@ class _Job(ABC):
 
     def _result(self, outcome: JobOutcome, max_runtime: float) -> tuple[str, str | None, str | None]:
         if outcome.timed_out:
-            return ("Stopped", f"MaxRuntimeExceeded: the job ran longer than "
-                               f"StoppingCondition.MaxRuntimeInSeconds ({max_runtime} s)", "MaxRuntimeExceeded")
+            return (
+                "Stopped",
+                f"MaxRuntimeExceeded: the job ran longer than "
+                f"StoppingCondition.MaxRuntimeInSeconds ({max_runtime} s)",
+                "MaxRuntimeExceeded",
+            )
         if outcome.stopped:
             return "Stopped", "Stopped: the job was stopped because its task was cancelled", "Stopped"
         if outcome.exit_code == 0:
@@ -215,8 +238,12 @@ class _Job(ABC):
 
     def _common(self, status: str, reason: str | None, ended: float) -> dict[str, Any]:
         names = {f"{self.noun}Name": self.name, f"{self.noun}Arn": self.arn, f"{self.noun}Status": status}
-        return {**names, **({"FailureReason": reason} if reason else {}),
-                "CreationTime": _epoch_ms(self.created), "LastModifiedTime": _epoch_ms(ended)}
+        return {
+            **names,
+            **({"FailureReason": reason} if reason else {}),
+            "CreationTime": _epoch_ms(self.created),
+            "LastModifiedTime": _epoch_ms(ended),
+        }
 
     def _echo(self, *fields: str) -> dict[str, Any]:
         """Request fields that the description repeats, when the request has them."""
@@ -281,10 +308,17 @@ class _TrainingJob(_Job):
             "hyperparameters.json": self.params.get("HyperParameters", {}),
             "inputdataconfig.json": channels,
             "resourceconfig.json": {
-                "current_host": hosts[0], "current_instance_type": instance_type,
-                "current_group_name": "homogeneousCluster", "hosts": hosts,
-                "instance_groups": [{"instance_group_name": "homogeneousCluster",
-                                     "instance_type": instance_type, "hosts": hosts}],
+                "current_host": hosts[0],
+                "current_instance_type": instance_type,
+                "current_group_name": "homogeneousCluster",
+                "hosts": hosts,
+                "instance_groups": [
+                    {
+                        "instance_group_name": "homogeneousCluster",
+                        "instance_type": instance_type,
+                        "hosts": hosts,
+                    }
+                ],
                 "network_interface_name": "eth0",
             },
         }
@@ -297,8 +331,9 @@ class _TrainingJob(_Job):
         if any(data.iterdir()):
             _upload_tar(self.store, data, f"{self.output_prefix}/output.tar.gz")
 
-    def describe(self, status: str, reason: str | None, started: float, ended: float,
-                 stop_kind: str | None) -> dict[str, Any]:
+    def describe(
+        self, status: str, reason: str | None, started: float, ended: float, stop_kind: str | None
+    ) -> dict[str, Any]:
         seconds = max(1, math.ceil(ended - started))
         definitions = self.params.get(self.spec_field, {}).get("MetricDefinitions", [])
         return {
@@ -306,11 +341,21 @@ class _TrainingJob(_Job):
             "SecondaryStatus": stop_kind or status,
             "ModelArtifacts": {"S3ModelArtifacts": f"{self.output_prefix}/model.tar.gz"},
             "HyperParameters": self.params.get("HyperParameters", {}),
-            "StoppingCondition": self.params.get("StoppingCondition", {"MaxRuntimeInSeconds": DEFAULT_MAX_RUNTIME}),
-            **self._echo("AlgorithmSpecification", "RoleArn", "InputDataConfig", "OutputDataConfig",
-                         "ResourceConfig", "Environment"),
+            "StoppingCondition": self.params.get(
+                "StoppingCondition", {"MaxRuntimeInSeconds": DEFAULT_MAX_RUNTIME}
+            ),
+            **self._echo(
+                "AlgorithmSpecification",
+                "RoleArn",
+                "InputDataConfig",
+                "OutputDataConfig",
+                "ResourceConfig",
+                "Environment",
+            ),
             "EnableNetworkIsolation": self.params.get("EnableNetworkIsolation", False),
-            "EnableInterContainerTrafficEncryption": self.params.get("EnableInterContainerTrafficEncryption", False),
+            "EnableInterContainerTrafficEncryption": self.params.get(
+                "EnableInterContainerTrafficEncryption", False
+            ),
             "EnableManagedSpotTraining": self.params.get("EnableManagedSpotTraining", False),
             "TrainingStartTime": _epoch_ms(started),
             "TrainingEndTime": _epoch_ms(ended),
@@ -330,9 +375,15 @@ class _ProcessingJob(_Job):
         for item in self.params.get("ProcessingInputs", []):
             source = item.get("S3Input")
             field = f"ProcessingInputs {item['InputName']!r}"
-            if source is None or source["S3DataType"] != "S3Prefix" or source.get("S3InputMode", "File") != "File":
-                raise _Invalid(f"{field}: the local runner reads S3Input with S3DataType S3Prefix "
-                               f"and S3InputMode File only")
+            if (
+                source is None
+                or source["S3DataType"] != "S3Prefix"
+                or source.get("S3InputMode", "File") != "File"
+            ):
+                raise _Invalid(
+                    f"{field}: the local runner reads S3Input with S3DataType S3Prefix "
+                    f"and S3InputMode File only"
+                )
             _container_path(source.get("LocalPath"), f"{field} LocalPath")
             _checked_uri(source["S3Uri"], f"{field} S3Uri")
         for item in self.outputs():
@@ -360,15 +411,26 @@ class _ProcessingJob(_Job):
     def upload(self) -> None:
         for item in self.outputs():
             output = item["S3Output"]
-            self.store.upload_dir(self.folder / _container_path(output["LocalPath"], "LocalPath"), output["S3Uri"])
+            self.store.upload_dir(
+                self.folder / _container_path(output["LocalPath"], "LocalPath"), output["S3Uri"]
+            )
 
-    def describe(self, status: str, reason: str | None, started: float, ended: float,
-                 stop_kind: str | None) -> dict[str, Any]:
+    def describe(
+        self, status: str, reason: str | None, started: float, ended: float, stop_kind: str | None
+    ) -> dict[str, Any]:
         message = _read_limited(self.folder / "output" / "message")
         return {
             **self._common(status, reason, ended),
-            **self._echo("ProcessingInputs", "ProcessingOutputConfig", "ProcessingResources", "StoppingCondition",
-                         "AppSpecification", "Environment", "NetworkConfig", "RoleArn"),
+            **self._echo(
+                "ProcessingInputs",
+                "ProcessingOutputConfig",
+                "ProcessingResources",
+                "StoppingCondition",
+                "AppSpecification",
+                "Environment",
+                "NetworkConfig",
+                "RoleArn",
+            ),
             **({"ExitMessage": message} if message is not None else {}),
             "ProcessingStartTime": _epoch_ms(started),
             "ProcessingEndTime": _epoch_ms(ended),
@@ -382,7 +444,9 @@ def _checked_uri(uri: Any, field: str) -> None:
         raise _Invalid(f"{field}: {exc}") from None
 
 
-def final_metrics(definitions: list[dict[str, str]], log_path: Path, timestamp_ms: int) -> list[dict[str, Any]]:
+def final_metrics(
+    definitions: list[dict[str, str]], log_path: Path, timestamp_ms: int
+) -> list[dict[str, Any]]:
     """``FinalMetricDataList`` from a job log: per definition, the first capture group of the
     last line that its Regex matches with a finite number there."""
     try:
@@ -435,9 +499,11 @@ def register_sagemaker(
         params = request.parameters
         problem = invalid_parameters(kind.operation, params)
         if problem is None and not JOB_NAME.fullmatch(params[f"{kind.noun}Name"]):
-            problem = (f"1 validation error detected: Value '{params[f'{kind.noun}Name']}' at "
-                       f"'{kind.noun[0].lower()}{kind.noun[1:]}Name' failed to satisfy constraint: "
-                       f"Member must satisfy regular expression pattern: {JOB_NAME.pattern}")
+            problem = (
+                f"1 validation error detected: Value '{params[f'{kind.noun}Name']}' at "
+                f"'{kind.noun[0].lower()}{kind.noun[1:]}Name' failed to satisfy constraint: "
+                f"Member must satisfy regular expression pattern: {JOB_NAME.pattern}"
+            )
         if problem:
             raise service_error(kind.operation, "ValidationException", problem)
         job = kind(params, jobs_dir(request) / params[f"{kind.noun}Name"], store)
@@ -449,17 +515,23 @@ def register_sagemaker(
             used = _used_names.setdefault(store.root, set())
             if job.name.lower() in used or job.folder.exists():
                 noun = kind.noun.removesuffix("Job").lower()
-                raise service_error(kind.operation, "ResourceInUse",
-                                    f"{noun.capitalize()} job names must be unique within an AWS account and "
-                                    f"region, and a {noun} job with this name already exists ({job.arn})")
+                raise service_error(
+                    kind.operation,
+                    "ResourceInUse",
+                    f"{noun.capitalize()} job names must be unique within an AWS account and "
+                    f"region, and a {noun} job with this name already exists ({job.arn})",
+                )
             used.add(job.name.lower())
             job.folder.mkdir(parents=True)
-        request.emit("TaskSubmitted", {
-            "resourceType": "sagemaker",
-            "resource": request.resource.rpartition(":")[2],
-            "output": json.dumps({f"{kind.noun}Arn": job.arn}),
-            "outputDetails": {"truncated": False},
-        })
+        request.emit(
+            "TaskSubmitted",
+            {
+                "resourceType": "sagemaker",
+                "resource": request.resource.rpartition(":")[2],
+                "output": json.dumps({f"{kind.noun}Arn": job.arn}),
+                "outputDetails": {"truncated": False},
+            },
+        )
         return job
 
     def sync_handler(kind: type[_Job]) -> Callable[[TaskRequest], dict[str, Any]]:
@@ -468,6 +540,7 @@ def register_sagemaker(
             if description[f"{kind.noun}Status"] != "Completed":
                 raise StatesError(TASK_FAILED, json.dumps(description, separators=(",", ":")))
             return description
+
         return handler
 
     def start_handler(kind: type[_Job]) -> Callable[[TaskRequest], dict[str, Any]]:
@@ -476,6 +549,7 @@ def register_sagemaker(
             # Like the service, the job outlives the task that started it: no cancellation.
             threading.Thread(target=job.run, args=(pool, None), name=job.name, daemon=True).start()
             return {f"{kind.noun}Arn": job.arn}
+
         return handler
 
     for resource, kind in ((TRAINING_RESOURCE, _TrainingJob), (PROCESSING_RESOURCE, _ProcessingJob)):

@@ -20,7 +20,7 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
@@ -47,7 +47,7 @@ class LocalObjectStore:
         """``s3://bucket/key`` -> ``(bucket, key)``; the key may be empty or a prefix."""
         if not isinstance(uri, str) or not uri.startswith("s3://"):
             raise ValueError(f"not an S3 URI (expected s3://BUCKET/KEY): {uri!r}")
-        bucket, _, key = uri[len("s3://"):].partition("/")
+        bucket, _, key = uri[len("s3://") :].partition("/")
         if not _BUCKET.fullmatch(bucket) or ".." in bucket:
             raise ValueError(f"invalid bucket name {bucket!r} in {uri!r}")
         parts = key.split("/")
@@ -155,7 +155,7 @@ class LocalObjectStore:
         written = []
         for uri in self.list(prefix_uri):
             key = self.parse_uri(uri)[1]
-            relative = key[len(prefix):].lstrip("/") or key.rpartition("/")[2]
+            relative = key[len(prefix) :].lstrip("/") or key.rpartition("/")[2]
             target = Path(dest_dir) / relative
             target.parent.mkdir(parents=True, exist_ok=True)
             target.unlink(missing_ok=True)
@@ -261,5 +261,5 @@ def register_s3(tasks: TaskRegistry, store: LocalObjectStore) -> None:
 
 def aws_sdk_time(epoch_seconds: float) -> str:
     """A timestamp as aws-sdk integrations return it: ISO-8601 text in UTC."""
-    moment = datetime.fromtimestamp(epoch_seconds, timezone.utc)
+    moment = datetime.fromtimestamp(epoch_seconds, UTC)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")

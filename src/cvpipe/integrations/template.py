@@ -103,7 +103,8 @@ class Template:
             if not isinstance(uri, str):
                 raise TemplateError(f"state machine {name}: only a local DefinitionUri file is supported")
             substitutions = {
-                key: _text(self.resolve(value)) for key, value in properties.get("DefinitionSubstitutions", {}).items()
+                key: _text(self.resolve(value))
+                for key, value in properties.get("DefinitionSubstitutions", {}).items()
             }
             machines[name] = StateMachineSpec(name, (self.path.parent / uri).resolve(), substitutions)
         return machines
@@ -197,7 +198,9 @@ class Template:
         raise TemplateError(f"!GetAtt {name}.{attribute} cannot be resolved locally")
 
     def _fn_sub(self, argument: str | list[Any]) -> str:
-        text, variables = (argument, {}) if isinstance(argument, str) else (argument[0], self.resolve(argument[1]))
+        text, variables = (
+            (argument, {}) if isinstance(argument, str) else (argument[0], self.resolve(argument[1]))
+        )
 
         def replace(match: re.Match[str]) -> str:
             name = match.group(1)
@@ -272,7 +275,9 @@ def substitute(definition_text: str, substitutions: dict[str, str]) -> str:
     """Replace ``${Name}`` placeholders; TemplateError names every placeholder left without a value."""
     missing = sorted({name for name in PLACEHOLDER.findall(definition_text) if name not in substitutions})
     if missing:
-        raise TemplateError("no DefinitionSubstitutions value for " + ", ".join("${" + name + "}" for name in missing))
+        raise TemplateError(
+            "no DefinitionSubstitutions value for " + ", ".join("${" + name + "}" for name in missing)
+        )
     return PLACEHOLDER.sub(lambda match: substitutions[match.group(1)], definition_text)
 
 
@@ -285,4 +290,6 @@ def state_machine_for(template: Template, definition: Path) -> StateMachineSpec:
             return machine
     if len(machines) == 1:
         return next(iter(machines.values()))
-    raise TemplateError(f"{template.path} has {len(machines)} state machines and none has DefinitionUri {definition}")
+    raise TemplateError(
+        f"{template.path} has {len(machines)} state machines and none has DefinitionUri {definition}"
+    )
