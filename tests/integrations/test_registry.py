@@ -15,7 +15,7 @@ from moto import mock_aws
 from cvpipe.asl.errors import StatesError
 from cvpipe.asl.tasks import TaskRegistry, TaskRequest
 from cvpipe.integrations.registry import LocalModelRegistry, register_registry
-from cvpipe.integrations.sagemaker import service_model
+from cvpipe.integrations.sagemaker_api import service_model
 from cvpipe.integrations.store import LocalObjectStore
 
 BUCKET = "cvpipe-local-artifacts"

@@ -19,7 +19,8 @@ from botocore.validate import validate_parameters
 from cvpipe.asl.errors import StatesError
 from cvpipe.asl.tasks import TaskRegistry, TaskRequest
 from cvpipe.integrations.jobs import JobPool
-from cvpipe.integrations.sagemaker import final_metrics, register_sagemaker, service_model
+from cvpipe.integrations.sagemaker import final_metrics, register_sagemaker
+from cvpipe.integrations.sagemaker_api import service_model
 from cvpipe.integrations.store import LocalObjectStore
 
 BUCKET = "cvpipe-local-artifacts"

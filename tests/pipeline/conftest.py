@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from cvpipe.local import LocalPipeline, find_project_root
+from cvpipe.pipeline.local import LocalPipeline, find_project_root
 
 ROOT = find_project_root(Path(__file__).parent)
 IRIS = ROOT / "examples" / "iris.csv"

@@ -16,7 +16,7 @@ from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from cvpipe.local import LocalPipeline
+from cvpipe.pipeline.local import LocalPipeline
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from cvpipe.asl import StatesError, TaskRegistry, TaskRequest, VirtualClock
-from cvpipe.local import LocalPipeline
+from cvpipe.pipeline.local import LocalPipeline
 
 from .conftest import IRIS, ROOT
 

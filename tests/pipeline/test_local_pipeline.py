@@ -21,8 +21,9 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
 from cvpipe.cli import main
-from cvpipe.commands.run import print_summary
-from cvpipe.local import LocalPipeline, UserError
+from cvpipe.errors import UserError
+from cvpipe.pipeline.local import LocalPipeline
+from cvpipe.pipeline.run_command import print_summary
 
 from .conftest import IRIS, ROOT, package_count
 

@@ -12,8 +12,9 @@ import pytest
 
 from cvpipe.asl import Execution
 from cvpipe.cli import main
-from cvpipe.commands.run import build_input, explain_failure
-from cvpipe.local import LocalPipeline, PipelineRun, UserError
+from cvpipe.errors import UserError
+from cvpipe.pipeline.local import LocalPipeline, PipelineRun
+from cvpipe.pipeline.run_command import build_input, explain_failure
 
 from .conftest import IRIS, ROOT, package_count
 

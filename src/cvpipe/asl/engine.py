@@ -8,7 +8,6 @@ in the real format, in the local account), so definitions that pass ``$$.Executi
 from __future__ import annotations
 
 import json
-import os
 import threading
 import traceback
 import uuid
@@ -19,13 +18,12 @@ from typing import Any
 
 from .clock import RealClock
 from .errors import RUNTIME, TIMEOUT, DefinitionError, StatesError
+from .execution import Cancelled, Clock, Lane, Run
 from .history import Event, History, Trace, data_details, timestamp_text
 from .payload import check_payload_size
-from .states import Cancelled, Clock, Lane, Run, StateMachine
+from .states import StateMachine
 from .tasks import TaskRegistry
 from .validate import validate
-
-ACCOUNT_ID = "000000000000"
 
 SUCCEEDED = "SUCCEEDED"
 FAILED = "FAILED"
@@ -146,15 +144,26 @@ class Engine:
 
     ``tasks`` maps Task Resources to handlers; ``clock`` drives Wait states, retry back-off and
     timestamps (a ``VirtualClock`` makes waits instant); ``max_concurrency`` caps the threads of
-    each Map and Parallel state on top of the definition's own MaxConcurrency.
+    each Map and Parallel state on top of the definition's own MaxConcurrency. ``account_id``,
+    ``region`` and ``partition`` make the ARNs of the context object (``$$.Execution.Id``, ...).
     """
 
     def __init__(
-        self, tasks: TaskRegistry, clock: Clock | None = None, max_concurrency: int | None = None
+        self,
+        tasks: TaskRegistry,
+        clock: Clock | None = None,
+        max_concurrency: int | None = None,
+        *,
+        account_id: str = "000000000000",
+        region: str = "us-east-1",
+        partition: str = "aws",
     ) -> None:
         self.tasks = tasks
         self.clock = clock or RealClock()
         self.max_concurrency = max_concurrency
+        self.account_id = account_id
+        self.region = region
+        self.partition = partition
 
     def run(self, definition: dict[str, Any] | str, input: Any = None, **options: Any) -> ExecutionResult:
         """Run to the end: ``start`` with the same arguments, then ``wait``."""
@@ -180,8 +189,8 @@ class Engine:
         validate(spec)
         name = name or str(uuid.uuid4())
         execution_input = {} if input is None else json.loads(json.dumps(input))
-        region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-        arn = f"arn:aws:states:{region}:{ACCOUNT_ID}:execution:{state_machine_name}:{name}"
+        region, account = self.region, self.account_id
+        arn = f"arn:{self.partition}:states:{region}:{account}:execution:{state_machine_name}:{name}"
         started = self.clock.now()
         timeout = timeout if timeout is not None else spec.get("TimeoutSeconds")
         context = {
@@ -190,11 +199,11 @@ class Engine:
                 "Name": name,
                 "Input": execution_input,
                 "StartTime": timestamp_text(started),
-                "RoleArn": f"arn:aws:iam::{ACCOUNT_ID}:role/{state_machine_name}Role",
+                "RoleArn": f"arn:{self.partition}:iam::{account}:role/{state_machine_name}Role",
                 "RedriveCount": 0,  # executions are never redriven locally
             },
             "StateMachine": {
-                "Id": f"arn:aws:states:{region}:{ACCOUNT_ID}:stateMachine:{state_machine_name}",
+                "Id": f"arn:{self.partition}:states:{region}:{account}:stateMachine:{state_machine_name}",
                 "Name": state_machine_name,
             },
         }

@@ -19,20 +19,15 @@ import json
 import re
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar
 
 from .choice import next_state
-from .clock import RealClock, VirtualClock
 from .errors import RUNTIME, TASK_FAILED, TIMEOUT, StatesError
+from .execution import Cancelled, Lane, Scope, run_concurrently
 from .history import (
-    Event,
-    History,
-    Trace,
     data_details,
     resource_details,
-    timestamp_text,
     to_json_text,
 )
 from .intrinsics import evaluate_intrinsic, is_intrinsic
@@ -46,9 +41,7 @@ from .payload import (
     select_input,
 )
 from .retry import error_output, find_catcher, with_retries
-from .tasks import TaskRegistry, TaskRequest
-
-Clock = RealClock | VirtualClock
+from .tasks import TaskRequest
 
 INLINE_MAP_CONCURRENCY = 40
 """Step Functions runs at most 40 iterations of an inline Map at once, whatever MaxConcurrency says."""
@@ -77,134 +70,6 @@ def select_integer(
             f"{field_name} {spec[field_name]!r} must select an integer >= {minimum}, not {to_json_text(value)}",
         )
     return value
-
-
-class Cancelled(Exception):
-    """Unwinds a lane whose scope was cancelled: the execution was aborted or timed out, or a
-    sibling Map iteration or Parallel branch failed. Not a StatesError, so Retry and Catch never see it."""
-
-
-class Scope:
-    """A cancellable region of an execution; cancelling it cancels every scope opened inside it."""
-
-    def __init__(self, parent: Scope | None = None) -> None:
-        self.event = threading.Event()
-        self._lock = threading.Lock()
-        self._listeners: dict[int, Callable[[], None]] = {}
-        self._next_key = 0
-        self._detach = parent.on_cancel(self.cancel) if parent else None
-
-    @property
-    def cancelled(self) -> bool:
-        return self.event.is_set()
-
-    def on_cancel(self, listener: Callable[[], None]) -> Callable[[], None]:
-        """Call ``listener`` when the scope is cancelled (at once if it already is); returns a remover."""
-        with self._lock:
-            if not self.event.is_set():
-                key = self._next_key
-                self._next_key += 1
-                self._listeners[key] = listener
-
-                def remove() -> None:
-                    with self._lock:
-                        self._listeners.pop(key, None)
-
-                return remove
-        listener()
-        return lambda: None
-
-    def cancel(self) -> None:
-        with self._lock:
-            if self.event.is_set():
-                return
-            self.event.set()
-            listeners = list(self._listeners.values())
-            self._listeners.clear()
-        for listener in listeners:
-            listener()
-
-    def close(self) -> None:
-        """Stop listening to the parent scope (the region has finished)."""
-        if self._detach:
-            self._detach()
-
-
-@dataclass
-class Run:
-    """What every lane of one execution shares."""
-
-    tasks: TaskRegistry
-    clock: Clock
-    history: History
-    context: dict[str, Any]
-    """The execution-wide part of ``$$``: Execution and StateMachine."""
-    region: str
-    max_concurrency: int | None
-    deadline: datetime | None
-    root: Scope = field(default_factory=Scope)
-    timed_out: threading.Event = field(default_factory=threading.Event)
-
-    def expire(self) -> None:
-        """The execution's TimeoutSeconds has passed: stop everything (unless it was aborted already)."""
-        if not self.root.cancelled:
-            self.timed_out.set()
-            self.root.cancel()
-
-    def seconds_left(self) -> float | None:
-        if self.deadline is None:
-            return None
-        return (self.deadline - self.clock.now()).total_seconds()
-
-
-class Lane:
-    """One sequential line of execution: the whole run, a Parallel branch or a Map iteration."""
-
-    def __init__(self, run: Run, scope: Scope, trace: Trace) -> None:
-        self.run = run
-        self.scope = scope
-        self.trace = trace
-
-    def emit(self, event_type: str, details: dict[str, Any] | None = None) -> Event:
-        return self.trace.emit(event_type, details)
-
-    def fork(self, scope: Scope) -> Lane:
-        return Lane(self.run, scope, self.trace.fork())
-
-    def follow(self, lanes: list[Lane]) -> None:
-        """Continue this lane's event chain after the lanes it forked have finished."""
-        self.trace.last_event_id = max(
-            [self.trace.last_event_id] + [lane.trace.last_event_id for lane in lanes]
-        )
-
-    def check(self) -> None:
-        """Raise Cancelled if this lane must stop (cancelled scope, or the execution ran out of time)."""
-        left = self.run.seconds_left()
-        if left is not None and left <= 0:
-            self.run.expire()
-        if self.scope.cancelled:
-            raise Cancelled()
-
-    def sleep(self, seconds: float) -> None:
-        """Wait on the run's clock; a wait past the execution's deadline times the execution out."""
-        left = self.run.seconds_left()
-        if left is not None and seconds >= left:
-            if self.run.clock.sleep(max(left, 0), self.scope.event):
-                self.run.expire()
-            raise Cancelled()
-        if not self.run.clock.sleep(seconds, self.scope.event):
-            raise Cancelled()
-
-    def context(self, state_name: str, entered: datetime, retry_count: int = 0) -> dict[str, Any]:
-        """The context object ``$$`` for a state entered at ``entered``.
-
-        ``$$.Map`` is not part of it: AWS offers it to a Map state's ItemSelector only, not to the
-        states of its iterations.
-        """
-        return {
-            **self.run.context,
-            "State": {"Name": state_name, "EnteredTime": timestamp_text(entered), "RetryCount": retry_count},
-        }
 
 
 class StateRuntimeError(StatesError):
@@ -454,45 +319,6 @@ def json_copy(value: Any, what: str) -> Any:
         return json.loads(json.dumps(value))
     except (TypeError, ValueError) as exc:
         raise StatesError(RUNTIME, f"{what} is not JSON: {exc}") from exc
-
-
-def run_concurrently(count: int, limit: int, body: Callable[[int], Any], scope: Scope) -> list[Any]:
-    """``[body(0), ..., body(count - 1)]`` computed on up to ``limit`` threads.
-
-    The first failure cancels ``scope`` (so the other bodies stop and no more start) and is raised
-    once every thread has finished; Cancelled is raised if the scope was cancelled from outside.
-    """
-    results: list[Any] = [None] * count
-    failures: list[BaseException] = []
-    lock = threading.Lock()
-    indices = iter(range(count))
-
-    def worker() -> None:
-        while not scope.cancelled:
-            with lock:
-                index = next(indices, None)
-            if index is None:
-                return
-            try:
-                results[index] = body(index)
-            except Cancelled:
-                return
-            except BaseException as exc:  # StatesError, or a bug re-raised below
-                with lock:
-                    failures.append(exc)
-                scope.cancel()
-                return
-
-    threads = [threading.Thread(target=worker, daemon=True) for _ in range(min(limit, count))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    if failures:
-        raise failures[0]
-    if scope.cancelled:
-        raise Cancelled()
-    return results
 
 
 class Concurrent(Recoverable):

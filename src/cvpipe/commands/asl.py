@@ -14,6 +14,8 @@ from typing import Any
 
 from ..asl import DefinitionError, Engine, RealClock, TaskRegistry, VirtualClock
 from ..asl.engine import SUCCEEDED, parse_definition
+from ..errors import USAGE, UserError
+from ..integrations import local_aws
 from ..integrations.lambda_ import register_lambda
 from ..integrations.template import (
     Template,
@@ -22,10 +24,6 @@ from ..integrations.template import (
     substitute,
 )
 from ..stdio import reserved_stdout
-
-
-class UsageError(ValueError):
-    """A command-line argument is unusable; the message says which and why."""
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -65,7 +63,12 @@ def run_command(args: argparse.Namespace) -> int:
             machine_name, substitutions = machine.logical_id, machine.substitutions
             register_lambda(registry, template.functions(), template.path.parent)
         definition = parse_definition(substitute(text, substitutions))
-        engine = Engine(registry, VirtualClock() if args.virtual_clock else RealClock())
+        engine = Engine(
+            registry,
+            VirtualClock() if args.virtual_clock else RealClock(),
+            account_id=local_aws.ACCOUNT_ID,
+            region=local_aws.region(),
+        )
         with reserved_stdout() as stdout:
             result = engine.run(definition, execution_input, name=args.name, state_machine_name=machine_name)
             summary = {
@@ -76,9 +79,12 @@ def run_command(args: argparse.Namespace) -> int:
             }
             json.dump(summary, stdout, indent=2)
             stdout.write("\n")
-    except (UsageError, TemplateError, DefinitionError) as exc:
+    except UserError as exc:
         print(f"cvpipe asl run: {exc}", file=sys.stderr)
-        return 2
+        return exc.exit_code
+    except (TemplateError, DefinitionError) as exc:
+        print(f"cvpipe asl run: {exc}", file=sys.stderr)
+        return USAGE
     return 0 if result.status == SUCCEEDED else 1
 
 
@@ -86,7 +92,7 @@ def read_text(path: Path, what: str) -> str:
     try:
         return path.read_text()
     except OSError as exc:
-        raise UsageError(f"cannot read the {what} {path}: {exc.strerror}") from exc
+        raise UserError(f"cannot read the {what} {path}: {exc.strerror}") from exc
 
 
 def read_input(value: str | None) -> Any:
@@ -98,8 +104,8 @@ def read_input(value: str | None) -> Any:
         try:
             return json.loads(read_text(path, "--input file"))
         except ValueError as exc:
-            raise UsageError(f"--input file {path} is not JSON: {exc}") from exc
+            raise UserError(f"--input file {path} is not JSON: {exc}") from exc
     try:
         return json.loads(value)
     except ValueError:
-        raise UsageError(f"--input {value!r} is neither JSON text nor an existing file") from None
+        raise UserError(f"--input {value!r} is neither JSON text nor an existing file") from None

@@ -27,7 +27,7 @@ from cvpipe.asl.errors import StatesError
 from cvpipe.asl.tasks import TaskRegistry
 
 from .local_aws import arn
-from .sagemaker import invalid_parameters, service_error, service_model
+from .sagemaker_api import invalid_parameters, service_error, service_model
 from .store import LocalObjectStore, aws_sdk_time
 
 _SCHEMA = """

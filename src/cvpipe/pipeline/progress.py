@@ -6,15 +6,8 @@ import json
 import threading
 from typing import Any, TextIO
 
-# States of statemachine/cross_validation.asl.json whose events the progress follows.
-PHASES = {
-    "SplitFolds": "splitting the dataset into folds",
-    "ScoreHoldout": "scoring the chosen candidate on the holdout rows",
-    "FitFinalModel": "fitting the best candidate on all rows",
-    "RegisterModel": "registering the model package",
-}
-FOLD_MAP = "TrainFolds"
-FOLD_FAILURES = {"RecordFoldFailure", "RecordFoldStopped", "RecordFoldError"}
+from . import contract
+from .contract import PHASES
 
 
 def _output(details: dict[str, Any]) -> Any:
@@ -49,26 +42,26 @@ class ProgressReporter:
             return False
         if event_type.endswith("StateExited"):
             name = details.get("name")
-            if name == "StartTuning":
-                self.k = _output(details)["config"]["dataset_info"]["k"]
-            elif name == "ProposeCandidates":
-                proposal = _output(details)["proposal"]
+            if name == contract.START_TUNING:
+                self.k = _output(details)[contract.CONFIG_KEY]["dataset_info"]["k"]
+            elif name == contract.PROPOSE_CANDIDATES:
+                proposal = _output(details)[contract.PROPOSAL_KEY]
                 if not proposal["candidates"]:
                     return False
                 self.round = proposal["round"]
                 self.jobs_total += len(proposal["candidates"]) * self.k
                 return True
-            elif name == "AggregateScores":
-                best = _output(details)["aggregate"]["tuning"].get("best")
+            elif name == contract.AGGREGATE_SCORES:
+                best = _output(details)[contract.AGGREGATE_KEY][contract.TUNING_KEY].get("best")
                 self.best = best["cv"]["mean"] if best else None
                 self._round_done = True
                 return True
-            elif name in FOLD_FAILURES:
+            elif name in contract.FOLD_FAILURE_STATES:
                 self.jobs_failed += 1
             return False
         if (
             event_type in ("MapIterationSucceeded", "MapIterationFailed", "MapIterationAborted")
-            and details.get("name") == FOLD_MAP
+            and details.get("name") == contract.FOLD_MAP
         ):
             self.jobs_done += 1
             return True

@@ -8,9 +8,11 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from ..local import LocalPipeline, PipelineRun, UserError, find_project_root
-from ..progress import ProgressReporter
+from ..errors import USAGE, UserError
 from ..stdio import reserved_stdout
+from . import contract
+from .local import LocalPipeline, PipelineRun, find_project_root
+from .progress import ProgressReporter
 
 DEMO_INPUT = Path("examples/demo.json")
 MAX_REASONS = 3  # failed candidates explained in the summary
@@ -55,14 +57,14 @@ def run_command(args: argparse.Namespace) -> int:
         pipeline = LocalPipeline(root, home=args.home, workers=args.workers)
     except UserError as error:
         print(f"cvpipe run: {error}", file=sys.stderr)
-        return 2
+        return error.exit_code
     with reserved_stdout() as stdout, pipeline:
         progress = ProgressReporter(sys.stderr)
         try:
             run = pipeline.run(execution_input, name=args.name, on_event=progress)
         except UserError as error:
             print(f"cvpipe run: {error}", file=sys.stderr)
-            return 2
+            return error.exit_code
         progress.close()
         if args.json:
             json.dump(run.document(), stdout, indent=2)
@@ -71,7 +73,7 @@ def run_command(args: argparse.Namespace) -> int:
             print_summary(run, stdout)
     if run.status != "SUCCEEDED":
         print(f"cvpipe run: execution {run.status}: {run.error}: {explain_failure(run)}", file=sys.stderr)
-        return 2 if run.input_rejected else 1
+        return USAGE if run.input_rejected else 1
     return 0
 
 
@@ -150,7 +152,7 @@ def candidate_failures(history: list[dict[str, Any]]) -> list[str]:
 def explain_failure(run: PipelineRun) -> str | None:
     """The cause, and when no candidate succeeded, why: the first fold failure of each candidate."""
     cause = readable_cause(run.cause)
-    if run.error != "NoCandidateSucceeded" or not run.tuning:
+    if run.error != contract.NO_CANDIDATE_SUCCEEDED or not run.tuning:
         return cause
     return (cause or "") + "".join(f"\n  {line}" for line in candidate_failures(run.tuning["history"]))
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from ..integrations.registry import LocalModelRegistry
 from ..integrations.store import LocalObjectStore
-from ..local import local_home
+from .local import local_home
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

@@ -15,23 +15,22 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from .asl import Engine, Event, ExecutionResult, RealClock, TaskRegistry
-from .integrations.jobs import JobPool, programs_from_pyproject
-from .integrations.lambda_ import register_lambda
-from .integrations.registry import LocalModelRegistry, register_registry
-from .integrations.sagemaker import register_sagemaker
-from .integrations.store import LocalObjectStore, register_s3
-from .integrations.template import Template, TemplateError, bucket_name, state_machine_for, substitute
-from .stdio import stdout_to
+from ..asl import Engine, Event, ExecutionResult, RealClock, TaskRegistry
+from ..errors import UserError
+from ..integrations import local_aws
+from ..integrations.jobs import JobPool, programs_from_pyproject
+from ..integrations.lambda_ import register_lambda
+from ..integrations.registry import LocalModelRegistry, register_registry
+from ..integrations.sagemaker import register_sagemaker
+from ..integrations.store import LocalObjectStore, register_s3
+from ..integrations.template import Template, TemplateError, bucket_name, state_machine_for, substitute
+from ..stdio import stdout_to
+from . import contract
+from .contract import DEFINITION, TEMPLATE
 
-TEMPLATE = "template.yaml"
-DEFINITION = "statemachine/cross_validation.asl.json"
 CONTAINERS = "containers"
 ARTIFACT_BUCKET = "ArtifactBucket"
 EXECUTION_NAME = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
-# Errors that mean the user's input was refused before anything was trained: of the functions
-# (their exception class names), and of the split job, which checks the settings against the data.
-INPUT_ERRORS = ("InvalidInputError", "HyperparameterLimitError", "SplitFailed")
 # Imported once by each job worker, so that no job pays for them.
 WARM_MODULES = (
     "sklearn.svm",
@@ -43,15 +42,11 @@ WARM_MODULES = (
 )
 
 
-class UserError(Exception):
-    """A mistake in what the user asked for; reported as one clear line, never a traceback."""
-
-
 def find_project_root(start: Path | None = None) -> Path:
     """The cvpipe project folder: the nearest one up from ``start`` (the working directory) holding
     template.yaml and statemachine/, else the one this package was installed from."""
     here = (start or Path.cwd()).resolve()
-    for folder in (here, *here.parents, Path(__file__).resolve().parents[2]):
+    for folder in (here, *here.parents, Path(__file__).resolve().parents[3]):
         if (folder / TEMPLATE).is_file() and (folder / "statemachine").is_dir():
             return folder
     raise UserError("no cvpipe project here: run from the folder holding template.yaml")
@@ -81,7 +76,7 @@ class PipelineRun:
         """Whether the run failed on what the user gave, before anything was trained: on the input
         (PrepareInput), on the dataset and the settings the split job checks against it, or on
         hyperparameters beyond SageMaker's limits (ProposeCandidates)."""
-        return self.error in INPUT_ERRORS
+        return self.error in contract.INPUT_ERRORS
 
     def document(self) -> dict[str, Any]:
         """The execution output plus where its files are, the same keys whatever the status."""
@@ -113,9 +108,11 @@ class PipelineRun:
         return doc
 
 
-# What the recorder keeps from states of statemachine/cross_validation.asl.json: the key of the
-# state's output that the recorder keeps, under the same name.
-KEPT = {("PassStateExited", "StartTuning"): "config", ("PassStateExited", "NextRound"): "tuning"}
+# What the recorder keeps: the run's config and tuning state, from the Pass states that write them.
+KEPT = {
+    ("PassStateExited", contract.START_TUNING): contract.CONFIG_KEY,
+    ("PassStateExited", contract.NEXT_ROUND): contract.TUNING_KEY,
+}
 
 
 @dataclass
@@ -183,7 +180,9 @@ class LocalPipeline:
         )
         register_s3(tasks, self.store)
         register_registry(tasks, self.registry)
-        self.engine = Engine(tasks, clock=clock or RealClock())
+        self.engine = Engine(
+            tasks, clock=clock or RealClock(), account_id=local_aws.ACCOUNT_ID, region=local_aws.region()
+        )
 
     def __enter__(self) -> LocalPipeline:
         self.pool.start()  # workers warm up while the first states run

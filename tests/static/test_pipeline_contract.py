@@ -1,0 +1,97 @@
+"""The names the pipeline application relies on (cvpipe.pipeline.contract) exist in the definition."""
+
+from __future__ import annotations
+
+import ast
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cvpipe.pipeline import contract
+
+pytestmark = pytest.mark.unit
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def all_states(states: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Every state of a definition, nested ones (Parallel branches, Map processors) included."""
+    found: dict[str, dict[str, Any]] = {}
+    for name, state in states.items():
+        found[name] = state
+        for branch in state.get("Branches", []):
+            found.update(all_states(branch["States"]))
+        processor = state.get("ItemProcessor") or state.get("Iterator")
+        if processor:
+            found.update(all_states(processor["States"]))
+    return found
+
+
+@pytest.fixture(scope="module")
+def states() -> dict[str, dict[str, Any]]:
+    return all_states(json.loads((ROOT / contract.DEFINITION).read_text())["States"])
+
+
+def writes_key(state: dict[str, Any], key: str) -> bool:
+    """Whether the state's output holds ``key``: its ResultPath is ``$.key``, or its Parameters build it."""
+    if state.get("ResultPath") == f"$.{key}":
+        return True
+    parameters = state.get("Parameters") or {}
+    return key in parameters or f"{key}.$" in parameters
+
+
+@pytest.mark.parametrize("name", sorted(contract.STATE_NAMES))
+def test_every_state_the_pipeline_follows_is_in_the_definition(
+    states: dict[str, dict[str, Any]], name: str
+) -> None:
+    assert name in states, f"state {name!r} (cvpipe.pipeline.contract) is not in {contract.DEFINITION}"
+
+
+@pytest.mark.parametrize("name", sorted(contract.STATE_OUTPUT_KEYS))
+def test_states_write_the_documents_the_pipeline_reads(states: dict[str, dict[str, Any]], name: str) -> None:
+    key = contract.STATE_OUTPUT_KEYS[name]
+    assert name in states, f"state {name!r} is not in {contract.DEFINITION}"
+    assert writes_key(states[name], key), f"state {name!r} no longer writes {key!r} to its output"
+
+
+def test_fold_map_is_a_map_inside_the_candidate_map(states: dict[str, dict[str, Any]]) -> None:
+    inner = all_states(states[contract.EVALUATE_CANDIDATES]["ItemProcessor"]["States"])
+    assert inner[contract.FOLD_MAP]["Type"] == "Map"
+    fold_states = all_states(inner[contract.FOLD_MAP]["ItemProcessor"]["States"])
+    assert set(fold_states) >= contract.FOLD_FAILURE_STATES
+
+
+@pytest.mark.parametrize("error", sorted(contract.FAIL_STATE_ERRORS))
+def test_every_error_the_cli_tells_apart_ends_a_fail_state(
+    states: dict[str, dict[str, Any]], error: str
+) -> None:
+    errors = {state.get("Error") for state in states.values() if state["Type"] == "Fail"}
+    assert error in errors, f"no Fail state of {contract.DEFINITION} ends with error {error!r}"
+
+
+@pytest.mark.parametrize(("function", "error"), sorted(contract.FUNCTION_INPUT_ERRORS.items()))
+def test_input_errors_are_classes_the_functions_raise(function: str, error: str) -> None:
+    """Lambda names a function's error after the exception's class: the class must exist and be raised."""
+    folder = ROOT / "functions" / function
+    defined, raised = set(), set()
+    for source in folder.glob("*.py"):
+        tree = ast.parse(source.read_text())
+        defined |= {node.name for node in ast.walk(tree) if isinstance(node, ast.ClassDef)}
+        raised |= {
+            node.exc.func.id
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Raise)
+            and isinstance(node.exc, ast.Call)
+            and isinstance(node.exc.func, ast.Name)
+        }
+    assert error in defined, f"functions/{function} defines no exception class {error!r}"
+    assert error in raised, f"functions/{function} never raises {error!r}"
+
+
+def test_renaming_a_state_is_caught(states: dict[str, dict[str, Any]]) -> None:
+    """The check above is not vacuous: a definition with a followed state renamed fails it."""
+    renamed = {("Renamed" if name == contract.AGGREGATE_SCORES else name): s for name, s in states.items()}
+    assert contract.AGGREGATE_SCORES not in renamed
+    assert contract.STATE_NAMES - set(renamed) == {contract.AGGREGATE_SCORES}
