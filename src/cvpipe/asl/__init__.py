@@ -7,12 +7,13 @@ Where it differs from Step Functions, on purpose or by necessity:
 
 - JSONPath only: JSONata, variables (``Assign``) and the distributed Map (ItemReader, ItemBatcher,
   ResultWriter, ToleratedFailure*) are rejected by validation with a clear reason;
-- ``HeartbeatSeconds`` is accepted but not enforced (there is no heartbeat API), and there are no
-  task tokens, so ``$$.Task`` is absent;
+- ``HeartbeatSeconds`` is enforced for callback tasks (``.waitForTaskToken``), whose tokens are
+  answered through ``Engine.send_task_success``/``send_task_failure``/``send_task_heartbeat``;
 - a task that times out or is cancelled is asked to stop (``TaskRequest.cancelled``) but cannot be
   killed: its handler's thread is abandoned.
 """
 
+from .callbacks import TokenError
 from .clock import RealClock, VirtualClock
 from .engine import Engine, Execution, ExecutionResult
 from .errors import DefinitionError, StatesError
@@ -29,5 +30,6 @@ __all__ = [
     "StatesError",
     "TaskRegistry",
     "TaskRequest",
+    "TokenError",
     "VirtualClock",
 ]

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from .callbacks import TaskTokens
 from .clock import RealClock
 from .errors import RUNTIME, TIMEOUT, DefinitionError, StatesError
 from .execution import Cancelled, Clock, Lane, Run
@@ -164,6 +165,20 @@ class Engine:
         self.account_id = account_id
         self.region = region
         self.partition = partition
+        self.tokens = TaskTokens()
+
+    def send_task_success(self, token: str, output: str) -> None:
+        """SendTaskSuccess: ``output`` (JSON text) becomes the result of the task waiting for ``token``.
+        Raises ``TokenError`` (``InvalidToken``, ``TaskTimedOut``, ``InvalidOutput``) as the API does."""
+        self.tokens.send_success(token, output)
+
+    def send_task_failure(self, token: str, error: str = "", cause: str = "") -> None:
+        """SendTaskFailure: the task waiting for ``token`` fails with ``error`` and ``cause``."""
+        self.tokens.send_failure(token, error, cause)
+
+    def send_task_heartbeat(self, token: str) -> None:
+        """SendTaskHeartbeat: the task waiting for ``token`` is still being worked on."""
+        self.tokens.send_heartbeat(token)
 
     def run(self, definition: dict[str, Any] | str, input: Any = None, **options: Any) -> ExecutionResult:
         """Run to the end: ``start`` with the same arguments, then ``wait``."""
@@ -214,6 +229,7 @@ class Engine:
             context=context,
             region=region,
             max_concurrency=self.max_concurrency,
+            tokens=self.tokens,
             deadline=started + timedelta(seconds=timeout) if timeout is not None else None,
         )
         return Execution(StateMachine(spec), run, execution_input, name, arn, timeout)

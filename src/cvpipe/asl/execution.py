@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from .callbacks import TaskTokens
 from .clock import RealClock, VirtualClock
 from .history import Event, History, Trace, timestamp_text
 from .tasks import TaskRegistry
@@ -84,6 +85,7 @@ class Run:
     region: str
     max_concurrency: int | None
     deadline: datetime | None
+    tokens: TaskTokens = field(default_factory=TaskTokens)
     root: Scope = field(default_factory=Scope)
     timed_out: threading.Event = field(default_factory=threading.Event)
 

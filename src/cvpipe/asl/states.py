@@ -18,12 +18,14 @@ import copy
 import json
 import re
 import threading
+import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, ClassVar
 
+from .callbacks import Waiting
 from .choice import next_state
-from .errors import RUNTIME, TASK_FAILED, TIMEOUT, StatesError
+from .errors import HEARTBEAT_TIMEOUT, RUNTIME, TASK_FAILED, TIMEOUT, StatesError
 from .execution import Cancelled, Lane, Scope, run_concurrently
 from .history import (
     data_details,
@@ -223,6 +225,10 @@ class Recoverable(State):
         raise NotImplementedError
 
 
+WAIT_FOR_TASK_TOKEN = ".waitForTaskToken"
+"""The integration pattern of a Resource that waits for SendTaskSuccess/SendTaskFailure."""
+
+
 class Task(Recoverable):
     type = "Task"
 
@@ -230,9 +236,17 @@ class Task(Recoverable):
         selected = select_input(self.spec, raw_input, context)
         timeout = self._seconds("TimeoutSeconds", selected, context)
         heartbeat = self._seconds("HeartbeatSeconds", selected, context)
-        parameters = fill_parameters(self.spec, selected, context)
-        check_payload_size(parameters)
-        result = self._invoke(lane, parameters, context, timeout, heartbeat)
+        wake = threading.Event()
+        waiting = lane.run.tokens.open(wake) if self.spec["Resource"].endswith(WAIT_FOR_TASK_TOKEN) else None
+        try:
+            if waiting is not None:
+                context = {**context, "Task": {"Token": waiting.token}}
+            parameters = fill_parameters(self.spec, selected, context)
+            check_payload_size(parameters)
+            result = self._invoke(lane, parameters, context, timeout, heartbeat, wake, waiting)
+        finally:
+            if waiting is not None:
+                lane.run.tokens.close(waiting)
         return process_output(self.spec, raw_input, result, context)
 
     def _seconds(self, field_name: str, selected: Any, context: dict[str, Any]) -> int | None:
@@ -243,12 +257,24 @@ class Task(Recoverable):
         return self.spec.get(field_name)
 
     def _invoke(
-        self, lane: Lane, parameters: Any, context: dict[str, Any], timeout: int | None, heartbeat: int | None
+        self,
+        lane: Lane,
+        parameters: Any,
+        context: dict[str, Any],
+        timeout: int | None,
+        heartbeat: int | None,
+        wake: threading.Event,
+        waiting: Waiting | None,
     ) -> Any:
         """Hand the work to the resource's integration on a thread of its own, so that a timeout or a
-        cancellation can stop waiting for it (the handler is asked to stop through ``cancelled``)."""
+        cancellation can stop waiting for it (the handler is asked to stop through ``cancelled``).
+
+        The task's time counts from its own start: real time, plus the virtual time its own handler
+        slept on a VirtualClock. A callback task then waits for its token's answer; HeartbeatSeconds
+        bounds the time between heartbeats (from the start, then from each SendTaskHeartbeat).
+        """
         resource = self.spec["Resource"]
-        handler = lane.run.tasks.resolve(resource)
+        handler = lane.run.tasks.resolve(resource.removesuffix(WAIT_FOR_TASK_TOKEN))
         described = resource_details(resource)
         scheduled: dict[str, Any] = {
             **described,
@@ -264,17 +290,26 @@ class Task(Recoverable):
         def emit(event_type: str, details: dict[str, Any]) -> None:
             lane.emit(event_type, details)
 
-        request = TaskRequest(resource, copy.deepcopy(parameters), copy.deepcopy(context), timeout, emit=emit)
+        request = TaskRequest(
+            resource,
+            copy.deepcopy(parameters),
+            copy.deepcopy(context),
+            timeout,
+            emit=emit,
+            tokens=lane.run.tokens,
+        )
         lane.emit("TaskStarted", described)
 
         outcome: dict[str, Any] = {}
-        wake = threading.Event()
+        clock = lane.run.clock
 
         def call() -> None:
+            before = clock.thread_slept()
             try:
                 outcome["result"] = handler(request)
             except BaseException as exc:  # reported as the task's failure below
                 outcome["exception"] = exc
+            outcome["slept"] = clock.thread_slept() - before
             wake.set()
 
         def on_cancel() -> None:
@@ -282,25 +317,51 @@ class Task(Recoverable):
             wake.set()
 
         detach = lane.scope.on_cancel(on_cancel)
-        started = lane.run.clock.now()
+        started = time.monotonic()
         threading.Thread(target=call, name=f"task:{self.name}", daemon=True).start()
-        wake.wait(timeout)
-        detach()
-        if lane.scope.cancelled:
-            raise Cancelled()
-        elapsed = (lane.run.clock.now() - started).total_seconds()
+        submitted = False
         try:
-            if not outcome or (timeout is not None and elapsed > timeout):
-                request.cancelled.set()
-                raise StatesError(TIMEOUT, f"the task did not finish within {timeout} seconds")
-            if "exception" in outcome:
-                raise as_states_error(outcome["exception"])
-            result = json_copy(outcome["result"], f"the result of {resource}")
+            while True:
+                now = time.monotonic()
+                deadlines = [started + timeout] if timeout is not None else []
+                if waiting is not None and heartbeat is not None:
+                    deadlines.append(waiting.last_beat + heartbeat)
+                wake.wait(max(min(deadlines) - now, 0) if deadlines else None)
+                wake.clear()
+                if lane.scope.cancelled:
+                    raise Cancelled()
+                now = time.monotonic()
+                if "exception" in outcome:
+                    raise as_states_error(outcome["exception"])
+                if "result" in outcome and timeout is not None and outcome["slept"] > timeout:
+                    raise StatesError(TIMEOUT, f"the task did not finish within {timeout} seconds")
+                if waiting is None and "result" in outcome:
+                    result = json_copy(outcome["result"], f"the result of {resource}")
+                    break
+                if waiting is not None and "result" in outcome and not submitted:
+                    submitted = True
+                    output = json_copy(outcome["result"], f"the result of {resource}")
+                    lane.emit("TaskSubmitted", {**described, **data_details("output", output)})
+                if waiting is not None and waiting.outcome is not None and submitted:
+                    kind, value, cause = waiting.outcome
+                    if kind == "failure":
+                        raise StatesError(value, cause)
+                    result = value
+                    break
+                if timeout is not None and now >= started + timeout:
+                    raise StatesError(TIMEOUT, f"the task did not finish within {timeout} seconds")
+                if waiting is not None and heartbeat is not None and now >= waiting.last_beat + heartbeat:
+                    raise StatesError(
+                        HEARTBEAT_TIMEOUT, f"no heartbeat was received within {heartbeat} seconds"
+                    )
             check_payload_size(result)
         except StatesError as failure:
-            kind = "TaskTimedOut" if failure.error == TIMEOUT else "TaskFailed"
+            request.cancelled.set()
+            kind = "TaskTimedOut" if failure.error in (TIMEOUT, HEARTBEAT_TIMEOUT) else "TaskFailed"
             lane.emit(kind, {**described, "error": failure.error, "cause": failure.cause})
             raise
+        finally:
+            detach()
         lane.emit("TaskSucceeded", {**described, **data_details("output", result)})
         return result
 

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from .callbacks import TaskTokens
 from .errors import RUNTIME, StatesError
 
 
@@ -29,6 +30,8 @@ class TaskRequest:
     """Set when the task must stop early: timeout, a failed Map sibling, an aborted execution."""
     emit: Callable[[str, dict[str, Any]], None] = lambda event_type, details: None
     """Appends an event of the integration's own to the execution history."""
+    tokens: TaskTokens = field(default_factory=TaskTokens)
+    """The engine's task tokens: where an integration sends SendTaskSuccess/Failure/Heartbeat calls."""
 
 
 class TaskHandler(Protocol):

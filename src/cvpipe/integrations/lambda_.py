@@ -1,4 +1,4 @@
-"""Lambda functions of the template, run in-process where Step Functions would invoke them.
+"""Lambda functions of the template, run on this machine where Step Functions would invoke them.
 
 Two Task Resources reach a function:
 
@@ -7,44 +7,50 @@ Two Task Resources reach a function:
   "StatusCode", "SdkHttpMetadata", "SdkResponseMetadata"}``;
 - a function ARN itself: the state's effective input is the event, the handler's return the result.
 
+Each invocation runs in an execution environment of its own (``lambda_runtime``): a process that
+imported the function once and is reused by the function's next invocations while it is idle, as
+Lambda reuses warm environments. Concurrent invocations get environments of their own, so the
+branches of a Parallel and the iterations of a Map run at the same time. An invocation that runs
+past the function's Timeout fails with ``Sandbox.Timedout``, and one that the task stops (its
+TimeoutSeconds, a failed sibling, an aborted execution) ends its environment.
+
 A handler that raises fails the task as Lambda reports a function error: error = the exception's
 class name, cause = ``{"errorMessage", "errorType", "requestId", "stackTrace"}`` as JSON text; a
 return value that is not JSON fails with ``Runtime.MarshalError``, and import problems with the
 Python runtime's ``Runtime.ImportModuleError``/``Runtime.UserCodeSyntaxError``/``Runtime.HandlerNotFound``.
+A function's ``SendTaskSuccess``/``SendTaskFailure``/``SendTaskHeartbeat`` calls through boto3 reach
+the local engine.
 
-Differences from AWS, because the functions share this process:
+Differences from AWS:
 
-- invocations run one at a time: each sets its environment variables in ``os.environ``, which is
-  process-wide (a Map of Lambda tasks is therefore serialised locally); a task that timed out or was
-  cancelled cannot stop its handler, which keeps the lock until it returns;
-- the function's Timeout is not enforced; ``get_remaining_time_in_millis`` counts down from it;
 - ``POWERTOOLS_TRACE_DISABLED=true`` is set, as there is no X-Ray daemon;
+- an environment inherits this process's environment variables besides the function's own;
+- the init phase has no 10-second limit, and memory is not limited;
 - history events are ``Task*`` ones, also for function-ARN Resources (AWS writes ``LambdaFunction*``).
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
+import multiprocessing
 import os
 import re
-import sys
 import threading
 import time
-import traceback
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+import weakref
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from multiprocessing.connection import Connection, wait
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
+from cvpipe.asl.callbacks import TaskTokens, TokenError
 from cvpipe.asl.errors import RUNTIME, StatesError
 from cvpipe.asl.tasks import TaskRegistry, TaskRequest
 
 from . import local_aws
+from .lambda_runtime import serve
 from .template import FunctionSpec
 
 INVOKE = "arn:aws:states:::lambda:invoke"
@@ -52,30 +58,15 @@ FUNCTION_ARN = re.compile(r"arn:aws[\w-]*:lambda:[\w-]+:\d{12}:function:[\w-]+(:
 FUNCTION_NAME = re.compile(
     r"(?:arn:aws[\w-]*:lambda:[\w-]+:)?(?:\d{12}:function:)?(?P<name>[\w-]+)(?::(?P<qualifier>[\w$-]+))?"
 )
-MODULE_PREFIX = "cvpipe_lambda_"
-
-_INVOCATION_LOCK = threading.Lock()
-"""One invocation at a time in this process: functions set os.environ and sys.path."""
+_POLL_SECONDS = 0.05  # how often a waiting invocation looks at its cancellation event
+_STOP_GRACE_SECONDS = 1.0
 
 
-@dataclass
-class LambdaContext:
-    """The ``context`` argument of a handler, with the attributes of the Python runtime's."""
-
-    function_name: str
-    function_version: str
-    invoked_function_arn: str
-    memory_limit_in_mb: int
-    aws_request_id: str
-    log_group_name: str
-    log_stream_name: str
-    timeout_seconds: float
-    identity: Any = None
-    client_context: Any = None
-    _started: float = field(default_factory=time.monotonic)
-
-    def get_remaining_time_in_millis(self) -> int:
-        return max(int((self.timeout_seconds - (time.monotonic() - self._started)) * 1000), 0)
+@dataclass(eq=False)
+class _Environment:
+    process: Any  # multiprocessing's SpawnProcess
+    conn: Connection
+    log_stream: str
 
 
 def function_error(
@@ -92,14 +83,23 @@ def function_error(
 
 
 class LocalFunctions:
-    """The template's functions: handlers loaded on first use, invoked one at a time."""
+    """The template's functions, each invoked in warm execution environments of its own."""
 
     def __init__(self, functions: dict[str, FunctionSpec], project_root: Path) -> None:
         self.functions = functions
         self.project_root = project_root
-        self._handlers: dict[str, Callable[[Any, Any], Any]] = {}
-        self._siblings: dict[str, dict[str, ModuleType]] = {}
-        """Per function, the modules imported from its folder, kept out of sys.modules between calls."""
+        self._context = multiprocessing.get_context("spawn")
+        self._idle: dict[str, list[_Environment]] = {}
+        self._all: set[_Environment] = set()
+        self._lock = threading.Lock()
+        self._closed = False
+        self._finalizer = weakref.finalize(self, _end_all, self._all)
+
+    def close(self) -> None:
+        """End every execution environment (running invocations fail)."""
+        with self._lock:
+            self._closed = True
+        self._finalizer()
 
     def invoke_api(self, request: TaskRequest) -> dict[str, Any]:
         """``lambda:invoke``: the Invoke API's response around the handler's return."""
@@ -107,9 +107,7 @@ class LocalFunctions:
         if not isinstance(parameters.get("FunctionName"), str):
             raise StatesError(RUNTIME, f"{INVOKE} needs Parameters.FunctionName")
         request_id = str(uuid.uuid4())
-        payload = self.invoke(
-            parameters["FunctionName"], parameters.get("Payload", {}), request_id, request.timeout
-        )
+        payload = self.invoke(parameters["FunctionName"], parameters.get("Payload", {}), request_id, request)
         return {
             "ExecutedVersion": "$LATEST",
             "Payload": payload,
@@ -127,27 +125,121 @@ class LocalFunctions:
 
     def invoke_resource(self, request: TaskRequest) -> Any:
         """A function ARN as the Resource: the handler's return is the result."""
-        return self.invoke(request.resource, request.parameters, str(uuid.uuid4()), request.timeout)
+        return self.invoke(request.resource, request.parameters, str(uuid.uuid4()), request)
 
-    def invoke(self, function: str, event: Any, request_id: str, task_timeout: float | None = None) -> Any:
-        """Call the function's handler with a copy of ``event``; return what it returns (as JSON)."""
+    def invoke(self, function: str, event: Any, request_id: str, request: TaskRequest | None = None) -> Any:
+        """Call the function's handler with ``event`` in an idle (or new) environment; return what it
+        returns. ``request`` (the task's) brings the task's time limit, cancellation and tokens."""
         spec = self._find(function)
-        event = json.loads(json.dumps(event))
-        timeout = min(spec.timeout, task_timeout) if task_timeout else spec.timeout
-        log_stream = datetime.now(UTC).strftime("%Y/%m/%d/[$LATEST]") + uuid.uuid4().hex
-        with _INVOCATION_LOCK, self._inside(spec, log_stream):
-            handler = self._handler(spec, request_id)
-            try:
-                result = handler(event, self._context(spec, function, request_id, timeout, log_stream))
-            except Exception as exc:  # reported as the function error
-                stack = traceback.format_list(traceback.extract_tb(exc.__traceback__)[1:])
-                raise function_error(type(exc).__name__, str(exc), request_id, stack) from exc
-        try:
-            return json.loads(json.dumps(result))
-        except (TypeError, ValueError) as exc:
+        event_text = json.dumps(event)
+        cancelled = request.cancelled if request is not None else threading.Event()
+        tokens = request.tokens if request is not None else TaskTokens()
+        environment = self._acquire(spec, request_id, cancelled)
+        if environment is None:
+            return None  # the task stopped waiting before an environment was ready
+        task_timeout = request.timeout if request is not None else None
+        arn = function if function.startswith("arn:") else local_aws.arn("lambda", f"function:{function}")
+        context = {
+            "function_name": spec.logical_id,
+            "function_version": "$LATEST",
+            "invoked_function_arn": arn,
+            "memory_limit_in_mb": spec.memory_size,
+            "aws_request_id": request_id,
+            "log_group_name": f"/aws/lambda/{spec.logical_id}",
+            "log_stream_name": environment.log_stream,
+            "timeout_seconds": min(spec.timeout, task_timeout) if task_timeout else spec.timeout,
+        }
+        environment.conn.send(("invoke", event_text, context))
+        reply = self._await(environment, spec.timeout, cancelled, tokens)
+        if reply is None:  # stopped by the task, or over the function's Timeout
+            if cancelled.is_set():
+                return None
             raise function_error(
-                "Runtime.MarshalError", f"Unable to marshal response: {exc}", request_id
-            ) from exc
+                "Sandbox.Timedout",
+                f"RequestId: {request_id} Error: Task timed out after {spec.timeout:.2f} seconds",
+                request_id,
+            )
+        self._release(spec, environment)
+        if reply[0] == "error":
+            raise function_error(reply[1], reply[2], request_id, reply[3])
+        return json.loads(reply[1])
+
+    def _await(
+        self, environment: _Environment, limit: float | None, cancelled: threading.Event, tokens: TaskTokens
+    ) -> tuple[Any, ...] | None:
+        """The environment's next answer, serving its token calls meanwhile; None (and the environment
+        ended) if ``cancelled`` was set or ``limit`` seconds passed first. A crash is an error answer."""
+        deadline = None if limit is None else time.monotonic() + limit
+        while True:
+            left = _POLL_SECONDS if deadline is None else min(_POLL_SECONDS, deadline - time.monotonic())
+            ready = wait([environment.conn, environment.process.sentinel], max(left, 0.0))
+            if environment.conn in ready:
+                try:
+                    message = environment.conn.recv()
+                except (EOFError, OSError):
+                    message = None
+                if message is not None and message[0] == "call":
+                    environment.conn.send(_token_call(tokens, message[1], message[2]))
+                    continue
+                if message is not None:
+                    _write_output(message[-2], message[-1])
+                    return tuple(message[:-2])
+            if ready:
+                code = self._end(environment)
+                return ("error", "Runtime.ExitError", f"Runtime exited with error: exit status {code}", [])
+            if cancelled.is_set() or (deadline is not None and time.monotonic() >= deadline):
+                self._end(environment)
+                return None
+
+    def _acquire(
+        self, spec: FunctionSpec, request_id: str, cancelled: threading.Event
+    ) -> _Environment | None:
+        with self._lock:
+            if self._closed:
+                raise StatesError(RUNTIME, "the local Lambda functions have been closed")
+            idle = self._idle.setdefault(spec.logical_id, [])
+            while idle:
+                environment = idle.pop()
+                if environment.process.is_alive():
+                    return environment
+                self._all.discard(environment)
+            environment = self._spawn(spec)
+        ready = self._await(environment, None, cancelled, TaskTokens())
+        if ready is None:
+            return None
+        if ready[0] != "ready":
+            self._end(environment)
+            raise function_error(ready[1], ready[2], request_id, ready[3])
+        return environment
+
+    def _spawn(self, spec: FunctionSpec) -> _Environment:
+        """Start an environment; the caller holds the lock."""
+        folder = (self.project_root / spec.code_uri).resolve()
+        log_stream = datetime.now(UTC).strftime("%Y/%m/%d/[$LATEST]") + uuid.uuid4().hex
+        parent_end, child_end = self._context.Pipe()
+        process = self._context.Process(
+            target=serve,
+            args=(child_end, str(folder), spec.handler, self._environment(spec, folder, log_stream)),
+            name=f"lambda:{spec.logical_id}",
+            daemon=True,
+        )
+        process.start()
+        child_end.close()
+        environment = _Environment(process, parent_end, log_stream)
+        self._all.add(environment)
+        return environment
+
+    def _release(self, spec: FunctionSpec, environment: _Environment) -> None:
+        with self._lock:
+            if not self._closed:
+                self._idle.setdefault(spec.logical_id, []).append(environment)
+                return
+        self._end(environment)
+
+    def _end(self, environment: _Environment) -> int:
+        with self._lock:
+            self._all.discard(environment)
+        return _end(environment)
 
     def _find(self, function: str) -> FunctionSpec:
         match = FUNCTION_NAME.fullmatch(function)
@@ -160,91 +252,6 @@ class LocalFunctions:
                 f" with a local CodeUri and Handler (it has: {known})",
             )
         return spec
-
-    def _context(
-        self, spec: FunctionSpec, invoked: str, request_id: str, timeout: float, log_stream: str
-    ) -> LambdaContext:
-        arn = invoked if invoked.startswith("arn:") else local_aws.arn("lambda", f"function:{invoked}")
-        return LambdaContext(
-            function_name=spec.logical_id,
-            function_version="$LATEST",
-            invoked_function_arn=arn,
-            memory_limit_in_mb=spec.memory_size,
-            aws_request_id=request_id,
-            log_group_name=f"/aws/lambda/{spec.logical_id}",
-            log_stream_name=log_stream,
-            timeout_seconds=timeout,
-        )
-
-    def _handler(self, spec: FunctionSpec, request_id: str) -> Callable[[Any, Any], Any]:
-        """Import the handler's module from its file under a name of its own (once)."""
-        if spec.logical_id in self._handlers:
-            return self._handlers[spec.logical_id]
-        module_path, _, function_name = spec.handler.rpartition(".")
-        if not module_path:
-            raise function_error("Runtime.MalformedHandlerName", f"Bad handler '{spec.handler}'", request_id)
-        file = self.project_root / spec.code_uri / (module_path.replace(".", "/") + ".py")
-        name = MODULE_PREFIX + re.sub(r"\W", "_", f"{spec.logical_id}_{module_path}")
-        module_spec = importlib.util.spec_from_file_location(name, file)
-        if module_spec is None or module_spec.loader is None or not file.is_file():
-            raise function_error(
-                "Runtime.ImportModuleError",
-                f"Unable to import module '{module_path}': no file {file}",
-                request_id,
-            )
-        module = importlib.util.module_from_spec(module_spec)
-        sys.modules[name] = module  # dataclasses and pydantic look their module up there
-        try:
-            module_spec.loader.exec_module(module)
-        except ImportError as exc:
-            raise function_error(
-                "Runtime.ImportModuleError", f"Unable to import module '{module_path}': {exc}", request_id
-            ) from exc
-        except SyntaxError as exc:
-            raise function_error(
-                "Runtime.UserCodeSyntaxError", f"Syntax error in module '{module_path}': {exc}", request_id
-            ) from exc
-        except Exception as exc:  # an init error: Lambda reports the exception itself
-            stack = traceback.format_list(traceback.extract_tb(exc.__traceback__)[1:])
-            raise function_error(type(exc).__name__, str(exc), request_id, stack) from exc
-        finally:
-            if not hasattr(module, function_name):
-                sys.modules.pop(name, None)
-        if not hasattr(module, function_name):
-            raise function_error(
-                "Runtime.HandlerNotFound",
-                f"Handler '{function_name}' missing on module '{module_path}'",
-                request_id,
-            )
-        self._handlers[spec.logical_id] = getattr(module, function_name)
-        return self._handlers[spec.logical_id]
-
-    @contextmanager
-    def _inside(self, spec: FunctionSpec, log_stream: str) -> Iterator[None]:
-        """The function's world while it imports or runs: its environment, its folder first on
-        sys.path, its own sibling modules in sys.modules (and no other function's)."""
-        folder = (self.project_root / spec.code_uri).resolve()
-        siblings = self._siblings.setdefault(spec.logical_id, {})
-        displaced = {name: sys.modules[name] for name in siblings if name in sys.modules}
-        sys.modules.update(siblings)
-        variables = self._environment(spec, folder, log_stream)
-        saved = {key: os.environ.get(key) for key in variables}
-        os.environ.update(variables)
-        sys.path.insert(0, str(folder))
-        before = set(sys.modules) - set(siblings)
-        try:
-            yield
-        finally:
-            sys.path.remove(str(folder))
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
-            for name in set(sys.modules) - before:
-                if not name.startswith(MODULE_PREFIX) and _is_in(sys.modules[name], folder):
-                    siblings[name] = sys.modules.pop(name)
-            sys.modules.update(displaced)
 
     @staticmethod
     def _environment(spec: FunctionSpec, folder: Path, log_stream: str) -> dict[str, str]:
@@ -264,9 +271,46 @@ class LocalFunctions:
         }
 
 
-def _is_in(module: ModuleType, folder: Path) -> bool:
-    file = getattr(module, "__file__", None)
-    return isinstance(file, str) and file.startswith(str(folder) + os.sep)
+def _token_call(tokens: TaskTokens, operation: str, parameters: dict[str, Any]) -> tuple[Any, ...]:
+    """Answer a function's SendTask* call as the Step Functions API would."""
+    try:
+        token = parameters["taskToken"]
+        if operation == "SendTaskSuccess":
+            tokens.send_success(token, parameters["output"])
+        elif operation == "SendTaskFailure":
+            tokens.send_failure(token, parameters.get("error", ""), parameters.get("cause", ""))
+        else:
+            tokens.send_heartbeat(token)
+    except TokenError as refused:
+        return ("fault", refused.code, refused.message)
+    except KeyError as missing:
+        return ("fault", "ValidationException", f"{operation} needs {missing}")
+    return ("reply", {})
+
+
+def _write_output(out: bytes, err: bytes) -> None:
+    """What a function printed goes where this process's stdout and stderr point now."""
+    for fd, data in ((1, out), (2, err)):
+        if data:
+            os.write(fd, data)
+
+
+def _end(environment: _Environment) -> int:
+    environment.conn.close()
+    process = environment.process
+    if process.exitcode is None:
+        process.terminate()
+        process.join(_STOP_GRACE_SECONDS)
+        if process.exitcode is None:
+            process.kill()
+    process.join()
+    return int(process.exitcode)
+
+
+def _end_all(environments: set[_Environment]) -> None:
+    for environment in list(environments):
+        _end(environment)
+    environments.clear()
 
 
 def register_lambda(

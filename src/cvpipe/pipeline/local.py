@@ -171,7 +171,7 @@ class LocalPipeline:
             warm_modules=WARM_MODULES,
         )
         tasks = TaskRegistry()
-        register_lambda(tasks, functions, root)
+        self.functions = register_lambda(tasks, functions, root)
         register_sagemaker(
             tasks,
             self.store,
@@ -190,6 +190,7 @@ class LocalPipeline:
 
     def __exit__(self, *exc: object) -> None:
         self.pool.close()
+        self.functions.close()
 
     def run_dir(self, execution_name: str) -> Path:
         return self.store.path(f"s3://{self.bucket}/runs/{execution_name}")

@@ -1,0 +1,171 @@
+"""Lambda execution environments: concurrent invocations, the function's Timeout, task tokens
+sent back from a handler through boto3."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from textwrap import dedent
+from typing import Any
+
+import pytest
+
+from cvpipe.asl import Engine, RealClock, TaskRegistry
+from cvpipe.integrations.lambda_ import register_lambda
+from cvpipe.integrations.template import Template
+
+pytestmark = pytest.mark.integration
+
+TEMPLATE = """\
+Transform: AWS::Serverless-2016-10-31
+Resources:
+  Sleeper:
+    Type: AWS::Serverless::Function
+    Properties:
+      CodeUri: functions/sleeper
+      Handler: app.lambda_handler
+      Timeout: 4
+  Answerer:
+    Type: AWS::Serverless::Function
+    Properties:
+      CodeUri: functions/answerer
+      Handler: app.lambda_handler
+"""
+
+FILES = {
+    "functions/sleeper/app.py": """
+        import os
+        import time
+
+        def lambda_handler(event, context):
+            time.sleep(event["seconds"])
+            return {"pid": os.getpid(), "slept": event["seconds"]}
+    """,
+    "functions/answerer/app.py": """
+        import json
+        import time
+        import boto3
+
+        def lambda_handler(event, context):
+            client = boto3.client("stepfunctions")
+            for _ in range(event.get("beats", 0)):
+                client.send_task_heartbeat(taskToken=event["token"])
+                time.sleep(0.5)
+            if event.get("fail"):
+                client.send_task_failure(taskToken=event["token"], error="Answer.No", cause="refused")
+            elif event.get("answer", True):
+                client.send_task_success(taskToken=event["token"], output=json.dumps({"got": event["value"]}))
+            try:
+                client.send_task_success(taskToken="not-a-token", output="{}")
+            except client.exceptions.ClientError as refused:
+                return refused.response["Error"]["Code"]
+            return "accepted"
+    """,
+}
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Any:
+    (tmp_path / "template.yaml").write_text(TEMPLATE)
+    for name, text in FILES.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(dedent(text))
+    registry = TaskRegistry()
+    functions = register_lambda(registry, Template(tmp_path / "template.yaml").functions(), tmp_path)
+    yield Engine(registry, RealClock())
+    functions.close()
+
+
+def sleeper(seconds: float, timeout: int, name: str = "Sleep") -> dict[str, Any]:
+    return {
+        "StartAt": name,
+        "States": {
+            name: {
+                "Type": "Task",
+                "Resource": "arn:aws:states:::lambda:invoke",
+                "Parameters": {"FunctionName": "Sleeper", "Payload": {"seconds": seconds}},
+                "ResultSelector": {"pid.$": "$.Payload.pid"},
+                "TimeoutSeconds": timeout,
+                "End": True,
+            }
+        },
+    }
+
+
+def test_lambda_tasks_of_a_parallel_run_at_the_same_time(engine: Engine) -> None:
+    # Three 2 s invocations under TimeoutSeconds 3: run one after another, the third would time out
+    # (and the whole would take at least 6 s).
+    definition = {
+        "StartAt": "P",
+        "States": {
+            "P": {
+                "Type": "Parallel",
+                "Branches": [sleeper(2, 3, f"Sleep {i}") for i in range(3)],
+                "End": True,
+            }
+        },
+    }
+    started = time.monotonic()
+    result = engine.run(definition, {})
+    elapsed = time.monotonic() - started
+    assert result.status == "SUCCEEDED", result.cause
+    assert len({branch["pid"] for branch in result.output}) == 3  # an environment per invocation
+    assert elapsed < 5.5
+
+
+def test_map_iterations_reuse_warm_environments(engine: Engine) -> None:
+    processor = sleeper(0, 10)
+    definition = {
+        "StartAt": "M",
+        "States": {"M": {"Type": "Map", "MaxConcurrency": 1, "ItemProcessor": processor, "End": True}},
+    }
+    result = engine.run(definition, [1, 2, 3])
+    assert result.status == "SUCCEEDED", result.cause
+    assert len({item["pid"] for item in result.output}) == 1
+
+
+def test_an_invocation_past_the_function_timeout_fails_as_lambda_reports_it(engine: Engine) -> None:
+    result = engine.run(sleeper(6, 30), {})
+    assert result.error == "Sandbox.Timedout"
+    assert "Task timed out after 4.00 seconds" in json.loads(result.cause)["errorMessage"]
+
+
+def test_a_task_timeout_stops_the_invocation_and_the_next_one_gets_a_fresh_environment(
+    engine: Engine,
+) -> None:
+    assert engine.run(sleeper(3, 1), {}).error == "States.Timeout"
+    assert engine.run(sleeper(0, 5), {}).status == "SUCCEEDED"
+
+
+def callback(payload: dict[str, Any], heartbeat: int | None = None) -> dict[str, Any]:
+    state: dict[str, Any] = {
+        "Type": "Task",
+        "Resource": "arn:aws:states:::lambda:invoke.waitForTaskToken",
+        "Parameters": {"FunctionName": "Answerer", "Payload": {"token.$": "$$.Task.Token", **payload}},
+        "TimeoutSeconds": 20,
+        "End": True,
+    }
+    if heartbeat is not None:
+        state["HeartbeatSeconds"] = heartbeat
+    return {"StartAt": "Wait for answer", "States": {"Wait for answer": state}}
+
+
+def test_a_handler_sends_the_token_back_and_the_task_succeeds_with_its_output(engine: Engine) -> None:
+    result = engine.run(callback({"value.$": "$.v"}), {"v": 7})
+    assert (result.status, result.output) == ("SUCCEEDED", {"got": 7}), result.cause
+    submitted = [e for e in result.history if e.type == "TaskSubmitted"]
+    # The invocation's own answer: a second SendTaskSuccess with an unknown token was refused.
+    assert json.loads(submitted[0].details["output"])["Payload"] == "InvalidToken"
+
+
+def test_a_handler_sends_a_failure(engine: Engine) -> None:
+    result = engine.run(callback({"fail": True}), {})
+    assert (result.status, result.error, result.cause) == ("FAILED", "Answer.No", "refused")
+
+
+def test_heartbeats_keep_the_task_alive_and_their_absence_times_it_out(engine: Engine) -> None:
+    assert engine.run(callback({"beats": 4, "value": 1}, heartbeat=1), {}).status == "SUCCEEDED"
+    result = engine.run(callback({"answer": False}, heartbeat=1), {})
+    assert (result.status, result.error) == ("FAILED", "States.HeartbeatTimeout")
+    assert [e.type for e in result.history][-2:] == ["TaskTimedOut", "ExecutionFailed"]
