@@ -990,3 +990,314 @@ def test_run_takes_the_options_of_start() -> None:
     ran = engine.run(definition, {}, name="same", state_machine_name="SM")
     started = engine.start(definition, {}, name="same", state_machine_name="SM").wait()
     assert ran.output == started.output == {"name": "same"} and ran.arn == started.arn
+
+
+# --- JSONata -------------------------------------------------------------------------------------
+# AWS guide, "Transforming data with JSONata in Step Functions" and "JSONata functions provided by
+# Step Functions" (docs.aws.amazon.com/step-functions/latest/dg/transforming-data.html).
+
+
+def jsonata(states: dict[str, Any], **top_level: Any) -> dict[str, Any]:
+    return machine(states, QueryLanguage="JSONata", **top_level)
+
+
+def test_jsonata_arguments_and_output_read_states_input_and_result() -> None:
+    # "Arguments" is the JSONata form of Parameters; "Output" shapes the state output from
+    # $states.input and $states.result (the guide's Task example).
+    state = task(
+        Arguments={"product": "{% $states.input.product %}", "count": "{% $count($states.input.orders) %}"},
+        Output={"result": "{% $states.result %}", "customer": "{% $states.input.customer %}"},
+    )
+    data = {"product": "p1", "orders": [1, 2, 3], "customer": "c9"}
+    result = run(jsonata({"T": state}), data, {"work": echo})
+    assert result.output == {"result": {"product": "p1", "count": 3}, "customer": "c9"}
+
+
+def test_jsonata_defaults_output_is_the_result_and_arguments_the_input() -> None:
+    # Without Arguments the task receives $states.input; without Output the state outputs $states.result.
+    result = run(jsonata({"T": task()}), {"a": 1}, {"work": lambda r: {"got": r.parameters}})
+    assert result.output == {"got": {"a": 1}}
+    assert run(jsonata({"P": pass_state()}), {"a": 1}).output == {"a": 1}
+
+
+def test_jsonata_expression_as_the_whole_output_and_string_concatenation() -> None:
+    state = pass_state(Output="{% $states.input.title & ' ' & $states.input.name %}")
+    assert run(jsonata({"P": state}), {"title": "Dr", "name": "Jane"}).output == "Dr Jane"
+
+
+def test_a_string_that_is_not_wholly_an_expression_is_a_literal() -> None:
+    state = pass_state(Output={"text": "cost: {% 1 + 1 %}", "dollar": "$states.input"})
+    assert run(jsonata({"P": state}), {}).output == {"text": "cost: {% 1 + 1 %}", "dollar": "$states.input"}
+
+
+@pytest.mark.parametrize(
+    ("expression", "expected"),
+    [
+        ("$partition([1,2,3,4], 2)", [[1, 2], [3, 4]]),
+        ("$partition([1,2,3,4,5], 2)", [[1, 2], [3, 4], [5]]),
+        ("$range(0, 10, 2)", [0, 2, 4, 6, 8, 10]),
+        ("$range(4, 1, -1)", [4, 3, 2, 1]),
+        (
+            "$hash('input data', 'SHA-256')",
+            "5fd1f22b1b69c9e2ae46f1f81dd3bea8bb29e1fb1b8d7cbc1bc04ab7ae0d2eb7",
+        ),
+        ("$parse('{\"key\": [1, null]}')", {"key": [1, None]}),
+        ("$random(42) = $random(42)", True),
+        ("$random() < 1 and $random() >= 0", True),
+        ("$length($uuid())", 36),
+        ("$states.context.Execution.Name", "jsonata-run"),
+        ("$sum($states.input.n) / 2", 3),
+        ("$states.input.n[$ > 1]", [2, 3]),
+        ("$string($states.input)", '{"n":[1,2,3]}'),
+    ],
+)
+def test_jsonata_functions_step_functions_provides(expression: str, expected: Any) -> None:
+    # AWS guide, "JSONata functions provided by Step Functions": $partition, $range (inclusive end),
+    # $hash (MD5, SHA-1, SHA-256, SHA-384, SHA-512), $random([seed]), $uuid, $parse.
+    import hashlib
+
+    if expression.startswith("$hash"):
+        expected = hashlib.sha256(b"input data").hexdigest()
+    definition = jsonata({"P": pass_state(Output="{% " + expression + " %}")})
+    assert run(definition, {"n": [1, 2, 3]}, name="jsonata-run").output == expected
+
+
+def test_a_failing_expression_is_states_query_evaluation_error_and_can_be_caught() -> None:
+    # "States.QueryEvaluationError: a JSONata expression failed" - caught like any other error.
+    failing = pass_state(Output="{% $states.input.a + 1 %}")
+    result = run(jsonata({"P": failing}), {"a": "text"})
+    assert (result.status, result.error) == ("FAILED", "States.QueryEvaluationError")
+    assert "'Output'" in result.cause and "entered at the event id #2" in result.cause
+    undefined = run(jsonata({"P": pass_state(Output="{% $states.input.missing %}")}), {})
+    assert undefined.error == "States.QueryEvaluationError" and "returned nothing" in undefined.cause
+    caught = task(
+        Arguments="{% $states.input.a + 1 %}",
+        Catch=[{"ErrorEquals": ["States.QueryEvaluationError"], "Next": "Handled"}],
+    )
+    del caught["End"]
+    caught["Next"] = "Handled"
+    handled = run(jsonata({"T": caught, "Handled": pass_state()}), {"a": "x"}, {"work": echo})
+    assert handled.output["Error"] == "States.QueryEvaluationError"
+
+
+def test_jsonata_catch_output_reads_states_error_output() -> None:
+    # AWS guide: a Catcher's Output (default $states.errorOutput) and Assign see $states.errorOutput.
+    state = task(
+        Catch=[
+            {
+                "ErrorEquals": ["States.ALL"],
+                "Output": {"why": "{% $states.errorOutput.Error %}", "was": "{% $states.input %}"},
+                "Assign": {"failedWith": "{% $states.errorOutput.Cause %}"},
+                "Next": "After",
+            }
+        ]
+    )
+    del state["End"]
+    state["Next"] = "After"
+    after = pass_state(Output={"output": "{% $states.input %}", "variable": "{% $failedWith %}"})
+    result = run(jsonata({"T": state, "After": after}), {"x": 1}, {"work": fails_with("Oops", "broken")})
+    assert result.output == {"output": {"why": "Oops", "was": {"x": 1}}, "variable": "broken"}
+
+
+def test_jsonata_choice_conditions_assign_and_output() -> None:
+    # AWS guide, Choice state in JSONata: rules with Condition; a rule's Output and Assign apply when it matches.
+    choice = {
+        "Type": "Choice",
+        "Choices": [
+            {"Condition": "{% $states.input.n > 10 %}", "Next": "Big", "Assign": {"size": "big"}},
+            {"Condition": "{% $states.input.n > 5 %}", "Next": "Big", "Output": {"n": 0}},
+        ],
+        "Default": "Small",
+        "Assign": {"size": "small"},
+    }
+    big = pass_state(Output={"n": "{% $states.input.n %}", "size": "{% $size %}"})
+    small = pass_state(Output="{% $size %}")
+    definition = jsonata({"C": choice, "Big": big, "Small": small})
+    assert run(definition, {"n": 11}).output == {"n": 11, "size": "big"}
+    assert run(definition, {"n": 1}).output == "small"
+    not_boolean = jsonata(
+        {"C": {**choice, "Choices": [{"Condition": "{% 1 %}", "Next": "Big"}]}, "Big": big, "Small": small}
+    )
+    assert run(not_boolean, {"n": 1}).error == "States.QueryEvaluationError"
+
+
+def test_jsonata_map_items_and_item_selector_with_the_map_context() -> None:
+    # AWS guide, Map state in JSONata: Items, and ItemSelector reading $states.context.Map.Item.
+    state = {
+        "Type": "Map",
+        "Items": "{% $states.input.orders %}",
+        "ItemSelector": {
+            "index": "{% $states.context.Map.Item.Index %}",
+            "order": "{% $states.context.Map.Item.Value %}",
+            "customer": "{% $states.input.customer %}",
+        },
+        "ItemProcessor": processor(
+            ("Inner", pass_state(Output="{% $states.input.index & ':' & $states.input.order %}"))
+        ),
+        "Output": "{% $join($states.result, ',') %}",
+        "End": True,
+    }
+    result = run(jsonata({"M": state}), {"orders": ["a", "b"], "customer": "c"})
+    assert result.output == "0:a,1:b"
+
+
+def test_jsonata_wait_and_timeouts_take_expressions() -> None:
+    wait = {"Type": "Wait", "Seconds": "{% $states.input.delay * 2 %}", "Next": "T"}
+    definition = jsonata({"W": wait, "T": task(TimeoutSeconds="{% $states.input.delay %}")})
+    clock = VirtualClock()
+    result = run(definition, {"delay": 3}, {"work": echo}, clock=clock)
+    assert result.status == "SUCCEEDED" and clock.slept == [6]
+    scheduled = next(e for e in result.history if e.type == "TaskScheduled")
+    assert scheduled.details["timeoutInSeconds"] == 3
+
+
+def test_query_language_per_state_and_jsonpath_only_fields_refused() -> None:
+    # A JSONPath machine may have JSONata states; the reverse is refused, as are fields of the other language.
+    mixed = machine(
+        {
+            "A": {"Type": "Pass", "Result": {"x": 1}, "Next": "B"},
+            "B": pass_state(QueryLanguage="JSONata", Output="{% $states.input.x + 1 %}"),
+        }
+    )
+    assert run(mixed).output == 2
+    with pytest.raises(DefinitionError) as refused:
+        validate(jsonata({"A": pass_state(QueryLanguage="JSONPath")}))
+    assert "not allowed in a state machine whose QueryLanguage is JSONata" in refused.value.problems[0]
+    with pytest.raises(DefinitionError) as fields:
+        validate(jsonata({"T": task(Parameters={"a": 1}, ResultPath="$.r")}))
+    assert any("'Parameters' is JSONPath-only" in p for p in fields.value.problems)
+    assert any("'ResultPath' is JSONPath-only" in p for p in fields.value.problems)
+    with pytest.raises(DefinitionError) as jsonata_only:
+        validate(machine({"T": task(Output={"a": 1})}))
+    assert "'Output' is JSONata-only" in jsonata_only.value.problems[0]
+
+
+# --- Variables -----------------------------------------------------------------------------------
+# AWS guide, "Passing data between states with variables"
+# (docs.aws.amazon.com/step-functions/latest/dg/workflow-variables.html).
+
+
+def test_assign_then_read_in_a_later_state_jsonata() -> None:
+    first = pass_state(Assign={"productName": "product1", "count": 42, "available": True})
+    first["Next"] = "Second"
+    del first["End"]
+    second = pass_state(
+        Output={"name": "{% $productName %}", "twice": "{% $count * 2 %}", "a": "{% $available %}"}
+    )
+    result = run(jsonata({"First": first, "Second": second}), {})
+    assert result.output == {"name": "product1", "twice": 84, "a": True}
+
+
+def test_assign_evaluates_every_value_before_assigning_any() -> None:
+    # The guide's evaluation order: Assign sees the variables as they were when the state started,
+    # so {"x": "{% $y %}", "y": "{% $x %}"} swaps them.
+    init = {"Type": "Pass", "Assign": {"x": 1, "y": 2}, "Next": "Swap"}
+    swap = {
+        "Type": "Pass",
+        "Assign": {"x": "{% $y %}", "y": "{% $x %}"},
+        "Output": "{% $x %}",
+        "Next": "Show",
+    }
+    show = pass_state(Output={"x": "{% $x %}", "y": "{% $y %}"})
+    result = run(jsonata({"Init": init, "Swap": swap, "Show": show}), {})
+    assert result.output == {"x": 2, "y": 1}
+    assert json_of(result, "PassStateExited", 1) == 1  # Output saw x before the swap
+
+
+def json_of(result: Any, event_type: str, index: int) -> Any:
+    import json
+
+    events = [e for e in result.history if e.type == event_type]
+    return json.loads(events[index].details["output"])
+
+
+def test_jsonpath_assign_reads_the_result_and_paths_read_variables() -> None:
+    # In JSONPath states, an Assign value's path reads the state's result (after ResultSelector),
+    # and "$name" paths read a variable in Parameters, intrinsics and Choice rules.
+    fetch = task(
+        "fetch",
+        ResultSelector={"product.$": "$.item"},
+        Assign={"productName.$": "$.product.name", "price.$": "$.product.price", "source": "catalog"},
+        ResultPath=None,
+    )
+    fetch["Next"] = "Check"
+    del fetch["End"]
+    check = {
+        "Type": "Choice",
+        "Choices": [{"Variable": "$price", "NumericGreaterThan": 10, "Next": "Report"}],
+        "Default": "Cheap",
+    }
+    report = task(
+        "echo",
+        Parameters={
+            "name.$": "$productName",
+            "line.$": "States.Format('{} costs {} ({})', $productName, $price, $source)",
+            "input.$": "$",
+        },
+    )
+    handlers = {"fetch": lambda r: {"item": {"name": "lamp", "price": 12}}, "echo": echo}
+    definition = machine({"Fetch": fetch, "Check": check, "Report": report, "Cheap": pass_state()})
+    result = run(definition, {"id": 7}, handlers)
+    assert result.output == {"name": "lamp", "line": "lamp costs 12 (catalog)", "input": {"id": 7}}
+
+
+def test_inner_states_read_outer_variables_and_their_assignments_stay_inside() -> None:
+    # The guide's scope rules: a Map iteration or Parallel branch reads the variables of the outer
+    # scope; what it assigns is not visible after the Map or Parallel.
+    outer = {"Type": "Pass", "Assign": {"rate": 3, "label": "outer"}, "Next": "M"}
+    inner = processor(
+        (
+            "Scale",
+            {
+                "Type": "Pass",
+                "Assign": {"label": "inner"},
+                "Output": "{% $states.input * $rate %}",
+                "Next": "Read",
+            },
+        ),
+        ("Read", pass_state(Output={"value": "{% $states.input %}", "label": "{% $label %}"})),
+    )
+    mapped = {"Type": "Map", "ItemProcessor": inner, "Next": "After"}
+    after = pass_state(Output={"results": "{% $states.input %}", "label": "{% $label %}"})
+    result = run(jsonata({"Outer": outer, "M": mapped, "After": after}), [1, 2])
+    assert result.output == {
+        "results": [{"value": 3, "label": "inner"}, {"value": 6, "label": "inner"}],
+        "label": "outer",
+    }
+
+
+def test_a_variable_read_before_any_state_assigns_it_is_refused() -> None:
+    # Step Functions refuses a definition that reads a variable no earlier state assigns.
+    early = jsonata({"A": pass_state(Output="{% $later %}")})
+    with pytest.raises(DefinitionError) as refused:
+        validate(early)
+    assert "States.A.Output: reads the variable $later" in refused.value.problems[0]
+    jsonpath = machine({"A": pass_state(Parameters={"x.$": "$nowhere.field"})})
+    with pytest.raises(DefinitionError):
+        validate(jsonpath)
+    # Assigned on one branch of a Choice is enough ("on some path").
+    choice = {
+        "Type": "Choice",
+        "Choices": [{"Condition": "{% $states.input.a %}", "Next": "Set"}],
+        "Default": "Use",
+    }
+    some_path = jsonata(
+        {
+            "C": choice,
+            "Set": {"Type": "Pass", "Assign": {"v": 1}, "Next": "Use"},
+            "Use": pass_state(Output="{% $v %}"),
+        }
+    )
+    validate(some_path)
+    assert run(some_path, {"a": True}).output == 1
+    own = jsonata({"A": pass_state(Assign={"v": 1}, Output="{% $v %}")})
+    with pytest.raises(DefinitionError):
+        validate(own)  # a state's Output does not see its own Assign
+
+
+def test_variable_size_limits_are_data_limit_exceeded() -> None:
+    # Limits: 256 KiB per variable and per Assign, 10 MiB for an execution's variables.
+    big = pass_state(Assign={"blob": "{% $pad('', 262145, 'x') %}"})
+    result = run(jsonata({"P": big}), {})
+    assert (result.status, result.error) == ("FAILED", "States.DataLimitExceeded")
+    assert "variable 'blob'" in result.cause

@@ -491,7 +491,10 @@ CASES: dict[str, tuple[dict[str, Any], Any]] = {
 KNOWN_MOTO_DIFFERENCES = {
     "pass_definite_nested_index": "moto evaluates '$.a[0].b' as an indefinite path and returns [1]; AWS returns 1",
     "choice_no_match": "moto fails with States.Runtime where AWS reports States.NoChoiceMatched",
-    "jsonata_state": "moto stubs JSONata; the local engine rejects JSONata definitions (JSONPath only)",
+    "jsonata_state": (
+        "moto stubs JSONata (its JSONata states do not evaluate expressions); the local engine evaluates them "
+        "as AWS does (see test_the_local_engine_evaluates_the_jsonata_case)"
+    ),
     "map_items_path_not_an_array": (
         "moto reports States.QueryEvaluationError, AWS's name for a failed JSONata expression; the local engine "
         "reports States.Runtime, as for the other path failures of a JSONPath state"
@@ -547,3 +550,8 @@ def test_engine_agrees_with_moto(stepfunctions: Any, case: str) -> None:
         pytest.skip(KNOWN_MOTO_DIFFERENCES[case])
     definition, data = CASES[case]
     assert run_locally(case, definition, data) == run_on_moto(stepfunctions, case, definition, data)
+
+
+def test_the_local_engine_evaluates_the_jsonata_case() -> None:
+    definition, data = CASES["jsonata_state"]
+    assert run_locally("jsonata_state", definition, data) == ("SUCCEEDED", 1, None)

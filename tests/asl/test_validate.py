@@ -112,7 +112,7 @@ def test_every_problem_is_listed_with_its_nested_path() -> None:
         ({"Type": "Task", "End": True}, "States.S: Resource is required"),
         (
             {"Type": "Task", "Resource": "r", "TimeoutSeconds": 0, "End": True},
-            "States.S: TimeoutSeconds must be a positive integer",
+            "States.S: TimeoutSeconds must be an integer from 1 to 99999999, not 0",
         ),
         (
             {"Type": "Task", "Resource": "r", "TimeoutSeconds": 5, "HeartbeatSeconds": 5, "End": True},
@@ -146,12 +146,32 @@ def test_every_problem_is_listed_with_its_nested_path() -> None:
             "States.S: MaxConcurrency must be",
         ),
         (
-            {"Type": "Pass", "QueryLanguage": "JSONata", "End": True},
-            "States.S: QueryLanguage 'JSONata': only JSONPath",
+            {"Type": "Pass", "QueryLanguage": "JSONata", "InputPath": "$.a", "End": True},
+            "States.S: field 'InputPath' is JSONPath-only",
         ),
         (
-            {"Type": "Pass", "Assign": {"x": 1}, "End": True},
-            "States.S: Assign: variables (Assign) are not supported",
+            {"Type": "Pass", "Arguments": {}, "End": True},
+            "States.S: field 'Arguments' is JSONata-only",
+        ),
+        (
+            {"Type": "Pass", "QueryLanguage": "JSONata", "Output": "{% $states.input. %}", "End": True},
+            "States.S.Output: the JSONata expression '$states.input.' does not parse",
+        ),
+        (
+            {"Type": "Pass", "QueryLanguage": "JSONata", "Output": {"a.$": "$.b"}, "End": True},
+            "States.S.Output: field names ending in '.$' are JSONPath",
+        ),
+        (
+            {"Type": "Pass", "Assign": {"1x": 1}, "End": True},
+            "States.S.Assign: '1x' is not a variable name",
+        ),
+        (
+            {"Type": "Pass", "Assign": {"states": 1}, "End": True},
+            "States.S.Assign: 'states' is reserved",
+        ),
+        (
+            {"Type": "Wait", "Seconds": 100_000_000, "End": True},
+            "States.S: Seconds must be an integer from 0 to 99999999, not 100000000",
         ),
         (
             {

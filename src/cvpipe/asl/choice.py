@@ -146,12 +146,20 @@ def evaluate_rule(rule: dict, data: Any, context: dict | None = None) -> bool:
 
 def next_state(state: dict, data: Any, context: dict | None = None) -> str:
     """The Next of the first Choice rule that matches, else Default."""
+    rule = matching_rule(state, data, context)
+    if rule is not None:
+        return str(rule["Next"])
+    if "Default" in state:
+        return str(state["Default"])
+    raise StatesError(NO_CHOICE_MATCHED, "No Choice rule matched the input and the state has no Default.")
+
+
+def matching_rule(state: dict, data: Any, context: dict | None = None) -> dict[str, Any] | None:
+    """The first Choice rule that matches ``data``, or None."""
     for rule in state.get("Choices", []):
         if evaluate_rule(rule, data, context):
-            return rule["Next"]
-    if "Default" in state:
-        return state["Default"]
-    raise StatesError(NO_CHOICE_MATCHED, "No Choice rule matched the input and the state has no Default.")
+            return dict(rule)
+    return None
 
 
 def validate_rule(rule: dict) -> list[str]:
@@ -166,7 +174,7 @@ def _rule_problems(rule: Any, where: str, *, top_level: bool) -> list[str]:
     at = f"{where}: " if where else ""
     if not isinstance(rule, dict):
         return [f"{at}a Choice rule must be an object"]
-    allowed = {"Variable", "Comment"} | ({"Next"} if top_level else set())
+    allowed = {"Variable", "Comment"} | ({"Next", "Assign"} if top_level else set())
     problems = []
     for key in rule:
         if key == "Next" and not top_level:

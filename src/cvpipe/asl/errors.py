@@ -14,6 +14,10 @@ PARAMETER_PATH_FAILURE = "States.ParameterPathFailure"
 RESULT_PATH_MATCH_FAILURE = "States.ResultPathMatchFailure"
 BRANCH_FAILED = "States.BranchFailed"
 PERMISSIONS = "States.Permissions"
+QUERY_EVALUATION_ERROR = "States.QueryEvaluationError"
+EXCEED_TOLERATED_FAILURE_THRESHOLD = "States.ExceedToleratedFailureThreshold"
+ITEM_READER_FAILED = "States.ItemReaderFailed"
+RESULT_WRITER_FAILED = "States.ResultWriterFailed"
 
 
 class StatesError(Exception):

@@ -18,6 +18,7 @@ from .callbacks import TaskTokens
 from .clock import RealClock, VirtualClock
 from .history import Event, History, Trace, timestamp_text
 from .tasks import TaskRegistry
+from .variables import Context, Variables
 
 Clock = RealClock | VirtualClock
 
@@ -104,16 +105,19 @@ class Run:
 class Lane:
     """One sequential line of execution: the whole run, a Parallel branch or a Map iteration."""
 
-    def __init__(self, run: Run, scope: Scope, trace: Trace) -> None:
+    def __init__(self, run: Run, scope: Scope, trace: Trace, variables: Variables | None = None) -> None:
         self.run = run
         self.scope = scope
         self.trace = trace
+        self.variables = variables or Variables()
 
     def emit(self, event_type: str, details: dict[str, Any] | None = None) -> Event:
         return self.trace.emit(event_type, details)
 
     def fork(self, scope: Scope) -> Lane:
-        return Lane(self.run, scope, self.trace.fork())
+        """A lane for a Parallel branch or a Map iteration: it reads this lane's variables, and what
+        it assigns stays its own."""
+        return Lane(self.run, scope, self.trace.fork(), self.variables.child())
 
     def follow(self, lanes: list[Lane]) -> None:
         """Continue this lane's event chain after the lanes it forked have finished."""
@@ -139,16 +143,14 @@ class Lane:
         if not self.run.clock.sleep(seconds, self.scope.event):
             raise Cancelled()
 
-    def context(self, state_name: str, entered: datetime, retry_count: int = 0) -> dict[str, Any]:
+    def context(self, state_name: str, entered: datetime, retry_count: int = 0) -> Context:
         """The context object ``$$`` for a state entered at ``entered``.
 
         ``$$.Map`` is not part of it: AWS offers it to a Map state's ItemSelector only, not to the
         states of its iterations.
         """
-        return {
-            **self.run.context,
-            "State": {"Name": state_name, "EnteredTime": timestamp_text(entered), "RetryCount": retry_count},
-        }
+        state = {"Name": state_name, "EnteredTime": timestamp_text(entered), "RetryCount": retry_count}
+        return Context({**self.run.context, "State": state}, self.variables)
 
 
 def run_concurrently(count: int, limit: int, body: Callable[[int], Any], scope: Scope) -> list[Any]:

@@ -26,6 +26,7 @@ from jsonpath_ng.exceptions import JSONPathError
 from jsonpath_ng.ext import parse as parse_extended
 
 from .errors import RESULT_PATH_MATCH_FAILURE, RUNTIME, StatesError
+from .variables import variables_of
 
 Step = str | int
 """One definite step: an object member name or an array index."""
@@ -40,11 +41,14 @@ _STEP = re.compile(
     re.VERBOSE | re.ASCII,
 )
 _ESCAPED = re.compile(r"\\(.)")
+_VARIABLE = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
 
 
 @dataclass(frozen=True)
 class _Path:
     in_context: bool
+    variable: str | None
+    """``$name...``: the path starts at a variable's value."""
     steps: tuple[Step, ...]
     """The definite prefix."""
     rest: JSONPath | None
@@ -71,7 +75,8 @@ def _compile(path: str) -> _Path:
     if not path.startswith("$"):
         raise ValueError(f"invalid path '{path}': a path must start with '$'")
     in_context = path.startswith("$$")
-    body = path[2:] if in_context else path[1:]
+    variable = _VARIABLE.match(path)
+    body = path[variable.end() :] if variable else path[2:] if in_context else path[1:]
     steps: list[Step] = []
     position = 0
     while match := _STEP.match(body, position):
@@ -89,7 +94,7 @@ def _compile(path: str) -> _Path:
             rest = parse_extended("$" + body[position:])
         except JSONPathError as error:
             raise ValueError(f"invalid path '{path}': cannot parse '{body[position:]}' ({error})") from None
-    return _Path(in_context, tuple(steps), rest)
+    return _Path(in_context, variable[1] if variable else None, tuple(steps), rest)
 
 
 def _compiled(path: str) -> _Path:
@@ -103,7 +108,15 @@ def _compiled(path: str) -> _Path:
 
 def _walk(compiled: _Path, data: Any, context: dict | None) -> Any:
     """Follow the definite steps of a path; raise ``_NoMatch`` at the first one that finds nothing."""
-    node = (context if context is not None else {}) if compiled.in_context else data
+    if compiled.variable is not None:
+        variables = variables_of(context)
+        found, node = variables.lookup(compiled.variable) if variables else (False, None)
+        if not found:
+            raise StatesError(RUNTIME, f"The variable '${compiled.variable}' is not defined")
+    elif compiled.in_context:
+        node = context if context is not None else {}
+    else:
+        node = data
     last = len(compiled.steps) - 1
     for depth, step in enumerate(compiled.steps):
         if isinstance(step, str):
@@ -121,11 +134,10 @@ def _walk(compiled: _Path, data: Any, context: dict | None) -> Any:
     return node
 
 
-def _jayway_form(in_context: bool, steps: tuple[Step, ...]) -> str:
+def _jayway_form(compiled: _Path, steps: tuple[Step, ...]) -> str:
     """The normalized path Jayway prints in its messages, e.g. ``$['a'][0]``."""
-    return ("$$" if in_context else "$") + "".join(
-        f"['{step}']" if isinstance(step, str) else f"[{step}]" for step in steps
-    )
+    root = f"${compiled.variable}" if compiled.variable else "$$" if compiled.in_context else "$"
+    return root + "".join(f"['{step}']" if isinstance(step, str) else f"[{step}]" for step in steps)
 
 
 def get_path(path: str, data: Any, context: dict | None = None) -> Any:
@@ -138,7 +150,7 @@ def get_path(path: str, data: Any, context: dict | None = None) -> Any:
     try:
         node = _walk(compiled, data, context)
     except _NoMatch as missing:
-        reached = _jayway_form(compiled.in_context, compiled.steps[: missing.depth + 1])
+        reached = _jayway_form(compiled, compiled.steps[: missing.depth + 1])
         raise StatesError(RUNTIME, f"Invalid path '{path}' : No results for path: {reached}") from None
     if node is _PAST_THE_END:
         return None
@@ -156,7 +168,7 @@ def path_exists(path: str, data: Any, context: dict | None = None) -> bool:
     compiled = _compiled(path)
     try:
         node = _walk(compiled, data, context)
-    except _NoMatch:
+    except (_NoMatch, StatesError):
         return False
     if node is _PAST_THE_END:
         return False
@@ -172,7 +184,7 @@ def set_path(data: Any, reference_path: str, value: Any) -> Any:
     cannot be applied, e.g. ``$.a.b`` when ``$.a`` is a string.
     """
     compiled = _compiled(reference_path)
-    if compiled.in_context or compiled.rest is not None:
+    if compiled.in_context or compiled.variable or compiled.rest is not None:
         raise StatesError(RUNTIME, f"'{reference_path}' is not a Reference Path into the state input")
     try:
         return _assign(data, compiled.steps, 0, value)

@@ -97,13 +97,18 @@ def process_input(state: dict, raw_input: Any, context: dict | None = None) -> A
 
 
 def process_output(state: dict, raw_input: Any, result: Any, context: dict | None = None) -> Any:
-    """The effective output of a state: ResultSelector, ResultPath, then OutputPath.
+    """The effective output of a state: ResultSelector, ResultPath, then OutputPath."""
+    if "ResultSelector" in state:
+        result = apply_template(state["ResultSelector"], result, context)
+    return place_result(state, raw_input, result, context)
+
+
+def place_result(state: dict, raw_input: Any, result: Any, context: dict | None = None) -> Any:
+    """ResultPath, then OutputPath.
 
     ResultPath places the result into the raw input: absent means ``$`` (the result replaces the
     input), null discards the result and keeps the raw input.
     """
-    if "ResultSelector" in state:
-        result = apply_template(state["ResultSelector"], result, context)
     result_path = state.get("ResultPath", "$")
     combined = raw_input if result_path is None else set_path(raw_input, result_path, result)
     return _select(state, "OutputPath", combined, context)

@@ -24,9 +24,18 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 from .callbacks import Waiting
-from .choice import next_state
-from .errors import HEARTBEAT_TIMEOUT, RUNTIME, TASK_FAILED, TIMEOUT, StatesError
+from .choice import matching_rule
+from .errors import (
+    HEARTBEAT_TIMEOUT,
+    NO_CHOICE_MATCHED,
+    QUERY_EVALUATION_ERROR,
+    RUNTIME,
+    TASK_FAILED,
+    TIMEOUT,
+    StatesError,
+)
 from .execution import Cancelled, Lane, Scope, run_concurrently
+from .expressions import evaluate_value
 from .history import (
     data_details,
     resource_details,
@@ -38,12 +47,14 @@ from .payload import (
     apply_template,
     check_payload_size,
     fill_parameters,
+    place_result,
     process_input,
     process_output,
     select_input,
 )
 from .retry import error_output, find_catcher, with_retries
 from .tasks import TaskRequest
+from .variables import Context
 
 INLINE_MAP_CONCURRENCY = 40
 """Step Functions runs at most 40 iterations of an inline Map at once, whatever MaxConcurrency says."""
@@ -75,13 +86,19 @@ def select_integer(
 
 
 class StateRuntimeError(StatesError):
-    """States.Runtime with the failing state named in the cause, as Step Functions words it."""
+    """An error of the state's own evaluation (States.Runtime, States.QueryEvaluationError) with the
+    failing state named in the cause, as Step Functions words it."""
 
-    def __init__(self, state: str, event_id: int, cause: str) -> None:
+    def __init__(self, error: str, state: str, event_id: int, cause: str) -> None:
         super().__init__(
-            RUNTIME,
+            error,
             f"An error occurred while executing the state '{state}' (entered at the event id #{event_id}). {cause}",
         )
+
+
+JSONATA = "JSONata"
+JSONPATH = "JSONPath"
+_NO_RESULT = object()
 
 
 class State:
@@ -89,10 +106,13 @@ class State:
     abortable: ClassVar[bool] = False
     """Whether the type has a ``<Type>StateAborted`` event (its work can be interrupted)."""
 
-    def __init__(self, name: str, spec: dict[str, Any]) -> None:
+    def __init__(self, name: str, spec: dict[str, Any], language: str = JSONPATH) -> None:
         self.name = name
         self.spec = spec
         self.next: str | None = spec.get("Next")
+        self.language = spec.get("QueryLanguage", language)
+        """The machine's QueryLanguage unless the state names its own."""
+        self.jsonata = self.language == JSONATA
 
     def run(self, lane: Lane, raw_input: Any) -> tuple[Any, str | None]:
         """Enter the state with ``raw_input``; its output and the next state's name (None: the end)."""
@@ -105,8 +125,10 @@ class State:
                 lane.emit(f"{self.type}StateAborted")
             raise
         except StatesError as failure:
-            if failure.error == RUNTIME and not isinstance(failure, StateRuntimeError):
-                raise StateRuntimeError(self.name, entered.id, failure.cause) from failure
+            if failure.error in (RUNTIME, QUERY_EVALUATION_ERROR) and not isinstance(
+                failure, StateRuntimeError
+            ):
+                raise StateRuntimeError(failure.error, self.name, entered.id, failure.cause) from failure
             raise
         lane.emit(f"{self.type}StateExited", data_details("output", output, name=self.name))
         return output, next_name
@@ -114,15 +136,70 @@ class State:
     def execute(self, lane: Lane, raw_input: Any, entered: datetime) -> tuple[Any, str | None]:
         raise NotImplementedError
 
+    # -- JSONata ----------------------------------------------------------------------------------
+
+    def evaluate(self, value: Any, field: str, states: dict[str, Any], context: Context) -> Any:
+        """A JSONata state's field value, its ``{% %}`` expressions evaluated."""
+        return evaluate_value(value, field, states, context.variables.visible())
+
+    def conclude(
+        self,
+        lane: Lane,
+        raw_input: Any,
+        context: Context,
+        result: Any = _NO_RESULT,
+        spec: dict[str, Any] | None = None,
+    ) -> Any:
+        """A JSONata state's end: Assign and Output (of ``spec``: the state, a Choice rule or a Catcher)
+        both see ``$states.input`` and ``$states.result`` and the variables as they were before."""
+        spec = self.spec if spec is None else spec
+        states: dict[str, Any] = {"input": raw_input, "context": dict(context)}
+        if result is not _NO_RESULT:
+            states["errorOutput" if spec.get("ErrorEquals") else "result"] = result
+        assigned = self.evaluate(spec["Assign"], "Assign", states, context) if "Assign" in spec else None
+        if "Output" in spec:
+            output = self.evaluate(spec["Output"], "Output", states, context)
+        else:
+            output = raw_input if result is _NO_RESULT else result
+        if assigned is not None:
+            lane.variables.assign(assigned)
+        return output
+
+    def number(self, field: str, states: dict[str, Any], context: Context, minimum: int) -> int | None:
+        """A JSONata state's integer field (TimeoutSeconds, Seconds, ...): a literal or an expression."""
+        if field not in self.spec:
+            return None
+        value = self.evaluate(self.spec[field], field, states, context)
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise StatesError(
+                QUERY_EVALUATION_ERROR,
+                f"The field '{field}' must be an integer >= {minimum}, not {to_json_text(value)}",
+            )
+        return value
+
+    # -- JSONPath ---------------------------------------------------------------------------------
+
+    def assign_from(self, lane: Lane, spec: dict[str, Any], data: Any, context: Context) -> dict[str, Any]:
+        """A JSONPath Assign's values: its ``name.$`` paths read ``data`` (the state's result, its
+        effective input, or a Catcher's error output)."""
+        return apply_template(spec["Assign"], data, context) if "Assign" in spec else {}
+
 
 class Pass(State):
     type = "Pass"
 
     def execute(self, lane: Lane, raw_input: Any, entered: datetime) -> tuple[Any, str | None]:
         context = lane.context(self.name, entered)
+        if self.jsonata:
+            return self.conclude(lane, raw_input, context), self.next
         effective = process_input(self.spec, raw_input, context)
         result = self.spec.get("Result", effective)
-        return process_output(self.spec, raw_input, result, context), self.next
+        assigned = self.assign_from(lane, self.spec, result, context)
+        output = process_output(self.spec, raw_input, result, context)
+        lane.variables.assign(assigned)
+        return output, self.next
 
 
 class Choice(State):
@@ -130,10 +207,39 @@ class Choice(State):
 
     def execute(self, lane: Lane, raw_input: Any, entered: datetime) -> tuple[Any, str | None]:
         context = lane.context(self.name, entered)
+        if self.jsonata:
+            rule = self._first_true(raw_input, context)
+            target = self._target(rule)
+            return self.conclude(lane, raw_input, context, spec=rule if rule else None), target
         effective = process_input(self.spec, raw_input, context)
-        return process_output(self.spec, raw_input, effective, context), next_state(
-            self.spec, effective, context
+        rule = matching_rule(self.spec, effective, context)
+        target = self._target(rule)
+        assigned = self.assign_from(
+            lane, rule if rule and "Assign" in rule else self.spec, effective, context
         )
+        output = process_output(self.spec, raw_input, effective, context)
+        lane.variables.assign(assigned)
+        return output, target
+
+    def _target(self, rule: dict[str, Any] | None) -> str:
+        if rule is not None:
+            return str(rule["Next"])
+        if "Default" in self.spec:
+            return str(self.spec["Default"])
+        raise StatesError(NO_CHOICE_MATCHED, "No Choice rule matched the input and the state has no Default.")
+
+    def _first_true(self, raw_input: Any, context: Context) -> dict[str, Any] | None:
+        states = {"input": raw_input, "context": dict(context)}
+        for index, rule in enumerate(self.spec["Choices"]):
+            value = self.evaluate(rule["Condition"], f"Choices[{index}].Condition", states, context)
+            if not isinstance(value, bool):
+                raise StatesError(
+                    QUERY_EVALUATION_ERROR,
+                    f"The Condition of Choices[{index}] must evaluate to a boolean, not {to_json_text(value)}",
+                )
+            if value:
+                return dict(rule)
+        return None
 
 
 class Succeed(State):
@@ -141,6 +247,8 @@ class Succeed(State):
 
     def execute(self, lane: Lane, raw_input: Any, entered: datetime) -> tuple[Any, str | None]:
         context = lane.context(self.name, entered)
+        if self.jsonata:
+            return self.conclude(lane, raw_input, context), None
         return process_output(
             self.spec, raw_input, process_input(self.spec, raw_input, context), context
         ), None
@@ -153,10 +261,20 @@ class Fail(State):
         context = lane.context(self.name, entered)
         raise StatesError(self._text("Error", raw_input, context), self._text("Cause", raw_input, context))
 
-    def _text(self, field_name: str, raw_input: Any, context: dict[str, Any]) -> str:
-        """Error or Cause: the literal, or what ErrorPath/CausePath (a path or an intrinsic) yields."""
+    def _text(self, field_name: str, raw_input: Any, context: Context) -> str:
+        """Error or Cause: the literal, what ErrorPath/CausePath (a path or an intrinsic) yields, or
+        (JSONata) what its expression yields."""
+        if field_name in self.spec and self.jsonata:
+            states = {"input": raw_input, "context": dict(context)}
+            value = self.evaluate(self.spec[field_name], field_name, states, context)
+            if not isinstance(value, str):
+                raise StatesError(
+                    QUERY_EVALUATION_ERROR,
+                    f"{field_name} must evaluate to a string, not {to_json_text(value)}",
+                )
+            return value
         if field_name in self.spec:
-            return self.spec[field_name]
+            return str(self.spec[field_name])
         expression = self.spec.get(f"{field_name}Path")
         if expression is None:
             return ""
@@ -178,14 +296,31 @@ class Wait(State):
 
     def execute(self, lane: Lane, raw_input: Any, entered: datetime) -> tuple[Any, str | None]:
         context = lane.context(self.name, entered)
+        now = lane.run.clock.now()
+        if self.jsonata:
+            lane.sleep(self._jsonata_seconds(raw_input, context, now))
+            return self.conclude(lane, raw_input, context), self.next
         effective = process_input(self.spec, raw_input, context)
-        lane.sleep(self._seconds(effective, context, lane.run.clock.now()))
-        return process_output(self.spec, raw_input, effective, context), self.next
+        lane.sleep(self._seconds(effective, context, now))
+        assigned = self.assign_from(lane, self.spec, effective, context)
+        output = process_output(self.spec, raw_input, effective, context)
+        lane.variables.assign(assigned)
+        return output, self.next
+
+    def _jsonata_seconds(self, raw_input: Any, context: Context, now: datetime) -> float:
+        states = {"input": raw_input, "context": dict(context)}
+        seconds = self.number("Seconds", states, context, minimum=0)
+        if seconds is not None:
+            return seconds
+        moment = parse_timestamp(self.evaluate(self.spec["Timestamp"], "Timestamp", states, context))
+        if moment is None:
+            raise StatesError(QUERY_EVALUATION_ERROR, "Timestamp must evaluate to an RFC 3339 timestamp")
+        return max((moment - now).total_seconds(), 0.0)
 
     def _seconds(self, effective: Any, context: dict[str, Any], now: datetime) -> float:
         spec = self.spec
         if "Seconds" in spec:
-            return spec["Seconds"]
+            return float(spec["Seconds"])
         if "SecondsPath" in spec:
             return select_integer(spec, "SecondsPath", effective, context, minimum=0)
         if "Timestamp" in spec:
@@ -201,7 +336,10 @@ class Wait(State):
 
 
 class Recoverable(State):
-    """A state with Retry and Catch (Task, Parallel, Map): ``attempt`` is what a Retrier repeats."""
+    """A state with Retry and Catch (Task, Parallel, Map): ``attempt`` is what a Retrier repeats.
+
+    ``attempt`` returns the state's output; it stores the state's Assign only once it has succeeded.
+    """
 
     abortable = True
 
@@ -215,14 +353,32 @@ class Recoverable(State):
             catcher = find_catcher(self.spec.get("Catch", []), failure)
             if catcher is None:
                 raise
+            context = lane.context(self.name, entered)
+            if self.jsonata:
+                return self.conclude(lane, raw_input, context, error_output(failure), catcher), catcher[
+                    "Next"
+                ]
+            assigned = self.assign_from(lane, catcher, error_output(failure), context)
             # A Catcher's ResultPath places the error output into the raw input; no OutputPath applies.
             placement = {"ResultPath": catcher.get("ResultPath", "$")}
-            return process_output(
-                placement, raw_input, error_output(failure), lane.context(self.name, entered)
-            ), catcher["Next"]
+            output = process_output(placement, raw_input, error_output(failure), context)
+            lane.variables.assign(assigned)
+            return output, catcher["Next"]
 
-    def attempt(self, lane: Lane, raw_input: Any, context: dict[str, Any]) -> Any:
+    def attempt(self, lane: Lane, raw_input: Any, context: Context) -> Any:
         raise NotImplementedError
+
+    def finish(self, lane: Lane, raw_input: Any, result: Any, context: Context) -> Any:
+        """The output from the state's result: Assign and Output (JSONata), or ResultSelector, Assign,
+        ResultPath and OutputPath (JSONPath)."""
+        if self.jsonata:
+            return self.conclude(lane, raw_input, context, result)
+        if "ResultSelector" in self.spec:
+            result = apply_template(self.spec["ResultSelector"], result, context)
+        assigned = self.assign_from(lane, self.spec, result, context)
+        output = place_result(self.spec, raw_input, result, context)
+        lane.variables.assign(assigned)
+        return output
 
 
 WAIT_FOR_TASK_TOKEN = ".waitForTaskToken"
@@ -232,22 +388,30 @@ WAIT_FOR_TASK_TOKEN = ".waitForTaskToken"
 class Task(Recoverable):
     type = "Task"
 
-    def attempt(self, lane: Lane, raw_input: Any, context: dict[str, Any]) -> Any:
-        selected = select_input(self.spec, raw_input, context)
-        timeout = self._seconds("TimeoutSeconds", selected, context)
-        heartbeat = self._seconds("HeartbeatSeconds", selected, context)
+    def attempt(self, lane: Lane, raw_input: Any, context: Context) -> Any:
         wake = threading.Event()
         waiting = lane.run.tokens.open(wake) if self.spec["Resource"].endswith(WAIT_FOR_TASK_TOKEN) else None
         try:
             if waiting is not None:
-                context = {**context, "Task": {"Token": waiting.token}}
-            parameters = fill_parameters(self.spec, selected, context)
+                context = context.with_fields(Task={"Token": waiting.token})
+            if self.jsonata:
+                states = {"input": raw_input, "context": dict(context)}
+                timeout = self.number("TimeoutSeconds", states, context, minimum=1)
+                heartbeat = self.number("HeartbeatSeconds", states, context, minimum=1)
+                parameters = self.evaluate(
+                    self.spec.get("Arguments", raw_input), "Arguments", states, context
+                )
+            else:
+                selected = select_input(self.spec, raw_input, context)
+                timeout = self._seconds("TimeoutSeconds", selected, context)
+                heartbeat = self._seconds("HeartbeatSeconds", selected, context)
+                parameters = fill_parameters(self.spec, selected, context)
             check_payload_size(parameters)
             result = self._invoke(lane, parameters, context, timeout, heartbeat, wake, waiting)
         finally:
             if waiting is not None:
                 lane.run.tokens.close(waiting)
-        return process_output(self.spec, raw_input, result, context)
+        return self.finish(lane, raw_input, result, context)
 
     def _seconds(self, field_name: str, selected: Any, context: dict[str, Any]) -> int | None:
         """TimeoutSeconds or HeartbeatSeconds: the literal, or what its ``...Path`` selects from the input
@@ -293,7 +457,7 @@ class Task(Recoverable):
         request = TaskRequest(
             resource,
             copy.deepcopy(parameters),
-            copy.deepcopy(context),
+            copy.deepcopy(dict(context)),
             timeout,
             emit=emit,
             tokens=lane.run.tokens,
@@ -385,16 +549,16 @@ def json_copy(value: Any, what: str) -> Any:
 class Concurrent(Recoverable):
     """Parallel and Map: their work runs on lanes of its own, at once; the first failure stops the rest."""
 
-    def attempt(self, lane: Lane, raw_input: Any, context: dict[str, Any]) -> Any:
+    def attempt(self, lane: Lane, raw_input: Any, context: Context) -> Any:
         try:
             outputs = self.run_lanes(lane, raw_input, context)
         except StatesError:
             lane.emit(f"{self.type}StateFailed")
             raise
         lane.emit(f"{self.type}StateSucceeded")
-        return process_output(self.spec, raw_input, outputs, context)
+        return self.finish(lane, raw_input, outputs, context)
 
-    def run_lanes(self, lane: Lane, raw_input: Any, context: dict[str, Any]) -> list[Any]:
+    def run_lanes(self, lane: Lane, raw_input: Any, context: Context) -> list[Any]:
         raise NotImplementedError
 
     @staticmethod
@@ -412,12 +576,16 @@ class Concurrent(Recoverable):
 class Parallel(Concurrent):
     type = "Parallel"
 
-    def __init__(self, name: str, spec: dict[str, Any]) -> None:
-        super().__init__(name, spec)
-        self.branches = [StateMachine(branch) for branch in spec["Branches"]]
+    def __init__(self, name: str, spec: dict[str, Any], language: str = JSONPATH) -> None:
+        super().__init__(name, spec, language)
+        self.branches = [StateMachine(branch, language) for branch in spec["Branches"]]
 
-    def run_lanes(self, lane: Lane, raw_input: Any, context: dict[str, Any]) -> list[Any]:
-        effective = process_input(self.spec, raw_input, context)
+    def run_lanes(self, lane: Lane, raw_input: Any, context: Context) -> list[Any]:
+        if self.jsonata:
+            states = {"input": raw_input, "context": dict(context)}
+            effective = self.evaluate(self.spec.get("Arguments", raw_input), "Arguments", states, context)
+        else:
+            effective = process_input(self.spec, raw_input, context)
         lane.emit("ParallelStateStarted")
         limit = lane.run.max_concurrency or len(self.branches)
         return self.fan_out(
@@ -428,24 +596,13 @@ class Parallel(Concurrent):
 class Map(Concurrent):
     type = "Map"
 
-    def __init__(self, name: str, spec: dict[str, Any]) -> None:
-        super().__init__(name, spec)
-        self.processor = StateMachine(spec.get("ItemProcessor") or spec["Iterator"])
+    def __init__(self, name: str, spec: dict[str, Any], language: str = JSONPATH) -> None:
+        super().__init__(name, spec, language)
+        self.processor = StateMachine(spec.get("ItemProcessor") or spec["Iterator"], language)
         self.item_selector = spec.get("ItemSelector", spec.get("Parameters"))
 
-    def run_lanes(self, lane: Lane, raw_input: Any, context: dict[str, Any]) -> list[Any]:
-        # A Map's Parameters is the older name of ItemSelector, so only InputPath applies here.
-        effective = process_input(self.spec, raw_input, context)
-        items_path = self.spec.get("ItemsPath", "$")
-        items = get_path(items_path, effective, context)
-        if not isinstance(items, list):
-            raise StatesError(
-                RUNTIME, f"ItemsPath '{items_path}' must select an array, not {to_json_text(items)}"
-            )
-        if "MaxConcurrencyPath" in self.spec:
-            limit = select_integer(self.spec, "MaxConcurrencyPath", effective, context, minimum=0)
-        else:
-            limit = self.spec.get("MaxConcurrency", 0)
+    def run_lanes(self, lane: Lane, raw_input: Any, context: Context) -> list[Any]:
+        items, effective, limit = self.items(raw_input, context)
         limit = min(
             limit or INLINE_MAP_CONCURRENCY,
             INLINE_MAP_CONCURRENCY,
@@ -459,18 +616,45 @@ class Map(Concurrent):
             lambda i, iteration: self._iterate(iteration, i, items[i], effective, context),
         )
 
-    def _iterate(
-        self, iteration: Lane, index: int, item: Any, effective: Any, context: dict[str, Any]
-    ) -> Any:
+    def items(self, raw_input: Any, context: Context) -> tuple[list[Any], Any, int]:
+        """The items, the input their ItemSelector reads, and MaxConcurrency (0: no limit)."""
+        if self.jsonata:
+            states = {"input": raw_input, "context": dict(context)}
+            items = self.evaluate(self.spec.get("Items", raw_input), "Items", states, context)
+            if not isinstance(items, list):
+                raise StatesError(
+                    QUERY_EVALUATION_ERROR, f"Items must evaluate to an array, not {to_json_text(items)}"
+                )
+            return items, raw_input, self.number("MaxConcurrency", states, context, minimum=0) or 0
+        # A Map's Parameters is the older name of ItemSelector, so only InputPath applies here.
+        effective = process_input(self.spec, raw_input, context)
+        items_path = self.spec.get("ItemsPath", "$")
+        items = get_path(items_path, effective, context)
+        if not isinstance(items, list):
+            raise StatesError(
+                RUNTIME, f"ItemsPath '{items_path}' must select an array, not {to_json_text(items)}"
+            )
+        if "MaxConcurrencyPath" in self.spec:
+            limit = select_integer(self.spec, "MaxConcurrencyPath", effective, context, minimum=0)
+        else:
+            limit = self.spec.get("MaxConcurrency", 0)
+        return items, effective, limit
+
+    def item_input(self, index: int, item: Any, effective: Any, context: Context) -> Any:
+        """What an iteration starts from: the item, or what ItemSelector makes of it."""
+        if self.item_selector is None:
+            return item
+        item_context = context.with_fields(Map={"Item": {"Index": index, "Value": item}})
+        if self.jsonata:
+            states = {"input": effective, "context": dict(item_context)}
+            return self.evaluate(self.item_selector, "ItemSelector", states, item_context)
+        return apply_template(self.item_selector, effective, item_context)
+
+    def _iterate(self, iteration: Lane, index: int, item: Any, effective: Any, context: Context) -> Any:
         details = {"name": self.name, "index": index}
         iteration.emit("MapIterationStarted", details)
         try:
-            if self.item_selector is None:
-                item_input = item
-            else:
-                item_context = {**context, "Map": {"Item": {"Index": index, "Value": item}}}
-                item_input = apply_template(self.item_selector, effective, item_context)
-            output = self.processor.run(iteration, item_input)
+            output = self.processor.run(iteration, self.item_input(index, item, effective, context))
         except StatesError:
             iteration.emit("MapIterationFailed", details)
             raise
@@ -489,10 +673,12 @@ STATE_TYPES: dict[str, type[State]] = {
 class StateMachine:
     """States and where to start: the top level, a Parallel branch or a Map's ItemProcessor."""
 
-    def __init__(self, spec: dict[str, Any]) -> None:
+    def __init__(self, spec: dict[str, Any], language: str | None = None) -> None:
         self.start_at: str = spec["StartAt"]
+        # Nested machines take the top level's QueryLanguage as their default.
+        language = language or spec.get("QueryLanguage", JSONPATH)
         self.states = {
-            name: STATE_TYPES[state["Type"]](name, state) for name, state in spec["States"].items()
+            name: STATE_TYPES[state["Type"]](name, state, language) for name, state in spec["States"].items()
         }
 
     def run(self, lane: Lane, data: Any) -> Any:

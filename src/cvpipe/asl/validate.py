@@ -1,19 +1,29 @@
 """Checks a definition before it runs, reporting every problem with the path to the field at fault.
 
 A problem reads like ``States.Evaluate.ItemProcessor.States.TrainFold: Next 'X' does not exist``.
-Besides the spec's rules it rejects, with a clear reason, the few ASL features the local engine
-does not run: JSONata, variables (``Assign``) and the distributed Map.
+Both query languages are checked: a JSONata state may not carry JSONPath-only fields (InputPath,
+Parameters, ResultPath, ...) and a JSONPath state may not carry JSONata-only ones (Arguments, Output,
+Condition, Items); every ``{% %}`` expression must parse; and every variable a state reads must be
+assigned on some path before it (in the state's own scope or one around it).
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any, TypeGuard
 
 from .choice import validate_rule
 from .errors import ALL, DefinitionError
+from .expressions import (
+    RESERVED,
+    expression_problem,
+    expressions_in,
+    is_expression,
+    referenced_variables,
+)
 from .intrinsics import is_intrinsic, parse_intrinsic
 from .paths import validate_path
-from .states import parse_timestamp
+from .states import JSONATA, JSONPATH, parse_timestamp
 
 COMMON = {"Type", "Comment", "QueryLanguage"}
 TRANSITION = {"Next", "End"}
@@ -32,20 +42,81 @@ MAP_ITEMS = {
 }
 
 FIELDS: dict[str, set[str]] = {
-    "Pass": COMMON | TRANSITION | INPUT_OUTPUT | {"Parameters", "ResultPath", "Result"},
+    "Pass": COMMON | TRANSITION | INPUT_OUTPUT | {"Parameters", "ResultPath", "Result", "Assign"},
     "Task": COMMON
     | TRANSITION
     | INPUT_OUTPUT
     | RECOVERY
     | TASK_TIMEOUTS
-    | {"Parameters", "Resource", "Credentials"},
-    "Choice": COMMON | INPUT_OUTPUT | {"Choices", "Default"},
-    "Wait": COMMON | TRANSITION | INPUT_OUTPUT | {"Seconds", "Timestamp", "SecondsPath", "TimestampPath"},
+    | {"Parameters", "Resource", "Credentials", "Assign"},
+    "Choice": COMMON | INPUT_OUTPUT | {"Choices", "Default", "Assign"},
+    "Wait": COMMON
+    | TRANSITION
+    | INPUT_OUTPUT
+    | {"Seconds", "Timestamp", "SecondsPath", "TimestampPath", "Assign"},
     "Succeed": COMMON | INPUT_OUTPUT,
     "Fail": COMMON | {"Error", "ErrorPath", "Cause", "CausePath"},
-    "Parallel": COMMON | TRANSITION | INPUT_OUTPUT | RECOVERY | {"Parameters", "Branches"},
-    "Map": COMMON | TRANSITION | INPUT_OUTPUT | RECOVERY | MAP_ITEMS,
+    "Parallel": COMMON | TRANSITION | INPUT_OUTPUT | RECOVERY | {"Parameters", "Branches", "Assign"},
+    "Map": COMMON | TRANSITION | INPUT_OUTPUT | RECOVERY | MAP_ITEMS | {"Assign"},
 }
+"""The fields of each type in a JSONPath state."""
+
+JSONATA_ONLY = {"Arguments", "Output", "Items", "Condition"}
+JSONPATH_ONLY = {
+    "InputPath",
+    "OutputPath",
+    "Parameters",
+    "ResultSelector",
+    "ResultPath",
+    "Result",
+    "ItemsPath",
+    "Iterator",
+    "SecondsPath",
+    "TimestampPath",
+    "TimeoutSecondsPath",
+    "HeartbeatSecondsPath",
+    "MaxConcurrencyPath",
+    "ErrorPath",
+    "CausePath",
+    "ToleratedFailurePercentagePath",
+    "ToleratedFailureCountPath",
+}
+JSONATA_FIELDS: dict[str, set[str]] = {
+    "Pass": COMMON | TRANSITION | {"Output", "Assign"},
+    "Task": COMMON
+    | TRANSITION
+    | {"Resource", "Credentials", "Arguments", "Output", "Assign", "Retry", "Catch"}
+    | {"TimeoutSeconds", "HeartbeatSeconds"},
+    "Choice": COMMON | {"Choices", "Default", "Output", "Assign"},
+    "Wait": COMMON | TRANSITION | {"Seconds", "Timestamp", "Output", "Assign"},
+    "Succeed": COMMON | {"Output"},
+    "Fail": COMMON | {"Error", "Cause"},
+    "Parallel": COMMON | TRANSITION | {"Branches", "Arguments", "Output", "Assign", "Retry", "Catch"},
+    "Map": COMMON
+    | TRANSITION
+    | {"ItemProcessor", "Items", "ItemSelector", "MaxConcurrency", "Output", "Assign", "Retry", "Catch"},
+}
+"""The fields of each type in a JSONata state."""
+EXPRESSION_FIELDS = (
+    "Arguments",
+    "Output",
+    "Assign",
+    "Items",
+    "ItemSelector",
+    "Seconds",
+    "Timestamp",
+    "TimeoutSeconds",
+    "HeartbeatSeconds",
+    "MaxConcurrency",
+    "Error",
+    "Cause",
+    "ToleratedFailurePercentage",
+    "ToleratedFailureCount",
+    "ItemReader",
+    "ItemBatcher",
+    "ResultWriter",
+)
+"""Fields of a JSONata state whose values may hold ``{% %}`` expressions."""
 TERMINAL_TYPES = {"Choice", "Succeed", "Fail"}
 
 DISTRIBUTED_MAP = [
@@ -59,12 +130,12 @@ DISTRIBUTED_MAP = [
     "ToleratedFailureCountPath",
 ]
 NO_DISTRIBUTED_MAP = "the distributed Map is not supported by the local engine"
-NOT_SUPPORTED = {
-    "Assign": "variables (Assign) are not supported by the local engine",
-    "Arguments": "JSONata fields are not supported by the local engine",
-    "Output": "JSONata fields are not supported by the local engine",
-    **{name: NO_DISTRIBUTED_MAP for name in DISTRIBUTED_MAP},
-}
+NOT_SUPPORTED = {name: NO_DISTRIBUTED_MAP for name in DISTRIBUTED_MAP}
+
+VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+MAX_VARIABLE_NAME = 80
+_PATH_VARIABLE = re.compile(r"(?<![\w$])\$([A-Za-z_][A-Za-z0-9_]*)")
+_QUOTED = re.compile(r"'(?:[^'\\]|\\.)*'")
 
 TOP_LEVEL_FIELDS = {"StartAt", "States", "Comment", "Version", "TimeoutSeconds", "QueryLanguage"}
 MACHINE_FIELDS = {"StartAt", "States", "Comment"}
@@ -77,7 +148,8 @@ RETRIER_FIELDS = {
     "JitterStrategy",
     "Comment",
 }
-CATCHER_FIELDS = {"ErrorEquals", "Next", "ResultPath", "Comment"}
+CATCHER_FIELDS = {"ErrorEquals", "Next", "ResultPath", "Comment", "Assign"}
+JSONATA_CATCHER_FIELDS = {"ErrorEquals", "Next", "Output", "Assign", "Comment"}
 
 MAX_STATE_NAME = 80
 
@@ -90,13 +162,16 @@ def validate(definition: Any) -> None:
     problems += _query_language("", definition)
     if "TimeoutSeconds" in definition and not _positive_int(definition["TimeoutSeconds"]):
         problems.append("TimeoutSeconds must be a positive integer")
-    problems += _machine("", definition)
+    language = definition.get("QueryLanguage", JSONPATH)
+    problems += _machine("", definition, language if language in (JSONATA, JSONPATH) else JSONPATH)
     problems += _duplicate_names(definition)
+    if not problems:
+        problems += _unassigned_variables("", definition, set(), language)
     if problems:
         raise DefinitionError(problems)
 
 
-def _machine(where: str, machine: dict[str, Any]) -> list[str]:
+def _machine(where: str, machine: dict[str, Any], language: str) -> list[str]:
     """Problems of a set of states (the top level, a branch, an ItemProcessor); ``where`` prefixes them."""
     states = machine.get("States")
     start_at = machine.get("StartAt")
@@ -108,7 +183,7 @@ def _machine(where: str, machine: dict[str, Any]) -> list[str]:
     elif start_at not in states:
         problems.append(f"{where}StartAt '{start_at}' does not exist")
     for name, state in states.items():
-        problems += _state(f"{where}States.{name}", name, state, set(states))
+        problems += _state(f"{where}States.{name}", name, state, set(states), language)
     if isinstance(start_at, str) and start_at in states:
         reachable = _reachable(start_at, states)
         problems += [
@@ -160,7 +235,7 @@ def _reachable(start_at: str, states: dict[str, Any]) -> set[str]:
     return seen
 
 
-def _state(where: str, name: str, state: Any, names: set[str]) -> list[str]:
+def _state(where: str, name: str, state: Any, names: set[str], default_language: str) -> list[str]:
     if not isinstance(state, dict):
         return [f"{where}: a state must be an object"]
     problems = (
@@ -173,40 +248,119 @@ def _state(where: str, name: str, state: Any, names: set[str]) -> list[str]:
         return [*problems, f"{where}: Type is required (one of {', '.join(FIELDS)})"]
     if not isinstance(state_type, str) or state_type not in FIELDS:
         return [*problems, f"{where}: unknown Type {state_type!r} (one of {', '.join(FIELDS)})"]
-    problems += _unknown_fields(where, state, FIELDS[state_type])
-    problems += _query_language(where, state)
+    problems += _query_language(where, state, default_language)
+    language = state.get("QueryLanguage", default_language)
+    jsonata = language == JSONATA
+    allowed = JSONATA_FIELDS[state_type] if jsonata else FIELDS[state_type]
+    if state_type == "Map":
+        allowed = allowed | set(DISTRIBUTED_MAP)
+    problems += _unknown_fields(where, state, allowed, language)
     if state_type not in TERMINAL_TYPES:
         problems += _transition(where, state, names)
-    problems += _paths(where, state)
-    for template in ("Parameters", "ItemSelector", "ResultSelector"):
-        if template in state:
-            problems += _template(f"{where}.{template}", state[template])
+    if jsonata:
+        problems += _expressions(where, state)
+    else:
+        problems += _paths(where, state)
+        for template in ("Parameters", "ItemSelector", "ResultSelector", "Assign"):
+            if template in state:
+                problems += _template(f"{where}.{template}", state[template])
+    if "Assign" in state:
+        problems += _assign(f"{where}.Assign", state["Assign"])
     if "Retry" in state:
         problems += _handlers(f"{where}.Retry", state["Retry"], "Retrier", RETRIER_FIELDS, names=None)
     if "Catch" in state:
-        problems += _handlers(f"{where}.Catch", state["Catch"], "Catcher", CATCHER_FIELDS, names=names)
+        catcher_fields = JSONATA_CATCHER_FIELDS if jsonata else CATCHER_FIELDS
+        problems += _handlers(f"{where}.Catch", state["Catch"], "Catcher", catcher_fields, names=names)
     check = CHECKS.get(state_type)
-    return problems + (check(where, state, names) if check else [])
+    return problems + (check(where, state, names, language) if check else [])
 
 
-def _unknown_fields(where: str, spec: dict[str, Any], allowed: set[str]) -> list[str]:
+def _unknown_fields(
+    where: str, spec: dict[str, Any], allowed: set[str], language: str = JSONPATH
+) -> list[str]:
     prefix = f"{where}: " if where else ""
     problems = []
     for field in spec:
         if field in NOT_SUPPORTED:
             problems.append(f"{prefix}{field}: {NOT_SUPPORTED[field]}")
-        elif field not in allowed:
+        elif field in allowed:
+            continue
+        elif language == JSONATA and field in JSONPATH_ONLY:
+            problems.append(
+                f"{prefix}field '{field}' is JSONPath-only: a JSONata state uses Arguments, Output, "
+                "Assign and {% %} expressions instead"
+            )
+        elif language == JSONPATH and field in JSONATA_ONLY:
+            problems.append(
+                f'{prefix}field \'{field}\' is JSONata-only: set "QueryLanguage": "JSONata" on the state '
+                "or the state machine to use it"
+            )
+        else:
             problems.append(f"{prefix}field '{field}' is not allowed here")
     return problems
 
 
-def _query_language(where: str, spec: dict[str, Any]) -> list[str]:
-    if spec.get("QueryLanguage", "JSONPath") == "JSONPath":
-        return []
+def _query_language(where: str, spec: dict[str, Any], default_language: str = JSONPATH) -> list[str]:
+    language = spec.get("QueryLanguage", default_language)
     prefix = f"{where}: " if where else ""
-    return [
-        f"{prefix}QueryLanguage {spec['QueryLanguage']!r}: only JSONPath is supported by the local engine"
+    if language not in (JSONATA, JSONPATH):
+        return [f"{prefix}QueryLanguage {language!r} must be JSONata or JSONPath"]
+    if where and default_language == JSONATA and language == JSONPATH:
+        return [
+            f"{prefix}QueryLanguage JSONPath is not allowed in a state machine whose QueryLanguage is JSONata"
+        ]
+    return []
+
+
+def _expressions(where: str, state: dict[str, Any]) -> list[str]:
+    """A JSONata state: every ``{% %}`` expression parses, and no field name ends in ``.$``."""
+    problems = []
+    for field in EXPRESSION_FIELDS:
+        if field in state:
+            problems += _expression_problems(f"{where}.{field}", state[field])
+    for index, catcher in enumerate(_list(state.get("Catch"))):
+        if isinstance(catcher, dict):
+            for field in ("Output", "Assign"):
+                if field in catcher:
+                    problems += _expression_problems(f"{where}.Catch[{index}].{field}", catcher[field])
+    return problems
+
+
+def _expression_problems(where: str, value: Any) -> list[str]:
+    problems = [
+        f"{where}: {problem}" for text in expressions_in(value) if (problem := expression_problem(text))
     ]
+    return problems + [
+        f"{where}: field names ending in '.$' are JSONPath; in JSONata write the value as a {{% %}} expression"
+        for key in _keys(value)
+        if key.endswith(".$")
+    ]
+
+
+def _keys(value: Any) -> list[str]:
+    if isinstance(value, dict):
+        return [*value, *(key for item in value.values() for key in _keys(item))]
+    if isinstance(value, list):
+        return [key for item in value for key in _keys(item)]
+    return []
+
+
+def _assign(where: str, assign: Any) -> list[str]:
+    if is_expression(assign):
+        return []
+    if not isinstance(assign, dict):
+        return [f"{where}: must be an object of variable names and values"]
+    problems = []
+    for key in assign:
+        name = key.removesuffix(".$")
+        if not VARIABLE_NAME.fullmatch(name) or len(name) > MAX_VARIABLE_NAME:
+            problems.append(
+                f"{where}: {name!r} is not a variable name (a letter or '_', then letters, digits or '_'; "
+                f"at most {MAX_VARIABLE_NAME} characters)"
+            )
+        elif name in RESERVED:
+            problems.append(f"{where}: '{name}' is reserved and cannot be assigned")
+    return problems
 
 
 def _transition(where: str, state: dict[str, Any], names: set[str]) -> list[str]:
@@ -336,11 +490,31 @@ def _retrier_numbers(where: str, retrier: dict[str, Any]) -> list[str]:
     return problems
 
 
-def _check_task(where: str, state: dict[str, Any], names: set[str]) -> list[str]:
+MAX_SECONDS = 99_999_999
+"""AWS's bound for Wait Seconds, TimeoutSeconds, HeartbeatSeconds, IntervalSeconds and MaxAttempts."""
+MAX_DELAY_SECONDS = 31_622_400
+MAX_EXECUTION_SECONDS = 31_536_000
+"""A standard execution runs at most one year."""
+DISTRIBUTED_MAX_CONCURRENCY = 10_000
+
+
+def _bounded(
+    where: str, state: dict[str, Any], field: str, low: int, high: int, jsonata: bool = False
+) -> list[str]:
+    """``field``, if present, is an integer in [low, high] (or, in JSONata, an expression)."""
+    if field not in state or (jsonata and is_expression(state[field])):
+        return []
+    value = state[field]
+    if not _int(value) or not low <= value <= high:
+        return [f"{where}: {field} must be an integer from {low} to {high}, not {value!r}"]
+    return []
+
+
+def _check_task(where: str, state: dict[str, Any], names: set[str], language: str) -> list[str]:
     problems = [] if isinstance(state.get("Resource"), str) else [f"{where}: Resource is required"]
+    jsonata = language == JSONATA
     for field in ("TimeoutSeconds", "HeartbeatSeconds"):
-        if field in state and not _positive_int(state[field]):
-            problems.append(f"{where}: {field} must be a positive integer")
+        problems += _bounded(where, state, field, 1, MAX_SECONDS, jsonata)
         if field in state and f"{field}Path" in state:
             problems.append(f"{where}: has both {field} and {field}Path")
     timeout, heartbeat = state.get("TimeoutSeconds"), state.get("HeartbeatSeconds")
@@ -349,34 +523,65 @@ def _check_task(where: str, state: dict[str, Any], names: set[str]) -> list[str]
     return problems
 
 
-def _check_choice(where: str, state: dict[str, Any], names: set[str]) -> list[str]:
+def _check_choice(where: str, state: dict[str, Any], names: set[str], language: str) -> list[str]:
     choices = state.get("Choices")
     if not isinstance(choices, list) or not choices:
         return [f"{where}: Choices must be a non-empty array"]
     problems = []
     for index, rule in enumerate(choices):
         at = f"{where}.Choices[{index}]"
-        problems += [f"{at}: {problem}" for problem in validate_rule(rule)]
+        if language == JSONATA:
+            problems += _jsonata_rule(at, rule)
+        else:
+            problems += [f"{at}: {problem}" for problem in validate_rule(rule)]
         target = rule.get("Next") if isinstance(rule, dict) else None
         if isinstance(target, str) and target not in names:
             problems.append(f"{at}: Next '{target}' does not exist")
+        if isinstance(rule, dict) and "Assign" in rule:
+            problems += _assign(f"{at}.Assign", rule["Assign"])
     if "Default" in state and not _names_one_of(state["Default"], names):
         problems.append(f"{where}: Default '{state['Default']}' does not exist")
     return problems
 
 
-def _check_wait(where: str, state: dict[str, Any], names: set[str]) -> list[str]:
+def _jsonata_rule(where: str, rule: Any) -> list[str]:
+    if not isinstance(rule, dict):
+        return [f"{where}: a Choice rule must be an object"]
+    problems = [
+        f"{where}: field '{key}' is not allowed in a JSONata Choice rule (Condition, Next, Assign, Output)"
+        for key in rule
+        if key not in {"Condition", "Next", "Assign", "Output", "Comment"}
+    ]
+    if not isinstance(rule.get("Next"), str):
+        problems.append(f"{where}: 'Next' must name a state")
+    condition = rule.get("Condition")
+    if isinstance(condition, bool):
+        return problems
+    if not is_expression(condition):
+        return [*problems, f"{where}: Condition must be a {{% %}} expression or a boolean"]
+    for field in ("Condition", "Output", "Assign"):
+        if field in rule:
+            problems += _expression_problems(f"{where}.{field}", rule[field])
+    return problems
+
+
+def _check_wait(where: str, state: dict[str, Any], names: set[str], language: str) -> list[str]:
     given = [field for field in ("Seconds", "Timestamp", "SecondsPath", "TimestampPath") if field in state]
     if len(given) != 1:
         return [f"{where}: exactly one of Seconds, Timestamp, SecondsPath or TimestampPath is required"]
-    if "Seconds" in state and not _non_negative_int(state["Seconds"]):
-        return [f"{where}: Seconds must be a non-negative integer"]
-    if "Timestamp" in state and parse_timestamp(state["Timestamp"]) is None:
-        return [f"{where}: Timestamp {state['Timestamp']!r} is not an RFC 3339 timestamp"]
-    return []
+    jsonata = language == JSONATA
+    problems = _bounded(where, state, "Seconds", 0, MAX_SECONDS, jsonata)
+    timestamp = state.get("Timestamp")
+    if (
+        "Timestamp" in state
+        and not (jsonata and is_expression(timestamp))
+        and parse_timestamp(timestamp) is None
+    ):
+        problems.append(f"{where}: Timestamp {timestamp!r} is not an RFC 3339 timestamp")
+    return problems
 
 
-def _check_fail(where: str, state: dict[str, Any], names: set[str]) -> list[str]:
+def _check_fail(where: str, state: dict[str, Any], names: set[str], language: str) -> list[str]:
     problems = []
     for field in ("Error", "Cause"):
         if field in state and f"{field}Path" in state:
@@ -386,30 +591,48 @@ def _check_fail(where: str, state: dict[str, Any], names: set[str]) -> list[str]
     return problems
 
 
-def _check_parallel(where: str, state: dict[str, Any], names: set[str]) -> list[str]:
+def _check_parallel(where: str, state: dict[str, Any], names: set[str], language: str) -> list[str]:
     branches = state.get("Branches")
     if not isinstance(branches, list) or not branches:
         return [f"{where}: Branches must be a non-empty array"]
     return [
         problem
         for index, branch in enumerate(branches)
-        for problem in _sub_machine(f"{where}.Branches[{index}]", branch)
+        for problem in _sub_machine(f"{where}.Branches[{index}]", branch, language)
     ]
 
 
-def _check_map(where: str, state: dict[str, Any], names: set[str]) -> list[str]:
+def _check_map(where: str, state: dict[str, Any], names: set[str], language: str) -> list[str]:
     problems = []
+    jsonata = language == JSONATA
     processors = [field for field in ("ItemProcessor", "Iterator") if field in state]
     if len(processors) != 1:
         problems.append(f"{where}: exactly one of ItemProcessor or Iterator is required")
     else:
-        problems += _sub_machine(f"{where}.{processors[0]}", state[processors[0]], processor=True)
+        problems += _sub_machine(f"{where}.{processors[0]}", state[processors[0]], language, processor=True)
+    distributed = is_distributed(state)
+    if not distributed:
+        problems += [
+            f"{where}: {field} is only allowed in a Map whose ItemProcessor.ProcessorConfig.Mode is DISTRIBUTED"
+            for field in DISTRIBUTED_MAP
+            if field in state and field not in NOT_SUPPORTED
+        ]
     if "ItemSelector" in state and "Parameters" in state:
         problems.append(f"{where}: has both ItemSelector and Parameters (its older name)")
-    if "MaxConcurrency" in state and not _non_negative_int(state["MaxConcurrency"]):
-        problems.append(f"{where}: MaxConcurrency must be a non-negative integer")
+    problems += _bounded(
+        where,
+        state,
+        "MaxConcurrency",
+        0,
+        DISTRIBUTED_MAX_CONCURRENCY if distributed else MAX_SECONDS,
+        jsonata,
+    )
     if "MaxConcurrency" in state and "MaxConcurrencyPath" in state:
         problems.append(f"{where}: has both MaxConcurrency and MaxConcurrencyPath")
+    problems += _bounded(where, state, "ToleratedFailurePercentage", 0, 100, jsonata)
+    problems += _bounded(where, state, "ToleratedFailureCount", 0, MAX_SECONDS, jsonata)
+    if distributed:
+        problems += check_distributed(where, state, jsonata)
     return problems
 
 
@@ -423,16 +646,131 @@ CHECKS = {
 }
 
 
-def _sub_machine(where: str, machine: Any, *, processor: bool = False) -> list[str]:
+def is_distributed(state: dict[str, Any]) -> bool:
+    processor = state.get("ItemProcessor")
+    config = processor.get("ProcessorConfig") if isinstance(processor, dict) else None
+    return isinstance(config, dict) and config.get("Mode") == "DISTRIBUTED"
+
+
+def check_distributed(where: str, state: dict[str, Any], jsonata: bool) -> list[str]:
+    """The fields of a Distributed Map (ItemReader, ItemBatcher, ResultWriter, Label)."""
+    return []
+
+
+def _sub_machine(where: str, machine: Any, language: str, *, processor: bool = False) -> list[str]:
     """A Parallel branch, or a Map's ItemProcessor or Iterator (either may carry a ProcessorConfig)."""
     if not isinstance(machine, dict):
         return [f"{where}: must be an object with StartAt and States"]
     allowed = MACHINE_FIELDS | ({"ProcessorConfig"} if processor else set())
     problems = _unknown_fields(where, machine, allowed)
     config = machine.get("ProcessorConfig", {})
-    if isinstance(config, dict) and config.get("Mode", "INLINE") != "INLINE":
+    if not isinstance(config, dict) or config.get("Mode", "INLINE") not in ("INLINE", "DISTRIBUTED"):
+        problems.append(f"{where}.ProcessorConfig: Mode must be INLINE or DISTRIBUTED")
+    elif config.get("Mode") == "DISTRIBUTED":
         problems.append(f"{where}.ProcessorConfig: {NO_DISTRIBUTED_MAP}")
-    return problems + _machine(f"{where}.", machine)
+    elif config.get("Mode") == "DISTRIBUTED" and config.get("ExecutionType", "STANDARD") not in (
+        "STANDARD",
+        "EXPRESS",
+    ):
+        problems.append(f"{where}.ProcessorConfig: ExecutionType must be STANDARD or EXPRESS")
+    return problems + _machine(f"{where}.", machine, language)
+
+
+# -- variables: every one read is assigned on some path before ------------------------------------
+
+
+def _unassigned_variables(where: str, machine: dict[str, Any], outer: set[str], language: str) -> list[str]:
+    """Variables read by the states of ``machine`` that no path from StartAt assigns first.
+
+    ``outer`` are the variables of the scopes around (readable inside a Parallel or inline Map).
+    A state's own Assign is not visible to the state's other fields, nor to itself.
+    """
+    states: dict[str, Any] = machine["States"]
+    before: dict[str, set[str]] = {machine["StartAt"]: set(outer)}
+    pending = [machine["StartAt"]]
+    while pending:
+        name = pending.pop()
+        for target, assigned in _transitions(states[name]):
+            reaching = before[name] | assigned
+            if target in states and not reaching <= before.get(target, set()):
+                before[target] = before.get(target, set()) | reaching
+                pending.append(target)
+    problems = []
+    for name, state in states.items():
+        if name not in before:
+            continue
+        state_language = state.get("QueryLanguage", language)
+        at = f"{where}States.{name}"
+        for field, variable in _reads(state, state_language):
+            if variable not in before[name]:
+                problems.append(
+                    f"{at}.{field}: reads the variable ${variable}, which no state assigns before it "
+                    "(assign it with Assign in an earlier state)"
+                )
+        inner_outer = set() if is_distributed(state) else before[name]
+        for index, branch in enumerate(_list(state.get("Branches"))):
+            problems += _unassigned_variables(f"{at}.Branches[{index}].", branch, inner_outer, language)
+        for field in ("ItemProcessor", "Iterator"):
+            if isinstance(state.get(field), dict):
+                problems += _unassigned_variables(f"{at}.{field}.", state[field], inner_outer, language)
+    return problems
+
+
+def _assigned(spec: Any) -> set[str]:
+    assign = spec.get("Assign") if isinstance(spec, dict) else None
+    return {key.removesuffix(".$") for key in assign} if isinstance(assign, dict) else set()
+
+
+def _transitions(state: dict[str, Any]) -> list[tuple[str, set[str]]]:
+    """Each state a state can go to, with the variables it assigns on the way."""
+    own = _assigned(state)
+    found = [(state["Next"], own)] if "Next" in state else []
+    if "Default" in state:
+        found.append((state["Default"], own))
+    for rule in _list(state.get("Choices")):
+        if isinstance(rule, dict) and "Next" in rule:
+            found.append((rule["Next"], _assigned(rule) if "Assign" in rule else own))
+    for catcher in _list(state.get("Catch")):
+        if isinstance(catcher, dict) and "Next" in catcher:
+            found.append((catcher["Next"], _assigned(catcher)))
+    return found
+
+
+def _reads(state: dict[str, Any], language: str) -> list[tuple[str, str]]:
+    """``(field, variable)`` for every variable a state reads (not inside its nested machines)."""
+    fields: dict[str, Any] = {
+        key: value for key, value in state.items() if key not in ("Branches", "ItemProcessor", "Iterator")
+    }
+    for index, rule in enumerate(_list(state.get("Choices"))):
+        fields[f"Choices[{index}]"] = rule
+    fields.pop("Choices", None)
+    for index, catcher in enumerate(_list(state.get("Catch"))):
+        fields[f"Catch[{index}]"] = catcher
+    fields.pop("Catch", None)
+    found = []
+    for field, value in fields.items():
+        if language == JSONATA:
+            names = {name for text in expressions_in(value) for name in referenced_variables(text)}
+        else:
+            names = {
+                name
+                for text in _path_strings(field, value)
+                for name in _PATH_VARIABLE.findall(_QUOTED.sub("''", text))
+            }
+        found += [(field, name) for name in sorted(names)]
+    return found
+
+
+def _path_strings(key: str, value: Any) -> list[str]:
+    """The paths and intrinsic calls of a JSONPath field: ``name.$`` values, ``...Path`` fields and
+    Choice rules' ``Variable``, at any depth."""
+    if isinstance(value, str):
+        return [value] if key.endswith((".$", "Path")) or key == "Variable" else []
+    if isinstance(value, dict):
+        return [text for name, item in value.items() for text in _path_strings(name, item)]
+    if isinstance(value, list):
+        return [text for item in value for text in _path_strings(key, item)]
+    return []
 
 
 def _names_one_of(target: Any, names: set[str]) -> bool:
