@@ -167,3 +167,115 @@ def test_placeholders_without_a_template_exit_2_naming_them(
 def test_a_missing_definition_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert run_in_process("asl", "run", str(tmp_path / "nowhere.json")) == 2
     assert "cannot read the definition" in capsys.readouterr().err
+
+
+RATINGS_MACHINE = {
+    "QueryLanguage": "JSONata",
+    "StartAt": "Configure",
+    "States": {
+        "Configure": {
+            "Type": "Pass",
+            "Assign": {"bucket": "{% $states.input.bucket %}", "threshold": 4},
+            "Next": "Ratings",
+        },
+        "Ratings": {
+            "Type": "Map",
+            "ItemReader": {
+                "Resource": "arn:aws:states:::s3:getObject",
+                "ReaderConfig": {"InputType": "CSV", "CSVHeaderLocation": "FIRST_ROW"},
+                "Arguments": {"Bucket": "{% $bucket %}", "Key": "data/ratings.csv"},
+            },
+            "ItemSelector": {
+                "movie": "{% $states.context.Map.Item.Value.movieId %}",
+                "rating": "{% $number($states.context.Map.Item.Value.rating) %}",
+                "threshold": "{% $threshold %}",
+            },
+            "ItemProcessor": {
+                "ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"},
+                "StartAt": "Judge",
+                "States": {
+                    "Judge": {
+                        "Type": "Pass",
+                        "Output": {
+                            "movie": "{% $states.input.movie %}",
+                            "liked": "{% $states.input.rating >= $states.input.threshold %}",
+                        },
+                        "End": True,
+                    }
+                },
+            },
+            "Assign": {"liked": "{% $states.result[liked].movie %}"},
+            "Output": "{% $count($states.result) %}",
+            "Next": "Report",
+        },
+        "Report": {
+            "Type": "Pass",
+            "Output": {"rows": "{% $states.input %}", "liked": "{% $liked %}"},
+            "End": True,
+        },
+    },
+}
+
+
+def test_jsonata_variables_and_a_distributed_map_over_a_csv_in_the_store(tmp_path: Path) -> None:
+    # CSV rows reach the children as objects of strings keyed by the header row (AWS guide, ItemReader).
+    store = tmp_path / "store"
+    (store / "ratings-bucket" / "data").mkdir(parents=True)
+    (store / "ratings-bucket" / "data" / "ratings.csv").write_text(
+        "rating,movieId,userId\n3.5,307,1\n4,481,1\n5,1091,2\n"
+    )
+    (tmp_path / "ratings.asl.json").write_text(json.dumps(RATINGS_MACHINE))
+    done = cvpipe(
+        "asl",
+        "run",
+        str(tmp_path / "ratings.asl.json"),
+        "--store",
+        str(store),
+        "--input",
+        '{"bucket": "ratings-bucket"}',
+    )
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["output"] == {"rows": 3, "liked": ["481", "1091"]}
+
+
+def test_a_nested_execution_of_a_named_definition(tmp_path: Path) -> None:
+    child = {
+        "StartAt": "Double",
+        "States": {
+            "Double": {
+                "Type": "Pass",
+                "QueryLanguage": "JSONata",
+                "Output": "{% $states.input.n * 2 %}",
+                "End": True,
+            }
+        },
+    }
+    parent = {
+        "StartAt": "Start",
+        "States": {
+            "Start": {
+                "Type": "Task",
+                "Resource": "arn:aws:states:::states:startExecution.sync:2",
+                "Parameters": {
+                    "StateMachineArn": "arn:aws:states:us-east-1:000000000000:stateMachine:Child",
+                    "Input.$": "$",
+                },
+                "OutputPath": "$.Output",
+                "End": True,
+            }
+        },
+    }
+    (tmp_path / "child.asl.json").write_text(json.dumps(child))
+    (tmp_path / "parent.asl.json").write_text(json.dumps(parent))
+    done = cvpipe(
+        "asl",
+        "run",
+        str(tmp_path / "parent.asl.json"),
+        "--state-machine",
+        f"Child={tmp_path / 'child.asl.json'}",
+        "--input",
+        '{"n": 5}',
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["output"] == 10

@@ -1301,3 +1301,329 @@ def test_variable_size_limits_are_data_limit_exceeded() -> None:
     result = run(jsonata({"P": big}), {})
     assert (result.status, result.error) == ("FAILED", "States.DataLimitExceeded")
     assert "variable 'blob'" in result.cause
+
+
+# --- Distributed Map -----------------------------------------------------------------------------
+# AWS guide, "Using Map state in Distributed mode", "ItemReader (Map)", "ItemBatcher (Map)",
+# "ResultWriter (Map)" and "Setting failure thresholds for Distributed Map states"
+# (docs.aws.amazon.com/step-functions/latest/dg/state-map-distributed.html and its subpages).
+
+
+class MemoryObjects:
+    """An in-memory object store for the engine's ObjectStorage port."""
+
+    def __init__(self, objects: dict[tuple[str, str], bytes] | None = None) -> None:
+        self.objects = dict(objects or {})
+
+    def get_object(self, bucket: str, key: str) -> bytes:
+        return self.objects[(bucket, key)]
+
+    def list_objects(self, bucket: str, prefix: str) -> list[dict[str, Any]]:
+        return [
+            {
+                "Key": key,
+                "Size": len(body),
+                "ETag": '"e"',
+                "LastModified": 1700000000,
+                "StorageClass": "STANDARD",
+            }
+            for (b, key), body in sorted(self.objects.items())
+            if b == bucket and key.startswith(prefix)
+        ]
+
+    def put_object(self, bucket: str, key: str, body: bytes) -> None:
+        self.objects[(bucket, key)] = body
+
+    def json(self, bucket: str, key: str) -> Any:
+        import json
+
+        return json.loads(self.objects[(bucket, key)])
+
+
+def distributed(processor_states: dict[str, Any], **fields: Any) -> dict[str, Any]:
+    return {
+        "Type": "Map",
+        "ItemProcessor": {
+            "ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"},
+            "StartAt": next(iter(processor_states)),
+            "States": processor_states,
+        },
+        "End": True,
+        **fields,
+    }
+
+
+def run_with(objects: MemoryObjects, definition: dict[str, Any], data: Any = None, **handlers: Any) -> Any:
+    engine = Engine(registry(handlers), VirtualClock(), objects=objects)
+    return engine.run(definition, data, state_machine_name="Orders")
+
+
+RATINGS = b"rating,movieId,userId\n3.5,307,1\n4,481,1\n5,1091,2\n"
+
+
+@pytest.mark.parametrize(
+    ("config", "body", "expected"),
+    [
+        # "CSV file with a header row": every value is a string, keyed by the header.
+        (
+            {"InputType": "CSV", "CSVHeaderLocation": "FIRST_ROW"},
+            RATINGS,
+            [
+                {"rating": "3.5", "movieId": "307", "userId": "1"},
+                {"rating": "4", "movieId": "481", "userId": "1"},
+                {"rating": "5", "movieId": "1091", "userId": "2"},
+            ],
+        ),
+        # "CSVHeaders given": the first row is data.
+        (
+            {"InputType": "CSV", "CSVHeaderLocation": "GIVEN", "CSVHeaders": ["a", "b"]},
+            b"1,2\n3,4\n",
+            [{"a": "1", "b": "2"}, {"a": "3", "b": "4"}],
+        ),
+        ({"InputType": "JSON"}, b'[{"id": 1}, {"id": 2}]', [{"id": 1}, {"id": 2}]),
+        ({"InputType": "JSONL"}, b'{"id": 1}\n{"id": 2}\n', [{"id": 1}, {"id": 2}]),
+        ({"InputType": "JSON", "MaxItems": 1}, b"[1, 2, 3]", [1]),
+    ],
+)
+def test_item_reader_from_an_object(config: dict[str, Any], body: bytes, expected: list[Any]) -> None:
+    objects = MemoryObjects({("bucket", "data/in"): body})
+    state = distributed(
+        {"Echo": pass_state()},
+        ItemReader={
+            "Resource": "arn:aws:states:::s3:getObject",
+            "ReaderConfig": config,
+            "Parameters": {"Bucket": "bucket", "Key": "data/in"},
+        },
+    )
+    result = run_with(objects, machine({"M": state}))
+    assert result.status == "SUCCEEDED", result.cause
+    assert result.output == expected
+
+
+def test_item_reader_list_objects_and_an_inventory_manifest() -> None:
+    import gzip
+    import json
+
+    inventory = gzip.compress(b'"src","a.txt","5"\n"src","b.txt","7"\n')
+    manifest = {
+        "sourceBucket": "src",
+        "destinationBucket": "arn:aws:s3:::inv",
+        "fileFormat": "CSV",
+        "fileSchema": "Bucket, Key, Size",
+        "files": [{"key": "inventory/data/1.csv.gz", "size": 1, "MD5checksum": "x"}],
+    }
+    objects = MemoryObjects(
+        {
+            ("inv", "inventory/manifest.json"): json.dumps(manifest).encode(),
+            ("inv", "inventory/data/1.csv.gz"): inventory,
+            ("src", "logs/a.txt"): b"12345",
+            ("src", "other/b.txt"): b"1",
+        }
+    )
+    listing = distributed(
+        {"Key": pass_state(OutputPath="$.Key")},
+        ItemReader={
+            "Resource": "arn:aws:states:::s3:listObjectsV2",
+            "Parameters": {"Bucket": "src", "Prefix": "logs/"},
+        },
+    )
+    assert run_with(objects, machine({"M": listing})).output == ["logs/a.txt"]
+    first = run_with(
+        objects,
+        machine(
+            {
+                "M": distributed(
+                    {"Item": pass_state()},
+                    ItemReader={
+                        "Resource": "arn:aws:states:::s3:listObjectsV2",
+                        "Parameters": {"Bucket": "src", "Prefix": "logs/"},
+                    },
+                )
+            }
+        ),
+    )
+    assert first.output[0] == {
+        "Etag": '"e"',
+        "Key": "logs/a.txt",
+        "LastModified": 1700000000,
+        "Size": 5,
+        "StorageClass": "STANDARD",
+    }
+    from_manifest = distributed(
+        {"Row": pass_state()},
+        ItemReader={
+            "Resource": "arn:aws:states:::s3:getObject",
+            "ReaderConfig": {"InputType": "MANIFEST"},
+            "Parameters": {"Bucket": "inv", "Key": "inventory/manifest.json"},
+        },
+    )
+    assert run_with(objects, machine({"M": from_manifest})).output == [
+        {"Bucket": "src", "Key": "a.txt", "Size": "5"},
+        {"Bucket": "src", "Key": "b.txt", "Size": "7"},
+    ]
+
+
+def test_item_batcher_groups_items_with_batch_input() -> None:
+    # "ItemBatcher": each child execution gets {"Items": [...], "BatchInput": {...}}.
+    state = distributed(
+        {"Sum": pass_state(Parameters={"n.$": "States.ArrayLength($.Items)", "tag.$": "$.BatchInput.tag"})},
+        ItemBatcher={"MaxItemsPerBatch": 2, "BatchInput": {"tag.$": "$.tag"}},
+        ItemsPath="$.items",
+    )
+    result = run_with(MemoryObjects(), machine({"M": state}), {"items": [1, 2, 3, 4, 5], "tag": "t"})
+    assert result.output == [{"n": 2, "tag": "t"}, {"n": 2, "tag": "t"}, {"n": 1, "tag": "t"}]
+    by_bytes = distributed(
+        {"Count": pass_state(OutputPath="$.Items")}, ItemBatcher={"MaxInputBytesPerBatch": 40}
+    )
+    sized = run_with(MemoryObjects(), machine({"M": by_bytes}), ["aaaaaaaa", "bbbbbbbb", "cccccccc"])
+    assert sized.output == [["aaaaaaaa", "bbbbbbbb"], ["cccccccc"]]  # {"Items":[...]} within 40 bytes
+
+
+def test_child_executions_have_their_own_histories_and_the_parent_records_the_map_run() -> None:
+    state = distributed({"Work": task("work")}, Label="Orders", ItemsPath="$.ids")
+    result = run_with(MemoryObjects(), machine({"M": state}), {"ids": [1, 2]}, work=echo)
+    assert result.output == [1, 2]
+    parent_types = types(result)
+    assert "MapRunStarted" in parent_types and "MapRunSucceeded" in parent_types
+    assert "TaskScheduled" not in parent_types  # the children's events are theirs
+    (map_run,) = result.map_runs
+    assert ":mapRun:Orders/Orders:" in map_run.arn
+    child = map_run.executions[0]
+    assert ":execution:Orders/Orders:" in child.arn
+    assert (child.history[0].type, child.history[-1].type) == ("ExecutionStarted", "ExecutionSucceeded")
+
+
+def test_children_do_not_see_the_parent_variables() -> None:
+    # Variables: "a Distributed Map's child workflow cannot read the parent's variables"; pass them in.
+    definition = machine(
+        {
+            "Set": {"Type": "Pass", "Assign": {"rate": 2}, "Next": "M"},
+            "M": distributed(
+                {"Use": pass_state(Output="{% $states.input.value * $states.input.rate %}")},
+                ItemSelector={"value": "{% $states.context.Map.Item.Value %}", "rate": "{% $rate %}"},
+            ),
+        },
+        QueryLanguage="JSONata",
+    )
+    assert run_with(MemoryObjects(), definition, [1, 2]).output == [2, 4]
+    reads_parent = machine(
+        {
+            "Set": {"Type": "Pass", "Assign": {"rate": 2}, "Next": "M"},
+            "M": distributed({"Use": pass_state(Output="{% $rate %}")}),
+        },
+        QueryLanguage="JSONata",
+    )
+    with pytest.raises(DefinitionError, match=r"reads the variable \$rate"):
+        validate(reads_parent)
+
+
+@pytest.mark.parametrize(
+    ("tolerance", "status"),
+    [
+        ({}, "FAILED"),
+        ({"ToleratedFailureCount": 1}, "SUCCEEDED"),
+        ({"ToleratedFailurePercentage": 25}, "FAILED"),  # 1 of 3 is 33 %
+        ({"ToleratedFailurePercentage": 34}, "SUCCEEDED"),
+        ({"ToleratedFailureCountPath": "$.allowed"}, "SUCCEEDED"),
+    ],
+)
+def test_tolerated_failures(tolerance: dict[str, Any], status: str) -> None:
+    # "Setting failure thresholds": beyond the threshold the Map fails with
+    # States.ExceedToleratedFailureThreshold; within it the failed item's entry is its error output.
+    processor_states = {
+        "Check": {
+            "Type": "Choice",
+            "Choices": [{"Variable": "$", "NumericEquals": 2, "Next": "Bad"}],
+            "Default": "Good",
+        },
+        "Bad": {"Type": "Fail", "Error": "Item.Bad", "Cause": "two"},
+        "Good": pass_state(),
+    }
+    state = distributed(processor_states, ItemsPath="$.items", **tolerance)
+    result = run_with(MemoryObjects(), machine({"M": state}), {"items": [1, 2, 3], "allowed": 1})
+    assert result.status == status
+    if status == "FAILED":
+        assert result.error == "States.ExceedToleratedFailureThreshold"
+        assert result.cause == "The specified tolerated failure threshold was exceeded"
+        assert "MapRunFailed" in types(result)
+    else:
+        assert result.output == [1, {"Error": "Item.Bad", "Cause": "two"}, 3]
+
+
+def test_result_writer_writes_the_manifest_and_result_files() -> None:
+    # "ResultWriter": <Prefix>/<map run id>/manifest.json lists SUCCEEDED_n/FAILED_n/PENDING_n files;
+    # the Map's output is {"MapRunArn", "ResultWriterDetails": {"Bucket", "Key"}}.
+    objects = MemoryObjects()
+    processor_states = {
+        "Check": {
+            "Type": "Choice",
+            "Choices": [{"Variable": "$", "NumericEquals": 2, "Next": "Bad"}],
+            "Default": "Good",
+        },
+        "Bad": {"Type": "Fail", "Error": "Item.Bad", "Cause": "two"},
+        "Good": pass_state(Parameters={"doubled.$": "States.MathAdd($, $)"}),
+    }
+    state = distributed(
+        processor_states,
+        ToleratedFailureCount=1,
+        ResultWriter={
+            "Resource": "arn:aws:states:::s3:putObject",
+            "Parameters": {"Bucket": "out", "Prefix": "runs"},
+        },
+    )
+    result = run_with(objects, machine({"M": state}), [1, 2, 3])
+    assert result.status == "SUCCEEDED", result.cause
+    details = result.output["ResultWriterDetails"]
+    map_run_id = result.output["MapRunArn"].rsplit(":", 1)[1]
+    assert details == {"Bucket": "out", "Key": f"runs/{map_run_id}/manifest.json"}
+    manifest = objects.json("out", details["Key"])
+    assert manifest["DestinationBucket"] == "out" and manifest["MapRunArn"] == result.output["MapRunArn"]
+    assert [f["Key"] for f in manifest["ResultFiles"]["SUCCEEDED"]] == [f"runs/{map_run_id}/SUCCEEDED_0.json"]
+    succeeded = objects.json("out", f"runs/{map_run_id}/SUCCEEDED_0.json")
+    assert sorted(entry["Output"] for entry in succeeded) == ['{"doubled":2}', '{"doubled":6}']
+    assert all(
+        entry["Status"] == "SUCCEEDED" and entry["InputDetails"] == {"Included": True} for entry in succeeded
+    )
+    (failed,) = objects.json("out", f"runs/{map_run_id}/FAILED_0.json")
+    assert (failed["Status"], failed["Error"], failed["Cause"], failed["Input"]) == (
+        "FAILED",
+        "Item.Bad",
+        "two",
+        "2",
+    )
+
+
+def test_distributed_map_fields_are_checked_at_creation() -> None:
+    bad = distributed(
+        {"P": pass_state()},
+        Label="has space",
+        MaxConcurrency=10_001,
+        ToleratedFailurePercentage=101,
+        ItemReader={
+            "Resource": "arn:aws:states:::s3:getObject",
+            "ReaderConfig": {"InputType": "XML"},
+            "Parameters": {},
+        },
+        ItemBatcher={"MaxInputBytesPerBatch": 300_000},
+    )
+    with pytest.raises(DefinitionError) as refused:
+        validate(machine({"M": bad}))
+    text = "\n".join(refused.value.problems)
+    assert "Label must be 1 to 40 characters" in text
+    assert "MaxConcurrency must be an integer from 0 to 10000" in text
+    assert "ToleratedFailurePercentage must be an integer from 0 to 100" in text
+    assert "InputType must be one of CSV, JSON, JSONL, MANIFEST" in text
+    assert "MaxInputBytesPerBatch must be an integer from 1 to 262144" in text
+
+
+def test_a_missing_object_is_item_reader_failed() -> None:
+    state = distributed(
+        {"P": pass_state()},
+        ItemReader={
+            "Resource": "arn:aws:states:::s3:getObject",
+            "ReaderConfig": {"InputType": "JSON"},
+            "Parameters": {"Bucket": "b", "Key": "none"},
+        },
+    )
+    result = run_with(MemoryObjects(), machine({"M": state}))
+    assert result.error == "States.ItemReaderFailed"

@@ -180,7 +180,7 @@ def test_every_problem_is_listed_with_its_nested_path() -> None:
                 "ItemProcessor": {"StartAt": "I", "States": {"I": {"Type": "Succeed"}}},
                 "End": True,
             },
-            "States.S: ItemReader: the distributed Map is not supported",
+            "States.S: ItemReader is only allowed in a Map whose ItemProcessor.ProcessorConfig.Mode is DISTRIBUTED",
         ),
         (
             {
@@ -189,7 +189,7 @@ def test_every_problem_is_listed_with_its_nested_path() -> None:
                 "ItemProcessor": {"StartAt": "I", "States": {"I": {"Type": "Succeed"}}},
                 "End": True,
             },
-            "States.S: ToleratedFailurePercentage: the distributed Map",
+            "States.S: ToleratedFailurePercentage is only allowed in a Map whose",
         ),
         (
             {
@@ -199,9 +199,10 @@ def test_every_problem_is_listed_with_its_nested_path() -> None:
                     "StartAt": "I",
                     "States": {"I": {"Type": "Succeed"}},
                 },
+                "ItemReader": {"Resource": "arn:aws:states:::s3:getObject", "Parameters": {"Bucket": "b"}},
                 "End": True,
             },
-            "States.S.ItemProcessor.ProcessorConfig: the distributed Map is not supported",
+            "States.S.ItemReader.ReaderConfig: InputType must be one of CSV, JSON, JSONL, MANIFEST",
         ),
         (
             {"Type": "Task", "Resource": "r", "Retry": [{"ErrorEquals": ["States.ALL", "X"]}], "End": True},

@@ -12,12 +12,13 @@ import threading
 import traceback
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
 from .callbacks import TaskTokens
 from .clock import RealClock
+from .distributed import MapRun, ObjectStorage
 from .errors import RUNTIME, TIMEOUT, DefinitionError, StatesError
 from .execution import Cancelled, Clock, Lane, Run
 from .history import Event, History, Trace, data_details, timestamp_text
@@ -48,6 +49,8 @@ class ExecutionResult:
     history: list[Event]
     name: str
     arn: str
+    map_runs: list[MapRun] = field(default_factory=list)
+    """The Distributed Map runs of the execution, with their child executions and histories."""
 
 
 class Execution:
@@ -136,7 +139,7 @@ class Execution:
             details = {key: value for key, value in (("error", error), ("cause", cause)) if value is not None}
         trace.emit(END_EVENTS[status], details)
         self._result = ExecutionResult(
-            status, output, error, cause, self._run.history.events, self.name, self.arn
+            status, output, error, cause, self._run.history.events, self.name, self.arn, self._run.map_runs
         )
 
 
@@ -147,6 +150,7 @@ class Engine:
     timestamps (a ``VirtualClock`` makes waits instant); ``max_concurrency`` caps the threads of
     each Map and Parallel state on top of the definition's own MaxConcurrency. ``account_id``,
     ``region`` and ``partition`` make the ARNs of the context object (``$$.Execution.Id``, ...).
+    ``objects`` is the object store Distributed Maps read items from and write results to.
     """
 
     def __init__(
@@ -158,6 +162,7 @@ class Engine:
         account_id: str = "000000000000",
         region: str = "us-east-1",
         partition: str = "aws",
+        objects: ObjectStorage | None = None,
     ) -> None:
         self.tasks = tasks
         self.clock = clock or RealClock()
@@ -166,6 +171,7 @@ class Engine:
         self.region = region
         self.partition = partition
         self.tokens = TaskTokens()
+        self.objects = objects
 
     def send_task_success(self, token: str, output: str) -> None:
         """SendTaskSuccess: ``output`` (JSON text) becomes the result of the task waiting for ``token``.
@@ -230,6 +236,7 @@ class Engine:
             region=region,
             max_concurrency=self.max_concurrency,
             tokens=self.tokens,
+            objects=self.objects,
             deadline=started + timedelta(seconds=timeout) if timeout is not None else None,
         )
         return Execution(StateMachine(spec), run, execution_input, name, arn, timeout)

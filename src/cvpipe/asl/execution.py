@@ -16,6 +16,7 @@ from typing import Any
 
 from .callbacks import TaskTokens
 from .clock import RealClock, VirtualClock
+from .distributed import MapRun, ObjectStorage
 from .history import Event, History, Trace, timestamp_text
 from .tasks import TaskRegistry
 from .variables import Context, Variables
@@ -87,6 +88,9 @@ class Run:
     max_concurrency: int | None
     deadline: datetime | None
     tokens: TaskTokens = field(default_factory=TaskTokens)
+    objects: ObjectStorage | None = None
+    """Where a Distributed Map reads items and writes results."""
+    map_runs: list[MapRun] = field(default_factory=list)
     root: Scope = field(default_factory=Scope)
     timed_out: threading.Event = field(default_factory=threading.Event)
 

@@ -19,13 +19,16 @@ import json
 import re
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, ClassVar
 
 from .callbacks import Waiting
 from .choice import matching_rule
+from .distributed import MAX_CONCURRENCY, ChildExecution, MapRun, batches, read_items, write_results
 from .errors import (
+    EXCEED_TOLERATED_FAILURE_THRESHOLD,
     HEARTBEAT_TIMEOUT,
     NO_CHOICE_MATCHED,
     QUERY_EVALUATION_ERROR,
@@ -34,11 +37,14 @@ from .errors import (
     TIMEOUT,
     StatesError,
 )
-from .execution import Cancelled, Lane, Scope, run_concurrently
+from .execution import Cancelled, Lane, Run, Scope, run_concurrently
 from .expressions import evaluate_value
 from .history import (
+    History,
+    Trace,
     data_details,
     resource_details,
+    timestamp_text,
     to_json_text,
 )
 from .intrinsics import evaluate_intrinsic, is_intrinsic
@@ -54,7 +60,7 @@ from .payload import (
 )
 from .retry import error_output, find_catcher, with_retries
 from .tasks import TaskRequest
-from .variables import Context
+from .variables import Context, Variables
 
 INLINE_MAP_CONCURRENCY = 40
 """Step Functions runs at most 40 iterations of an inline Map at once, whatever MaxConcurrency says."""
@@ -516,7 +522,8 @@ class Task(Recoverable):
                     raise StatesError(TIMEOUT, f"the task did not finish within {timeout} seconds")
                 if waiting is not None and heartbeat is not None and now >= waiting.last_beat + heartbeat:
                     raise StatesError(
-                        HEARTBEAT_TIMEOUT, f"no heartbeat was received within {heartbeat} seconds"
+                        HEARTBEAT_TIMEOUT,
+                        f"no heartbeat was received within {heartbeat} seconds",
                     )
             check_payload_size(result)
         except StatesError as failure:
@@ -665,9 +672,205 @@ class Map(Concurrent):
         return output
 
 
+LOCAL_CHILD_THREADS = 64
+"""Threads a Distributed Map runs its child executions on locally, whatever MaxConcurrency allows."""
+
+
+class DistributedMap(Map):
+    """A Map whose ItemProcessor runs in DISTRIBUTED mode: items from an ItemReader (or the input),
+    optionally batched, each run as a child execution with its own history; tolerated failures;
+    results returned or written by a ResultWriter."""
+
+    def run_lanes(self, lane: Lane, raw_input: Any, context: Context) -> Any:
+        items, effective = self._read(lane, raw_input, context)
+        limit = self._integer("MaxConcurrency", raw_input, effective, context) or MAX_CONCURRENCY
+        inputs = [self.item_input(i, item, effective, context) for i, item in enumerate(items)]
+        if "ItemBatcher" in self.spec:
+            inputs = batches(inputs, self._batcher(raw_input, effective, context))
+        tolerated_count = self._integer("ToleratedFailureCount", raw_input, effective, context)
+        tolerated_percent = self._number("ToleratedFailurePercentage", raw_input, effective, context)
+        machine = lane.run.context["StateMachine"]
+        label = self.spec.get("Label", self.name)
+        map_run = MapRun(
+            machine["Id"].replace(":stateMachine:", ":mapRun:") + f"/{label}:{uuid.uuid4()}", label
+        )
+        lane.run.map_runs.append(map_run)
+        lane.emit("MapRunStarted", {"mapRunArn": map_run.arn})
+        children = [self._child(lane, map_run, label, value) for value in inputs]
+        map_run.executions = [child for child, _ in children]
+        failed: list[int] = []
+        lock = threading.Lock()
+
+        def body(index: int) -> Any:
+            child, child_lane = children[index]
+            try:
+                return self._run_child(child, child_lane)
+            except StatesError as failure:
+                with lock:
+                    failed.append(index)
+                    count = len(failed)
+                over_count = tolerated_count is not None and count > tolerated_count
+                over_percent = (
+                    tolerated_percent is not None and count * 100 / len(children) > tolerated_percent
+                )
+                if over_count or over_percent or (tolerated_count is None and tolerated_percent is None):
+                    raise StatesError(
+                        EXCEED_TOLERATED_FAILURE_THRESHOLD,
+                        "The specified tolerated failure threshold was exceeded",
+                    ) from failure
+                return error_output(failure)
+
+        threads = min(limit, LOCAL_CHILD_THREADS, lane.run.max_concurrency or LOCAL_CHILD_THREADS)
+        siblings = Scope(lane.scope)
+        for _, child_lane in children:
+            child_lane.run.root = Scope(siblings)
+            child_lane.scope = child_lane.run.root
+        try:
+            outputs = run_concurrently(len(children), max(threads, 1), body, siblings)
+        except StatesError as failure:
+            map_run.status = "FAILED"
+            lane.emit("MapRunFailed", {"error": failure.error, "cause": failure.cause})
+            raise
+        finally:
+            siblings.close()
+        map_run.status = "SUCCEEDED"
+        lane.emit("MapRunSucceeded")
+        if "ResultWriter" not in self.spec:
+            return outputs
+        writer = self.spec["ResultWriter"]
+        return write_results(
+            lane.run.objects,
+            writer,
+            self._arguments(writer, "ResultWriter", raw_input, effective, context),
+            map_run,
+            machine["Id"],
+        )
+
+    def _read(self, lane: Lane, raw_input: Any, context: Context) -> tuple[list[Any], Any]:
+        """The items (from the ItemReader, else as an inline Map finds them) and the input ItemSelector reads."""
+        if "ItemReader" not in self.spec:
+            items, effective, _ = self.items(raw_input, context)
+            return items, effective
+        effective = raw_input if self.jsonata else select_input(self.spec, raw_input, context)
+        reader = dict(self.spec["ItemReader"])
+        config = dict(reader.get("ReaderConfig", {}))
+        if self.jsonata:
+            states = {"input": raw_input, "context": dict(context)}
+            config = self.evaluate(config, "ItemReader.ReaderConfig", states, context)
+        elif "MaxItemsPath" in config:
+            config["MaxItems"] = select_integer(config, "MaxItemsPath", effective, context, minimum=0)
+        reader["ReaderConfig"] = config
+        arguments = self._arguments(reader, "ItemReader", raw_input, effective, context)
+        return read_items(lane.run.objects, reader, arguments), effective
+
+    def _arguments(
+        self, spec: dict[str, Any], field: str, raw_input: Any, effective: Any, context: Context
+    ) -> Any:
+        """An ItemReader's or ResultWriter's Parameters (JSONPath) or Arguments (JSONata), resolved."""
+        if self.jsonata:
+            states = {"input": raw_input, "context": dict(context)}
+            return self.evaluate(spec.get("Arguments", {}), f"{field}.Arguments", states, context)
+        return apply_template(spec.get("Parameters", {}), effective, context)
+
+    def _batcher(self, raw_input: Any, effective: Any, context: Context) -> dict[str, Any]:
+        batcher = dict(self.spec["ItemBatcher"])
+        if self.jsonata:
+            states = {"input": raw_input, "context": dict(context)}
+            return dict(self.evaluate(batcher, "ItemBatcher", states, context))
+        for name in ("MaxItemsPerBatch", "MaxInputBytesPerBatch"):
+            if f"{name}Path" in batcher:
+                batcher[name] = select_integer(batcher, f"{name}Path", effective, context, minimum=1)
+        if "BatchInput" in batcher:
+            batcher["BatchInput"] = apply_template(batcher["BatchInput"], effective, context)
+        return batcher
+
+    def _number(self, field: str, raw_input: Any, effective: Any, context: Context) -> float | None:
+        if self.jsonata:
+            states = {"input": raw_input, "context": dict(context)}
+            return self.number(field, states, context, minimum=0)
+        if f"{field}Path" in self.spec:
+            value = get_path(self.spec[f"{field}Path"], effective, context)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                raise StatesError(
+                    RUNTIME, f"{field}Path must select a number >= 0, not {to_json_text(value)}"
+                )
+            return float(value)
+        value = self.spec.get(field)
+        return None if value is None else float(value)
+
+    def _integer(self, field: str, raw_input: Any, effective: Any, context: Context) -> int | None:
+        value = self._number(field, raw_input, effective, context)
+        return None if value is None else int(value)
+
+    def _child(self, lane: Lane, map_run: MapRun, label: str, value: Any) -> tuple[ChildExecution, Lane]:
+        """A child execution: its own context object, history and (empty) variables."""
+        name = str(uuid.uuid4())
+        parent = lane.run.context
+        machine_arn = parent["StateMachine"]["Id"]
+        arn = machine_arn.replace(":stateMachine:", ":execution:") + f"/{label}:{name}"
+        started = lane.run.clock.now()
+        context = {
+            "Execution": {
+                **parent["Execution"],
+                "Id": arn,
+                "Name": name,
+                "Input": value,
+                "StartTime": timestamp_text(started),
+            },
+            "StateMachine": {
+                "Id": f"{machine_arn}/{label}",
+                "Name": f"{parent['StateMachine']['Name']}/{label}",
+            },
+        }
+        run = Run(
+            tasks=lane.run.tasks,
+            clock=lane.run.clock,
+            history=History(lane.run.clock.now),
+            context=context,
+            region=lane.run.region,
+            max_concurrency=lane.run.max_concurrency,
+            deadline=lane.run.deadline,
+            tokens=lane.run.tokens,
+            objects=lane.run.objects,
+            map_runs=lane.run.map_runs,
+        )
+        child = ChildExecution(name, arn, value, start_date=timestamp_text(started))
+        return child, Lane(run, run.root, Trace(run.history), Variables())
+
+    def _run_child(self, child: ChildExecution, lane: Lane) -> Any:
+        history = lane.run.history
+        history.append("ExecutionStarted", data_details("input", child.input), 0)
+        try:
+            check_payload_size(child.input)
+            output = self.processor.run(lane, child.input)
+        except StatesError as failure:
+            child.status, child.error, child.cause = "FAILED", failure.error, failure.cause
+            lane.emit("ExecutionFailed", {"error": failure.error, "cause": failure.cause})
+            raise
+        except Cancelled:
+            child.status = "ABORTED"
+            lane.emit("ExecutionAborted")
+            raise
+        finally:
+            child.stop_date = timestamp_text(lane.run.clock.now())
+            child.history = history.events
+        child.status, child.output = "SUCCEEDED", output
+        lane.emit("ExecutionSucceeded", data_details("output", output))
+        child.history = history.events
+        return output
+
+
 STATE_TYPES: dict[str, type[State]] = {
     cls.type: cls for cls in (Pass, Task, Choice, Wait, Succeed, Fail, Parallel, Map)
 }
+
+
+def _build(name: str, spec: dict[str, Any], language: str) -> State:
+    processor = spec.get("ItemProcessor")
+    config = processor.get("ProcessorConfig", {}) if isinstance(processor, dict) else {}
+    if spec["Type"] == "Map" and config.get("Mode") == "DISTRIBUTED":
+        return DistributedMap(name, spec, language)
+    return STATE_TYPES[spec["Type"]](name, spec, language)
 
 
 class StateMachine:
@@ -677,9 +880,7 @@ class StateMachine:
         self.start_at: str = spec["StartAt"]
         # Nested machines take the top level's QueryLanguage as their default.
         language = language or spec.get("QueryLanguage", JSONPATH)
-        self.states = {
-            name: STATE_TYPES[state["Type"]](name, state, language) for name, state in spec["States"].items()
-        }
+        self.states = {name: _build(name, state, language) for name, state in spec["States"].items()}
 
     def run(self, lane: Lane, data: Any) -> Any:
         name: str | None = self.start_at

@@ -13,6 +13,14 @@ import re
 from typing import Any, TypeGuard
 
 from .choice import validate_rule
+from .distributed import (
+    GET_OBJECT,
+    INPUT_TYPES,
+    LIST_OBJECTS,
+    MAX_BATCH_BYTES,
+    MAX_CONCURRENCY,
+    PUT_OBJECT,
+)
 from .errors import ALL, DefinitionError
 from .expressions import (
     RESERVED,
@@ -129,8 +137,8 @@ DISTRIBUTED_MAP = [
     "ToleratedFailurePercentagePath",
     "ToleratedFailureCountPath",
 ]
-NO_DISTRIBUTED_MAP = "the distributed Map is not supported by the local engine"
-NOT_SUPPORTED = {name: NO_DISTRIBUTED_MAP for name in DISTRIBUTED_MAP}
+NOT_SUPPORTED: dict[str, str] = {}
+"""Fields the local engine refuses although AWS accepts them, with the reason."""
 
 VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 MAX_VARIABLE_NAME = 80
@@ -253,7 +261,7 @@ def _state(where: str, name: str, state: Any, names: set[str], default_language:
     jsonata = language == JSONATA
     allowed = JSONATA_FIELDS[state_type] if jsonata else FIELDS[state_type]
     if state_type == "Map":
-        allowed = allowed | set(DISTRIBUTED_MAP)
+        allowed = allowed | (set(DISTRIBUTED_MAP) - JSONPATH_ONLY if jsonata else set(DISTRIBUTED_MAP))
     problems += _unknown_fields(where, state, allowed, language)
     if state_type not in TERMINAL_TYPES:
         problems += _transition(where, state, names)
@@ -495,7 +503,7 @@ MAX_SECONDS = 99_999_999
 MAX_DELAY_SECONDS = 31_622_400
 MAX_EXECUTION_SECONDS = 31_536_000
 """A standard execution runs at most one year."""
-DISTRIBUTED_MAX_CONCURRENCY = 10_000
+DISTRIBUTED_MAX_CONCURRENCY = MAX_CONCURRENCY
 
 
 def _bounded(
@@ -652,9 +660,100 @@ def is_distributed(state: dict[str, Any]) -> bool:
     return isinstance(config, dict) and config.get("Mode") == "DISTRIBUTED"
 
 
+LABEL = re.compile(r"[^\s<>{}\[\]?*\"#%\\^|~`$&,;:/\x00-\x1f\x7f-\x9f]{1,40}")
+READER_CONFIG_FIELDS = {
+    "InputType",
+    "CSVHeaderLocation",
+    "CSVHeaders",
+    "CSVDelimiter",
+    "MaxItems",
+    "MaxItemsPath",
+}
+BATCHER_FIELDS = {
+    "MaxItemsPerBatch",
+    "MaxItemsPerBatchPath",
+    "MaxInputBytesPerBatch",
+    "MaxInputBytesPerBatchPath",
+    "BatchInput",
+}
+
+
 def check_distributed(where: str, state: dict[str, Any], jsonata: bool) -> list[str]:
     """The fields of a Distributed Map (ItemReader, ItemBatcher, ResultWriter, Label)."""
-    return []
+    problems = []
+    arguments = "Arguments" if jsonata else "Parameters"
+    if "Label" in state and not (isinstance(state["Label"], str) and LABEL.fullmatch(state["Label"])):
+        problems.append(
+            f"{where}: Label must be 1 to 40 characters without whitespace, brackets, wildcards or "
+            "special characters"
+        )
+    reader = state.get("ItemReader")
+    if "ItemReader" in state:
+        problems += _sub_fields(f"{where}.ItemReader", reader, {"Resource", "ReaderConfig", arguments})
+    if isinstance(reader, dict):
+        at = f"{where}.ItemReader"
+        if reader.get("Resource") not in (GET_OBJECT, LIST_OBJECTS):
+            problems.append(f"{at}: Resource must be {GET_OBJECT} or {LIST_OBJECTS}")
+        config = reader.get("ReaderConfig", {})
+        problems += _sub_fields(
+            f"{at}.ReaderConfig",
+            config,
+            READER_CONFIG_FIELDS - (JSONPATH_ONLY_SUFFIXED if jsonata else set()),
+        )
+        if isinstance(config, dict):
+            input_type = config.get("InputType")
+            if reader.get("Resource") == GET_OBJECT and input_type not in INPUT_TYPES:
+                problems.append(f"{at}.ReaderConfig: InputType must be one of {', '.join(INPUT_TYPES)}")
+            if input_type == "CSV" and config.get("CSVHeaderLocation", "FIRST_ROW") not in (
+                "FIRST_ROW",
+                "GIVEN",
+            ):
+                problems.append(f"{at}.ReaderConfig: CSVHeaderLocation must be FIRST_ROW or GIVEN")
+            if config.get("CSVHeaderLocation") == "GIVEN" and not isinstance(config.get("CSVHeaders"), list):
+                problems.append(
+                    f"{at}.ReaderConfig: CSVHeaderLocation GIVEN needs CSVHeaders (an array of names)"
+                )
+            problems += _bounded(f"{at}.ReaderConfig", config, "MaxItems", 0, 100_000_000, jsonata)
+    if "ItemsPath" in state and "ItemReader" in state:
+        problems.append(f"{where}: ItemsPath cannot be used with ItemReader")
+    batcher = state.get("ItemBatcher")
+    if "ItemBatcher" in state:
+        problems += _sub_fields(
+            f"{where}.ItemBatcher", batcher, BATCHER_FIELDS - (JSONPATH_ONLY_SUFFIXED if jsonata else set())
+        )
+    if isinstance(batcher, dict):
+        at = f"{where}.ItemBatcher"
+        if not any(field in batcher for field in BATCHER_FIELDS - {"BatchInput"}):
+            problems.append(f"{at}: needs MaxItemsPerBatch or MaxInputBytesPerBatch (or their Path forms)")
+        problems += _bounded(at, batcher, "MaxItemsPerBatch", 1, MAX_SECONDS, jsonata)
+        problems += _bounded(at, batcher, "MaxInputBytesPerBatch", 1, MAX_BATCH_BYTES, jsonata)
+    writer = state.get("ResultWriter")
+    if "ResultWriter" in state:
+        problems += _sub_fields(f"{where}.ResultWriter", writer, {"Resource", "WriterConfig", arguments})
+    if isinstance(writer, dict):
+        at = f"{where}.ResultWriter"
+        if writer.get("Resource") != PUT_OBJECT:
+            problems.append(f"{at}: Resource must be {PUT_OBJECT}")
+        config = writer.get("WriterConfig", {})
+        problems += _sub_fields(f"{at}.WriterConfig", config, {"OutputType", "Transformation"})
+        if isinstance(config, dict):
+            if config.get("OutputType", "JSON") not in ("JSON", "JSONL"):
+                problems.append(f"{at}.WriterConfig: OutputType must be JSON or JSONL")
+            if config.get("Transformation", "NONE") != "NONE":
+                problems.append(
+                    f"{at}.WriterConfig: Transformation {config['Transformation']!r} is not supported by the "
+                    "local engine (NONE is)"
+                )
+    return problems
+
+
+JSONPATH_ONLY_SUFFIXED = {"MaxItemsPath", "MaxItemsPerBatchPath", "MaxInputBytesPerBatchPath"}
+
+
+def _sub_fields(where: str, spec: Any, allowed: set[str]) -> list[str]:
+    if not isinstance(spec, dict):
+        return [f"{where}: must be an object"]
+    return [f"{where}: field '{field}' is not allowed here" for field in spec if field not in allowed]
 
 
 def _sub_machine(where: str, machine: Any, language: str, *, processor: bool = False) -> list[str]:
@@ -666,8 +765,6 @@ def _sub_machine(where: str, machine: Any, language: str, *, processor: bool = F
     config = machine.get("ProcessorConfig", {})
     if not isinstance(config, dict) or config.get("Mode", "INLINE") not in ("INLINE", "DISTRIBUTED"):
         problems.append(f"{where}.ProcessorConfig: Mode must be INLINE or DISTRIBUTED")
-    elif config.get("Mode") == "DISTRIBUTED":
-        problems.append(f"{where}.ProcessorConfig: {NO_DISTRIBUTED_MAP}")
     elif config.get("Mode") == "DISTRIBUTED" and config.get("ExecutionType", "STANDARD") not in (
         "STANDARD",
         "EXPRESS",

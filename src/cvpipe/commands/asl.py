@@ -14,9 +14,12 @@ from typing import Any
 
 from ..asl import DefinitionError, Engine, RealClock, TaskRegistry, VirtualClock
 from ..asl.engine import SUCCEEDED, parse_definition
+from ..asl.validate import validate
 from ..errors import USAGE, UserError
 from ..integrations import local_aws
 from ..integrations.lambda_ import register_lambda
+from ..integrations.stepfunctions import register_step_functions
+from ..integrations.store import LocalObjectStore, StoreObjects, register_s3
 from ..integrations.template import (
     Template,
     TemplateError,
@@ -44,6 +47,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "and runs its Lambda functions in-process",
     )
     run.add_argument(
+        "--store",
+        type=Path,
+        help="folder of the local object store (S3 as folders: DIR/BUCKET/KEY): Distributed Maps read "
+        "items from it and write results to it, and s3 getObject/putObject tasks use it",
+    )
+    run.add_argument(
+        "--state-machine",
+        action="append",
+        default=[],
+        metavar="NAME=FILE",
+        help="a definition that states:startExecution tasks may start by that name (repeatable)",
+    )
+    run.add_argument(
         "--virtual-clock", action="store_true", help="Wait states and retry back-off take no time"
     )
     run.add_argument("--name", help="execution name (default: a UUID)")
@@ -52,6 +68,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run_command(args: argparse.Namespace) -> int:
     registry = TaskRegistry()
+    functions = None
     try:  # everything that can stop the execution from starting exits 2
         execution_input = read_input(args.input)
         text = read_text(args.definition, "definition")
@@ -61,14 +78,21 @@ def run_command(args: argparse.Namespace) -> int:
             template = Template(args.template)
             machine = state_machine_for(template, args.definition)
             machine_name, substitutions = machine.logical_id, machine.substitutions
-            register_lambda(registry, template.functions(), template.path.parent)
+            functions = register_lambda(registry, template.functions(), template.path.parent)
         definition = parse_definition(substitute(text, substitutions))
+        objects = None
+        if args.store is not None:
+            store = LocalObjectStore(args.store)
+            register_s3(registry, store)
+            objects = StoreObjects(store)
         engine = Engine(
             registry,
             VirtualClock() if args.virtual_clock else RealClock(),
             account_id=local_aws.ACCOUNT_ID,
             region=local_aws.region(),
+            objects=objects,
         )
+        register_step_functions(registry, engine, nested_definitions(args.state_machine, substitutions))
         with reserved_stdout() as stdout:
             result = engine.run(definition, execution_input, name=args.name, state_machine_name=machine_name)
             summary = {
@@ -85,7 +109,22 @@ def run_command(args: argparse.Namespace) -> int:
     except (TemplateError, DefinitionError) as exc:
         print(f"cvpipe asl run: {exc}", file=sys.stderr)
         return USAGE
+    finally:
+        if functions is not None:
+            functions.close()
     return 0 if result.status == SUCCEEDED else 1
+
+
+def nested_definitions(given: list[str], substitutions: dict[str, str]) -> dict[str, dict[str, Any] | str]:
+    """``--state-machine NAME=FILE`` options as name -> definition."""
+    definitions: dict[str, dict[str, Any] | str] = {}
+    for option in given:
+        name, _, file = option.partition("=")
+        if not name or not file:
+            raise UserError(f"--state-machine {option!r}: write NAME=FILE")
+        definitions[name] = parse_definition(substitute(read_text(Path(file), "definition"), substitutions))
+        validate(definitions[name])  # refused before anything runs, as CreateStateMachine would
+    return definitions
 
 
 def read_text(path: Path, what: str) -> str:

@@ -263,3 +263,40 @@ def aws_sdk_time(epoch_seconds: float) -> str:
     """A timestamp as aws-sdk integrations return it: ISO-8601 text in UTC."""
     moment = datetime.fromtimestamp(epoch_seconds, UTC)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class StoreObjects:
+    """The local object store as the engine's ``ObjectStorage``: where Distributed Maps read items
+    (ItemReader) and write results (ResultWriter)."""
+
+    def __init__(self, store: LocalObjectStore) -> None:
+        self.store = store
+
+    def get_object(self, bucket: str, key: str) -> bytes:
+        try:
+            return self.store.get_bytes(f"s3://{bucket}/{key}")
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError, ValueError):
+            raise KeyError(f"s3://{bucket}/{key}") from None
+
+    def list_objects(self, bucket: str, prefix: str) -> list[dict[str, Any]]:
+        try:
+            uris = self.store.list(f"s3://{bucket}/{prefix}")
+        except ValueError:
+            return []
+        objects = []
+        for uri in uris:
+            path = self.store.path(uri)
+            data = path.read_bytes()
+            objects.append(
+                {
+                    "Key": self.store.parse_uri(uri)[1],
+                    "Size": len(data),
+                    "ETag": _etag(data),
+                    "LastModified": int(path.stat().st_mtime),
+                    "StorageClass": "STANDARD",
+                }
+            )
+        return objects
+
+    def put_object(self, bucket: str, key: str, body: bytes) -> None:
+        self.store.put_bytes(f"s3://{bucket}/{key}", body, "application/json")

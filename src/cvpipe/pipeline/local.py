@@ -22,7 +22,7 @@ from ..integrations.jobs import JobPool, programs_from_pyproject
 from ..integrations.lambda_ import register_lambda
 from ..integrations.registry import LocalModelRegistry, register_registry
 from ..integrations.sagemaker import register_sagemaker
-from ..integrations.store import LocalObjectStore, register_s3
+from ..integrations.store import LocalObjectStore, StoreObjects, register_s3
 from ..integrations.template import Template, TemplateError, bucket_name, state_machine_for, substitute
 from ..stdio import stdout_to
 from . import contract
@@ -181,7 +181,11 @@ class LocalPipeline:
         register_s3(tasks, self.store)
         register_registry(tasks, self.registry)
         self.engine = Engine(
-            tasks, clock=clock or RealClock(), account_id=local_aws.ACCOUNT_ID, region=local_aws.region()
+            tasks,
+            clock=clock or RealClock(),
+            account_id=local_aws.ACCOUNT_ID,
+            region=local_aws.region(),
+            objects=StoreObjects(self.store),
         )
 
     def __enter__(self) -> LocalPipeline:

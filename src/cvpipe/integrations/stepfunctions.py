@@ -1,0 +1,101 @@
+"""Step Functions as a service of its own: ``states:startExecution`` runs a nested execution of a
+state machine given to the engine, as the optimised integration does.
+
+- ``arn:aws:states:::states:startExecution``: starts the child and returns ``{ExecutionArn, StartDate}``;
+- ``...startExecution.sync``: waits for it; the result is its DescribeExecution, ``Output`` as JSON text;
+- ``...startExecution.sync:2``: the same with ``Input`` and ``Output`` as JSON values.
+
+A child that does not succeed fails the task with ``States.TaskFailed`` and the DescribeExecution
+as the cause (JSON text); stopping the task (timeout, a failed sibling) aborts the child.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from cvpipe.asl import Engine, ExecutionResult, StatesError, TaskRegistry, TaskRequest
+from cvpipe.asl.errors import RUNTIME, TASK_FAILED
+from cvpipe.asl.history import timestamp_text
+
+START_EXECUTION = "arn:aws:states:::states:startExecution"
+_MACHINE_ARN = re.compile(r"arn:aws[\w-]*:states:[\w-]+:\d{12}:stateMachine:(?P<name>[\w-]{1,80})")
+_POLL_SECONDS = 0.05
+
+
+class LocalStateMachines:
+    """State machines by name (their ARNs name them too): the definitions nested executions run."""
+
+    def __init__(self, engine: Engine, definitions: dict[str, dict[str, Any] | str]) -> None:
+        self.engine = engine
+        self.definitions = definitions
+
+    def start_execution(self, request: TaskRequest) -> Any:
+        """``startExecution``, ``.sync`` and ``.sync:2``."""
+        parameters = request.parameters if isinstance(request.parameters, dict) else {}
+        name = self._machine_name(parameters.get("StateMachineArn"))
+        child_input = parameters.get("Input", {})
+        if isinstance(child_input, str):  # the API takes JSON text; the integration also takes a value
+            try:
+                child_input = json.loads(child_input)
+            except ValueError:
+                raise StatesError(RUNTIME, "startExecution: Input is not JSON text") from None
+        execution = self.engine.start(
+            self.definitions[name], child_input, name=parameters.get("Name"), state_machine_name=name
+        )
+        if not request.resource.endswith((".sync", ".sync:2")):
+            return {"ExecutionArn": execution.arn, "StartDate": timestamp_text(self.engine.clock.now())}
+        while True:
+            try:
+                result = execution.wait(_POLL_SECONDS)
+                break
+            except TimeoutError:
+                if request.cancelled.is_set():
+                    execution.abort("States.Aborted", "the parent task was stopped")
+        described = self._describe(result, name, child_input, request.resource.endswith(":2"))
+        if result.status != "SUCCEEDED":
+            raise StatesError(TASK_FAILED, json.dumps(described, separators=(",", ":")))
+        return described
+
+    def _machine_name(self, arn: Any) -> str:
+        match = _MACHINE_ARN.fullmatch(arn) if isinstance(arn, str) else None
+        name = match["name"] if match else arn
+        if not isinstance(name, str) or name not in self.definitions:
+            known = ", ".join(sorted(self.definitions)) or "none"
+            raise StatesError(
+                "StepFunctions.StateMachineDoesNotExistException",
+                f"State Machine Does Not Exist: {arn!r} (the engine was given: {known})",
+            )
+        return name
+
+    def _describe(
+        self, result: ExecutionResult, name: str, child_input: Any, as_json: bool
+    ) -> dict[str, Any]:
+        events = result.history
+        described: dict[str, Any] = {
+            "ExecutionArn": result.arn,
+            "StateMachineArn": result.arn.replace(":execution:", ":stateMachine:").rsplit(":", 1)[0],
+            "Name": result.name,
+            "Status": result.status,
+            "StartDate": timestamp_text(events[0].timestamp),
+            "StopDate": timestamp_text(events[-1].timestamp),
+            "Input": child_input if as_json else json.dumps(child_input),
+            "InputDetails": {"Included": True},
+        }
+        if result.status == "SUCCEEDED":
+            described["Output"] = result.output if as_json else json.dumps(result.output)
+            described["OutputDetails"] = {"Included": True}
+        else:
+            described.update({k: v for k, v in (("Error", result.error), ("Cause", result.cause)) if v})
+        return described
+
+
+def register_step_functions(
+    registry: TaskRegistry, engine: Engine, definitions: dict[str, dict[str, Any] | str]
+) -> LocalStateMachines:
+    """Route ``states:startExecution`` (and ``.sync``, ``.sync:2``) to nested executions of
+    ``definitions`` (state machine name -> definition) on ``engine``."""
+    machines = LocalStateMachines(engine, definitions)
+    registry.register(re.compile(re.escape(START_EXECUTION) + r"(\.sync(:2)?)?"), machines.start_execution)
+    return machines
