@@ -1627,3 +1627,36 @@ def test_a_missing_object_is_item_reader_failed() -> None:
     )
     result = run_with(MemoryObjects(), machine({"M": state}))
     assert result.error == "States.ItemReaderFailed"
+
+
+# --- Limits checked at creation ------------------------------------------------------------------
+# AWS guide, "Step Functions service quotas" and the Retry/Wait field references: each refusal
+# names the field and its bounds.
+
+
+@pytest.mark.parametrize(
+    ("state", "problem"),
+    [
+        (
+            {"Type": "Wait", "Seconds": 100_000_000, "End": True},
+            "States.S: Seconds must be an integer from 0 to 99999999, not 100000000",
+        ),
+        (
+            task(Retry=[{"ErrorEquals": ["States.ALL"], "MaxAttempts": 100_000_000}]),
+            "States.S.Retry[0]: MaxAttempts must be an integer from 0 to 99999999, not 100000000",
+        ),
+        (
+            task(Retry=[{"ErrorEquals": ["States.ALL"], "MaxDelaySeconds": 31_622_401}]),
+            "States.S.Retry[0]: MaxDelaySeconds must be an integer from 1 to 31622400, not 31622401",
+        ),
+        (
+            task(Retry=[{"ErrorEquals": ["States.ALL"], "IntervalSeconds": 0}]),
+            "States.S.Retry[0]: IntervalSeconds must be an integer from 1 to 99999999, not 0",
+        ),
+        (task(TimeoutSeconds=100_000_000), "States.S: TimeoutSeconds must be an integer from 1 to 99999999"),
+    ],
+)
+def test_creation_time_limits_name_the_field_and_the_limit(state: dict[str, Any], problem: str) -> None:
+    with pytest.raises(DefinitionError) as refused:
+        validate(machine({"S": state}))
+    assert any(found.startswith(problem) for found in refused.value.problems), refused.value.problems

@@ -293,7 +293,10 @@ def test_parallel_branches_are_validated_recursively_and_names_must_be_unique() 
 
 def test_top_level_fields() -> None:
     found = problems(machine({"S": {"Type": "Succeed"}}, TimeoutSeconds=0, Extra=1))
-    assert found == ["field 'Extra' is not allowed here", "TimeoutSeconds must be a positive integer"]
+    assert found == [
+        "field 'Extra' is not allowed here",
+        "TimeoutSeconds must be an integer from 1 to 31536000, not 0",
+    ]
 
 
 def test_engine_validates_before_running() -> None:

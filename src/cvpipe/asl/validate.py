@@ -168,8 +168,7 @@ def validate(definition: Any) -> None:
         raise DefinitionError(["the definition must be a JSON object"])
     problems = _unknown_fields("", definition, TOP_LEVEL_FIELDS)
     problems += _query_language("", definition)
-    if "TimeoutSeconds" in definition and not _positive_int(definition["TimeoutSeconds"]):
-        problems.append("TimeoutSeconds must be a positive integer")
+    problems += _bounded("", definition, "TimeoutSeconds", 1, MAX_EXECUTION_SECONDS)
     language = definition.get("QueryLanguage", JSONPATH)
     problems += _machine("", definition, language if language in (JSONATA, JSONPATH) else JSONPATH)
     problems += _duplicate_names(definition)
@@ -484,15 +483,11 @@ def _handlers(where: str, handlers: Any, kind: str, allowed: set[str], names: se
 
 
 def _retrier_numbers(where: str, retrier: dict[str, Any]) -> list[str]:
-    problems = []
-    if "IntervalSeconds" in retrier and not _positive_int(retrier["IntervalSeconds"]):
-        problems.append(f"{where}: IntervalSeconds must be a positive integer")
-    if "MaxAttempts" in retrier and not _non_negative_int(retrier["MaxAttempts"]):
-        problems.append(f"{where}: MaxAttempts must be a non-negative integer")
+    problems = _bounded(where, retrier, "IntervalSeconds", 1, MAX_SECONDS)
+    problems += _bounded(where, retrier, "MaxAttempts", 0, MAX_SECONDS)
+    problems += _bounded(where, retrier, "MaxDelaySeconds", 1, MAX_DELAY_SECONDS)
     if "BackoffRate" in retrier and not (_number(retrier["BackoffRate"]) and retrier["BackoffRate"] >= 1.0):
         problems.append(f"{where}: BackoffRate must be a number >= 1.0")
-    if "MaxDelaySeconds" in retrier and not _positive_int(retrier["MaxDelaySeconds"]):
-        problems.append(f"{where}: MaxDelaySeconds must be a positive integer")
     if retrier.get("JitterStrategy", "NONE") not in ("FULL", "NONE"):
         problems.append(f"{where}: JitterStrategy must be FULL or NONE")
     return problems
@@ -514,7 +509,8 @@ def _bounded(
         return []
     value = state[field]
     if not _int(value) or not low <= value <= high:
-        return [f"{where}: {field} must be an integer from {low} to {high}, not {value!r}"]
+        prefix = f"{where}: " if where else ""
+        return [f"{prefix}{field} must be an integer from {low} to {high}, not {value!r}"]
     return []
 
 

@@ -44,7 +44,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--template",
         type=Path,
         help="SAM template: fills ${Placeholders} from the state machine's DefinitionSubstitutions "
-        "and runs its Lambda functions in-process",
+        "and runs its Lambda functions in local execution environments",
     )
     run.add_argument(
         "--store",
