@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from cvpipe.asl import Engine, RealClock, TaskRequest, TokenError
+from cvpipe.asl import DefinitionError, Engine, RealClock, TaskRequest, TokenError
+from cvpipe.asl.validate import validate
 
 from .helpers import machine, registry
 
@@ -81,3 +82,38 @@ def test_without_heartbeats_the_task_fails_with_heartbeat_timeout() -> None:
     assert (result.status, result.error) == ("FAILED", "States.HeartbeatTimeout")
     assert result.history[-2].type == "TaskTimedOut"
     assert result.history[-2].details["error"] == "States.HeartbeatTimeout"
+
+
+def test_a_callback_task_must_pass_its_token_on() -> None:
+    # Step Functions refuses a .waitForTaskToken task whose Parameters do not reference $$.Task.Token.
+    state = callback_state()
+    state["Parameters"] = {"MessageBody": {"n.$": "$.n"}}
+    with pytest.raises(DefinitionError, match=r"reference \$\$\.Task\.Token in Parameters"):
+        validate(machine({"Ask": state}))
+    jsonata = {
+        "Type": "Task",
+        "Resource": "arn:aws:states:::sqs:sendMessage.waitForTaskToken",
+        "Arguments": {"MessageBody": "{% $states.context.Task.Token %}"},
+        "End": True,
+    }
+    validate(machine({"Ask": jsonata}, QueryLanguage="JSONata"))
+
+
+def test_a_jsonata_callback_task_reads_the_token_from_states_context() -> None:
+    received: list[str] = []
+
+    def send_message(request: TaskRequest) -> Any:
+        received.append(request.parameters["token"])
+        engine.send_task_success(request.parameters["token"], json.dumps({"ok": True}))
+        return {}
+
+    engine = Engine(registry({"arn:aws:states:::sqs:sendMessage": send_message}), RealClock())
+    state = {
+        "Type": "Task",
+        "Resource": "arn:aws:states:::sqs:sendMessage.waitForTaskToken",
+        "Arguments": {"token": "{% $states.context.Task.Token %}"},
+        "Output": "{% $states.result.ok %}",
+        "End": True,
+    }
+    result = engine.run(machine({"Ask": state}, QueryLanguage="JSONata"), {})
+    assert (result.status, result.output) == ("SUCCEEDED", True) and len(received[0]) > 100

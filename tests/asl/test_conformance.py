@@ -1660,3 +1660,38 @@ def test_creation_time_limits_name_the_field_and_the_limit(state: dict[str, Any]
     with pytest.raises(DefinitionError) as refused:
         validate(machine({"S": state}))
     assert any(found.startswith(problem) for found in refused.value.problems), refused.value.problems
+
+
+@pytest.mark.parametrize(
+    ("expression", "expected"),
+    [
+        # JSONata reference behaviours (docs.jsonata.org) that state machines rely on.
+        ("$states.input.orders.price", [10, 5]),  # a path maps over arrays
+        ("$states.input.one.price", 3),  # a one-item sequence is its item
+        ("$sum($states.input.orders.(price * qty))", 25),
+        ("$states.input.orders[price > 6].name", "lamp"),
+        ("$states.input.orders^(price).name", ["cup", "lamp"]),  # order-by
+        ("$count($states.input.orders) > 1 ? 'many' : 'few'", "many"),
+        ("$merge([{'a': 1}, {'b': 2}])", {"a": 1, "b": 2}),
+        ("$keys($states.input.one[0])", ["name", "price"]),
+        ("$lookup($states.input.one[0], 'name')", "pen"),
+        ("$exists($states.input.nothing)", False),
+        ("$join(['a', 'b'], '-') & $uppercase('c')", "a-bC"),
+        ("$split('a,b,c', ',')", ["a", "b", "c"]),
+        ("$states.input.orders{name: price}", {"lamp": 10, "cup": 5}),  # grouping into an object
+        ("$map($states.input.orders, function($o) { $o.name })", ["lamp", "cup"]),
+        ("($x := 2; $x * $x)", 4),
+        ("$string(3.5) & '/' & $string(true)", "3.5/true"),
+        ("$number('42') + 1", 43),
+        ("$contains('cross-validation', 'valid')", True),
+        ("$toMillis('1970-01-01T00:00:01.000Z')", 1000),
+        ("[1, 2, 3][$ != 2]", [1, 3]),
+    ],
+)
+def test_jsonata_reference_behaviours(expression: str, expected: Any) -> None:
+    data = {
+        "orders": [{"name": "lamp", "price": 10, "qty": 2}, {"name": "cup", "price": 5, "qty": 1}],
+        "one": [{"name": "pen", "price": 3}],
+    }
+    definition = machine({"P": pass_state(Output="{% " + expression + " %}")}, QueryLanguage="JSONata")
+    assert run(definition, data).output == expected

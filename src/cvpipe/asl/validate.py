@@ -31,7 +31,7 @@ from .expressions import (
 )
 from .intrinsics import is_intrinsic, parse_intrinsic
 from .paths import validate_path
-from .states import JSONATA, JSONPATH, parse_timestamp
+from .states import JSONATA, JSONPATH, WAIT_FOR_TASK_TOKEN, parse_timestamp
 
 COMMON = {"Type", "Comment", "QueryLanguage"}
 TRANSITION = {"Next", "End"}
@@ -524,7 +524,25 @@ def _check_task(where: str, state: dict[str, Any], names: set[str], language: st
     timeout, heartbeat = state.get("TimeoutSeconds"), state.get("HeartbeatSeconds")
     if _positive_int(timeout) and _positive_int(heartbeat) and heartbeat >= timeout:
         problems.append(f"{where}: HeartbeatSeconds must be smaller than TimeoutSeconds")
+    if str(state.get("Resource", "")).endswith(WAIT_FOR_TASK_TOKEN):
+        field, token = (
+            ("Arguments", "$states.context.Task.Token") if jsonata else ("Parameters", "$$.Task.Token")
+        )
+        if not any(token in text for text in _strings(state.get(field))):
+            problems.append(
+                f"{where}: a {WAIT_FOR_TASK_TOKEN} task must pass the task token on: reference {token} in {field}"
+            )
     return problems
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [text for item in value.values() for text in _strings(item)]
+    if isinstance(value, list):
+        return [text for item in value for text in _strings(item)]
+    return []
 
 
 def _check_choice(where: str, state: dict[str, Any], names: set[str], language: str) -> list[str]:
