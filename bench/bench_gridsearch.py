@@ -126,15 +126,20 @@ def timed(command: list[str], env: dict[str, str]) -> tuple[float, str]:
 
 
 def run_folder_bytes(run_dir: Path) -> tuple[int, int]:
-    """(bytes of file contents, bytes of disk space with directories) under ``run_dir``."""
+    """(bytes of file contents, bytes of disk space with directories) under ``run_dir``, counting
+    a file with several links (a job's input linked to the split's output) once, as du does."""
     content = disk = 0
+    seen = set()
     for folder, dirs, files in os.walk(run_dir):
-        for name in [*dirs, *files]:
+        for name in [".", *dirs, *files] if folder == str(run_dir) else [*dirs, *files]:
             stat = os.lstat(os.path.join(folder, name))
+            if (stat.st_dev, stat.st_ino) in seen:
+                continue
+            seen.add((stat.st_dev, stat.st_ino))
             disk += stat.st_blocks * 512
             if name in files:
                 content += stat.st_size
-    return content, disk + os.lstat(run_dir).st_blocks * 512
+    return content, disk
 
 
 @dataclass
@@ -161,9 +166,7 @@ def measure(workload: Workload, tmp: Path, workers: int, repeat: int) -> Result:
     input_file.write_text(json.dumps(cvpipe_input(workload, dataset, target)))
     script = tmp / f"{slug}.py"
     grid = workload.grid
-    script.write_text(
-        GRIDSEARCH % {"seed": SEED, "k": workload.k, "c": grid["C"], "gamma": grid["gamma"]}
-    )
+    script.write_text(GRIDSEARCH % {"seed": SEED, "k": workload.k, "c": grid["C"], "gamma": grid["gamma"]})
     home = tmp / "home"
     env = {**os.environ, "CVPIPE_HOME": str(home)}
     grid_command = [sys.executable, str(script), str(dataset), str(workers)]

@@ -47,7 +47,8 @@ def main(ml_root=Path("/opt/ml")):
     (ml_root / "model/meta").mkdir()
     (ml_root / "model/meta/info.json").write_text(json.dumps({
         "job": os.environ["TRAINING_JOB_NAME"], "config": hp,
-        "resources": json.loads((ml_root / "input/config/resourceconfig.json").read_text())}))
+        "resources": json.loads((ml_root / "input/config/resourceconfig.json").read_text()),
+        "channels": json.loads((ml_root / "input/config/inputdataconfig.json").read_text())}))
     (ml_root / "output/data/extra.txt").write_text("extra")
     return 0
 """
@@ -253,10 +254,12 @@ def test_training_job_runs_and_returns_describe_training_job(tasks, store, tmp_p
     assert info["job"] == name and info["config"] == {"mode": "ok", "cv_seed": "0"}
     assert info["resources"]["current_host"] == "algo-1" and info["resources"]["hosts"] == ["algo-1"]
     assert store.exists(model_uri.replace("model.tar.gz", "output.tar.gz"))
+    assert info["channels"]["train"]["TrainingInputMode"] == "File"
+    # Once the job completed, its folder keeps the description and the log, not the instance's volume.
     folder = tmp_path / "runs" / "exec" / "jobs" / name
-    channels = json.loads((folder / "input/config/inputdataconfig.json").read_text())
-    assert channels["train"]["TrainingInputMode"] == "File"
     assert json.loads((folder / "describe.json").read_text()) == result
+    assert "validation:score=0.875" in (folder / "job.log").read_text()
+    assert not any((folder / volume).exists() for volume in ("input", "model", "output/data"))
 
 
 def test_failure_reason_comes_from_the_failure_file(tasks) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from cvpipe.asl import StatesError, TaskRegistry, TaskRequest, VirtualClock
+from cvpipe.pipeline.history_file import read_history
 from cvpipe.pipeline.local import LocalPipeline
 
 from .conftest import IRIS, ROOT
@@ -42,8 +43,7 @@ def job_names(pipeline: LocalPipeline, execution: str) -> list[str]:
 
 
 def history(pipeline: LocalPipeline, execution: str) -> list[dict]:
-    lines = (pipeline.run_dir(execution) / "history.jsonl").read_text().splitlines()
-    return [json.loads(line) for line in lines]
+    return read_history(pipeline.run_dir(execution))
 
 
 def test_k_reaches_the_split_and_the_fold_map(pipeline: LocalPipeline) -> None:

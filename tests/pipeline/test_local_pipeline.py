@@ -22,6 +22,7 @@ from sklearn.svm import SVC
 
 from cvpipe.cli import main
 from cvpipe.errors import UserError
+from cvpipe.pipeline.history_file import HISTORY_FILE, read_history
 from cvpipe.pipeline.local import LocalPipeline
 from cvpipe.pipeline.run_command import print_summary
 
@@ -69,7 +70,7 @@ def test_runs_register_successive_versions(pipeline: LocalPipeline, home: Path, 
     assert listed[0]["cv_mean"] == pytest.approx(best["cv"]["mean"])
     # The run folder holds the folds, every job with its log, the history and the outcome.
     run_dir = Path(second.document()["run_dir"])
-    assert {"split", "jobs", "history.jsonl", "execution.json"} <= {p.name for p in run_dir.iterdir()}
+    assert {"split", "jobs", HISTORY_FILE, "execution.json"} <= {p.name for p in run_dir.iterdir()}
     assert json.loads((run_dir / "execution.json").read_text())["status"] == "SUCCEEDED"
 
 
@@ -156,10 +157,7 @@ def test_failing_candidate_is_reported_and_the_others_go_on(pipeline: LocalPipel
         r"failed +candidate 1 \{\"kernel\": \"banana\"\}: fold 0: .*'banana'", summary.getvalue()
     )
     # The jobs' FailureReason is in the execution history too.
-    events = [
-        json.loads(line)
-        for line in (Path(run.document()["run_dir"]) / "history.jsonl").read_text().splitlines()
-    ]
+    events = read_history(Path(run.document()["run_dir"]))
     job_failures = [
         e["taskFailedEventDetails"]
         for e in events

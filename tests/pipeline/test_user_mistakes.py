@@ -13,13 +13,14 @@ import pytest
 from cvpipe.asl import Execution
 from cvpipe.cli import main
 from cvpipe.errors import UserError
+from cvpipe.pipeline.history_file import HISTORY_FILE
 from cvpipe.pipeline.local import LocalPipeline, PipelineRun
 from cvpipe.pipeline.run_command import build_input, explain_failure
 
 from .conftest import IRIS, ROOT, package_count
 
 # What a run folder holds when the run stopped before any candidate was trained.
-REFUSED_RUN_FILES = {"history.jsonl", "execution.json", "functions.log"}
+REFUSED_RUN_FILES = {HISTORY_FILE, "execution.json", "functions.log"}
 
 
 def iris_input(**sections) -> dict:

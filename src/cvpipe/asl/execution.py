@@ -17,7 +17,7 @@ from typing import Any
 from .callbacks import TaskTokens
 from .clock import RealClock, VirtualClock
 from .distributed import MapRun, ObjectStorage
-from .history import Event, History, Trace, timestamp_text
+from .history import Event, History, Trace, text_details, timestamp_text, to_json_text
 from .tasks import TaskRegistry
 from .variables import Context, Variables
 
@@ -114,9 +114,22 @@ class Lane:
         self.scope = scope
         self.trace = trace
         self.variables = variables or Variables()
+        self._last_output: tuple[Any, str] | None = None
 
     def emit(self, event_type: str, details: dict[str, Any] | None = None) -> Event:
         return self.trace.emit(event_type, details)
+
+    def input_details(self, raw_input: Any, state_name: str) -> dict[str, Any]:
+        """``<Type>StateEntered`` details. A state's input is most often the output that the lane's
+        previous state has just recorded: its JSON text is reused (payloads are never mutated)."""
+        last = self._last_output
+        text = last[1] if last is not None and last[0] is raw_input else to_json_text(raw_input)
+        return text_details("input", text, name=state_name)
+
+    def output_details(self, output: Any, text: str, state_name: str) -> dict[str, Any]:
+        """``<Type>StateExited`` details, from the output's JSON text."""
+        self._last_output = (output, text)
+        return text_details("output", text, name=state_name)
 
     def fork(self, scope: Scope) -> Lane:
         """A lane for a Parallel branch or a Map iteration: it reads this lane's variables, and what

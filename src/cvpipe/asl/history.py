@@ -108,7 +108,12 @@ class Trace:
 
 def data_details(key: str, value: Any, **fields: Any) -> dict[str, Any]:
     """Details carrying a JSON payload (``input``/``output``/``parameters``) as text, untruncated."""
-    return {**fields, key: to_json_text(value), f"{key}Details": {"truncated": False}}
+    return text_details(key, to_json_text(value), **fields)
+
+
+def text_details(key: str, text: str, **fields: Any) -> dict[str, Any]:
+    """``data_details`` from the payload's JSON text, when the caller has it already."""
+    return {**fields, key: text, f"{key}Details": {"truncated": False}}
 
 
 def resource_details(resource: str) -> dict[str, str]:

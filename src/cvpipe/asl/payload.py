@@ -119,11 +119,24 @@ def payload_size(value: Any) -> int:
     return len(compact_json(value).encode("utf-8"))
 
 
-def check_payload_size(value: Any, limit: int = PAYLOAD_LIMIT) -> None:
-    """Raise ``StatesError(States.DataLimitExceeded)`` if ``value`` is larger than ``limit`` bytes."""
-    size = payload_size(value)
+def checked_json_text(value: Any, limit: int = PAYLOAD_LIMIT) -> str:
+    """``value``'s compact JSON text, once checked against ``limit``: a state measures a payload and
+    records it in the history with one encoding."""
+    text = compact_json(value)
+    check_text_size(text, limit)
+    return text
+
+
+def check_text_size(text: str, limit: int = PAYLOAD_LIMIT) -> None:
+    """Raise ``StatesError(States.DataLimitExceeded)`` if the JSON ``text`` is larger than ``limit`` bytes."""
+    size = len(text.encode("utf-8"))
     if size > limit:
         raise StatesError(
             DATA_LIMIT_EXCEEDED,
             f"The payload is {size} bytes, which exceeds the maximum of {limit} bytes.",
         )
+
+
+def check_payload_size(value: Any, limit: int = PAYLOAD_LIMIT) -> None:
+    """Raise ``StatesError(States.DataLimitExceeded)`` if ``value`` is larger than ``limit`` bytes."""
+    check_text_size(compact_json(value), limit)

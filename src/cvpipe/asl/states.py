@@ -44,14 +44,17 @@ from .history import (
     Trace,
     data_details,
     resource_details,
+    text_details,
     timestamp_text,
     to_json_text,
 )
 from .intrinsics import evaluate_intrinsic, is_intrinsic
-from .paths import get_path
+from .paths import compact_json, get_path
 from .payload import (
     apply_template,
     check_payload_size,
+    check_text_size,
+    checked_json_text,
     fill_parameters,
     place_result,
     process_input,
@@ -122,10 +125,10 @@ class State:
 
     def run(self, lane: Lane, raw_input: Any) -> tuple[Any, str | None]:
         """Enter the state with ``raw_input``; its output and the next state's name (None: the end)."""
-        entered = lane.emit(f"{self.type}StateEntered", data_details("input", raw_input, name=self.name))
+        entered = lane.emit(f"{self.type}StateEntered", lane.input_details(raw_input, self.name))
         try:
             output, next_name = self.execute(lane, raw_input, entered.timestamp)
-            check_payload_size(output)
+            output_text = checked_json_text(output)
         except Cancelled:
             if self.abortable:
                 lane.emit(f"{self.type}StateAborted")
@@ -136,7 +139,7 @@ class State:
             ):
                 raise StateRuntimeError(failure.error, self.name, entered.id, failure.cause) from failure
             raise
-        lane.emit(f"{self.type}StateExited", data_details("output", output, name=self.name))
+        lane.emit(f"{self.type}StateExited", lane.output_details(output, output_text, self.name))
         return output, next_name
 
     def execute(self, lane: Lane, raw_input: Any, entered: datetime) -> tuple[Any, str | None]:
@@ -412,7 +415,6 @@ class Task(Recoverable):
                 timeout = self._seconds("TimeoutSeconds", selected, context)
                 heartbeat = self._seconds("HeartbeatSeconds", selected, context)
                 parameters = fill_parameters(self.spec, selected, context)
-            check_payload_size(parameters)
             result = self._invoke(lane, parameters, context, timeout, heartbeat, wake, waiting)
         finally:
             if waiting is not None:
@@ -446,10 +448,11 @@ class Task(Recoverable):
         resource = self.spec["Resource"]
         handler = lane.run.tasks.resolve(resource.removesuffix(WAIT_FOR_TASK_TOKEN))
         described = resource_details(resource)
+        parameters_text = checked_json_text(parameters)
         scheduled: dict[str, Any] = {
             **described,
             "region": lane.run.region,
-            "parameters": to_json_text(parameters),
+            "parameters": parameters_text,
         }
         if timeout is not None:
             scheduled["timeoutInSeconds"] = timeout
@@ -462,7 +465,7 @@ class Task(Recoverable):
 
         request = TaskRequest(
             resource,
-            copy.deepcopy(parameters),
+            json.loads(parameters_text),  # the handler's own copy
             copy.deepcopy(dict(context)),
             timeout,
             emit=emit,
@@ -506,17 +509,17 @@ class Task(Recoverable):
                 if "result" in outcome and timeout is not None and outcome["slept"] > timeout:
                     raise StatesError(TIMEOUT, f"the task did not finish within {timeout} seconds")
                 if waiting is None and "result" in outcome:
-                    result = json_copy(outcome["result"], f"the result of {resource}")
+                    result_text = json_text(outcome["result"], f"the result of {resource}")
                     break
                 if waiting is not None and "result" in outcome and not submitted:
                     submitted = True
-                    output = json_copy(outcome["result"], f"the result of {resource}")
-                    lane.emit("TaskSubmitted", {**described, **data_details("output", output)})
+                    output = json_text(outcome["result"], f"the result of {resource}")
+                    lane.emit("TaskSubmitted", {**described, **text_details("output", output)})
                 if waiting is not None and waiting.outcome is not None and submitted:
                     kind, value, cause = waiting.outcome
                     if kind == "failure":
                         raise StatesError(value, cause)
-                    result = value
+                    result_text = json_text(value, "the task's output")
                     break
                 if timeout is not None and now >= started + timeout:
                     raise StatesError(TIMEOUT, f"the task did not finish within {timeout} seconds")
@@ -525,7 +528,7 @@ class Task(Recoverable):
                         HEARTBEAT_TIMEOUT,
                         f"no heartbeat was received within {heartbeat} seconds",
                     )
-            check_payload_size(result)
+            check_text_size(result_text)
         except StatesError as failure:
             request.cancelled.set()
             kind = "TaskTimedOut" if failure.error in (TIMEOUT, HEARTBEAT_TIMEOUT) else "TaskFailed"
@@ -533,8 +536,8 @@ class Task(Recoverable):
             raise
         finally:
             detach()
-        lane.emit("TaskSucceeded", {**described, **data_details("output", result)})
-        return result
+        lane.emit("TaskSucceeded", {**described, **text_details("output", result_text)})
+        return json.loads(result_text)  # detached from whatever the handler keeps
 
 
 def as_states_error(exc: BaseException) -> StatesError:
@@ -545,10 +548,10 @@ def as_states_error(exc: BaseException) -> StatesError:
     return StatesError(TASK_FAILED, f"{type(exc).__name__}: {message}" if message else type(exc).__name__)
 
 
-def json_copy(value: Any, what: str) -> Any:
-    """A detached, JSON-only copy of ``value``."""
+def json_text(value: Any, what: str) -> str:
+    """``value``'s compact JSON text; States.Runtime if it is not JSON."""
     try:
-        return json.loads(json.dumps(value))
+        return compact_json(value)
     except (TypeError, ValueError) as exc:
         raise StatesError(RUNTIME, f"{what} is not JSON: {exc}") from exc
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import shutil
 import tarfile
 import threading
 import time
@@ -88,6 +89,7 @@ class _Job(ABC):
     noun: str  # TrainingJob: the prefix of Name, Arn, Status in requests and descriptions
     arn_type: str  # training-job
     spec_field: str  # the request field with ContainerEntrypoint
+    volume: tuple[str, ...] = ()  # the job folder's container-only parts, removed once it completed
     default_program: str | None
     program: str  # set by check()
 
@@ -171,7 +173,12 @@ class _Job(ABC):
         except OSError as exc:
             status, reason = "Failed", f"ClientError: moving job data failed: {exc}"
         description = self.describe(status, reason, started, time.time(), stop_kind)
-        (self.folder / "describe.json").write_text(json.dumps(description, indent=1))
+        (self.folder / "describe.json").write_text(json.dumps(description, separators=(",", ":")))
+        if status == "Completed":
+            # As SageMaker discards the instance's volume: what the job produced is in the store,
+            # what it was given is in the description. A failed job's folder stays for diagnosis.
+            for volume in self.volume:
+                shutil.rmtree(self.folder / volume, ignore_errors=True)
         return description
 
     def _result(self, outcome: JobOutcome, max_runtime: float) -> tuple[str, str | None, str | None]:
@@ -207,6 +214,7 @@ class _TrainingJob(_Job):
     operation, noun, arn_type = "CreateTrainingJob", "TrainingJob", "training-job"
     spec_field = "AlgorithmSpecification"
     default_program = "train"
+    volume = ("input", "model", "output/data")  # output/ keeps the uploaded model.tar.gz, output.tar.gz
 
     def check(self, programs: dict[str, str]) -> None:
         super().check(programs)

@@ -3,17 +3,17 @@ container entrypoints as local jobs, a local object store and a local model regi
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import secrets
 import sqlite3
-import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from ..asl import Engine, Event, ExecutionResult, RealClock, TaskRegistry
 from ..errors import UserError
@@ -27,6 +27,7 @@ from ..integrations.template import Template, TemplateError, bucket_name, state_
 from ..stdio import stdout_to
 from . import contract
 from .contract import DEFINITION, TEMPLATE
+from .history_file import HISTORY_FILE, HistoryWriter
 
 CONTAINERS = "containers"
 ARTIFACT_BUCKET = "ArtifactBucket"
@@ -117,23 +118,22 @@ KEPT = {
 
 @dataclass
 class _RunRecorder:
-    """Streams the history to a ``history.jsonl`` stream and keeps what a failed run still reports."""
+    """Streams the history to the run's history file and keeps what a failed run still reports."""
 
-    history: TextIO
+    history: HistoryWriter
     forward: Callable[[Event], None] | None
     tuning: dict[str, Any] | None = None
     config: dict[str, Any] | None = None
-    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __call__(self, event: Event) -> None:
-        with self._lock:
-            if self.history.closed:  # from a handler thread abandoned when the run was stopped
-                return
-            self.history.write(json.dumps(event.to_json()) + "\n")
-            key = KEPT.get((event.type, event.details.get("name")))
-            if key:
-                output = event.details["output"]
-                setattr(self, key, (json.loads(output) if isinstance(output, str) else output)[key])
+        # Called in event order, under the history's lock.
+        if self.history.closed:  # from a handler thread abandoned when the run was stopped
+            return
+        self.history.append(event)
+        key = KEPT.get((event.type, event.details.get("name")))
+        if key:
+            output = event.details["output"]
+            setattr(self, key, (json.loads(output) if isinstance(output, str) else output)[key])
         if self.forward:
             self.forward(event)
 
@@ -233,8 +233,9 @@ class LocalPipeline:
         staged = self.stage_dataset(execution_input)
         run_dir.mkdir(parents=True)
         # What the functions print (logs, EMF metrics) is what CloudWatch Logs would hold.
+        history = HistoryWriter(run_dir / HISTORY_FILE)
         with (
-            (run_dir / "history.jsonl").open("w") as history,
+            contextlib.closing(history),
             (run_dir / "functions.log").open("ab") as log,
             stdout_to(log.fileno()),
         ):

@@ -1,0 +1,81 @@
+"""A run's execution history on disk: ``history.jsonl.gz``.
+
+One event per line, exactly as GetExecutionHistory returns it (``id``, ``type``, ``timestamp``,
+``previousEventId`` and the ``...EventDetails`` object), gzip-compressed: the events repeat large
+documents (a state's output is the next state's input, every fold job's request and description
+look alike), so the file takes about a twentieth of the plain text. ``zcat history.jsonl.gz``
+shows it as text.
+
+The writer encodes and compresses on a thread of its own, so that the lanes of the execution, which
+emit events under the history's lock, never wait for JSON encoding, compression or the disk. It
+flushes the compressed stream after each batch of events: a run cut short (a crash, a kill) leaves
+a file that ``read_history`` reads up to the last event written.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import queue
+import threading
+import zlib
+from pathlib import Path
+from typing import Any
+
+from ..asl import Event
+
+HISTORY_FILE = "history.jsonl.gz"
+
+
+class HistoryWriter:
+    """Appends events to ``path`` in the background; ``close`` writes what is queued and ends."""
+
+    def __init__(self, path: Path) -> None:
+        self._file = gzip.open(path, "wb", compresslevel=6)  # noqa: SIM115  # closed by close()
+        self._queue: queue.SimpleQueue[Event | None] = queue.SimpleQueue()
+        self._closed = False
+        self._thread = threading.Thread(target=self._write, name="history-writer", daemon=True)
+        self._thread.start()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def append(self, event: Event) -> None:
+        if not self._closed:
+            self._queue.put(event)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put(None)
+        self._thread.join()
+        self._file.close()
+
+    def _write(self) -> None:
+        while True:
+            batch = [self._queue.get()]
+            while not self._queue.empty():
+                batch.append(self._queue.get())
+            events = [event for event in batch if event is not None]
+            if events:
+                lines = "".join(json.dumps(event.to_json()) + "\n" for event in events)
+                self._file.write(lines.encode())
+                self._file.flush(zlib.Z_SYNC_FLUSH)
+            if len(events) < len(batch):
+                return
+
+
+def read_history(run_dir: Path) -> list[dict[str, Any]]:
+    """The events of a run's history, in id order; for a run cut short, those written before the cut."""
+    events = []
+    try:
+        with gzip.open(Path(run_dir) / HISTORY_FILE, "rt", encoding="utf-8") as file:
+            for line in file:
+                if not line.endswith("\n"):
+                    break  # the last line was being written when the run was cut short
+                events.append(json.loads(line))
+    except (EOFError, zlib.error):
+        pass  # the end of the stream is missing: the run was cut short
+    return events
