@@ -31,7 +31,7 @@ from sklearn.metrics import get_scorer
 
 from cvjobs.data import HOLDOUT, HOLDOUT_FOLD, fold_masks, load_split_cached, resolve_metric, score
 from cvjobs.estimators import SCALERS, make_estimator, make_pipeline, resolve_estimator
-from cvjobs.job import UserError, json_bytes, publish, quote_names, run_job
+from cvjobs.job import Content, UserError, json_bytes, publish, quote_names, run_job
 
 CONTROL_KEYS = ("cv_estimator", "cv_metric", "cv_scaler", "cv_seed", "cv_fold", "cv_train_score")
 
@@ -211,7 +211,7 @@ def _train(ml_root: Path) -> None:
             "numpy": np.__version__,
         },
     }
-    model_files = {"metadata.json": json_bytes(metadata)}
+    model_files: dict[str, Content] = {"metadata.json": json_bytes(metadata)}
     if config.fold is None:
         model_files["model.joblib"] = lambda stream: joblib.dump(pipeline, stream)
     publish(ml_root / "model", model_files)

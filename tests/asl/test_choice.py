@@ -3,6 +3,8 @@ import pytest
 from cvpipe.asl.choice import evaluate_rule, next_state, validate_rule
 from cvpipe.asl.errors import NO_CHOICE_MATCHED, RUNTIME, StatesError
 
+pytestmark = pytest.mark.unit
+
 # (operator, operand written in the rule, value the Variable selects, expected result)
 COMPARISONS = [
     ("StringEquals", "abc", "abc", True),

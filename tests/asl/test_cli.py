@@ -12,6 +12,8 @@ import pytest
 
 from cvpipe.commands import asl
 
+pytestmark = pytest.mark.integration
+
 # Only the `asl` command is wired here, so these tests do not depend on the other commands' modules.
 LAUNCHER = """
 import argparse, sys

@@ -18,6 +18,8 @@ from cvpipe.asl.validate import validate
 
 from .helpers import machine, registry, run, types
 
+pytestmark = pytest.mark.unit
+
 
 def pass_state(**fields: Any) -> dict[str, Any]:
     return {"Type": "Pass", "End": True, **fields}
@@ -970,7 +972,10 @@ def test_every_valid_construct_is_accepted() -> None:
         "Done": {"Type": "Succeed", "Comment": "c"},
         "Failed": {"Type": "Fail", "Comment": "c", "Error": "E", "Cause": "C"},
     }
-    validate(machine(states, Comment="top", Version="1.0", QueryLanguage="JSONPath", TimeoutSeconds=60))
+    definition = machine(states, Comment="top", Version="1.0", QueryLanguage="JSONPath", TimeoutSeconds=60)
+    validate(definition)
+    result = run(definition, {"a": 1}, {"r": lambda request: "done"})
+    assert (result.status, result.output) == ("SUCCEEDED", "done"), result.cause
 
 
 # --- History and the engine ---------------------------------------------------------------------

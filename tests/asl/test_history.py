@@ -12,6 +12,8 @@ from cvpipe.asl import Engine, Event, StatesError, VirtualClock
 
 from .helpers import machine, registry, run, types
 
+pytestmark = pytest.mark.unit
+
 
 def test_task_execution_history_sequence_and_shapes() -> None:
     streamed: list[Event] = []

@@ -15,6 +15,8 @@ from cvpipe.asl.intrinsics import (
     parse_intrinsic,
 )
 
+pytestmark = pytest.mark.unit
+
 
 def run(expr, data=None, context=None):
     return evaluate_intrinsic(expr, {} if data is None else data, context)

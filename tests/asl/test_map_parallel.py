@@ -6,9 +6,13 @@ import threading
 import time
 from typing import Any
 
+import pytest
+
 from cvpipe.asl import StatesError
 
 from .helpers import machine, run, types
+
+pytestmark = pytest.mark.unit
 
 BARRIER_TIMEOUT = 5
 

@@ -20,6 +20,8 @@ import pytest
 
 from cvpipe.asl import Engine, TaskRegistry, VirtualClock
 
+pytestmark = pytest.mark.integration
+
 boto3 = pytest.importorskip("boto3")
 moto = pytest.importorskip("moto")
 pytest.importorskip("antlr4", reason="moto's ASL parser needs antlr4-python3-runtime (moto[stepfunctions])")

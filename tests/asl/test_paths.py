@@ -5,6 +5,8 @@ import pytest
 from cvpipe.asl.errors import RESULT_PATH_MATCH_FAILURE, RUNTIME, StatesError
 from cvpipe.asl.paths import compact_json, get_path, path_exists, set_path, validate_path
 
+pytestmark = pytest.mark.unit
+
 STORE = {
     "store": {
         "book": [

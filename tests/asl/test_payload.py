@@ -17,6 +17,8 @@ from cvpipe.asl.payload import (
     process_output,
 )
 
+pytestmark = pytest.mark.unit
+
 
 def runtime_error(call, *args) -> str:
     with pytest.raises(StatesError) as raised:

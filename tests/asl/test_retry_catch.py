@@ -11,6 +11,8 @@ from cvpipe.asl import StatesError, VirtualClock
 
 from .helpers import machine, run, types
 
+pytestmark = pytest.mark.unit
+
 
 class Flaky:
     """Fails with ``error`` the first ``failures`` times; records RetryCount on every attempt."""

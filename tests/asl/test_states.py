@@ -11,6 +11,8 @@ from cvpipe.asl import Engine, StatesError, VirtualClock
 
 from .helpers import machine, registry, run
 
+pytestmark = pytest.mark.unit
+
 
 def test_pass_result_and_result_path_merge_into_the_raw_input() -> None:
     result = run(

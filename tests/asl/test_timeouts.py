@@ -6,9 +6,13 @@ import threading
 import time
 from typing import Any
 
+import pytest
+
 from cvpipe.asl import Engine, VirtualClock
 
 from .helpers import machine, registry, run, types
+
+pytestmark = pytest.mark.unit
 
 PATIENCE = 5
 

@@ -6,10 +6,12 @@ from typing import Any
 
 import pytest
 
-from cvpipe.asl import DefinitionError, Engine, TaskRegistry
+from cvpipe.asl import DefinitionError, Engine, StatesError, TaskRegistry, TaskRequest
 from cvpipe.asl.validate import validate
 
-from .helpers import machine
+from .helpers import machine, run
+
+pytestmark = pytest.mark.unit
 
 
 def problems(definition: Any) -> list[str]:
@@ -19,41 +21,43 @@ def problems(definition: Any) -> list[str]:
 
 
 def test_a_valid_definition_passes() -> None:
-    validate(
-        machine(
-            {
-                "Choose": {
-                    "Type": "Choice",
-                    "Choices": [{"Variable": "$.x", "IsPresent": True, "Next": "Work"}],
-                    "Default": "Done",
-                },
-                "Work": {
-                    "Type": "Task",
-                    "Resource": "r",
-                    "Parameters": {
-                        "a.$": "$.x",
-                        "b.$": "States.Format('{}', $.x)",
-                        "c": [{"d.$": "$$.Execution.Id"}],
-                    },
-                    "Retry": [
-                        {
-                            "ErrorEquals": ["X"],
-                            "IntervalSeconds": 2,
-                            "MaxAttempts": 0,
-                            "BackoffRate": 1.5,
-                            "MaxDelaySeconds": 9,
-                            "JitterStrategy": "FULL",
-                        }
-                    ],
-                    "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "Done"}],
-                    "Next": "Done",
-                },
-                "Done": {"Type": "Succeed"},
+    definition = machine(
+        {
+            "Choose": {
+                "Type": "Choice",
+                "Choices": [{"Variable": "$.x", "IsPresent": True, "Next": "Work"}],
+                "Default": "Done",
             },
-            TimeoutSeconds=60,
-            Comment="ok",
-        )
+            "Work": {
+                "Type": "Task",
+                "Resource": "r",
+                "Parameters": {
+                    "a.$": "$.x",
+                    "b.$": "States.Format('{}', $.x)",
+                    "c": [{"d.$": "$$.Execution.Id"}],
+                },
+                "Retry": [
+                    {
+                        "ErrorEquals": ["X"],
+                        "IntervalSeconds": 2,
+                        "MaxAttempts": 0,
+                        "BackoffRate": 1.5,
+                        "MaxDelaySeconds": 9,
+                        "JitterStrategy": "FULL",
+                    }
+                ],
+                "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "Done"}],
+                "Next": "Done",
+            },
+            "Done": {"Type": "Succeed"},
+        },
+        TimeoutSeconds=60,
+        Comment="ok",
     )
+    validate(definition)
+    result = run(definition, {"x": 7}, {"r": lambda request: request.parameters})
+    assert result.status == "SUCCEEDED", result.cause
+    assert (result.output["a"], result.output["b"]) == (7, "7")
 
 
 def test_missing_start_at_and_states() -> None:
@@ -268,19 +272,23 @@ def test_state_problems(state: dict, expected: str) -> None:
 
 
 def test_catch_targets_count_as_reachable() -> None:
-    validate(
-        machine(
-            {
-                "T": {
-                    "Type": "Task",
-                    "Resource": "r",
-                    "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "Recover"}],
-                    "End": True,
-                },
-                "Recover": {"Type": "Succeed"},
-            }
-        )
+    definition = machine(
+        {
+            "T": {
+                "Type": "Task",
+                "Resource": "r",
+                "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "Recover"}],
+                "End": True,
+            },
+            "Recover": {"Type": "Succeed"},
+        }
     )
+    validate(definition)
+
+    def fail(request: TaskRequest) -> None:
+        raise StatesError("Boom", "caught")
+
+    assert run(definition, {}, {"r": fail}).status == "SUCCEEDED"  # only through Recover
 
 
 def test_parallel_branches_are_validated_recursively_and_names_must_be_unique() -> None:

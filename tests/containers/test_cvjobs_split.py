@@ -13,6 +13,8 @@ from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
 
 from cvjobs import split
 
+pytestmark = pytest.mark.unit
+
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 SPLIT_OUTPUTS = ["X.npy", "folds.npy", "manifest.json", "y.npy"]
 
@@ -298,7 +300,7 @@ def test_holdout_that_stratification_or_the_folds_cannot_take(jobs, capsys, iris
 
 
 def test_known_parameters_pass(jobs):
-    jobs.split_iris(CV_PARAMS="C,gamma,kernel,random_state")
+    assert jobs.split_iris(CV_PARAMS="C,gamma,kernel,random_state").code == 0
 
 
 def test_text_labels_with_a_binary_metric_say_which_class_is_positive(jobs, capsys, iris_table):

@@ -18,6 +18,8 @@ from sklearn.svm import SVC
 from cvjobs import data, estimators, split, train
 from cvjobs.job import UserError
 
+pytestmark = pytest.mark.unit
+
 SVC_HYPERPARAMETERS = {
     "cv_estimator": "SVC",
     "cv_metric": "accuracy",

@@ -4,6 +4,8 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
+pytestmark = pytest.mark.unit
+
 CONFIG = {"tuning": {"max_candidates": 6, "batch_size": 3}, "run": {"execution": "exec-1"}}
 
 

@@ -5,6 +5,8 @@ import unicodedata
 
 import pytest
 
+pytestmark = pytest.mark.unit
+
 BEST = {
     "id": 3,
     "params": {"C": 1.0, "kernel": "rbf", "class_weight": None},

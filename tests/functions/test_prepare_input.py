@@ -6,6 +6,8 @@ from pathlib import Path
 import pytest
 from sklearn.metrics import get_scorer_names
 
+pytestmark = pytest.mark.unit
+
 SCHEMA_FILE = Path(__file__).resolve().parents[2] / "schemas" / "execution-input.schema.json"
 MINIMAL = {"dataset": {"uri": "s3://cvpipe-data/iris.csv", "target": "species"}}
 

@@ -4,6 +4,8 @@ import math
 
 import pytest
 
+pytestmark = pytest.mark.unit
+
 SPACE = {
     "kernel": {"values": ["linear", "rbf"]},
     "C": {"type": "float", "low": 0.01, "high": 1, "log": True, "steps": 3},

@@ -14,6 +14,8 @@ import pytest
 from cvpipe.integrations import jobs
 from cvpipe.integrations.jobs import JobPool, programs_from_pyproject
 
+pytestmark = pytest.mark.integration
+
 PROGRAMS = {
     # Records what the job saw, and tries to leak state into the next job on the same worker.
     "probe": """

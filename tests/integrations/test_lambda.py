@@ -15,6 +15,8 @@ from cvpipe.asl import Engine, ExecutionResult, TaskRegistry, VirtualClock
 from cvpipe.integrations.lambda_ import register_lambda
 from cvpipe.integrations.template import Template
 
+pytestmark = pytest.mark.integration
+
 TEMPLATE = """\
 Transform: AWS::Serverless-2016-10-31
 Globals:

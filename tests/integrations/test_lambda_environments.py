@@ -4,7 +4,6 @@ sent back from a handler through boto3."""
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from textwrap import dedent
 from typing import Any
@@ -26,6 +25,12 @@ Resources:
       CodeUri: functions/sleeper
       Handler: app.lambda_handler
       Timeout: 4
+  Gatherer:
+    Type: AWS::Serverless::Function
+    Properties:
+      CodeUri: functions/gatherer
+      Handler: app.lambda_handler
+      Timeout: 60
   Answerer:
     Type: AWS::Serverless::Function
     Properties:
@@ -41,6 +46,19 @@ FILES = {
         def lambda_handler(event, context):
             time.sleep(event["seconds"])
             return {"pid": os.getpid(), "slept": event["seconds"]}
+    """,
+    "functions/gatherer/app.py": """
+        import os
+        import time
+        from pathlib import Path
+
+        def lambda_handler(event, context):
+            # Returns once `count` invocations have arrived: run one after another, the first waits
+            # until its Timeout.
+            Path(event["room"], str(os.getpid())).touch()
+            while len(os.listdir(event["room"])) < event["count"]:
+                time.sleep(0.01)
+            return {"pid": os.getpid()}
     """,
     "functions/answerer/app.py": """
         import json
@@ -93,22 +111,26 @@ def sleeper(seconds: float, timeout: int, name: str = "Sleep") -> dict[str, Any]
     }
 
 
-def test_lambda_tasks_of_a_parallel_run_at_the_same_time(engine: Engine) -> None:
-    # Three 2 s invocations under TimeoutSeconds 3: run one after another, the third would time out
-    # (and the whole would take at least 6 s).
-    def parallel(seconds: float, timeout: int) -> dict[str, Any]:
-        branches = [sleeper(seconds, timeout, f"Sleep {i}") for i in range(3)]
-        return {"StartAt": "P", "States": {"P": {"Type": "Parallel", "Branches": branches, "End": True}}}
+def test_lambda_tasks_of_a_parallel_run_at_the_same_time(engine: Engine, tmp_path: Path) -> None:
+    # Each invocation waits for the other two to arrive: they can only all succeed if they overlap.
+    room = tmp_path / "room"
+    room.mkdir()
 
-    # Three warm environments first, so that cold starts on a busy machine do not count.
-    assert engine.run(parallel(1, 60), {}).status == "SUCCEEDED"
-    definition = parallel(2, 3)
-    started = time.monotonic()
+    def gather(name: str) -> dict[str, Any]:
+        task = {
+            "Type": "Task",
+            "Resource": "arn:aws:states:::lambda:invoke",
+            "Parameters": {"FunctionName": "Gatherer", "Payload": {"room": str(room), "count": 3}},
+            "ResultSelector": {"pid.$": "$.Payload.pid"},
+            "End": True,
+        }
+        return {"StartAt": name, "States": {name: task}}
+
+    branches = [gather(f"Gather {i}") for i in range(3)]
+    definition = {"StartAt": "P", "States": {"P": {"Type": "Parallel", "Branches": branches, "End": True}}}
     result = engine.run(definition, {})
-    elapsed = time.monotonic() - started
     assert result.status == "SUCCEEDED", result.cause
     assert len({branch["pid"] for branch in result.output}) == 3  # an environment per invocation
-    assert elapsed < 5.5
 
 
 def test_map_iterations_reuse_warm_environments(engine: Engine) -> None:

@@ -18,6 +18,8 @@ from cvpipe.integrations.registry import LocalModelRegistry, register_registry
 from cvpipe.integrations.sagemaker_api import service_model
 from cvpipe.integrations.store import LocalObjectStore
 
+pytestmark = pytest.mark.integration
+
 BUCKET = "cvpipe-local-artifacts"
 MODEL = f"s3://{BUCKET}/runs/exec/final/output/model.tar.gz"
 STATISTICS = f"s3://{BUCKET}/runs/exec/statistics.json"

@@ -23,6 +23,8 @@ from cvpipe.integrations.sagemaker import final_metrics, register_sagemaker
 from cvpipe.integrations.sagemaker_api import service_model
 from cvpipe.integrations.store import LocalObjectStore
 
+pytestmark = pytest.mark.integration
+
 BUCKET = "cvpipe-local-artifacts"
 TRAIN = """
 import json, os, sys, time

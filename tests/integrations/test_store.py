@@ -13,6 +13,8 @@ from cvpipe.asl.errors import StatesError
 from cvpipe.asl.tasks import TaskRegistry, TaskRequest
 from cvpipe.integrations.store import DEFAULT_CONTENT_TYPE, LocalObjectStore, register_s3
 
+pytestmark = pytest.mark.unit
+
 B = "s3://cvpipe-local-artifacts"
 
 

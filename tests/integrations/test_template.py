@@ -14,6 +14,8 @@ from cvpipe.integrations.template import (
     substitute,
 )
 
+pytestmark = pytest.mark.unit
+
 TEMPLATE = """\
 AWSTemplateFormatVersion: '2010-09-09'
 Transform: AWS::Serverless-2016-10-31

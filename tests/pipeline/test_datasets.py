@@ -18,6 +18,8 @@ from sklearn.preprocessing import StandardScaler
 
 from cvpipe.pipeline.local import LocalPipeline
 
+pytestmark = pytest.mark.e2e
+
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:

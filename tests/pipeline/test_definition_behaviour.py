@@ -17,6 +17,8 @@ from cvpipe.pipeline.local import LocalPipeline
 
 from .conftest import IRIS, ROOT
 
+pytestmark = pytest.mark.integration
+
 JOB_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 FOLD_JOB = re.compile(r"^cv-[0-9a-f]{10}-c(?P<candidate>\d+)-f(?P<fold>\d+)-a\d+$")
 TRAIN = "arn:aws:states:::sagemaker:createTrainingJob.sync"

@@ -28,6 +28,8 @@ from cvpipe.pipeline.run_command import print_summary
 
 from .conftest import IRIS, ROOT, package_count
 
+pytestmark = pytest.mark.e2e
+
 
 def iris_input(**overrides) -> dict:
     document = {
@@ -196,11 +198,6 @@ def test_missing_dataset_file_is_a_user_error_before_anything_runs(
             iris_input(dataset={"uri": str(tmp_path / "nope.csv"), "target": "species"}), name="no-file"
         )
     assert not pipeline.run_dir("no-file").exists()
-
-
-def test_execution_names_are_not_reused(pipeline: LocalPipeline) -> None:
-    with pytest.raises(UserError, match="taken"):
-        pipeline.run(iris_input(), name="versions-1")
 
 
 def test_cli_json_output(home: Path) -> None:

@@ -19,6 +19,8 @@ from cvpipe.pipeline.run_command import build_input, explain_failure
 
 from .conftest import IRIS, ROOT, package_count
 
+pytestmark = pytest.mark.e2e
+
 # What a run folder holds when the run stopped before any candidate was trained.
 REFUSED_RUN_FILES = {HISTORY_FILE, "execution.json", "functions.log"}
 
@@ -288,5 +290,10 @@ def test_cli_argument_mistakes_exit_2(
 
 
 def test_execution_names_are_not_reused(pipeline: LocalPipeline) -> None:
-    with pytest.raises(UserError, match="execution name 'no-baseline' is taken"):
-        pipeline.run(iris_input(), name="no-baseline")
+    first = pipeline.run(iris_input(baseline=1.01), name="reused-name")  # refused at once: above any score
+    history = (pipeline.run_dir("reused-name") / "history.jsonl").read_bytes()
+
+    with pytest.raises(UserError, match="execution name 'reused-name' is taken"):
+        pipeline.run(iris_input(), name="reused-name")
+    assert first.status == "FAILED"
+    assert (pipeline.run_dir("reused-name") / "history.jsonl").read_bytes() == history  # left as it was

@@ -20,6 +20,8 @@ from botocore.validate import validate_parameters
 
 from cvpipe.integrations.template import Template, state_machine_for, substitute
 
+pytestmark = pytest.mark.unit
+
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"
 DEFINITIONS = sorted((ROOT / "statemachine").glob("*.asl.json"))

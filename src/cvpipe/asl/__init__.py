@@ -29,10 +29,12 @@ from .clock import RealClock, VirtualClock
 from .distributed import ObjectStorage
 from .engine import Engine, Execution, ExecutionResult
 from .errors import DefinitionError, StatesError
+from .execution import Clock
 from .history import Event
 from .tasks import TaskRegistry, TaskRequest
 
 __all__ = [
+    "Clock",
     "DefinitionError",
     "Engine",
     "Event",

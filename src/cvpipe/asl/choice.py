@@ -103,14 +103,14 @@ def _wildcard(pattern: str) -> re.Pattern[str]:
     return re.compile("".join(parts), re.DOTALL)
 
 
-def _operator_of(rule: dict) -> str:
+def _operator_of(rule: dict[str, Any]) -> str:
     found = [key for key in rule if key in _OPERATORS]
     if len(found) != 1:
         raise StatesError(RUNTIME, f"a Choice rule needs exactly one operator, found {found or 'none'}")
     return found[0]
 
 
-def _resolve(path: str, data: Any, context: dict | None) -> Any:
+def _resolve(path: str, data: Any, context: dict[str, Any] | None) -> Any:
     try:
         return get_path(path, data, context)
     except StatesError:
@@ -119,7 +119,7 @@ def _resolve(path: str, data: Any, context: dict | None) -> Any:
         ) from None
 
 
-def evaluate_rule(rule: dict, data: Any, context: dict | None = None) -> bool:
+def evaluate_rule(rule: dict[str, Any], data: Any, context: dict[str, Any] | None = None) -> bool:
     """Whether a Choice rule (top-level or nested) holds for ``data``."""
     name = _operator_of(rule)
     if name == "And":
@@ -130,10 +130,10 @@ def evaluate_rule(rule: dict, data: Any, context: dict | None = None) -> bool:
         return not evaluate_rule(rule["Not"], data, context)
     variable, operand = rule["Variable"], rule[name]
     if name == "IsPresent":
-        return path_exists(variable, data, context) == operand
+        return bool(path_exists(variable, data, context) == operand)
     value = _resolve(variable, data, context)
     if name in _TYPE_TESTS:
-        return _TYPE_TESTS[name](value) == operand
+        return bool(_TYPE_TESTS[name](value) == operand)
     if name == "StringMatches":
         return isinstance(value, str) and _wildcard(operand).fullmatch(value) is not None
     if name in _PATH_COMPARISONS:
@@ -144,7 +144,7 @@ def evaluate_rule(rule: dict, data: Any, context: dict | None = None) -> bool:
     return left is not None and right is not None and relation(left, right)
 
 
-def next_state(state: dict, data: Any, context: dict | None = None) -> str:
+def next_state(state: dict[str, Any], data: Any, context: dict[str, Any] | None = None) -> str:
     """The Next of the first Choice rule that matches, else Default."""
     rule = matching_rule(state, data, context)
     if rule is not None:
@@ -154,7 +154,9 @@ def next_state(state: dict, data: Any, context: dict | None = None) -> str:
     raise StatesError(NO_CHOICE_MATCHED, "No Choice rule matched the input and the state has no Default.")
 
 
-def matching_rule(state: dict, data: Any, context: dict | None = None) -> dict[str, Any] | None:
+def matching_rule(
+    state: dict[str, Any], data: Any, context: dict[str, Any] | None = None
+) -> dict[str, Any] | None:
     """The first Choice rule that matches ``data``, or None."""
     for rule in state.get("Choices", []):
         if evaluate_rule(rule, data, context):
@@ -162,7 +164,7 @@ def matching_rule(state: dict, data: Any, context: dict | None = None) -> dict[s
     return None
 
 
-def validate_rule(rule: dict) -> list[str]:
+def validate_rule(rule: dict[str, Any]) -> list[str]:
     """Problems of a top-level Choice rule and of the rules nested in it.
 
     Problems of nested rules say where they are, e.g. ``And[1].Not: NumericEquals must be a number``.

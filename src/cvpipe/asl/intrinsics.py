@@ -67,7 +67,7 @@ class _InvalidArguments(Exception):
 
 @dataclass(frozen=True)
 class _Function:
-    body: Callable[[list[Any]], Any]
+    body: _Body
     min_args: int
     max_args: int | None
 
@@ -75,8 +75,11 @@ class _Function:
 _FUNCTIONS: dict[str, _Function] = {}
 
 
-def _intrinsic(name: str, min_args: int, max_args: int | None) -> Callable:
-    def register(body: Callable[[list[Any]], Any]) -> Callable[[list[Any]], Any]:
+_Body = Callable[[list[Any]], Any]
+
+
+def _intrinsic(name: str, min_args: int, max_args: int | None) -> Callable[[_Body], _Body]:
+    def register(body: _Body) -> _Body:
         _FUNCTIONS[name] = _Function(body, min_args, max_args)
         return body
 
@@ -99,7 +102,7 @@ def parse_intrinsic(expr: str) -> Call:
     return call
 
 
-def evaluate_intrinsic(expr: str, data: Any, context: dict | None = None) -> Any:
+def evaluate_intrinsic(expr: str, data: Any, context: dict[str, Any] | None = None) -> Any:
     """Evaluate an intrinsic call; its paths read ``data`` (``$``) and ``context`` (``$$``)."""
     try:
         call = parse_intrinsic(expr)
@@ -108,7 +111,7 @@ def evaluate_intrinsic(expr: str, data: Any, context: dict | None = None) -> Any
     return _evaluate_call(call, data, context)
 
 
-def _evaluate(argument: Argument, data: Any, context: dict | None) -> Any:
+def _evaluate(argument: Argument, data: Any, context: dict[str, Any] | None) -> Any:
     if isinstance(argument, Call):
         return _evaluate_call(argument, data, context)
     if isinstance(argument, PathArgument):
@@ -116,7 +119,7 @@ def _evaluate(argument: Argument, data: Any, context: dict | None) -> Any:
     return argument.value
 
 
-def _evaluate_call(call: Call, data: Any, context: dict | None) -> Any:
+def _evaluate_call(call: Call, data: Any, context: dict[str, Any] | None) -> Any:
     values = [_evaluate(argument, data, context) for argument in call.args]
     try:
         if call.name == FORMAT:
@@ -307,7 +310,7 @@ def _integer(values: list[Any], index: int) -> int:
 
 
 def _bounded_string(values: list[Any], index: int) -> str:
-    text = _arg(values, index, "a string")
+    text: str = _arg(values, index, "a string")
     if len(text) > _MAX_STRING_LENGTH:
         raise _InvalidArguments(f"argument {index + 1} is longer than {_MAX_STRING_LENGTH} characters")
     return text

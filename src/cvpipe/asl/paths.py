@@ -23,7 +23,7 @@ from typing import Any
 
 from jsonpath_ng import JSONPath
 from jsonpath_ng.exceptions import JSONPathError
-from jsonpath_ng.ext import parse as parse_extended
+from jsonpath_ng.ext.parser import parse as parse_extended
 
 from .errors import RESULT_PATH_MATCH_FAILURE, RUNTIME, StatesError
 from .variables import variables_of
@@ -106,7 +106,7 @@ def _compiled(path: str) -> _Path:
         raise StatesError(RUNTIME, str(error)) from None
 
 
-def _walk(compiled: _Path, data: Any, context: dict | None) -> Any:
+def _walk(compiled: _Path, data: Any, context: dict[str, Any] | None) -> Any:
     """Follow the definite steps of a path; raise ``_NoMatch`` at the first one that finds nothing."""
     if compiled.variable is not None:
         variables = variables_of(context)
@@ -140,7 +140,7 @@ def _jayway_form(compiled: _Path, steps: tuple[Step, ...]) -> str:
     return root + "".join(f"['{step}']" if isinstance(step, str) else f"[{step}]" for step in steps)
 
 
-def get_path(path: str, data: Any, context: dict | None = None) -> Any:
+def get_path(path: str, data: Any, context: dict[str, Any] | None = None) -> Any:
     """Evaluate a Path: ``$...`` against ``data``, ``$$...`` against the context object.
 
     A definite path returns its value, an indefinite one the list of its matches. Raises
@@ -159,7 +159,7 @@ def get_path(path: str, data: Any, context: dict | None = None) -> Any:
     return [match.value for match in compiled.rest.find(node)]
 
 
-def path_exists(path: str, data: Any, context: dict | None = None) -> bool:
+def path_exists(path: str, data: Any, context: dict[str, Any] | None = None) -> bool:
     """Whether ``path`` selects something (Choice ``IsPresent``).
 
     An index past the end of an array does not exist, and an indefinite path exists when it
@@ -204,9 +204,9 @@ def _assign(node: Any, steps: tuple[Step, ...], depth: int, value: Any) -> Any:
         updated[step] = _assign(node.get(step, {}), steps, depth + 1, value)
         return updated
     if isinstance(step, int) and isinstance(node, list) and -len(node) <= step < len(node):
-        updated = list(node)
-        updated[step] = _assign(node[step], steps, depth + 1, value)
-        return updated
+        items = list(node)
+        items[step] = _assign(node[step], steps, depth + 1, value)
+        return items
     raise _NoMatch(depth)
 
 

@@ -17,7 +17,7 @@ PAYLOAD_LIMIT = 262_144
 """AWS's limit for a state's input or output: 256 KiB of UTF-8 JSON text."""
 
 
-def apply_template(template: Any, data: Any, context: dict | None = None) -> Any:
+def apply_template(template: Any, data: Any, context: dict[str, Any] | None = None) -> Any:
     """Fill a payload template (Parameters, ItemSelector, ResultSelector) from ``data`` and ``context``.
 
     A field whose name ends in ``.$`` takes the value of its path or intrinsic call and loses the
@@ -36,7 +36,7 @@ def apply_template(template: Any, data: Any, context: dict | None = None) -> Any
     return template
 
 
-def _resolve_field(key: str, expression: Any, data: Any, context: dict | None) -> Any:
+def _resolve_field(key: str, expression: Any, data: Any, context: dict[str, Any] | None) -> Any:
     if is_intrinsic(expression):
         try:
             return evaluate_intrinsic(expression, data, context)
@@ -67,7 +67,7 @@ def _resolve_field(key: str, expression: Any, data: Any, context: dict | None) -
         ) from None
 
 
-def _select(state: dict, field: str, data: Any, context: dict | None) -> Any:
+def _select(state: dict[str, Any], field: str, data: Any, context: dict[str, Any] | None) -> Any:
     """InputPath and OutputPath: absent keeps everything, null keeps nothing (``{}``)."""
     if field not in state:
         return data
@@ -75,12 +75,12 @@ def _select(state: dict, field: str, data: Any, context: dict | None) -> Any:
     return {} if path is None else get_path(path, data, context)
 
 
-def select_input(state: dict, raw_input: Any, context: dict | None = None) -> Any:
+def select_input(state: dict[str, Any], raw_input: Any, context: dict[str, Any] | None = None) -> Any:
     """What InputPath keeps of the raw input."""
     return _select(state, "InputPath", raw_input, context)
 
 
-def fill_parameters(state: dict, selected: Any, context: dict | None = None) -> Any:
+def fill_parameters(state: dict[str, Any], selected: Any, context: dict[str, Any] | None = None) -> Any:
     """Parameters applied to what InputPath kept.
 
     A Map state's ``Parameters`` is its legacy name for ItemSelector, which applies to each item,
@@ -91,19 +91,23 @@ def fill_parameters(state: dict, selected: Any, context: dict | None = None) -> 
     return selected
 
 
-def process_input(state: dict, raw_input: Any, context: dict | None = None) -> Any:
+def process_input(state: dict[str, Any], raw_input: Any, context: dict[str, Any] | None = None) -> Any:
     """The effective input of a state: InputPath, then Parameters."""
     return fill_parameters(state, select_input(state, raw_input, context), context)
 
 
-def process_output(state: dict, raw_input: Any, result: Any, context: dict | None = None) -> Any:
+def process_output(
+    state: dict[str, Any], raw_input: Any, result: Any, context: dict[str, Any] | None = None
+) -> Any:
     """The effective output of a state: ResultSelector, ResultPath, then OutputPath."""
     if "ResultSelector" in state:
         result = apply_template(state["ResultSelector"], result, context)
     return place_result(state, raw_input, result, context)
 
 
-def place_result(state: dict, raw_input: Any, result: Any, context: dict | None = None) -> Any:
+def place_result(
+    state: dict[str, Any], raw_input: Any, result: Any, context: dict[str, Any] | None = None
+) -> Any:
     """ResultPath, then OutputPath.
 
     ResultPath places the result into the raw input: absent means ``$`` (the result replaces the

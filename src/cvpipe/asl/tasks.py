@@ -35,7 +35,7 @@ class TaskRequest:
 
 
 class TaskHandler(Protocol):
-    def __call__(self, request: TaskRequest) -> Any:
+    def __call__(self, request: TaskRequest, /) -> Any:
         """Return the task's result (JSON-compatible) or raise ``StatesError``."""
 
 

@@ -262,8 +262,8 @@ def _serve(conn: Connection, sys_path: list[str], warm_modules: list[str], threa
     base_environ = dict(os.environ)
     while True:
         try:
-            job = conn.recv()
-            conn.send(_run_job(*job, base_environ))
+            program, target, ml_root, environ, log_path = conn.recv()
+            conn.send(_run_job(program, target, ml_root, environ, log_path, base_environ))
         except (EOFError, BrokenPipeError):  # the pool is gone
             return
 

@@ -163,7 +163,8 @@ class LocalModelRegistry:
         named ``ModelPackageName``. A repeated ``ClientToken`` returns the first call's ARN."""
         operation = "CreateModelPackage"
         _check(operation, params)
-        group, name = params.get("ModelPackageGroupName"), params.get("ModelPackageName")
+        group: str | None = params.get("ModelPackageGroupName")
+        name: str | None = params.get("ModelPackageName")
         if (group is None) == (name is None):
             raise _error(
                 operation,
@@ -184,6 +185,7 @@ class LocalModelRegistry:
                 if found:
                     return {"ModelPackageArn": found["arn"]}
             if group is None:
+                assert name is not None  # exactly one of the two, checked above
                 version = None
                 package_arn = arn("sagemaker", f"model-package/{name.lower()}")
                 if conn.execute("SELECT 1 FROM model_packages WHERE arn = ?", (package_arn,)).fetchone():

@@ -11,6 +11,7 @@ other keys (``a`` next to ``a/b``), which the file system itself rejects.
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import hashlib
 import json
@@ -144,7 +145,7 @@ class LocalObjectStore:
                 keys.append(key)
         return [f"s3://{bucket}/{key}" for key in sorted(keys)]
 
-    def download_prefix(self, prefix_uri: str, dest_dir: Path) -> list[Path]:
+    def download_prefix(self, prefix_uri: str, dest_dir: Path) -> builtins.list[Path]:
         """Copy every object under the prefix to ``dest_dir/<key after the prefix>``, as SageMaker
         fills a channel; an object whose key is the prefix itself lands at ``dest_dir/<basename>``.
 
@@ -166,7 +167,7 @@ class LocalObjectStore:
             written.append(target)
         return written
 
-    def upload_dir(self, src_dir: Path, prefix_uri: str) -> list[str]:
+    def upload_dir(self, src_dir: Path, prefix_uri: str) -> builtins.list[str]:
         """Store every file under ``src_dir`` as ``<prefix>/<relative path>``."""
         src_dir = Path(src_dir)
         base = prefix_uri.rstrip("/")

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ..asl import Engine, Event, ExecutionResult, RealClock, TaskRegistry
+from ..asl import Clock, Engine, Event, ExecutionResult, RealClock, TaskRegistry
 from ..errors import UserError
 from ..integrations import local_aws
 from ..integrations.jobs import JobPool, programs_from_pyproject
@@ -130,7 +130,7 @@ class _RunRecorder:
         if self.history.closed:  # from a handler thread abandoned when the run was stopped
             return
         self.history.append(event)
-        key = KEPT.get((event.type, event.details.get("name")))
+        key = KEPT.get((event.type, str(event.details.get("name"))))
         if key:
             output = event.details["output"]
             setattr(self, key, (json.loads(output) if isinstance(output, str) else output)[key])
@@ -141,7 +141,9 @@ class _RunRecorder:
 class LocalPipeline:
     """Runs executions of the project's state machine on this machine."""
 
-    def __init__(self, root: Path, home: Path | None = None, workers: int | None = None, clock=None) -> None:
+    def __init__(
+        self, root: Path, home: Path | None = None, workers: int | None = None, clock: Clock | None = None
+    ) -> None:
         if workers is not None and workers < 1:
             raise UserError("--workers must be at least 1")
         self.root = root
@@ -202,7 +204,9 @@ class LocalPipeline:
     def stage_dataset(self, execution_input: dict[str, Any]) -> dict[str, Any]:
         """Locally a dataset may be a file: copy it into the object store and point the input there."""
         dataset = execution_input.get("dataset")
-        uri = dataset.get("uri") if isinstance(dataset, dict) else None
+        if not isinstance(dataset, dict):
+            return execution_input  # absent or malformed: PrepareInput says what is wrong
+        uri = dataset.get("uri")
         if not isinstance(uri, str) or uri.startswith("s3://"):
             return (
                 execution_input  # absent, malformed or already in the store: PrepareInput says what is wrong
