@@ -36,6 +36,7 @@ Resources:
     Properties:
       CodeUri: functions/answerer
       Handler: app.lambda_handler
+      Timeout: 10
 """
 
 FILES = {
@@ -184,7 +185,11 @@ def test_a_handler_sends_a_failure(engine: Engine) -> None:
 
 
 def test_heartbeats_keep_the_task_alive_and_their_absence_times_it_out(engine: Engine) -> None:
-    assert engine.run(callback({"beats": 4, "value": 1}, heartbeat=1), {}).status == "SUCCEEDED"
+    # A first invocation warms the environment, so that a slow cold start (boto3's import on a busy
+    # machine) cannot eat the heartbeat window; then beats every 0.5 s carry the task past 2 s.
+    assert engine.run(callback({"value": 0}), {}).status == "SUCCEEDED"
+    result = engine.run(callback({"beats": 6, "value": 1}, heartbeat=2), {})
+    assert result.status == "SUCCEEDED", result.cause
     result = engine.run(callback({"answer": False}, heartbeat=1), {})
     assert (result.status, result.error) == ("FAILED", "States.HeartbeatTimeout")
     assert [e.type for e in result.history][-2:] == ["TaskTimedOut", "ExecutionFailed"]
