@@ -291,9 +291,12 @@ def test_cli_argument_mistakes_exit_2(
 
 def test_execution_names_are_not_reused(pipeline: LocalPipeline) -> None:
     first = pipeline.run(iris_input(baseline=1.01), name="reused-name")  # refused at once: above any score
-    history = (pipeline.run_dir("reused-name") / "history.jsonl").read_bytes()
+    before = {
+        path: path.read_bytes() for path in pipeline.run_dir("reused-name").rglob("*") if path.is_file()
+    }
 
     with pytest.raises(UserError, match="execution name 'reused-name' is taken"):
         pipeline.run(iris_input(), name="reused-name")
     assert first.status == "FAILED"
-    assert (pipeline.run_dir("reused-name") / "history.jsonl").read_bytes() == history  # left as it was
+    after = {path: path.read_bytes() for path in pipeline.run_dir("reused-name").rglob("*") if path.is_file()}
+    assert after == before  # the first run's folder is left as it was
