@@ -1,4 +1,4 @@
-"""Estimator names -> classes, and the pipeline every job fits."""
+"""Estimator names -> classes, checked once per name."""
 
 from __future__ import annotations
 
@@ -10,8 +10,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from sklearn.base import BaseEstimator, is_classifier, is_regressor
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import StandardScaler
 
 from cvjobs.job import UserError, quote_names
 
@@ -47,8 +45,11 @@ ESTIMATORS: dict[str, str] = {
     "SVR": "sklearn.svm.SVR",
 }
 _BY_LOWER_NAME = {name.lower(): name for name in ESTIMATORS}
-
-SCALERS = ("StandardScaler", "none")
+# model.estimator "auto": chosen by the task; both take missing values and need no scaling.
+AUTO_ESTIMATORS = {
+    "classification": "HistGradientBoostingClassifier",
+    "regression": "HistGradientBoostingRegressor",
+}
 
 
 @dataclass(frozen=True)
@@ -137,11 +138,3 @@ def make_estimator(
     except ValueError as exc:  # unknown parameter names; values are checked by fit
         raise UserError(f"estimator {spec.name} rejected hyperparameters: {exc}") from None
     return estimator, params
-
-
-def make_pipeline(estimator: BaseEstimator, scaler: str) -> Pipeline:
-    """Scaler then estimator, so that the scaler is fitted inside each fold on training rows only."""
-    steps: list[tuple[str, Any]] = [("estimator", estimator)]
-    if scaler == "StandardScaler":
-        steps.insert(0, ("scaler", StandardScaler()))
-    return Pipeline(steps)

@@ -1,16 +1,19 @@
 """``train``: the training job that fits one candidate on one fold (or on every row) and scores it.
 
 Hyperparameters (``input/config/hyperparameters.json``, all strings): control keys ``cv_estimator``
-(default: the split's estimator), ``cv_metric`` (default auto = the split's metric), ``cv_scaler``
-(``StandardScaler`` | ``none``, default StandardScaler), ``cv_seed`` (default: the split's seed) and
-``cv_fold`` (absent or ``null``: fit on every row, holdout included; a fold id f: fit on the other
-folds, score fold f; ``holdout``: fit on every fold, score the holdout rows) and ``cv_train_score``
-(default false: as in scikit-learn's ``cross_validate``, scoring the training rows costs about as much
-as the fit, so fold jobs skip it unless asked). Every other key is an estimator parameter given as
-JSON text, or as a plain string when it is not valid JSON.
-Channel ``train``: the split job's output. Prints ``validation:score=``, ``train:score=`` and
-``fit_time=`` lines; writes ``model/metadata.json``, ``output/data/metrics.json`` and, when fitting
-on every row, ``model/model.joblib`` (a fold's model is never used, so it is not kept).
+(default: the split's estimator), ``cv_metric`` (the metric that chooses; default auto = the split's
+refit metric), ``cv_scaler`` (the numeric scaler unless ``cv_preprocessing`` sets one),
+``cv_preprocessing`` (JSON, see ``cvjobs.preprocessing``), ``cv_seed`` (default: the split's seed),
+``cv_fold`` (absent or ``null``: fit on every row, holdout included; a split id s: fit on its training
+rows, score its test rows; ``holdout``: fit on every tuning row, score the holdout rows) and
+``cv_train_score`` (default false: as in scikit-learn's ``cross_validate``, scoring the training rows
+costs about as much as the fit, so fold jobs skip it unless asked). Every other key is a
+hyperparameter given as JSON text (or a plain string when it is not valid JSON): a bare name is the
+estimator's, a ``step__param`` name is the pipeline's (``select__k``, ``preprocess__numeric__impute__strategy``).
+Channel ``train``: the split job's output. Prints ``validation:score=`` and ``train:score=`` (the refit
+metric), ``validation:metric<i>=`` and ``train:metric<i>=`` (the i-th of the split's other metrics),
+``fit_time=`` and ``score_time=`` lines; writes ``model/metadata.json``, ``output/data/metrics.json``
+and, when fitting on every row, ``model/model.joblib`` (a fold's model is never used, so it is not kept).
 """
 
 from __future__ import annotations
@@ -26,14 +29,24 @@ from typing import Any
 
 import joblib
 import numpy as np
+import pandas as pd
 import sklearn
-from sklearn.metrics import get_scorer
+from sklearn.pipeline import Pipeline
 
-from cvjobs.data import HOLDOUT, HOLDOUT_FOLD, fold_masks, load_split_cached, resolve_metric, score
-from cvjobs.estimators import SCALERS, make_estimator, make_pipeline, resolve_estimator
+from cvjobs.data import HOLDOUT_FOLD, SplitData, build_scorer, load_split_cached, resolve_metric, score
+from cvjobs.estimators import EstimatorSpec, make_estimator, resolve_estimator
 from cvjobs.job import Content, UserError, json_bytes, publish, quote_names, run_job
+from cvjobs.preprocessing import SCALERS, Preprocessing, build_pipeline
 
-CONTROL_KEYS = ("cv_estimator", "cv_metric", "cv_scaler", "cv_seed", "cv_fold", "cv_train_score")
+CONTROL_KEYS = (
+    "cv_estimator",
+    "cv_metric",
+    "cv_scaler",
+    "cv_preprocessing",
+    "cv_seed",
+    "cv_fold",
+    "cv_train_score",
+)
 
 
 @dataclass(frozen=True)
@@ -41,6 +54,7 @@ class TrainConfig:
     estimator: str | None
     metric: str
     scaler: str
+    preprocessing: Preprocessing
     seed: int | None
     fold: int | str | None  # a fold id, HOLDOUT_FOLD, or None for every row
     train_score: bool
@@ -83,6 +97,7 @@ def parse_hyperparameters(raw: dict[str, Any]) -> TrainConfig:
         estimator=_optional_text(values, "cv_estimator"),
         metric=_optional_text(values, "cv_metric") or "auto",
         scaler=matched[0],
+        preprocessing=Preprocessing.parse(values.get("cv_preprocessing"), matched[0]),
         seed=_optional_int(values, raw, "cv_seed", maximum=2**32 - 1),
         fold=_fold(values, raw),
         train_score=_flag(values, raw, "cv_train_score"),
@@ -131,74 +146,139 @@ def read_hyperparameters(path: Path) -> dict[str, Any]:
     return raw
 
 
+@dataclass
+class FittedFold:
+    """A fitted pipeline and the rows it was fitted on (``train``) and is scored on (``test``)."""
+
+    pipeline: Pipeline
+    spec: EstimatorSpec
+    train: np.ndarray
+    test: np.ndarray | None
+    params: dict[str, Any]
+    fit_time: float
+
+
+def rows_of(split: SplitData, fold: int | str | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Row positions to fit on and to score, in scikit-learn's order.
+
+    ``None`` fits on every row, holdout included (the final model); ``"holdout"`` fits on every
+    tuning row and scores the holdout; split ``s`` fits on its training rows and scores its test rows.
+    """
+    n_rows = len(split.frame)
+    if fold is None:
+        return np.arange(n_rows), None
+    holdout = split.folds["holdout"]
+    if fold == HOLDOUT_FOLD:
+        return np.setdiff1d(np.arange(n_rows), holdout, assume_unique=True), holdout
+    return split.folds[f"train_{fold}"], split.folds[f"test_{fold}"]
+
+
+def fit_fold(split: SplitData, config: TrainConfig) -> FittedFold:
+    """Build the candidate's pipeline and fit it on the fold's training rows only."""
+    manifest = split.manifest
+    name = (
+        config.estimator if config.estimator and config.estimator.lower() != "auto" else manifest["estimator"]
+    )
+    spec = resolve_estimator(name)
+    if spec.task != manifest["task"]:
+        raise UserError(
+            f"estimator {spec.name} does a {spec.task} task but the split was made for "
+            f"{manifest['task']}: use a matching estimator or split again"
+        )
+    if config.fold == HOLDOUT_FOLD and not len(split.folds["holdout"]):
+        raise UserError(
+            f"cv_fold={HOLDOUT_FOLD} but the split holds no rows out: split with cv.holdout above 0, or give a fold id"
+        )
+    if isinstance(config.fold, int) and config.fold >= manifest["k"]:
+        raise UserError(
+            f"cv_fold={config.fold} is out of range: the split has splits 0 to {manifest['k'] - 1}"
+        )
+    seed = manifest["seed"] if config.seed is None else config.seed
+    estimator_params = {key: value for key, value in config.params.items() if "__" not in key}
+    pipeline_params = {key: value for key, value in config.params.items() if "__" in key}
+    estimator, params = make_estimator(spec, estimator_params, random_state=seed)
+    pipeline = build_pipeline(
+        estimator,
+        config.preprocessing,
+        manifest["numeric_features"],
+        manifest["categorical_features"],
+        manifest["task"],
+    )
+    try:
+        pipeline.set_params(**pipeline_params)
+    except ValueError as exc:
+        raise UserError(
+            f"the pipeline rejected hyperparameters {quote_names(sorted(pipeline_params))}: {exc}"
+        ) from None
+    train_rows, test_rows = rows_of(split, config.fold)
+    X, y = split.features, split.target
+    started = time.perf_counter()
+    try:
+        pipeline.fit(X.iloc[train_rows], y[train_rows])
+    except ValueError as exc:  # sklearn's InvalidParameterError, or data the estimator cannot take
+        raise UserError(f"estimator {spec.name} failed to fit with these hyperparameters: {exc}") from None
+    return FittedFold(
+        pipeline, spec, train_rows, test_rows, {**params, **pipeline_params}, time.perf_counter() - started
+    )
+
+
 def _train(ml_root: Path) -> None:
     config = parse_hyperparameters(
         read_hyperparameters(ml_root / "input" / "config" / "hyperparameters.json")
     )
     split = load_split_cached(ml_root / "input" / "data" / "train")
     manifest = split.manifest
-    spec = resolve_estimator(config.estimator or manifest["estimator"])
-    if spec.task != manifest["task"]:
-        raise UserError(
-            f"estimator {spec.name} does a {spec.task} task but the split was made for "
-            f"{manifest['task']}: use a matching estimator or split again"
-        )
-    metric = manifest["metric"] if config.metric == "auto" else resolve_metric(config.metric, spec.task)
-    if config.fold == HOLDOUT_FOLD and not (split.folds == HOLDOUT).any():
-        raise UserError(
-            f"cv_fold={HOLDOUT_FOLD} but the split holds no rows out: split with cv.holdout above 0, or give a fold id"
-        )
-    if isinstance(config.fold, int) and config.fold >= manifest["k"]:
-        raise UserError(
-            f"cv_fold={config.fold} is out of range: the split has folds 0 to {manifest['k'] - 1}"
-        )
-    seed = manifest["seed"] if config.seed is None else config.seed
+    fitted = fit_fold(split, config)
+    metrics_list = list(manifest.get("metrics") or [manifest["metric"]])
+    refit = manifest["metric"] if config.metric == "auto" else resolve_metric(config.metric, manifest["task"])
+    if refit not in metrics_list:
+        metrics_list.append(refit)
+    scorers = {metric: build_scorer(metric, manifest.get("pos_label")) for metric in metrics_list}
+    X, y = split.features, split.target
 
-    estimator, params = make_estimator(spec, config.params, random_state=seed)
-    pipeline = make_pipeline(estimator, config.scaler)
-    train_rows, validation_rows = fold_masks(split.folds, config.fold)
-    X_train, y_train = split.X[train_rows], split.y[train_rows]
+    test_scores: dict[str, float] = {}
+    train_scores: dict[str, float] = {}
     started = time.perf_counter()
-    try:
-        pipeline.fit(X_train, y_train)
-    except ValueError as exc:  # sklearn's InvalidParameterError, or data the estimator cannot take
-        raise UserError(f"estimator {spec.name} failed to fit with these hyperparameters: {exc}") from None
-    fit_time = time.perf_counter() - started
-
-    scorer = get_scorer(metric)
-    scores = {}
-    if config.fold is not None:
-        scores["validation"] = score(
-            scorer, metric, pipeline, split.X[validation_rows], split.y[validation_rows]
-        )
-        if not math.isfinite(scores["validation"]):
+    if fitted.test is not None:
+        X_test, y_test = X.iloc[fitted.test], y[fitted.test]
+        test_scores = {m: score(scorers[m], m, fitted.pipeline, X_test, y_test) for m in metrics_list}
+        undefined = [m for m, value in test_scores.items() if not math.isfinite(value)]
+        if undefined:
             where, fix = (
                 ("the holdout", "raise cv.holdout")
                 if config.fold == HOLDOUT_FOLD
                 else (f"fold {config.fold}", "lower cv.k")
             )
             raise UserError(
-                f"metric {metric!r} is undefined on {where}, whose {int(validation_rows.sum())} validation row(s) "
-                f"scored {scores['validation']}: {fix} so that it has more rows, or choose another metric"
+                f"metric {undefined[0]!r} is undefined on {where}, whose {len(fitted.test)} validation row(s) "
+                f"scored {test_scores[undefined[0]]}: {fix} so that it has more rows, or choose another metric"
             )
+    score_time = time.perf_counter() - started
     if config.fold is None or config.train_score:
-        scores["train"] = score(scorer, metric, pipeline, X_train, y_train)
+        X_train, y_train = X.iloc[fitted.train], y[fitted.train]
+        train_scores = {m: score(scorers[m], m, fitted.pipeline, X_train, y_train) for m in metrics_list}
 
     metrics = {
         "fold": config.fold,
-        "metric": metric,
-        "validation_score": scores.get("validation"),
-        "train_score": _finite(scores.get("train")),
-        "fit_time": fit_time,
-        "n_train_rows": int(train_rows.sum()),
-        "n_validation_rows": int(validation_rows.sum()),
+        "metric": refit,
+        "metrics": metrics_list,
+        "validation_score": test_scores.get(refit),
+        "train_score": _finite(train_scores.get(refit)),
+        "test_scores": test_scores,
+        "train_scores": {m: _finite(v) for m, v in train_scores.items()},
+        "fit_time": fitted.fit_time,
+        "score_time": score_time,
+        "n_train_rows": len(fitted.train),
+        "n_validation_rows": 0 if fitted.test is None else len(fitted.test),
     }
+    spec = fitted.spec
     metadata = {
         "estimator": spec.name,
         "estimator_path": spec.path,
-        "params": params,
+        "params": fitted.params,
         "scaler": config.scaler,
-        "seed": seed,
+        "preprocessing": config.preprocessing.as_dict(),
+        "seed": manifest["seed"] if config.seed is None else config.seed,
         "task": manifest["task"],
         "feature_names": manifest["feature_names"],
         "target": manifest["target"],
@@ -209,19 +289,28 @@ def _train(ml_root: Path) -> None:
             "python": platform.python_version(),
             "scikit-learn": sklearn.__version__,
             "numpy": np.__version__,
+            "pandas": pd.__version__,
         },
     }
     model_files: dict[str, Content] = {"metadata.json": json_bytes(metadata)}
     if config.fold is None:
-        model_files["model.joblib"] = lambda stream: joblib.dump(pipeline, stream)
+        model_files["model.joblib"] = lambda stream: joblib.dump(fitted.pipeline, stream)
     publish(ml_root / "model", model_files)
     publish(ml_root / "output" / "data", {"metrics.json": json_bytes(metrics)})
     # The MetricDefinitions of the state machine parse these lines from the job's log.
-    if "validation" in scores:
-        print(f"validation:score={scores['validation']!r}", flush=True)
-    if "train" in scores:
-        print(f"train:score={scores['train']!r}", flush=True)
-    print(f"fit_time={fit_time:.6f}", flush=True)
+    if refit in test_scores:
+        print(f"validation:score={test_scores[refit]!r}", flush=True)
+    if refit in train_scores:
+        print(f"train:score={train_scores[refit]!r}", flush=True)
+    for index, metric in enumerate(metrics_list):
+        if metric == refit:
+            continue  # reported as validation:score / train:score
+        if metric in test_scores:
+            print(f"validation:metric{index}={test_scores[metric]!r}", flush=True)
+        if metric in train_scores:
+            print(f"train:metric{index}={train_scores[metric]!r}", flush=True)
+    print(f"fit_time={fitted.fit_time:.6f}", flush=True)
+    print(f"score_time={score_time:.6f}", flush=True)
 
 
 def _finite(value: float | None) -> float | None:

@@ -10,13 +10,46 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sklearn.compose import ColumnTransformer
 from sklearn.datasets import load_diabetes, load_iris
+from sklearn.impute import SimpleImputer
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 CONTAINERS = Path(__file__).resolve().parents[2] / "containers"
 if str(CONTAINERS) not in sys.path:  # the image installs cvjobs; here it is imported from source
     sys.path.insert(0, str(CONTAINERS))
 
 from cvjobs import split, train  # noqa: E402
+
+
+def reference_pipeline(
+    estimator, numeric: list[str], categorical: list[str] = (), scale: bool = True, impute: str = "mean"
+) -> Pipeline:
+    """The pipeline the jobs fit, built here from scikit-learn alone: the reference for parity tests."""
+    transformers = [
+        (
+            "numeric",
+            Pipeline(
+                [
+                    ("impute", SimpleImputer(strategy=impute) if impute != "none" else "passthrough"),
+                    ("scale", StandardScaler() if scale else "passthrough"),
+                ]
+            ),
+            list(numeric),
+        )
+    ]
+    if categorical:
+        encode = OneHotEncoder(handle_unknown="ignore", sparse_output=False)
+        transformers.append(
+            (
+                "categorical",
+                Pipeline([("impute", SimpleImputer(strategy="most_frequent")), ("encode", encode)]),
+                list(categorical),
+            )
+        )
+    return Pipeline([("preprocess", ColumnTransformer(transformers)), ("estimator", estimator)])
+
 
 IRIS_COLUMNS = ["sepal_length", "sepal_width", "petal_length", "petal_width", "species"]
 

@@ -8,6 +8,8 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
 
@@ -16,7 +18,7 @@ from cvjobs import split
 pytestmark = pytest.mark.unit
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-SPLIT_OUTPUTS = ["X.npy", "folds.npy", "manifest.json", "y.npy"]
+SPLIT_OUTPUTS = ["folds.npz", "manifest.json", "table.parquet"]
 
 
 def test_iris_split_writes_folds_once_and_a_compact_summary(jobs, iris):
@@ -24,15 +26,12 @@ def test_iris_split_writes_folds_once_and_a_compact_summary(jobs, iris):
     assert job.files("processing/output") == SPLIT_OUTPUTS
     X, y = iris
 
-    features = np.load(job.root / "processing/output/X.npy")
+    table = pq.read_table(job.root / "processing/output/table.parquet")
+    features = np.column_stack([table.column(name).to_numpy() for name in table.column_names[:4]])
     assert features.dtype == np.float64 and np.array_equal(features, X)
-    labels = np.load(job.root / "processing/output/y.npy")
-    assert labels.tolist() == [["setosa", "versicolor", "virginica"][t] for t in y]
-    folds = np.load(job.root / "processing/output/folds.npy")
-    assert folds.shape == (150,)
-    splitter = StratifiedKFold(5, shuffle=True, random_state=0)
-    for fold, (_, validation) in enumerate(splitter.split(X, y)):
-        assert np.flatnonzero(folds == fold).tolist() == validation.tolist()
+    labels = table.column("species").to_pylist()
+    assert labels == [["setosa", "versicolor", "virginica"][t] for t in y]
+    assert_same_splits(load_folds(job), StratifiedKFold(5, shuffle=True, random_state=0), X, y)
 
     message = job.read("output/message")
     assert len(message.encode()) < 1024
@@ -40,6 +39,7 @@ def test_iris_split_writes_folds_once_and_a_compact_summary(jobs, iris):
         "task": "classification",
         "splitter": "StratifiedKFold",
         "metric": "accuracy",
+        "metrics": ["accuracy"],
         "k": 5,
         "folds": [0, 1, 2, 3, 4],
         "n_rows": 150,
@@ -52,7 +52,7 @@ def test_iris_split_writes_folds_once_and_a_compact_summary(jobs, iris):
     csv_bytes = (job.root / "processing/input/data.csv").read_bytes()
     assert manifest["feature_names"] == ["sepal_length", "sepal_width", "petal_length", "petal_width"]
     assert manifest["classes"] == ["setosa", "versicolor", "virginica"]
-    assert manifest["rows_per_fold"] == [30] * 5
+    assert manifest["test_rows_per_split"] == [30] * 5
     assert (manifest["holdout"], manifest["holdout_rows"]) == (0, 0)
     assert manifest["seed"] == 0
     assert manifest["input"] == {"file": "data.csv", "sha256": hashlib.sha256(csv_bytes).hexdigest()}
@@ -67,27 +67,34 @@ def test_regression_auto_uses_kfold_and_r2(jobs, diabetes):
     summary = job.json("output/message")
     assert (summary["task"], summary["splitter"], summary["metric"]) == ("regression", "KFold", "r2")
     assert job.json("processing/output/manifest.json")["classes"] is None
-    assert np.array_equal(np.load(job.root / "processing/output/y.npy"), y)
-    folds = np.load(job.root / "processing/output/folds.npy")
-    for fold, (_, validation) in enumerate(KFold(5, shuffle=True, random_state=3).split(X)):
-        assert np.flatnonzero(folds == fold).tolist() == validation.tolist()
+    table = pq.read_table(job.root / "processing/output/table.parquet")
+    assert np.array_equal(table.column("progression").to_numpy(), y)
+    assert_same_splits(load_folds(job), KFold(5, shuffle=True, random_state=3), X, y)
 
 
-def expected_folds(splitter, X, y) -> np.ndarray:
-    """The fold id per row that ``splitter`` gives, built straight from scikit-learn."""
-    folds = np.empty(len(y), dtype=np.int64)
-    for fold, (_, validation) in enumerate(splitter.split(X, y)):
-        folds[validation] = fold
-    return folds
+def load_folds(job) -> dict[str, np.ndarray]:
+    with np.load(job.root / "processing/output/folds.npz") as archive:
+        return {name: archive[name] for name in archive.files}
+
+
+def assert_same_splits(folds, splitter, X, y, groups=None, rows=None) -> None:
+    """Every split's training and test row positions are scikit-learn's, in its order; ``rows`` maps
+    the positions ``splitter`` sees to the table's (the tuning rows when some are held out)."""
+    rows = np.arange(len(y)) if rows is None else rows
+    splits = list(splitter.split(X, y, groups))
+    assert len(folds) == 2 * len(splits) + 1
+    for index, (train, test) in enumerate(splits):
+        assert folds[f"train_{index}"].tolist() == rows[train].tolist()
+        assert folds[f"test_{index}"].tolist() == rows[test].tolist()
 
 
 @pytest.mark.parametrize("holdout", [None, "0", "0.0", " 0 "])
 def test_no_holdout_gives_the_splitters_folds_bit_for_bit(jobs, iris, holdout):
     job = jobs.split_iris(**({} if holdout is None else {"CV_HOLDOUT": holdout}))
-    folds = np.load(job.root / "processing/output/folds.npy")
     X, y = iris
-    expected = expected_folds(StratifiedKFold(5, shuffle=True, random_state=0), X, y)
-    assert folds.dtype == expected.dtype and np.array_equal(folds, expected)
+    folds = load_folds(job)
+    assert_same_splits(folds, StratifiedKFold(5, shuffle=True, random_state=0), X, y)
+    assert folds["holdout"].size == 0
     assert job.json("output/message")["holdout_rows"] == 0
 
 
@@ -104,16 +111,16 @@ def test_holdout_rows_come_from_train_test_split_and_the_rest_from_the_splitter(
             header, rows, CV_TARGET="progression", CV_ESTIMATOR="Ridge", CV_HOLDOUT=0.2, CV_SEED=4
         )
         assert job.code == 0, job.failure
-    folds = np.load(job.root / "processing/output/folds.npy")
+    folds = load_folds(job)
 
     _, holdout = train_test_split(
         np.arange(len(y)), test_size=0.2, shuffle=True, random_state=4, stratify=stratify
     )
-    assert np.flatnonzero(folds == -1).tolist() == sorted(holdout)
-    tuning = folds != -1
-    assert np.array_equal(folds[tuning], expected_folds(splitter, X[tuning], y[tuning]))
+    assert folds["holdout"].tolist() == holdout.tolist()
+    tuning = np.setdiff1d(np.arange(len(y)), holdout)
+    assert_same_splits(folds, splitter, X[tuning], y[tuning], rows=tuning)
     if stratify is not None:  # the holdout keeps the class proportions
-        assert np.bincount(y[~tuning]).tolist() == [10, 10, 10]
+        assert np.bincount(y[holdout]).tolist() == [10, 10, 10]
 
     n_holdout = len(holdout)
     summary = job.json("output/message")
@@ -121,7 +128,10 @@ def test_holdout_rows_come_from_train_test_split_and_the_rest_from_the_splitter(
     assert summary["folds"] == [0, 1, 2, 3, 4]
     manifest = job.json("processing/output/manifest.json")
     assert (manifest["holdout"], manifest["holdout_rows"]) == (0.2, n_holdout)
-    assert sum(manifest["rows_per_fold"]) == len(y) - n_holdout and len(manifest["rows_per_fold"]) == 5
+    assert (
+        sum(manifest["test_rows_per_split"]) == len(y) - n_holdout
+        and len(manifest["test_rows_per_split"]) == 5
+    )
 
 
 def test_integer_labels_stay_integers(jobs, iris):
@@ -134,7 +144,7 @@ def test_integer_labels_stay_integers(jobs, iris):
         CV_METRIC="f1_macro",
     )
     assert job.code == 0, job.failure
-    assert np.load(job.root / "processing/output/y.npy").dtype == np.int64
+    assert pq.read_table(job.root / "processing/output/table.parquet").column("label").type == pa.int64()
     manifest = job.json("processing/output/manifest.json")
     assert (manifest["classes"], manifest["estimator"], manifest["metric"]) == (
         [0, 1, 2],
@@ -162,27 +172,30 @@ def test_missing_target_column_lists_the_columns(jobs, capsys, iris_table):
     )
 
 
-def test_non_numeric_feature_is_named(jobs, capsys, iris_table):
+def test_text_features_are_categorical_and_missing_values_are_kept(jobs, iris_table):
     header, rows = iris_table
     colors = ["red", "green", "blue"]
-    job = jobs.split([*header, "color"], [[*row, colors[i % 3]] for i, row in enumerate(rows)])
-    assert_user_error(
-        job, capsys, "feature column(s) 'color' are not numeric (e.g. 'red' on line 2)", "one-hot"
-    )
-
-
-def test_missing_values_are_named_with_the_fix(jobs, capsys, iris_table):
-    header, rows = iris_table
+    rows = [[*row, colors[i % 3]] for i, row in enumerate(rows)]
     rows[4][1] = ""
     rows[9][3] = "NA"
-    job = jobs.split(header, rows)
+    rows[7][5] = "null"
+    job = jobs.split([*header, "color"], rows)
+    assert job.code == 0, job.failure
+    manifest = job.json("processing/output/manifest.json")
+    assert manifest["numeric_features"] == header[:4] and manifest["categorical_features"] == ["color"]
+    table = pq.read_table(job.root / "processing/output/table.parquet")
+    assert table.column("sepal_width").null_count == 1 and table.column("color").null_count == 1
+
+
+def test_dates_empty_columns_and_a_missing_target_are_refused(jobs, capsys):
+    job = jobs.split_files({"data.csv": b"day,x,species\n2024-01-01,1,a\n2024-01-02,2,b\n"})
     assert_user_error(
-        job,
-        capsys,
-        "'sepal_width' (1 rows, first on line 6)",
-        "'petal_width' (1 rows, first on line 11)",
-        "impute",
+        job, capsys, "feature column(s) 'day' (date32[day]) are neither numbers nor text", "cv.time_column"
     )
+    job = jobs.split_files({"data.csv": b"empty,x,species\n,1,a\n,2,b\n"})
+    assert_user_error(job, capsys, "feature column(s) 'empty' are empty", "dataset.exclude")
+    job = jobs.split_files({"data.csv": b"x,species\n1,a\n2,\n3,b\n"})
+    assert_user_error(job, capsys, "target column 'species' is empty on 1 rows (first: data row 2)")
 
 
 def test_too_few_rows_of_a_class_for_stratified_folds(jobs, capsys, iris_table):
@@ -217,13 +230,39 @@ def test_more_folds_than_rows(jobs, capsys, iris_table):
         ({"CV_K": "five"}, "CV_K='five' must be an integer"),
         ({"CV_SEED": "-1"}, "CV_SEED='-1' must be an integer from 0"),
         (
-            {"CV_SPLITTER": "GroupKFold"},
-            "CV_SPLITTER='GroupKFold' is not supported: use auto, KFold, StratifiedKFold",
+            {"CV_SPLITTER": "GroupKFlod"},
+            "CV_SPLITTER='GroupKFlod' is not supported: did you mean 'GroupKFold'?",
+        ),
+        ({"CV_SPLITTER": "GroupKFold"}, "cv.group_column: GroupKFold splits by group: name the column"),
+        (
+            {"CV_GROUP_COLUMN": "species", "CV_SPLITTER": "KFold"},
+            "cv.splitter: KFold ignores cv.group_column",
+        ),
+        ({"CV_TIME_COLUMN": "sepal_length", "CV_SPLITTER": "KFold"}, "KFold does not keep time order"),
+        ({"CV_GROUP_COLUMN": "patient"}, "cv.group_column: column(s) 'patient' not in data.csv"),
+        (
+            {"CV_EXCLUDE": '["petal_lenght"]'},
+            "dataset.exclude: column(s) 'petal_lenght' (did you mean 'petal_length'?)",
+        ),
+        ({"CV_FEATURES": '["species"]'}, "dataset.features: lists the target column 'species'"),
+        (
+            {"CV_METRICS": '["accuracy"]', "CV_REFIT": "f1_macro"},
+            "refit: 'f1_macro' is not one of metrics 'accuracy'",
+        ),
+        (
+            {"CV_SPLITTER": "LeaveOneOut"},
+            "cv.max_folds: LeaveOneOut makes 150 splits of data.csv, more than cv.max_folds=50",
+        ),
+        ({"CV_SPLITTER": "LeavePOut", "CV_MAX_FOLDS": "100"}, "LeavePOut makes 11175 splits"),
+        ({"CV_TASK": "regression"}, "task: regression was asked for but SVC is a classifier"),
+        (
+            {"CV_POS_LABEL": '"daisy"', "CV_METRIC": "accuracy"},
+            "pos_label: 'daisy' is not a class of target column 'species'",
         ),
         ({"CV_METRIC": "acuracy"}, "unknown metric 'acuracy': did you mean 'accuracy'"),
         ({"CV_ESTIMATOR": "SVX"}, "unknown estimator 'SVX'"),
         ({"CV_ESTIMATOR": "Ridge", "CV_SPLITTER": "StratifiedKFold"}, "StratifiedKFold needs class labels"),
-        ({"CV_ESTIMATOR": "Ridge"}, "target column 'species' is not numeric (e.g. 'setosa' on line 2)"),
+        ({"CV_ESTIMATOR": "Ridge"}, "target column 'species' is not numeric (e.g. 'setosa')"),
         *(
             (
                 {"CV_HOLDOUT": value},
@@ -246,7 +285,7 @@ def test_configuration_errors(jobs, capsys, iris_table, environ, fragment):
         ),
         (
             {"CV_METRIC": "r2"},
-            "metric: 'r2' scores regression but SVC is a classifier: set metric to auto or to a",
+            "metric: 'r2' scores regression but SVC is a classifier: set metrics to auto or to a",
         ),
         ({"CV_METRIC": "roc_auc"}, "metric: 'roc_auc' cannot score target column 'species' (3 classes)"),
         (
@@ -306,7 +345,10 @@ def test_known_parameters_pass(jobs):
 def test_text_labels_with_a_binary_metric_say_which_class_is_positive(jobs, capsys, iris_table):
     header, rows = iris_table
     job = jobs.split(header, rows[:100], CV_METRIC="precision")
-    assert_user_error(job, capsys, "pos_label=1", "label the positive class 1 and the other 0")
+    assert_user_error(job, capsys, "pos_label=1", "set pos_label to one of ['setosa', 'versicolor']")
+    job = jobs.split(header, rows[:100], CV_METRIC="precision", CV_POS_LABEL='"versicolor"')
+    assert job.code == 0, job.failure
+    assert job.json("processing/output/manifest.json")["pos_label"] == "versicolor"
 
 
 def test_metric_of_the_wrong_task_for_a_regressor(jobs, capsys, diabetes):
@@ -339,9 +381,9 @@ def test_a_single_class_is_named(jobs, capsys, iris_table):
 
 def test_input_must_be_one_file_or_exactly_one_csv(jobs, capsys, iris_table):
     job = jobs.split_files({"notes.txt": b"x,y\n1,2\n", "more.txt": b""})
-    assert_user_error(job, capsys, "dataset.uri: expected one CSV file, found 0 .csv files among the 2 files")
+    assert_user_error(job, capsys, "dataset.uri: expected one CSV or Parquet file, found 0 among the 2 files")
     job = jobs.split_files({"a/one.csv": b"x,species\n1,a\n", "b/two.csv": b"x,species\n1,a\n"})
-    assert_user_error(job, capsys, "found 2 .csv files among the 2 files under it: 'a/one.csv', 'b/two.csv'")
+    assert_user_error(job, capsys, "found 2 among the 2 files under it: 'a/one.csv', 'b/two.csv'")
     # A single file is the dataset whatever its name, as a dataset URI naming one object brings just it.
     header, rows = iris_table
     job = jobs.split_files({"notes.txt": None}, header=header, rows=rows)
@@ -351,13 +393,22 @@ def test_input_must_be_one_file_or_exactly_one_csv(jobs, capsys, iris_table):
 def test_other_delimiters_are_named(jobs, capsys):
     job = jobs.split_files({"data.csv": b"x;y;species\n1;2;a\n"})
     assert_user_error(
-        job, capsys, "data.csv: the header is one column, 'x;y;species', and looks separated by ';'"
+        job,
+        capsys,
+        "data.csv: the header is one column, 'x;y;species', and looks separated by ';'",
+        "set dataset.csv.delimiter to ';'",
     )
+    job = jobs.split_files(
+        {"data.csv": b"x;y;species\n1;2;a\n3;4;b\n5;6;a\n7;8;b\n"}, CV_CSV='{"delimiter": ";"}', CV_K=2
+    )
+    assert job.code == 0, job.failure
 
 
 def test_ragged_row_names_its_line(jobs, capsys):
     job = jobs.split_files({"data.csv": b"x,species\n1,a\n\n2,b,extra\n"})
-    assert_user_error(job, capsys, "data.csv line 4 has 3 fields, the header has 2")
+    assert_user_error(
+        job, capsys, "data.csv is not valid CSV with delimiter ',': Expected 2 columns, got 3: 2,b,extra"
+    )
 
 
 def test_unexpected_error_exits_2_with_type_and_message(jobs, capsys, iris_table, monkeypatch):
@@ -373,11 +424,11 @@ def test_unexpected_error_exits_2_with_type_and_message(jobs, capsys, iris_table
 
 
 def test_failed_write_leaves_no_partial_output(jobs, iris_table, monkeypatch):
-    def failing_save(stream, array, allow_pickle):
+    def failing_save(stream, allow_pickle, **arrays):
         stream.write(b"partial")
         raise OSError("no space left on device")
 
-    monkeypatch.setattr(np, "save", failing_save)
+    monkeypatch.setattr(np, "savez", failing_save)
     job = jobs.split(*iris_table)
     assert job.code == 2 and "no space left" in job.failure
     assert job.files("processing/output") == []

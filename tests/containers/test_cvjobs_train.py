@@ -7,7 +7,9 @@ import re
 
 import joblib
 import numpy as np
+import pandas as pd
 import pytest
+from conftest import IRIS_COLUMNS, reference_pipeline
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.metrics import get_scorer
 from sklearn.model_selection import KFold, StratifiedKFold, cross_validate
@@ -33,19 +35,20 @@ SVC_HYPERPARAMETERS = {
 LOGISTIC_HYPERPARAMETERS = {"cv_estimator": "LogisticRegression", "cv_metric": "neg_log_loss", "C": "0.5"}
 # The MetricDefinitions regexes of statemachine/cross_validation.asl.json.
 NUMBER = r"[-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?"
-METRIC_LINE = re.compile(rf"^(validation:score|train:score)=({NUMBER})$|^fit_time=([0-9]*\.?[0-9]+)$")
+METRIC_LINE = re.compile(
+    rf"^(validation|train):(score|metric[0-9]+)=({NUMBER})$|^(fit|score)_time=([0-9]*\.?[0-9]+)$"
+)
 
 
 def run_folds(jobs, split_job, hyperparameters, k=5):
     """Each fold's validation scores and, asked for with cv_train_score, its train scores."""
     results = [jobs.train(split_job, {**hyperparameters, "cv_fold": str(fold)}) for fold in range(k)]
-    expected_lines = ["validation:score", "train:score", "fit_time"]
-    if hyperparameters.get("cv_train_score") != "true":
-        expected_lines.remove("train:score")
     for result in results:
         assert result.code == 0, result.failure
         lines = result.stdout.splitlines()
-        assert [line.split("=")[0] for line in lines] == expected_lines
+        names = [line.split("=")[0] for line in lines]
+        assert names[0] == "validation:score" and names[-2:] == ["fit_time", "score_time"]
+        assert ("train:score" in names) == (hyperparameters.get("cv_train_score") == "true")
         assert all(METRIC_LINE.match(line) for line in lines)
         assert result.files("model") == ["metadata.json"]  # a fold's model is not kept
     return [r.metrics()["validation:score"] for r in results], [
@@ -71,24 +74,28 @@ def test_svc_fold_scores_equal_cross_validate(jobs, iris):
 
 
 def logistic_pipeline() -> Pipeline:
-    return Pipeline([("scaler", StandardScaler()), ("estimator", LogisticRegression(C=0.5, random_state=0))])
+    return reference_pipeline(LogisticRegression(C=0.5, random_state=0), IRIS_COLUMNS[:4])
 
 
 def split_with_holdout(jobs):
     """Iris with a stratified fifth held out: the split job and the boolean mask of its holdout rows."""
     split_job = jobs.split_iris(CV_HOLDOUT=0.2)
-    return split_job, np.load(split_job.root / "processing/output/folds.npy") == -1
+    held_out = np.zeros(150, dtype=bool)
+    held_out[data.load_split(split_job.root / "processing/output").folds["holdout"]] = True
+    return split_job, held_out
 
 
 def test_with_a_holdout_fold_scores_equal_cross_validate_on_the_other_rows(jobs, iris):
     split_job, held_out = split_with_holdout(jobs)
-    folds = np.load(split_job.root / "processing/output/folds.npy")
+    split = data.load_split(split_job.root / "processing/output")
     for fold in range(5):
-        used = np.logical_or(*data.fold_masks(folds, fold))
+        used = np.zeros(150, dtype=bool)
+        used[np.concatenate(train.rows_of(split, fold))] = True
         assert not used[held_out].any() and used[~held_out].all()
     validation, training = run_folds(jobs, split_job, {**LOGISTIC_HYPERPARAMETERS, "cv_train_score": "true"})
 
     X, y = iris
+    X = pd.DataFrame(X, columns=IRIS_COLUMNS[:4])
     expected = cross_validate(
         logistic_pipeline(),
         X[~held_out],
@@ -106,11 +113,18 @@ def test_holdout_fold_fits_every_other_row_and_scores_the_holdout(jobs, iris):
     result = jobs.train(split_job, {**LOGISTIC_HYPERPARAMETERS, "cv_fold": "holdout"})
     assert result.code == 0, result.failure
     lines = result.stdout.splitlines()
-    assert [line.split("=")[0] for line in lines] == ["validation:score", "fit_time"]
+    # The candidate's metric (neg_log_loss, appended to the split's list) and the split's (accuracy).
+    assert [line.split("=")[0] for line in lines] == [
+        "validation:score",
+        "validation:metric0",
+        "fit_time",
+        "score_time",
+    ]
     assert all(METRIC_LINE.match(line) for line in lines)
     assert result.files("model") == ["metadata.json"]
 
     X, y = iris
+    X = pd.DataFrame(X, columns=IRIS_COLUMNS[:4])
     pipeline = logistic_pipeline().fit(X[~held_out], y[~held_out])
     assert result.metrics()["validation:score"] == get_scorer("neg_log_loss")(
         pipeline, X[held_out], y[held_out]
@@ -133,9 +147,12 @@ def test_ridge_fold_scores_equal_cross_validate(jobs, diabetes):
     )
     assert training == [None] * 5
 
+    # The jobs fit on a DataFrame (pandas keeps it column-major), so the reference does too: with a
+    # row-major array, BLAS sums in another order and the last bits of a linear model's scores differ.
+    frame = pd.DataFrame(X, columns=header[:-1])
     expected = cross_validate(
-        Pipeline([("scaler", StandardScaler()), ("estimator", Ridge(alpha=0.5))]),
-        X,
+        reference_pipeline(Ridge(alpha=0.5), header[:-1]),
+        frame,
         y,
         cv=KFold(5, shuffle=True, random_state=0),
         scoring="r2",
@@ -200,7 +217,12 @@ def test_control_keys_are_parsed_and_the_rest_are_params():
         ({"cv_fold": "1.5"}, "cv_fold='1.5' must be a non-negative integer or holdout"),
         ({"cv_fold": "-1"}, "cv_fold='-1' must be a non-negative integer or holdout"),
         ({"cv_fold": "Holdout"}, "cv_fold='Holdout' must be a non-negative integer or holdout"),
-        ({"cv_scaler": "MinMaxScaler"}, "cv_scaler='MinMaxScaler' is not supported"),
+        ({"cv_scaler": "Normalizer"}, "cv_scaler='Normalizer' is not supported"),
+        (
+            {"cv_preprocessing": '{"numeric": {"scale": "Normalizer"}}'},
+            "model.preprocessing.numeric.scale: 'Normalizer'",
+        ),
+        ({"cv_preprocessing": '{"numerics": {}}'}, "model.preprocessing: {'numerics': {}} must be an object"),
     ],
 )
 def test_bad_control_keys(hyperparameters, fragment):
@@ -212,17 +234,28 @@ def test_full_fit_model_loads_and_predicts(jobs, iris):
     split_job = jobs.split_iris()
     result = jobs.train(split_job, {"C": "2.5", "shrinking": "false"})
     assert result.code == 0, result.failure
-    assert [line.split("=")[0] for line in result.stdout.splitlines()] == ["train:score", "fit_time"]
+    assert [line.split("=")[0] for line in result.stdout.splitlines()] == [
+        "train:score",
+        "fit_time",
+        "score_time",
+    ]
     assert result.files("model") == ["metadata.json", "model.joblib"]
 
     model = joblib.load(result.root / "model/model.joblib")
     X, y = iris
-    assert [name for name, _ in model.steps] == ["scaler", "estimator"]
+    assert [name for name, _ in model.steps] == ["preprocess", "estimator"]
     assert model.get_params()["estimator__C"] == 2.5
+    assert model.feature_names_in_.tolist() == ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+    X = pd.DataFrame(X, columns=model.feature_names_in_)
     predicted = model.predict(X)
     assert set(predicted) <= {"setosa", "versicolor", "virginica"}
     assert np.mean(predicted == np.array(["setosa", "versicolor", "virginica"])[y]) > 0.95
     assert model.decision_function(X[:2]).shape == (2, 3)
+    # Columns are taken by name; new data with other or reordered columns is refused, naming them.
+    with pytest.raises(UserError, match=r"in another order than the model's features \('sepal_length'"):
+        data.check_columns(list(model.feature_names_in_), list(X.columns[::-1]))
+    with pytest.raises(UserError, match=r"missing 'petal_width'; unexpected 'petal_wdth'"):
+        data.check_columns(list(model.feature_names_in_), [*X.columns[:3], "petal_wdth"])
 
     metadata = result.json("model/metadata.json")
     assert metadata["estimator"] == "SVC" and metadata["estimator_path"] == "sklearn.svm.SVC"
@@ -247,7 +280,9 @@ def test_scaler_none_and_user_random_state(jobs):
     )
     assert result.code == 0, result.failure
     model = joblib.load(result.root / "model/model.joblib")
-    assert [name for name, _ in model.steps] == ["estimator"]
+    assert (
+        model.named_steps["preprocess"].named_transformers_["numeric"].named_steps["scale"] == "passthrough"
+    )
     assert model.named_steps["estimator"].random_state == 11
     assert result.json("output/data/metrics.json")["n_train_rows"] == 150
 
@@ -280,7 +315,7 @@ def test_rejected_hyperparameter_value(jobs, capsys):
             {"cv_estimator": "Ridge"},
             "estimator Ridge does a regression task but the split was made for classification",
         ),
-        ({"cv_fold": "5"}, "cv_fold=5 is out of range: the split has folds 0 to 4"),
+        ({"cv_fold": "5"}, "cv_fold=5 is out of range: the split has splits 0 to 4"),
         (
             {"cv_fold": "holdout"},
             "cv_fold=holdout but the split holds no rows out: split with cv.holdout above 0",
@@ -321,16 +356,15 @@ def test_a_score_undefined_on_a_small_fold_fails_the_fold_with_the_fix(jobs, dia
 def test_missing_split_output(jobs, tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert_user_error(jobs.train(empty, {}), "lacks X.npy, y.npy, folds.npy, manifest.json")
+    assert_user_error(jobs.train(empty, {}), "lacks table.parquet, folds.npz, manifest.json")
 
 
 def test_split_cache_reuses_loaded_arrays_until_a_file_changes(jobs):
     output = jobs.split_iris().root / "processing/output"
     first = data.load_split_cached(output)
     assert data.load_split_cached(output) is first
-    assert not first.X.flags.writeable  # a job cannot alter what later jobs read
-    stat = os.stat(output / "folds.npy")
-    os.utime(output / "folds.npy", ns=(stat.st_atime_ns, stat.st_mtime_ns + 1))
+    stat = os.stat(output / "folds.npz")
+    os.utime(output / "folds.npz", ns=(stat.st_atime_ns, stat.st_mtime_ns + 1))
     assert data.load_split_cached(output) is not first
 
 

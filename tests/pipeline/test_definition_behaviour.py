@@ -53,7 +53,7 @@ def test_k_reaches_the_split_and_the_fold_map(pipeline: LocalPipeline) -> None:
     assert run.status == "SUCCEEDED", run.cause
 
     manifest = json.loads((pipeline.run_dir("k-three") / "split" / "manifest.json").read_text())
-    assert manifest["k"] == 3 and len(manifest["rows_per_fold"]) == 3
+    assert manifest["k"] == 3 and len(manifest["test_rows_per_split"]) == 3
     folds = [FOLD_JOB.match(name) for name in job_names(pipeline, "k-three")]
     per_candidate = Counter(match["candidate"] for match in folds if match)
     assert list(per_candidate.values()) == [3, 3]  # 2 candidates x 3 folds, one job each

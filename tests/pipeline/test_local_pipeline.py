@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn.datasets import load_diabetes
 from sklearn.linear_model import Ridge
@@ -117,9 +118,11 @@ def test_regression_with_kfold_equals_cross_validate(pipeline: LocalPipeline, tm
         name="fixed-diabetes",
     )
 
+    # The jobs fit on a DataFrame, as scikit-learn's Pipeline here does (a row-major array would make
+    # BLAS sum in another order, changing the last bits).
     expected = cross_validate(
         Pipeline([("scaler", StandardScaler()), ("estimator", Ridge(alpha=2.0, random_state=5))]),
-        data.data,
+        pd.DataFrame(data.data, columns=data.feature_names),
         data.target,
         cv=KFold(3, shuffle=True, random_state=5),
         scoring="r2",

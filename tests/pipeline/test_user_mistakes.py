@@ -47,7 +47,7 @@ def tiny_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
         (
             "stratified-regressor",
             lambda _: {"cv": {"splitter": "StratifiedKFold"}, "model": {"estimator": "Ridge"}},
-            ["cv.splitter: StratifiedKFold needs class labels but Ridge is a regressor"],
+            ["cv.splitter: StratifiedKFold needs class labels but the task is regression"],
         ),
         (
             "multiclass-roc-auc",
@@ -214,8 +214,8 @@ def test_cli_exits_2_for_a_refused_dataset_and_1_for_a_failed_search(
     home: Path, tmp_path: Path, capfd
 ) -> None:
     # In-process, as the CLI runs: stderr has one line of cause and no traceback.
-    text = tmp_path / "colours.csv"
-    text.write_text("x,colour,species\n" + "".join(f"{i},red,{'ab'[i % 2]}\n" for i in range(10)))
+    text = tmp_path / "days.csv"
+    text.write_text("x,day,species\n" + "".join(f"{i},2024-01-{i + 1:02},{'ab'[i % 2]}\n" for i in range(10)))
     assert (
         main(
             [
@@ -235,7 +235,7 @@ def test_cli_exits_2_for_a_refused_dataset_and_1_for_a_failed_search(
         == 2
     )
     captured = capfd.readouterr()
-    assert "colours.csv: feature column(s) 'colour' are not numeric" in captured.err
+    assert "days.csv: feature column(s) 'day' (date32[day]) are neither numbers nor text" in captured.err
     assert "Traceback" not in captured.err and "registered  nothing" in captured.out
 
     assert (
