@@ -179,8 +179,7 @@ def read_config(environ: Mapping[str, str]) -> SplitConfig:
         isinstance(test_size, bool)
         or not isinstance(test_size, int | float)
         or (isinstance(test_size, float) and not 0 < test_size < 1)
-        or (test_size < 1
-        and isinstance(test_size, int))
+        or (test_size < 1 and isinstance(test_size, int))
     ):
         raise UserError(
             f"cv.test_size: {test_size!r} must be a fraction between 0 and 1, or a number of rows"
