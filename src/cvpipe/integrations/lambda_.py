@@ -67,6 +67,8 @@ class _Environment:
     process: Any  # multiprocessing's SpawnProcess
     conn: Connection
     log_stream: str
+    ready: bool = False
+    """Its init has been reported (a started environment may still be importing the function)."""
 
 
 def function_error(
@@ -94,6 +96,16 @@ class LocalFunctions:
         self._lock = threading.Lock()
         self._closed = False
         self._finalizer = weakref.finalize(self, _end_all, self._all)
+
+    def start(self) -> None:
+        """Start one environment per function now, so that their imports overlap other work instead
+        of delaying each function's first invocation (a local shortcut, not Lambda behaviour: each
+        function's first invocation is still its cold start)."""
+        with self._lock:
+            for spec in self.functions.values():
+                idle = self._idle.setdefault(spec.logical_id, [])
+                if not idle:
+                    idle.append(self._spawn(spec))
 
     def close(self) -> None:
         """End every execution environment (running invocations fail)."""
@@ -198,18 +210,24 @@ class LocalFunctions:
             if self._closed:
                 raise StatesError(RUNTIME, "the local Lambda functions have been closed")
             idle = self._idle.setdefault(spec.logical_id, [])
-            while idle:
-                environment = idle.pop()
-                if environment.process.is_alive():
-                    return environment
-                self._all.discard(environment)
-            environment = self._spawn(spec)
+            environment = None
+            while idle and environment is None:
+                candidate = idle.pop()
+                if candidate.process.is_alive():
+                    environment = candidate
+                else:
+                    self._all.discard(candidate)
+            if environment is None:
+                environment = self._spawn(spec)
+        if environment.ready:
+            return environment
         ready = self._await(environment, None, cancelled, TaskTokens())
         if ready is None:
             return None
         if ready[0] != "ready":
             self._end(environment)
             raise function_error(ready[1], ready[2], request_id, ready[3])
+        environment.ready = True
         return environment
 
     def _spawn(self, spec: FunctionSpec) -> _Environment:

@@ -192,6 +192,7 @@ class LocalPipeline:
 
     def __enter__(self) -> LocalPipeline:
         self.pool.start()  # workers warm up while the first states run
+        self.functions.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
