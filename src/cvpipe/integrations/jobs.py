@@ -36,7 +36,11 @@ from typing import Any
 
 STOP_GRACE_SECONDS = 2.0
 """How long a stopped job's worker gets to exit after SIGTERM before it is killed."""
-_POLL_SECONDS = 0.05  # how often a waiting job looks at its cancellation event
+_POLL_SECONDS = 0.05  # how often a running job looks at its cancellation event
+_QUEUED_POLL_SECONDS = 0.5
+"""How often a job queued for a worker looks at its cancellation event. A freed worker wakes one
+queued job at once; a short poll would wake every queued job (hundreds in a big Map) many times
+a second, and their turns for the interpreter lock would delay the hand-offs that matter."""
 
 
 @dataclass(frozen=True)
@@ -202,7 +206,7 @@ class JobPool:
             if cancelled is not None and cancelled.is_set():
                 return None
             try:
-                worker = self._idle.get(timeout=_POLL_SECONDS)
+                worker = self._idle.get(timeout=_QUEUED_POLL_SECONDS)
             except queue.Empty:
                 continue
             if worker.process.is_alive():
