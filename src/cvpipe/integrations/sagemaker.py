@@ -250,9 +250,8 @@ class _TrainingJob(_Job):
 
     def prepare(self) -> None:
         config = self.folder / "input" / "config"
-        config.mkdir(parents=True)
-        for folder in (self.folder / "model", self.folder / "output" / "data"):
-            folder.mkdir(parents=True)
+        for folder in ("input", "input/config", "model", "output", "output/data"):
+            (self.folder / folder).mkdir()  # the job's folder is new: one call each
         channels = {}
         for channel in self.params.get("InputDataConfig", []):
             source = channel["DataSource"]["S3DataSource"]

@@ -74,14 +74,22 @@ class LocalObjectStore:
     def writer(self, uri: str, content_type: str | None = None) -> Iterator[IO[bytes]]:
         """A binary file that becomes the object ``uri`` when the block ends without error."""
         target = self._object_path(uri)
+        # Folders are made when missing rather than checked before each write: a run writes
+        # thousands of small objects.
         staging = self.root / _STAGING
-        staging.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=staging)
+        try:
+            fd, tmp = tempfile.mkstemp(dir=staging)
+        except FileNotFoundError:
+            staging.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=staging)
         try:
             with os.fdopen(fd, "wb") as file:
                 yield file
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(tmp, target)
+            try:
+                os.replace(tmp, target)
+            except FileNotFoundError:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(tmp, target)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
@@ -153,17 +161,20 @@ class LocalObjectStore:
         rather than rewriting them. A job must therefore not modify its input files in place.
         """
         _, prefix = self.parse_uri(prefix_uri)
-        written = []
+        written: builtins.list[Path] = []
+        folders: set[Path] = set()
         for uri in self.list(prefix_uri):
             key = self.parse_uri(uri)[1]
             relative = key[len(prefix) :].lstrip("/") or key.rpartition("/")[2]
             target = Path(dest_dir) / relative
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.unlink(missing_ok=True)
+            if target.parent not in folders:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                folders.add(target.parent)
             try:
-                os.link(self.path(uri), target)
-            except OSError:
-                shutil.copy2(self.path(uri), target)
+                _link_or_copy(self.path(uri), target)
+            except FileExistsError:
+                target.unlink()
+                _link_or_copy(self.path(uri), target)
             written.append(target)
         return written
 
@@ -190,6 +201,17 @@ class LocalObjectStore:
         if not self.exists(uri):
             self.put_file(uri, local_path)
         return uri
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    """Hard-link ``source`` to ``target``, or copy it where linking is not possible (another file
+    system); FileExistsError if ``target`` exists."""
+    try:
+        os.link(source, target)
+    except FileExistsError:
+        raise
+    except OSError:
+        shutil.copy2(source, target)
 
 
 def _walk_keys(folder: Path, key: str) -> Iterator[str]:
