@@ -1700,3 +1700,45 @@ def test_jsonata_reference_behaviours(expression: str, expected: Any) -> None:
     }
     definition = machine({"P": pass_state(Output="{% " + expression + " %}")}, QueryLanguage="JSONata")
     assert run(definition, data).output == expected
+
+
+def test_a_jsonata_distributed_map_with_batches_and_a_result_writer() -> None:
+    # The JSONata forms: ItemReader/ResultWriter take Arguments, ItemBatcher values may be expressions.
+    objects = MemoryObjects({("in", "rows.jsonl"): b'{"v": 1}\n{"v": 2}\n{"v": 3}\n'})
+    state = distributed(
+        {"Sum": pass_state(Output="{% $sum($states.input.Items.v) + $states.input.BatchInput.offset %}")},
+        ItemReader={
+            "Resource": "arn:aws:states:::s3:getObject",
+            "ReaderConfig": {"InputType": "JSONL"},
+            "Arguments": {"Bucket": "in", "Key": "{% $states.input.key %}"},
+        },
+        ItemBatcher={"MaxItemsPerBatch": "{% $states.input.size %}", "BatchInput": {"offset": 100}},
+        ResultWriter={
+            "Resource": "arn:aws:states:::s3:putObject",
+            "Arguments": {"Bucket": "out", "Prefix": "sums"},
+            "WriterConfig": {"OutputType": "JSONL"},
+        },
+        Output="{% $states.result.ResultWriterDetails.Key %}",
+    )
+    result = run_with(
+        objects, machine({"M": state}, QueryLanguage="JSONata"), {"key": "rows.jsonl", "size": 2}
+    )
+    assert result.status == "SUCCEEDED", result.cause
+    manifest = objects.json("out", result.output)
+    (succeeded,) = manifest["ResultFiles"]["SUCCEEDED"]
+    import json
+
+    lines = objects.objects[("out", succeeded["Key"])].decode().splitlines()
+    assert sorted(json.loads(json.loads(line)["Output"]) for line in lines) == [103, 103]
+
+
+def test_nested_states_default_to_the_top_level_query_language() -> None:
+    # A JSONata Map in a JSONPath machine: its ItemProcessor's states are JSONPath unless they say otherwise.
+    state = {
+        "Type": "Map",
+        "QueryLanguage": "JSONata",
+        "Items": "{% $states.input.xs %}",
+        "ItemProcessor": processor(("Inner", pass_state(Parameters={"x.$": "$"}))),
+        "End": True,
+    }
+    assert run(machine({"M": state}), {"xs": [1, 2]}).output == [{"x": 1}, {"x": 2}]

@@ -279,7 +279,9 @@ def _state(where: str, name: str, state: Any, names: set[str], default_language:
         catcher_fields = JSONATA_CATCHER_FIELDS if jsonata else CATCHER_FIELDS
         problems += _handlers(f"{where}.Catch", state["Catch"], "Catcher", catcher_fields, names=names)
     check = CHECKS.get(state_type)
-    return problems + (check(where, state, names, language) if check else [])
+    # Nested machines default to the top level's QueryLanguage, not to their Parallel's or Map's.
+    check_language = default_language if state_type in ("Parallel", "Map") else language
+    return problems + (check(where, state, names, check_language) if check else [])
 
 
 def _unknown_fields(
@@ -626,7 +628,7 @@ def _check_parallel(where: str, state: dict[str, Any], names: set[str], language
 
 def _check_map(where: str, state: dict[str, Any], names: set[str], language: str) -> list[str]:
     problems = []
-    jsonata = language == JSONATA
+    jsonata = state.get("QueryLanguage", language) == JSONATA
     processors = [field for field in ("ItemProcessor", "Iterator") if field in state]
     if len(processors) != 1:
         problems.append(f"{where}: exactly one of ItemProcessor or Iterator is required")
