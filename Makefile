@@ -8,7 +8,20 @@ CONSTRAINTS := containers/constraints.txt
 # One worker per core; the suite is seconds of CPU, its slow tests wait on processes and timers.
 PYTEST_WORKERS ?= auto
 
-.PHONY: install run check test test-fast bench clean
+# checkov and the SAM CLI pin boto3 and friends exactly: each gets a virtual environment of its own.
+CHECKOV_VENV := .venv-checkov
+CHECKOV := $(CHECKOV_VENV)/bin/checkov
+CHECKOV_VERSION := 3.3.30
+SAM_VENV := .venv-sam
+SAM := $(SAM_VENV)/bin/sam
+SAM_VERSION := 1.170.0
+# The stack `make image` pushes to (samconfig.toml's stack_name); IMAGE_TAG names the image by the
+# content of its build context, so an unchanged image is not pushed again.
+STACK ?= cvpipe
+IMAGE_TAG ?= $(shell cat containers/Dockerfile containers/pyproject.toml containers/constraints.txt \
+	$$(find containers/cvjobs -name '*.py' | LC_ALL=C sort) | sha256sum | cut -c1-16)
+
+.PHONY: install run check test test-fast bench clean image sam-check
 
 $(STAMP): pyproject.toml containers/pyproject.toml $(CONSTRAINTS)
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "cvpipe needs Python 3.11 or newer; set PYTHON=python3.11 (or newer)")'
@@ -16,6 +29,14 @@ $(STAMP): pyproject.toml containers/pyproject.toml $(CONSTRAINTS)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet --constraint $(CONSTRAINTS) -e '.[dev]'
 	@touch $(STAMP)
+
+$(CHECKOV):
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet 'checkov==$(CHECKOV_VERSION)'
+
+$(SAM):
+	$(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/python -m pip install --quiet 'aws-sam-cli==$(SAM_VERSION)'
 
 install: $(STAMP)
 
@@ -29,14 +50,26 @@ check: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: check
+# The suite includes checkov on the template, from its own environment.
+test: check $(CHECKOV)
 	$(BIN)/pytest -q -n $(PYTEST_WORKERS)
 
 test-fast: $(STAMP)
 	$(BIN)/pytest -q -m unit -n $(PYTEST_WORKERS)
 
+# SAM's own checks, apart from `make test` (installing the SAM CLI and building every function take
+# minutes): `sam validate --lint`, and `sam build`, which needs python3.12 (the functions' runtime) on PATH.
+sam-check: $(SAM)
+	AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1} $(SAM) validate --lint
+	@command -v python3.12 >/dev/null || { echo "sam-check: sam build needs python3.12 on PATH (the functions' runtime)" >&2; exit 1; }
+	$(SAM) build --build-dir $(SAM_VENV)/build
+
+# Build the job image for linux/amd64, push it to the stack's repository and print the JobImageUri to deploy.
+image:
+	STACK=$(STACK) IMAGE_TAG=$(IMAGE_TAG) containers/push-image.sh
+
 bench: $(STAMP)
 	$(BIN)/python bench/bench_gridsearch.py
 
 clean:
-	rm -rf $(VENV) .cvpipe .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(CHECKOV_VENV) $(SAM_VENV) .cvpipe .pytest_cache .mypy_cache .ruff_cache

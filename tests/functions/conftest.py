@@ -112,3 +112,11 @@ def published_metrics(capsys):
         return published
 
     return read
+
+
+@pytest.fixture(scope="session")
+def start_execution(powertools_environment) -> SimpleNamespace:
+    # The handler creates its boto3 clients at import, as deployed; tests swap in their own.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        return load_function("start_execution")

@@ -30,7 +30,11 @@ from .contract import DEFINITION, TEMPLATE
 from .history_file import HISTORY_FILE, HistoryWriter
 
 CONTAINERS = "containers"
+# The image's hosting program answers HTTP until stopped: it is no job.
+HOSTING_PROGRAMS = frozenset({"serve"})
 ARTIFACT_BUCKET = "ArtifactBucket"
+# Template parameters without a usable default: locally the job image is containers/, run in the pool.
+LOCAL_PARAMETERS = {"JobImageUri": "cvpipe-jobs:local"}
 EXECUTION_NAME = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
 # Imported once by each job worker, so that no job pays for them.
 WARM_MODULES = (
@@ -149,7 +153,7 @@ class LocalPipeline:
         self.root = root
         self.home = local_home(home)
         try:
-            template = Template(root / TEMPLATE)
+            template = Template(root / TEMPLATE, parameters=LOCAL_PARAMETERS)
             machine = state_machine_for(template, root / DEFINITION)
             self.definition = substitute(machine.definition_uri.read_text(), machine.substitutions)
             functions = template.functions()
@@ -166,8 +170,9 @@ class LocalPipeline:
                 "choose another --home or $CVPIPE_HOME"
             ) from None
         containers = root / CONTAINERS
+        programs = programs_from_pyproject(containers / "pyproject.toml")
         self.pool = JobPool(
-            programs_from_pyproject(containers / "pyproject.toml"),
+            {name: target for name, target in programs.items() if name not in HOSTING_PROGRAMS},
             workers=workers,
             sys_path=[str(containers)],
             warm_modules=WARM_MODULES,

@@ -1,0 +1,1 @@
+../prepare_input/execution_input.py

@@ -1,0 +1,200 @@
+"""Least privilege in the stack: every IAM statement of the template names the actions it needs on the
+resources it touches, and checkov finds nothing but the documented exceptions."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cvpipe.integrations.template import load_yaml
+
+pytestmark = pytest.mark.unit
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE = ROOT / "template.yaml"
+# Services whose statements must name their actions and resources: the data, the jobs, the role.
+GUARDED_PREFIXES = ("sagemaker:", "s3:", "iam:passrole")
+# SAM policy templates are allowed only when they are scoped to one resource and grant no wildcard.
+ALLOWED_POLICY_TEMPLATES = {"LambdaInvokePolicy"}
+CHECKOV_VENV = ROOT / ".venv-checkov"
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def statements(template: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(where, statement) for every identity policy statement: IAM roles' inline policies and SAM
+    resources' Policies."""
+    for name, resource in template["Resources"].items():
+        properties = resource.get("Properties", {})
+        if resource["Type"] == "AWS::IAM::Role":
+            for policy in properties.get("Policies", []):
+                for i, statement in enumerate(_as_list(policy["PolicyDocument"]["Statement"])):
+                    yield f"{name}.{policy['PolicyName']}[{i}]", statement
+        elif resource["Type"] in ("AWS::Serverless::Function", "AWS::Serverless::StateMachine"):
+            for j, policy in enumerate(_as_list(properties.get("Policies", []))):
+                assert isinstance(policy, dict), f"{name}.Policies[{j}]: managed policy {policy!r}"
+                if "Statement" in policy:
+                    for i, statement in enumerate(_as_list(policy["Statement"])):
+                        yield f"{name}.Policies[{j}][{i}]", statement
+                else:
+                    (template_name,) = policy
+                    assert template_name in ALLOWED_POLICY_TEMPLATES, (
+                        f"{name}.Policies[{j}]: SAM policy template {template_name} grants more than the "
+                        "actions used; write the statement inline"
+                    )
+
+
+def problems(template: dict[str, Any]) -> list[str]:
+    found = []
+    for where, statement in statements(template):
+        if statement.get("Effect") != "Allow":
+            continue
+        actions = [action.lower() for action in _as_list(statement["Action"])]
+        resources = _as_list(statement["Resource"])
+        found += [f"{where}: wildcard action {action}" for action in actions if "*" in action]
+        guarded = [action for action in actions if action.startswith(GUARDED_PREFIXES)]
+        if guarded and "*" in resources:
+            found.append(f"{where}: {', '.join(guarded)} on every resource (*)")
+    return found
+
+
+@pytest.fixture(scope="module")
+def template() -> dict[str, Any]:
+    return load_yaml(TEMPLATE.read_text())
+
+
+def test_no_statement_grants_wildcard_actions_or_every_resource(template):
+    assert list(statements(template))
+    assert problems(template) == []
+
+
+@pytest.mark.parametrize(
+    ("statement", "problem"),
+    [
+        ({"Effect": "Allow", "Action": "s3:*", "Resource": "arn:aws:s3:::b/*"}, "wildcard action s3:*"),
+        (
+            {"Effect": "Allow", "Action": ["sagemaker:CreateTrainingJob"], "Resource": "*"},
+            "on every resource",
+        ),
+        ({"Effect": "Allow", "Action": "iam:PassRole", "Resource": ["*"]}, "iam:passrole on every resource"),
+        ({"Effect": "Allow", "Action": "ecr:Get*", "Resource": "arn:aws:ecr:x"}, "wildcard action ecr:get*"),
+    ],
+)
+def test_the_check_finds_broad_statements(statement, problem):
+    template = {
+        "Resources": {
+            "Fn": {
+                "Type": "AWS::Serverless::Function",
+                "Properties": {"Policies": [{"Statement": [statement]}]},
+            }
+        }
+    }
+    assert any(problem in found for found in problems(template))
+
+
+def test_the_check_refuses_broad_policy_templates():
+    template = {
+        "Resources": {
+            "Fn": {"Type": "AWS::Serverless::Function", "Properties": {"Policies": [{"S3CrudPolicy": {}}]}}
+        }
+    }
+    with pytest.raises(AssertionError, match="S3CrudPolicy"):
+        problems(template)
+
+
+def test_only_sagemaker_of_this_account_assumes_the_job_role(template):
+    trust = template["Resources"]["SageMakerExecutionRole"]["Properties"]["AssumeRolePolicyDocument"]
+    (statement,) = trust["Statement"]
+    assert statement["Principal"] == {"Service": "sagemaker.amazonaws.com"}
+    assert statement["Condition"]["StringEquals"]["aws:SourceAccount"] == {"Ref": "AWS::AccountId"}
+
+
+def _actions_on(template: dict[str, Any], resource_name: str) -> dict[str, list[Any]]:
+    """action -> the Resource values of the statements of ``resource_name`` granting it."""
+    granted: dict[str, list[Any]] = {}
+    for where, statement in statements(template):
+        if where.startswith(resource_name + ".") and statement["Effect"] == "Allow":
+            for action in _as_list(statement["Action"]):
+                granted.setdefault(action, []).append(statement["Resource"])
+    return granted
+
+
+def test_sync_integrations_have_what_step_functions_needs(template):
+    granted = _actions_on(template, "CrossValidationStateMachine")
+    for action in ("Create", "Describe", "Stop"):
+        assert f"sagemaker:{action}TrainingJob" in granted
+        assert f"sagemaker:{action}ProcessingJob" in granted
+    assert "sagemaker:ListTags" in granted
+    assert {"events:PutTargets", "events:PutRule", "events:DescribeRule"} <= set(granted)
+
+
+def test_writes_are_limited_to_the_runs_prefix(template):
+    for machine_or_role in ("CrossValidationStateMachine", "SageMakerExecutionRole"):
+        (resources,) = _actions_on(template, machine_or_role)["s3:PutObject"]
+        assert resources == {"Fn::Sub": "${ArtifactBucket.Arn}/runs/*"}, machine_or_role
+
+
+def test_jobs_pull_only_the_stacks_image_repository(template):
+    granted = _actions_on(template, "SageMakerExecutionRole")
+    for action in ("ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"):
+        assert granted[action] == [{"Fn::GetAtt": ["JobRepository", "Arn"]}], action
+
+
+def _checkov() -> str:
+    found = shutil.which("checkov", path=str(CHECKOV_VENV / "bin")) or shutil.which(
+        "checkov", path=str(Path(sys.executable).parent)
+    )
+    if not found:
+        pytest.fail("checkov is not installed; run `make test`, which installs it in .venv-checkov")
+    return found
+
+
+def test_checkov_passes_with_only_documented_skips(template):
+    result = subprocess.run(
+        [
+            _checkov(),
+            "--file",
+            str(TEMPLATE),
+            "--framework",
+            "cloudformation",
+            "--skip-download",
+            "--output",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "BC_SKIP_MAPPING": "TRUE"},
+        timeout=300,
+    )
+    report = json.loads(result.stdout)
+    failed = [
+        f"{check['check_id']} {check['resource']}: {check['check_name']}"
+        for check in report["results"]["failed_checks"]
+    ]
+    assert failed == [], "\n".join(failed)
+    assert report["summary"]["parsing_errors"] == 0
+    assert report["summary"]["passed"] > 0
+    # Every skip says why, in the template next to the resource it excuses.
+    for name, resource in template["Resources"].items():
+        for skip in resource.get("Metadata", {}).get("checkov", {}).get("skip", []):
+            assert len(skip.get("comment", "").split()) >= 5, f"{name}: skip {skip['id']} has no reason"
+    skipped = {
+        (check["check_id"], check["resource"].split(".", 1)[1])
+        for check in report["results"]["skipped_checks"]
+    }
+    declared = {
+        (skip["id"], name)
+        for name, resource in template["Resources"].items()
+        for skip in resource.get("Metadata", {}).get("checkov", {}).get("skip", [])
+    }
+    assert declared == skipped, f"skips that excuse nothing: {sorted(declared - skipped)}"
