@@ -193,8 +193,11 @@ def make_server(model: ServedModel, port: int, host: str = "") -> ThreadingHTTPS
             if self.path == "/ping":
                 self._reply(HTTPStatus.OK, b"", "text/plain")
             elif self.path == "/execution-parameters":  # batch transform asks how to batch
-                parameters = {"MaxConcurrentTransforms": os.cpu_count() or 1, "BatchStrategy": "MULTI_RECORD",
-                              "MaxPayloadInMB": MAX_REQUEST_BYTES // (1024 * 1024)}  # fmt: skip
+                parameters = {
+                    "MaxConcurrentTransforms": os.cpu_count() or 1,
+                    "BatchStrategy": "MULTI_RECORD",
+                    "MaxPayloadInMB": MAX_REQUEST_BYTES // (1024 * 1024),
+                }
                 self._reply(HTTPStatus.OK, json.dumps(parameters).encode(), JSON)
             else:
                 self._reply(

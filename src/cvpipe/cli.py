@@ -8,14 +8,14 @@ import sys
 
 from . import __version__
 from .commands import asl
-from .pipeline import models_command, run_command
+from .pipeline import aws_commands, models_command, run_command
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cvpipe", description=__doc__)
     parser.add_argument("--version", action="version", version=f"cvpipe {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True)
-    for command in (run_command, models_command, asl):
+    for command in (run_command, aws_commands, models_command, asl):
         command.add_parser(subparsers)
     return parser
 

@@ -164,8 +164,12 @@ def test_the_serve_program_starts_on_the_port_sagemaker_names(model_dir):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    environment = {**os.environ, "PYTHONPATH": str(CONTAINERS), "SM_MODEL_DIR": str(model_dir),
-                   "SAGEMAKER_BIND_TO_PORT": str(port)}  # fmt: skip
+    environment = {
+        **os.environ,
+        "PYTHONPATH": str(CONTAINERS),
+        "SM_MODEL_DIR": str(model_dir),
+        "SAGEMAKER_BIND_TO_PORT": str(port),
+    }
     process = subprocess.Popen(
         [sys.executable, "-m", "cvjobs.serve"], env=environment, stderr=subprocess.PIPE
     )

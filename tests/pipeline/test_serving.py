@@ -76,8 +76,12 @@ def test_the_registered_package_serves_the_local_models_predictions(pipeline, tm
     with tarfile.open(pipeline.store.path(container["ModelDataUrl"])) as archive:
         archive.extractall(model_dir, filter="data")
     port = free_port()
-    environment = {**os.environ, "PYTHONPATH": str(ROOT / "containers"), "SM_MODEL_DIR": str(model_dir),
-                   "SAGEMAKER_BIND_TO_PORT": str(port)}  # fmt: skip
+    environment = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT / "containers"),
+        "SM_MODEL_DIR": str(model_dir),
+        "SAGEMAKER_BIND_TO_PORT": str(port),
+    }
     process = subprocess.Popen(
         [sys.executable, "-m", "cvjobs.serve"], env=environment, stderr=subprocess.PIPE
     )

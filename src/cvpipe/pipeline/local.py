@@ -70,7 +70,8 @@ class PipelineRun:
     output: Any
     error: str | None
     cause: str | None
-    run_dir: Path
+    run_dir: Path | str
+    """The run's folder, or on AWS its S3 prefix."""
     tuning: dict[str, Any] | None = None
     """The last tuning state seen, so a failed run still reports its best candidate."""
     config: dict[str, Any] | None = None
@@ -120,6 +121,19 @@ KEPT = {
 }
 
 
+def kept_document(event: Event) -> tuple[str, Any] | None:
+    """(``config`` or ``tuning``, its value) when ``event`` writes a document that a run's report keeps."""
+    key = KEPT.get((event.type, str(event.details.get("name"))))
+    if key is None:
+        return None
+    output = event.details["output"]
+    return key, (json.loads(output) if isinstance(output, str) else output)[key]
+
+
+def default_execution_name() -> str:
+    return datetime.now(UTC).strftime("cv-%Y%m%d-%H%M%S-") + secrets.token_hex(3)
+
+
 @dataclass
 class _RunRecorder:
     """Streams the history to the run's history file and keeps what a failed run still reports."""
@@ -134,10 +148,9 @@ class _RunRecorder:
         if self.history.closed:  # from a handler thread abandoned when the run was stopped
             return
         self.history.append(event)
-        key = KEPT.get((event.type, str(event.details.get("name"))))
-        if key:
-            output = event.details["output"]
-            setattr(self, key, (json.loads(output) if isinstance(output, str) else output)[key])
+        found = kept_document(event)
+        if found:
+            setattr(self, *found)
         if self.forward:
             self.forward(event)
 
@@ -234,7 +247,7 @@ class LocalPipeline:
         name: str | None = None,
         on_event: Callable[[Event], None] | None = None,
     ) -> PipelineRun:
-        name = name or datetime.now(UTC).strftime("cv-%Y%m%d-%H%M%S-") + secrets.token_hex(3)
+        name = name or default_execution_name()
         if not EXECUTION_NAME.match(name):
             raise UserError(f"execution name {name!r}: use 1 to 80 letters, digits, '-' or '_'")
         run_dir = self.run_dir(name)

@@ -6,24 +6,36 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
+from ..errors import UserError
 from ..integrations.registry import LocalModelRegistry
 from ..integrations.store import LocalObjectStore
 from .local import local_home
 
 
+class Registry(Protocol):
+    """What the listing reads: the local registry, or SageMaker's (cvpipe.aws.registry)."""
+
+    def list_model_packages(self, group: str | None = None) -> dict[str, Any]: ...
+
+    def describe_model_package(self, name_or_arn: str) -> dict[str, Any]: ...
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("models", help="the local model registry")
+    parser = subparsers.add_parser("models", help="the model registry (local, or SageMaker's with --aws)")
     actions = parser.add_subparsers(dest="action", required=True)
     listing = actions.add_parser("list", help="list registered model packages, newest first")
     listing.add_argument("--group", help="only this model package group")
     listing.add_argument("--json", action="store_true", help="print one JSON document")
     listing.add_argument("--home", type=Path, help="local state folder (default: $CVPIPE_HOME or ./.cvpipe)")
+    listing.add_argument("--aws", action="store_true", help="the SageMaker Model Registry of the AWS account")
+    listing.add_argument("--region", help="with --aws: AWS region (default: the profile's, or AWS_REGION)")
+    listing.add_argument("--profile", help="with --aws: AWS profile")
     listing.set_defaults(handler=list_command)
 
 
-def model_rows(registry: LocalModelRegistry, group: str | None) -> list[dict[str, Any]]:
+def model_rows(registry: Registry, group: str | None) -> list[dict[str, Any]]:
     rows = []
     for summary in registry.list_model_packages(group)["ModelPackageSummaryList"]:
         package = registry.describe_model_package(summary["ModelPackageArn"])
@@ -50,17 +62,28 @@ def _number(text: str | None) -> float | None:
 
 
 def list_command(args: argparse.Namespace) -> int:
-    home = local_home(args.home)
-    database = home / "registry.sqlite"
-    registry = LocalModelRegistry(database, LocalObjectStore(home / "s3")) if database.exists() else None
-    rows = model_rows(registry, args.group) if registry else []
+    if args.aws:
+        from ..aws.clients import Aws
+        from ..aws.registry import SageMakerRegistry
+
+        where = "the SageMaker Model Registry"
+        try:
+            rows = model_rows(SageMakerRegistry(Aws(args.region, args.profile)), args.group)
+        except UserError as error:
+            print(f"cvpipe models list: {error}", file=sys.stderr)
+            return error.exit_code
+    else:
+        home = local_home(args.home)
+        database = home / "registry.sqlite"
+        where = str(database)
+        registry = LocalModelRegistry(database, LocalObjectStore(home / "s3")) if database.exists() else None
+        rows = model_rows(registry, args.group) if registry else []
     if args.json:
         json.dump({"model_packages": rows}, sys.stdout, indent=2)
         sys.stdout.write("\n")
         return 0
     if not rows:
-        where = f"group {args.group!r}" if args.group else str(database)
-        print(f"no model packages in {where}")
+        print(f"no model packages in {f'group {args.group!r}' if args.group else where}")
         return 0
     # Columns as wide as their longest value, so long group or metric names keep the table aligned.
     scores = [

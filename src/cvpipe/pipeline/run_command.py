@@ -66,13 +66,22 @@ def run_command(args: argparse.Namespace) -> int:
             print(f"cvpipe run: {error}", file=sys.stderr)
             return error.exit_code
         progress.close()
-        if args.json:
-            json.dump(run.document(), stdout, indent=2)
-            stdout.write("\n")
-        else:
-            print_summary(run, stdout)
+        print_result(run, stdout, args.json)
+    return exit_status(run, "cvpipe run")
+
+
+def print_result(run: PipelineRun, stdout: TextIO, as_json: bool) -> None:
+    if as_json:
+        json.dump(run.document(), stdout, indent=2)
+        stdout.write("\n")
+    else:
+        print_summary(run, stdout)
+
+
+def exit_status(run: PipelineRun, command: str) -> int:
+    """0 registered; 2 the input, dataset or settings refused; 1 any other failure (said on stderr)."""
     if run.status != "SUCCEEDED":
-        print(f"cvpipe run: execution {run.status}: {run.error}: {explain_failure(run)}", file=sys.stderr)
+        print(f"{command}: execution {run.status}: {run.error}: {explain_failure(run)}", file=sys.stderr)
         return USAGE if run.input_rejected else 1
     return 0
 
