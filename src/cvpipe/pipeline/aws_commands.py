@@ -15,7 +15,7 @@ from ..aws.stack import find_stack
 from ..errors import UserError
 from .local import EXECUTION_NAME, PipelineRun, default_execution_name, kept_document
 from .progress import ProgressReporter
-from .run_command import build_input, exit_status, print_result
+from .run_command import add_set_option, build_input, exit_status, print_result
 
 INTERRUPTED = 130
 EXECUTION_ARN = re.compile(r"^arn:aws[a-z-]*:states:([a-z0-9-]+):\d{12}:execution:[^:]+:[^:]+$")
@@ -42,14 +42,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     start.add_argument("--stack", required=True, help="the stack's name (samconfig.toml's stack_name)")
     start.add_argument("--input", type=Path, help="execution input JSON file")
     start.add_argument("--dataset", help="s3:// URI or local CSV file (uploaded); sets dataset.uri")
-    start.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override one input field, e.g. --set cv.k=10 (VALUE is JSON when it parses, else a string)",
-    )
+    add_set_option(start)
     start.add_argument("--name", help="execution name (default: a timestamped one)")
     start.add_argument("--watch", action="store_true", help="then follow it as `cvpipe watch` does")
     start.add_argument(

@@ -34,6 +34,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="execution input JSON file (default: examples/demo.json, or with --dataset an empty input)",
     )
     parser.add_argument("--dataset", help="CSV file or s3:// URI; sets dataset.uri")
+    add_set_option(parser)
+    parser.add_argument("--name", help="execution name (default: a timestamped one)")
+    parser.add_argument("--json", action="store_true", help="print the execution output as one JSON document")
+    parser.add_argument("--workers", type=int, help="local job worker processes (default: one per core)")
+    parser.add_argument("--home", type=Path, help="local state folder (default: $CVPIPE_HOME or ./.cvpipe)")
+    parser.set_defaults(handler=run_command)
+
+
+def add_set_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--set",
         dest="overrides",
@@ -43,11 +52,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="override one input field, e.g. --set cv.k=10 --set model.estimator=LogisticRegression "
         "(VALUE is JSON when it parses, else a string)",
     )
-    parser.add_argument("--name", help="execution name (default: a timestamped one)")
-    parser.add_argument("--json", action="store_true", help="print the execution output as one JSON document")
-    parser.add_argument("--workers", type=int, help="local job worker processes (default: one per core)")
-    parser.add_argument("--home", type=Path, help="local state folder (default: $CVPIPE_HOME or ./.cvpipe)")
-    parser.set_defaults(handler=run_command)
 
 
 def run_command(args: argparse.Namespace) -> int:
