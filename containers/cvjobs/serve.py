@@ -10,7 +10,9 @@ Requests hold rows of the training features:
   target are ignored), or without one, the features in training order;
 - ``application/json``: ``{"instances": [...]}`` (or the bare list), each instance an object keyed by
   column name or a list of the features in training order.
-The answer is one prediction per row: ``text/csv`` (one per line) or ``application/json``
+Numeric features take numbers, text features any value (read as its text); an empty cell or null is a
+missing value, which the model's pipeline imputes as it did in training. The answer is one prediction
+per row: ``text/csv`` (one per line) or ``application/json``
 (``{"predictions": [...]}``), as the ``Accept`` header asks, else in the request's content type.
 """
 
@@ -32,6 +34,7 @@ from typing import Any
 
 import joblib
 import numpy as np
+import pandas as pd
 
 from cvjobs.data import MISSING_TOKENS
 from cvjobs.job import log, quote_names
@@ -55,16 +58,40 @@ class BadRequest(Exception):
 class ServedModel:
     estimator: Any
     features: list[str]
+    categorical: frozenset[str]
+    """Features read as text (one-hot or ordinal encoded by the pipeline); the others are numbers."""
     target: str
 
-    def predict(self, rows: np.ndarray) -> list[Any]:
-        return [_plain(value) for value in self.estimator.predict(rows)]
+    def predict(self, rows: list[list[Any]]) -> list[Any]:
+        return [_plain(value) for value in self.estimator.predict(self.frame(rows))]
+
+    def frame(self, rows: list[list[Any]]) -> pd.DataFrame:
+        """The rows as the table the pipeline was fitted on: numbers as float64, text as str, NaN where
+        missing (the pipeline imputes, or its estimator takes NaN, or it refuses)."""
+        if not rows:
+            raise BadRequest("no rows: send at least one row of features")
+        columns = {
+            name: [
+                (_text if name in self.categorical else _number)(row[j], name, i)
+                for i, row in enumerate(rows)
+            ]
+            for j, name in enumerate(self.features)
+        }
+        frame = pd.DataFrame(columns, columns=self.features)
+        for name in self.categorical:
+            frame[name] = frame[name].astype(object)
+        return frame
 
 
 def load_model(model_dir: Path) -> ServedModel:
     """The final training job's model: ``model.joblib`` and ``metadata.json`` (the training columns)."""
     metadata = json.loads((model_dir / "metadata.json").read_text())
-    return ServedModel(joblib.load(model_dir / "model.joblib"), metadata["feature_names"], metadata["target"])
+    return ServedModel(
+        joblib.load(model_dir / "model.joblib"),
+        metadata["feature_names"],
+        frozenset(metadata.get("categorical_features", [])),
+        metadata["target"],
+    )
 
 
 def _plain(value: Any) -> Any:
@@ -73,13 +100,15 @@ def _plain(value: Any) -> Any:
     return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
+def _missing(cell: Any) -> bool:
+    return cell is None or (isinstance(cell, str) and cell.strip().lower() in MISSING_TOKENS)
+
+
 def _number(cell: Any, column: str, row: int) -> float:
-    if (
-        isinstance(cell, bool)
-        or cell is None
-        or (isinstance(cell, str) and cell.strip().lower() in MISSING_TOKENS)
-    ):
-        raise BadRequest(f"row {row + 1}, column {column!r}: no value; every feature needs a number")
+    if _missing(cell):
+        return math.nan
+    if isinstance(cell, bool):
+        raise BadRequest(f"row {row + 1}, column {column!r}: {cell!r} is not a number")
     try:
         value = float(cell)
     except (TypeError, ValueError):
@@ -89,12 +118,13 @@ def _number(cell: Any, column: str, row: int) -> float:
     return value
 
 
-def _matrix(rows: list[list[Any]], features: list[str]) -> np.ndarray:
-    if not rows:
-        raise BadRequest("no rows: send at least one row of features")
-    return np.array(
-        [[_number(cell, features[j], i) for j, cell in enumerate(row)] for i, row in enumerate(rows)]
-    )
+def _text(cell: Any, column: str, row: int) -> Any:
+    if _missing(cell):
+        return math.nan
+    if isinstance(cell, dict | list):
+        raise BadRequest(f"row {row + 1}, column {column!r}: expected a single value, got {cell!r}")
+    # As the split read the table: booleans and numbers in a text column are their text.
+    return cell.strip() if isinstance(cell, str) else str(cell)
 
 
 def _by_position(rows: list[list[Any]], features: list[str]) -> list[list[Any]]:
@@ -118,15 +148,15 @@ def _by_name(header: list[str], rows: list[list[Any]], features: list[str]) -> l
     return [[row[p] for p in positions] for row in rows]
 
 
-def parse_csv(text: str, features: list[str]) -> np.ndarray:
+def parse_csv(text: str, features: list[str]) -> list[list[Any]]:
     rows = [row for row in csv.reader(io.StringIO(text)) if any(cell.strip() for cell in row)]
     header = [cell.strip() for cell in rows[0]] if rows else []
     if set(features) & set(header):  # a first row naming a training column is a header
-        return _matrix(_by_name(header, rows[1:], features), features)
-    return _matrix(_by_position(rows, features), features)
+        return _by_name(header, rows[1:], features)
+    return _by_position(rows, features)
 
 
-def parse_json(document: Any, features: list[str]) -> np.ndarray:
+def parse_json(document: Any, features: list[str]) -> list[list[Any]]:
     instances = document.get("instances") if isinstance(document, dict) else document
     if not isinstance(instances, list):
         raise BadRequest('send {"instances": [...]}: a list of objects keyed by column, or of feature lists')
@@ -141,7 +171,7 @@ def parse_json(document: Any, features: list[str]) -> np.ndarray:
             rows.append(_by_position([instance], features)[0])
         else:
             raise BadRequest(f"instance {i + 1} must be an object keyed by column or a list of features")
-    return _matrix(rows, features)
+    return rows
 
 
 def _media_type(header: str | None) -> str:

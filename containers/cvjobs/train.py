@@ -281,6 +281,8 @@ def _train(ml_root: Path) -> None:
         "seed": manifest["seed"] if config.seed is None else config.seed,
         "task": manifest["task"],
         "feature_names": manifest["feature_names"],
+        # What `serve` needs to rebuild the table from a request: which features are text.
+        "categorical_features": manifest["categorical_features"],
         "target": manifest["target"],
         "classes": manifest["classes"],
         **metrics,

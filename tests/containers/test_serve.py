@@ -17,6 +17,7 @@ from pathlib import Path
 
 import joblib
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn.datasets import load_iris
 
@@ -35,22 +36,31 @@ def iris_rows() -> list[list[object]]:
     return [[*map(float, x), str(IRIS.target_names[t])] for x, t in zip(IRIS.data, IRIS.target, strict=True)]
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> Path:
-    """A final model (fitted on every row), as the split and train jobs write it into /opt/ml/model."""
-    root = tmp_path_factory.mktemp("jobs")
-    data = root / "split" / "processing" / "input" / "iris.csv"
+def fit_final_model(
+    root: Path, header: list[str], rows: list[list[object]], target: str, estimator: str
+) -> Path:
+    """The final model (fitted on every row), as the split and train jobs write it into /opt/ml/model."""
+    data = root / "split" / "processing" / "input" / "data.csv"
     data.parent.mkdir(parents=True)
-    data.write_bytes(csv_text(iris_rows(), [*FEATURES, "species"]))
-    environ = {"CV_TARGET": "species", "CV_ESTIMATOR": "SVC", "CV_K": "5", "CV_SEED": "0"}
-    assert split.main(root / "split", environ=environ) == 0
+    data.write_bytes(csv_text(rows, header))
+    environ = {"CV_TARGET": target, "CV_ESTIMATOR": estimator, "CV_K": "5", "CV_SEED": "0"}
+    assert split.main(root / "split", environ=environ) == 0, (
+        root / "split" / "output" / "failure"
+    ).read_text()
     config = root / "train" / "input" / "config"
     config.mkdir(parents=True)
-    (config / "hyperparameters.json").write_text(json.dumps({"C": "3.0", "kernel": '"rbf"'}))
+    (config / "hyperparameters.json").write_text(json.dumps({"C": "3.0"}))
     (root / "train" / "input" / "data").mkdir()
     (root / "train" / "input" / "data" / "train").symlink_to(root / "split" / "processing" / "output")
-    assert train.main(root / "train") == 0
+    assert train.main(root / "train") == 0, (root / "train" / "output" / "failure").read_text()
     return root / "train" / "model"
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    return fit_final_model(
+        tmp_path_factory.mktemp("jobs"), [*FEATURES, "species"], iris_rows(), "species", "SVC"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +88,7 @@ def request(port: int, method: str, path: str, body: bytes = b"", **headers: str
 
 def rows_and_expected(model_dir: Path) -> tuple[list[list[float]], list[str]]:
     rows = [row[:-1] for row in iris_rows()]
-    expected = joblib.load(model_dir / "model.joblib").predict(np.array(rows)).tolist()
+    expected = joblib.load(model_dir / "model.joblib").predict(pd.DataFrame(rows, columns=FEATURES)).tolist()
     return rows, expected
 
 
@@ -157,6 +167,60 @@ def test_unknown_paths_and_accept_types(endpoint):
         endpoint, "POST", "/invocations", b"1,2,3,4\n", Content_Type="text/csv", Accept="image/png"
     )
     assert status == 406
+
+
+def test_text_features_and_missing_values_reach_the_pipeline_as_in_training(tmp_path):
+    """A table with a text column (one-hot encoded in the pipeline) and gaps (imputed): the server
+    rebuilds the table the model was fitted on, so its answers equal the model's own."""
+    rng = np.random.default_rng(0)
+    colours = rng.choice(["red", "green", "blue"], size=120)
+    size = rng.normal(size=120)
+    label = np.where((colours == "red") | (size > 0.5), "yes", "no")
+    rows = [
+        [f"{s:.6f}" if i % 9 else "", c, lab]
+        for i, (s, c, lab) in enumerate(zip(size, colours, label, strict=True))
+    ]
+    model_dir = fit_final_model(
+        tmp_path, ["size", "colour", "label"], rows, target="label", estimator="LogisticRegression"
+    )
+    served = serve.load_model(model_dir)
+    assert served.categorical == {"colour"}
+    server = serve.make_server(served, port=0, host="127.0.0.1")
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        instances = [
+            {"size": None if i % 9 == 0 else float(s), "colour": c}
+            for i, (s, c) in enumerate(zip(size, colours, strict=True))
+        ]
+        status, _, body = request(
+            server.server_address[1],
+            "POST",
+            "/invocations",
+            json.dumps({"instances": instances}).encode(),
+            Content_Type="application/json",
+        )
+        table = pd.DataFrame(
+            {
+                "size": [np.nan if i % 9 == 0 else s for i, s in enumerate(size)],
+                "colour": colours.astype(object),
+            }
+        )
+        assert status == 200, body
+        assert (
+            json.loads(body)["predictions"] == joblib.load(model_dir / "model.joblib").predict(table).tolist()
+        )
+        status, _, body = request(
+            server.server_address[1],
+            "POST",
+            "/invocations",
+            b"size,colour\n0.1,purple\n,red\n",
+            Content_Type="text/csv",
+        )
+        assert status == 200, body  # an unseen category is ignored by the encoder, a gap imputed
+        assert len(body.decode().splitlines()) == 2
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def test_the_serve_program_starts_on_the_port_sagemaker_names(model_dir):
