@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from cvpipe.aws.executions import STAGING_PREFIX
 from cvpipe.integrations.template import load_yaml
 
 pytestmark = pytest.mark.unit
@@ -198,3 +200,13 @@ def test_checkov_passes_with_only_documented_skips(template):
         for skip in resource.get("Metadata", {}).get("checkov", {}).get("skip", [])
     }
     assert declared == skipped, f"skips that excuse nothing: {sorted(declared - skipped)}"
+
+
+def test_the_trigger_prefix_excludes_the_prefixes_the_pipeline_writes(template):
+    """Outputs under runs/ and datasets staged by `cvpipe start` must never start runs themselves."""
+    pattern = re.compile(template["Parameters"]["TriggerPrefix"]["AllowedPattern"])
+    assert pattern.match(template["Parameters"]["TriggerPrefix"]["Default"])
+    assert pattern.match("uploads/team-a/")
+    for refused in ("runs/", "datasets/", "runs/x/", "", "incoming"):
+        assert not pattern.match(refused), refused
+    assert f"{STAGING_PREFIX}/" == "datasets/"
