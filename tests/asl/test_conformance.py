@@ -1742,3 +1742,10 @@ def test_nested_states_default_to_the_top_level_query_language() -> None:
         "End": True,
     }
     assert run(machine({"M": state}), {"xs": [1, 2]}).output == [{"x": 1}, {"x": 2}]
+
+
+def test_seconds_path_beyond_the_limit_is_a_runtime_error() -> None:
+    definition = machine({"W": {"Type": "Wait", "SecondsPath": "$.s", "End": True}})
+    result = run(definition, {"s": 100_000_000})
+    assert result.error == "States.Runtime"
+    assert "SecondsPath '$.s' must select an integer from 0 to 99999999, not 100000000" in result.cause

@@ -81,15 +81,26 @@ def parse_timestamp(value: Any) -> datetime | None:
         return None
 
 
+MAX_SECONDS = 99_999_999
+"""AWS's bound for seconds a Wait, task timeout or heartbeat may name."""
+
+
 def select_integer(
-    spec: dict[str, Any], field_name: str, data: Any, context: dict[str, Any], minimum: int
+    spec: dict[str, Any],
+    field_name: str,
+    data: Any,
+    context: dict[str, Any],
+    minimum: int,
+    maximum: int | None = None,
 ) -> int:
     """The integer that a ``...Path`` field (SecondsPath, TimeoutSecondsPath, ...) selects from ``data``."""
     value = get_path(spec[field_name], data, context)
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+    too_big = maximum is not None and isinstance(value, int) and value > maximum
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum or too_big:
+        bounds = f"from {minimum} to {maximum}" if maximum is not None else f">= {minimum}"
         raise StatesError(
             RUNTIME,
-            f"{field_name} {spec[field_name]!r} must select an integer >= {minimum}, not {to_json_text(value)}",
+            f"{field_name} {spec[field_name]!r} must select an integer {bounds}, not {to_json_text(value)}",
         )
     return value
 
@@ -174,17 +185,19 @@ class State:
             lane.variables.assign(assigned)
         return output
 
-    def number(self, field: str, states: dict[str, Any], context: Context, minimum: int) -> int | None:
+    def number(
+        self, field: str, states: dict[str, Any], context: Context, minimum: int, maximum: int = MAX_SECONDS
+    ) -> int | None:
         """A JSONata state's integer field (TimeoutSeconds, Seconds, ...): a literal or an expression."""
         if field not in self.spec:
             return None
         value = self.evaluate(self.spec[field], field, states, context)
         if isinstance(value, float) and value.is_integer():
             value = int(value)
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
             raise StatesError(
                 QUERY_EVALUATION_ERROR,
-                f"The field '{field}' must be an integer >= {minimum}, not {to_json_text(value)}",
+                f"The field '{field}' must be an integer from {minimum} to {maximum}, not {to_json_text(value)}",
             )
         return value
 
@@ -331,7 +344,7 @@ class Wait(State):
         if "Seconds" in spec:
             return float(spec["Seconds"])
         if "SecondsPath" in spec:
-            return select_integer(spec, "SecondsPath", effective, context, minimum=0)
+            return select_integer(spec, "SecondsPath", effective, context, minimum=0, maximum=MAX_SECONDS)
         if "Timestamp" in spec:
             moment = parse_timestamp(spec["Timestamp"])
         else:
@@ -425,7 +438,9 @@ class Task(Recoverable):
         """TimeoutSeconds or HeartbeatSeconds: the literal, or what its ``...Path`` selects from the input
         that InputPath kept (as AWS resolves them, before Parameters)."""
         if f"{field_name}Path" in self.spec:
-            return select_integer(self.spec, f"{field_name}Path", selected, context, minimum=1)
+            return select_integer(
+                self.spec, f"{field_name}Path", selected, context, minimum=1, maximum=MAX_SECONDS
+            )
         return self.spec.get(field_name)
 
     def _invoke(
@@ -790,7 +805,8 @@ class DistributedMap(Map):
     def _number(self, field: str, raw_input: Any, effective: Any, context: Context) -> float | None:
         if self.jsonata:
             states = {"input": raw_input, "context": dict(context)}
-            return self.number(field, states, context, minimum=0)
+            limit = 100 if field == "ToleratedFailurePercentage" else MAX_SECONDS
+            return self.number(field, states, context, minimum=0, maximum=limit)
         if f"{field}Path" in self.spec:
             value = get_path(self.spec[f"{field}Path"], effective, context)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:

@@ -31,7 +31,7 @@ from .expressions import (
 )
 from .intrinsics import is_intrinsic, parse_intrinsic
 from .paths import validate_path
-from .states import JSONATA, JSONPATH, WAIT_FOR_TASK_TOKEN, parse_timestamp
+from .states import JSONATA, JSONPATH, MAX_SECONDS, WAIT_FOR_TASK_TOKEN, parse_timestamp
 
 COMMON = {"Type", "Comment", "QueryLanguage"}
 TRANSITION = {"Next", "End"}
@@ -495,8 +495,6 @@ def _retrier_numbers(where: str, retrier: dict[str, Any]) -> list[str]:
     return problems
 
 
-MAX_SECONDS = 99_999_999
-"""AWS's bound for Wait Seconds, TimeoutSeconds, HeartbeatSeconds, IntervalSeconds and MaxAttempts."""
 MAX_DELAY_SECONDS = 31_622_400
 MAX_EXECUTION_SECONDS = 31_536_000
 """A standard execution runs at most one year."""
