@@ -1522,6 +1522,19 @@ def test_children_do_not_see_the_parent_variables() -> None:
         validate(reads_parent)
 
 
+def failing_on_two(good: dict[str, Any]) -> dict[str, Any]:
+    """Child states that fail (Item.Bad) for the item 2 and run ``good`` for any other."""
+    return {
+        "Check": {
+            "Type": "Choice",
+            "Choices": [{"Variable": "$", "NumericEquals": 2, "Next": "Bad"}],
+            "Default": "Good",
+        },
+        "Bad": {"Type": "Fail", "Error": "Item.Bad", "Cause": "two"},
+        "Good": good,
+    }
+
+
 @pytest.mark.parametrize(
     ("tolerance", "status"),
     [
@@ -1535,16 +1548,7 @@ def test_children_do_not_see_the_parent_variables() -> None:
 def test_tolerated_failures(tolerance: dict[str, Any], status: str) -> None:
     # "Setting failure thresholds": beyond the threshold the Map fails with
     # States.ExceedToleratedFailureThreshold; within it the failed item's entry is its error output.
-    processor_states = {
-        "Check": {
-            "Type": "Choice",
-            "Choices": [{"Variable": "$", "NumericEquals": 2, "Next": "Bad"}],
-            "Default": "Good",
-        },
-        "Bad": {"Type": "Fail", "Error": "Item.Bad", "Cause": "two"},
-        "Good": pass_state(),
-    }
-    state = distributed(processor_states, ItemsPath="$.items", **tolerance)
+    state = distributed(failing_on_two(pass_state()), ItemsPath="$.items", **tolerance)
     result = run_with(MemoryObjects(), machine({"M": state}), {"items": [1, 2, 3], "allowed": 1})
     assert result.status == status
     if status == "FAILED":
@@ -1559,17 +1563,8 @@ def test_result_writer_writes_the_manifest_and_result_files() -> None:
     # "ResultWriter": <Prefix>/<map run id>/manifest.json lists SUCCEEDED_n/FAILED_n/PENDING_n files;
     # the Map's output is {"MapRunArn", "ResultWriterDetails": {"Bucket", "Key"}}.
     objects = MemoryObjects()
-    processor_states = {
-        "Check": {
-            "Type": "Choice",
-            "Choices": [{"Variable": "$", "NumericEquals": 2, "Next": "Bad"}],
-            "Default": "Good",
-        },
-        "Bad": {"Type": "Fail", "Error": "Item.Bad", "Cause": "two"},
-        "Good": pass_state(Parameters={"doubled.$": "States.MathAdd($, $)"}),
-    }
     state = distributed(
-        processor_states,
+        failing_on_two(pass_state(Parameters={"doubled.$": "States.MathAdd($, $)"})),
         ToleratedFailureCount=1,
         ResultWriter={
             "Resource": "arn:aws:states:::s3:putObject",
