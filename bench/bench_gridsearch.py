@@ -225,9 +225,12 @@ def main() -> int:
         f"{'bytes/fold job':>14} {'disk/fold job':>13}  same choice"
     )
     failed = False
+    results = {}
     with tempfile.TemporaryDirectory(prefix="cvpipe-bench-") as tmp:
         for workload in workloads:
-            result = measure(workload, Path(tmp), args.workers, args.repeat or workload.repeat)
+            result = results[workload.name] = measure(
+                workload, Path(tmp), args.workers, args.repeat or workload.repeat
+            )
             ratio = statistics.median(result.ratios)
             print(
                 f"{workload.name:<12} {statistics.median(result.grid_times):10.2f} s "
@@ -244,7 +247,25 @@ def main() -> int:
                 flush=True,
             )
             failed |= not result.same
+    if {"iris 100x5", "iris 1x2"} <= results.keys():
+        print(per_job_cost(results["iris 1x2"], results["iris 100x5"]))
     return 1 if failed else 0
+
+
+def per_job_cost(small: Result, large: Result) -> str:
+    """The cost of one more fold job on each side: the slope between the two iris workloads."""
+    jobs = large.workload.candidates * large.workload.k - small.workload.candidates * small.workload.k
+    costs = [
+        (statistics.median(large_times) - statistics.median(small_times)) / jobs * 1000
+        for large_times, small_times in (
+            (large.grid_times, small.grid_times),
+            (large.cvpipe_times, small.cvpipe_times),
+        )
+    ]
+    return (
+        f"per fold job (iris 100x5 minus iris 1x2, over {jobs} jobs): "
+        f"GridSearchCV {costs[0]:.1f} ms, cvpipe {costs[1]:.1f} ms"
+    )
 
 
 if __name__ == "__main__":
