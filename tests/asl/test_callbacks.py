@@ -1,4 +1,11 @@
-"""Callback tasks (.waitForTaskToken) answered through the engine's API, and HeartbeatSeconds."""
+"""Callback tasks (.waitForTaskToken) answered through the engine's API, and HeartbeatSeconds.
+
+AWS guide, "Wait for a Callback with Task Token" (docs.aws.amazon.com/step-functions/latest/dg/
+connect-to-resource.html#connect-wait-token): the task passes $$.Task.Token on, pauses until
+SendTaskSuccess or SendTaskFailure names the token, and fails with States.HeartbeatTimeout when no
+SendTaskHeartbeat arrives within HeartbeatSeconds; a token of an ended task is refused (TaskTimedOut),
+an unknown one is InvalidToken.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,9 @@
-"""Nested executions: states:startExecution, .sync and .sync:2."""
+"""Nested executions: states:startExecution, .sync and .sync:2.
+
+AWS guide, "Start workflow executions from a task state" (docs.aws.amazon.com/step-functions/latest/
+dg/connect-stepfunctions.html): .sync returns the child's DescribeExecution with Output as JSON text,
+.sync:2 with Output as JSON; a child that does not succeed fails the task with States.TaskFailed.
+"""
 
 from __future__ import annotations
 
