@@ -18,6 +18,7 @@ import pytest
 from botocore.exceptions import ParamValidationError
 from botocore.validate import validate_parameters
 
+from cvpipe.asl.validate import validate
 from cvpipe.integrations.template import Template, state_machine_for, substitute
 
 pytestmark = pytest.mark.unit
@@ -83,6 +84,14 @@ def test_definition_lints_clean(definition: Path) -> None:
         [_tool("statelint"), "--ignore=URI", str(definition)], capture_output=True, text=True
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("definition", DEFINITIONS, ids=lambda p: p.name)
+def test_definition_passes_the_engines_creation_checks(definition: Path) -> None:
+    # What statelint does not know: JSONata fields and expressions, variables read before any state
+    # assigns them, the bounds AWS checks at creation, the Distributed Map's fields.
+    machine = state_machine_for(Template(TEMPLATE), definition)
+    validate(json.loads(substitute(definition.read_text(), machine.substitutions)))
 
 
 def test_every_definition_belongs_to_a_state_machine() -> None:
