@@ -11,6 +11,7 @@ from typing import Any
 
 from sklearn.base import BaseEstimator, is_classifier, is_regressor
 
+from cvjobs.allowlist import DEFAULT_PACKAGES, NotAllowedError, check_allowed
 from cvjobs.job import UserError, quote_names
 
 # Short names for the common estimators; anything else is given as a dotted path. A fixed table (not
@@ -63,8 +64,9 @@ class EstimatorSpec:
 
 
 @functools.lru_cache(maxsize=64)
-def resolve_estimator(name: str) -> EstimatorSpec:
-    """Resolve a short name (case-insensitive) or a dotted path ``package.module.Class``."""
+def resolve_estimator(name: str, allowed_packages: frozenset[str] = DEFAULT_PACKAGES) -> EstimatorSpec:
+    """Resolve a short name (case-insensitive) or a dotted path ``package.module.Class`` from one of
+    ``allowed_packages``, which is checked before anything is imported."""
     name = name.strip()
     if "." not in name:
         canonical = _BY_LOWER_NAME.get(name.lower())
@@ -82,6 +84,10 @@ def resolve_estimator(name: str) -> EstimatorSpec:
         name, path = canonical, ESTIMATORS[canonical]
     else:
         path = name
+        try:
+            check_allowed(path, allowed_packages)
+        except NotAllowedError as exc:
+            raise UserError(f"model.estimator: {exc}") from None
     module_name, _, class_name = path.rpartition(".")
     try:
         module = importlib.import_module(module_name)
@@ -121,6 +127,26 @@ def check_parameter_names(spec: EstimatorSpec, names: Iterable[str]) -> None:
             f"model.params/model.search_space: {spec.name} has no parameter(s) {', '.join(described)}: "
             f"its parameters are {quote_names(known, 60)}"
         )
+
+
+def check_parameter_values(spec: EstimatorSpec, fixed: dict[str, Any], search: dict[str, list[Any]]) -> None:
+    """Refuse values the estimator's own parameter validation rejects (scikit-learn's
+    ``_parameter_constraints``): the fixed params would fail every candidate, a searched value its
+    candidates. Estimators without that validation (outside scikit-learn) are checked when fitted."""
+    if not hasattr(spec.cls, "_validate_params"):
+        return
+    _validated(spec, fixed, "model.params")
+    for name, values in search.items():
+        for value in values:
+            _validated(spec, {**fixed, name: value}, f"model.search_space.{name}")
+
+
+def _validated(spec: EstimatorSpec, params: dict[str, Any], field: str) -> None:
+    try:
+        estimator = spec.cls().set_params(**params)
+        estimator._validate_params()
+    except (ValueError, TypeError) as exc:  # InvalidParameterError is both
+        raise UserError(f"{field}: {spec.name} refuses it: {exc}") from None
 
 
 def make_estimator(

@@ -8,7 +8,10 @@ Environment (set from the execution input by PrepareInput; messages name the inp
 and ``CV_EXCLUDE`` (JSON lists of column names; values longer than SageMaker's 256 characters continue
 in ``CV_FEATURES_1``, ``CV_FEATURES_2``...); ``CV_METRICS`` (JSON list) and ``CV_REFIT`` (or the older
 single ``CV_METRIC``); ``CV_POS_LABEL`` (JSON); ``CV_CSV`` (JSON CSV options); ``CV_PARAMS``
-(comma-separated hyperparameter names, checked against the estimator); ``CV_HOLDOUT`` (fraction).
+(comma-separated hyperparameter names, checked against the estimator) and ``CV_VALUES`` (JSON
+``{"params": fixed values, "search": {name: [values]}}``, checked by the estimator's own parameter
+validation), both continued like ``CV_FEATURES``; ``CVPIPE_ALLOWED_PACKAGES`` (packages besides
+scikit-learn that a dotted estimator name may come from); ``CV_HOLDOUT`` (fraction).
 
 Input: one CSV (optionally gzipped) or Parquet file under ``processing/input/``. Output:
 ``processing/output/`` table.parquet (the feature and target columns, rows in time order when a
@@ -40,6 +43,7 @@ from sklearn import model_selection
 from sklearn.dummy import DummyClassifier, DummyRegressor
 from sklearn.utils.multiclass import type_of_target
 
+from cvjobs.allowlist import NotAllowedError, allowed_packages
 from cvjobs.data import (
     CsvOptions,
     build_scorer,
@@ -51,7 +55,13 @@ from cvjobs.data import (
     target_values,
     to_frame,
 )
-from cvjobs.estimators import AUTO_ESTIMATORS, EstimatorSpec, check_parameter_names, resolve_estimator
+from cvjobs.estimators import (
+    AUTO_ESTIMATORS,
+    EstimatorSpec,
+    check_parameter_names,
+    check_parameter_values,
+    resolve_estimator,
+)
 from cvjobs.job import UserError, json_bytes, log, publish, quote_names, run_job
 
 GROUPED = ("GroupKFold", "StratifiedGroupKFold", "LeaveOneGroupOut")
@@ -135,7 +145,11 @@ def read_config(environ: Mapping[str, str]) -> SplitConfig:
     estimator_name = environ.get("CV_ESTIMATOR", "").strip()
     if not estimator_name:
         raise UserError("CV_ESTIMATOR is not set: name the estimator, e.g. SVC, or auto")
-    estimator = None if estimator_name.lower() == "auto" else resolve_estimator(estimator_name)
+    try:
+        allowed = allowed_packages(environ)
+    except NotAllowedError as exc:
+        raise UserError(str(exc)) from None
+    estimator = None if estimator_name.lower() == "auto" else resolve_estimator(estimator_name, allowed)
     task = environ.get("CV_TASK", "auto").strip() or "auto"
     if task not in ("auto", "classification", "regression"):
         raise UserError(f"task: CV_TASK={task!r} must be auto, classification or regression")
@@ -219,23 +233,47 @@ def read_config(environ: Mapping[str, str]) -> SplitConfig:
         csv=CsvOptions.from_json(environ.get("CV_CSV", "")),
     )
     if estimator:
-        params = filter(None, environ.get("CV_PARAMS", "").split(","))
-        check_parameter_names(
+        params = _chunked_setting(environ, "CV_PARAMS").split(",")
+        check_parameter_names(estimator, [name for name in map(_estimator_parameter, params) if name])
+        values = _json_setting(environ, "CV_VALUES", {})
+        fixed, searched = values.get("params", {}), values.get("search", {})
+        check_parameter_values(
             estimator,
-            [n.removeprefix("estimator__") for n in params if "__" not in n.removeprefix("estimator__")],
+            {
+                _estimator_parameter(name): value
+                for name, value in fixed.items()
+                if _estimator_parameter(name)
+            },
+            {
+                _estimator_parameter(name): value
+                for name, value in searched.items()
+                if _estimator_parameter(name)
+            },
         )
     return config
 
 
-def _json_setting(environ: Mapping[str, str], name: str, default: Any) -> Any:
-    """A JSON value, continued in NAME_1, NAME_2... past SageMaker's 256 characters per value."""
-    if name not in environ or not environ[name].strip():
-        return default
-    parts, index = [environ[name]], 1
+def _estimator_parameter(name: str) -> str | None:
+    """The estimator's own parameter that a hyperparameter name sets (``C``, ``estimator__C``), else None
+    (a preprocessing step's, checked when the pipeline is built)."""
+    name = name.strip().removeprefix("estimator__")
+    return name if name and "__" not in name else None
+
+
+def _chunked_setting(environ: Mapping[str, str], name: str) -> str:
+    """A value continued in NAME_1, NAME_2... past SageMaker's 256 characters per value."""
+    parts, index = [environ.get(name, "")], 1
     while f"{name}_{index}" in environ:
         parts.append(environ[f"{name}_{index}"])
         index += 1
-    text = "".join(parts)
+    return "".join(parts)
+
+
+def _json_setting(environ: Mapping[str, str], name: str, default: Any) -> Any:
+    """A JSON value, continued in NAME_1, NAME_2... past SageMaker's 256 characters per value."""
+    if not environ.get(name, "").strip():
+        return default
+    text = _chunked_setting(environ, name)
     try:
         return json.loads(text)
     except json.JSONDecodeError:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import platform
 import sys
 import time
@@ -33,6 +34,7 @@ import pandas as pd
 import sklearn
 from sklearn.pipeline import Pipeline
 
+from cvjobs.allowlist import NotAllowedError, allowed_packages
 from cvjobs.data import HOLDOUT_FOLD, SplitData, build_scorer, load_split_cached, resolve_metric, score
 from cvjobs.estimators import EstimatorSpec, make_estimator, resolve_estimator
 from cvjobs.job import Content, UserError, json_bytes, publish, quote_names, run_job
@@ -179,7 +181,11 @@ def fit_fold(split: SplitData, config: TrainConfig) -> FittedFold:
     name = (
         config.estimator if config.estimator and config.estimator.lower() != "auto" else manifest["estimator"]
     )
-    spec = resolve_estimator(name)
+    try:
+        allowed = allowed_packages(os.environ)
+    except NotAllowedError as exc:
+        raise UserError(str(exc)) from None
+    spec = resolve_estimator(name, allowed)
     if spec.task != manifest["task"]:
         raise UserError(
             f"estimator {spec.name} does a {spec.task} task but the split was made for "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from allowlist import allowed_packages
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.parser import event_parser
@@ -15,6 +16,8 @@ from pydantic import BaseModel, Field
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
+# The stack's AllowedPackages parameter; a malformed value fails every invocation, naming the setting.
+ALLOWED_PACKAGES = allowed_packages(os.environ)
 
 
 class PrepareInputEvent(BaseModel):
@@ -36,6 +39,7 @@ def lambda_handler(event: PrepareInputEvent, context: LambdaContext) -> dict[str
             execution=event.execution,
             bucket=os.environ["ARTIFACT_BUCKET"],
             started=event.started,
+            allowed_packages=ALLOWED_PACKAGES,
         )
     except InvalidInputError as error:
         metrics.add_metric(name="InvalidInputs", unit=MetricUnit.Count, value=1)

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import json
 import math
 from typing import Annotated, Any, Literal, get_args
 
+from allowlist import DEFAULT_PACKAGES, NotAllowedError, check_allowed
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -46,8 +48,9 @@ UNBOUNDED_SCORERS = ("mutual_info_score", "positive_likelihood_ratio")
 # The state machine gates on ``best >= baseline``; without a baseline every score must pass, and JSON has
 # no infinity.
 NO_BASELINE = -1e308
-# SageMaker's limit on a processing job's environment values.
+# SageMaker's limits on a processing job's environment: 100 variables of up to 256 characters each.
 ENVIRONMENT_VALUE_LIMIT = 256
+ENVIRONMENT_VARIABLE_LIMIT = 100
 # One round's fold results travel in the state machine's payload (256 KiB at most), about 200 bytes each.
 MAX_FOLD_JOBS_PER_ROUND = 400
 
@@ -250,8 +253,11 @@ def input_json_schema() -> dict[str, Any]:
     }
 
 
-def validate(document: Any) -> ExecutionInput:
-    """Validate the execution input, raising ``InvalidInputError`` that lists every bad field."""
+def validate(document: Any, allowed_packages: frozenset[str] = DEFAULT_PACKAGES) -> ExecutionInput:
+    """Validate the execution input, raising ``InvalidInputError`` that lists every bad field.
+
+    ``allowed_packages`` (the stack's setting, never the input's) are those a dotted estimator name may
+    come from."""
     try:
         config = ExecutionInput.model_validate(document)
     except ValidationError as error:
@@ -270,19 +276,37 @@ def validate(document: Any) -> ExecutionInput:
             ]
         ) from None
     # Checks across fields run once every field is well-formed.
-    problems = [f"{_path(loc)}: {message}" for loc, message in _consistency_problems(config)]
+    problems = [
+        f"{_path(loc)}: {message}" for loc, message in _consistency_problems(config, allowed_packages)
+    ]
     if problems:
         raise InvalidInputError(problems)
     return config
 
 
-def normalise(document: Any, execution: str, bucket: str, started: str = "") -> dict[str, Any]:
+def normalise(
+    document: Any,
+    execution: str,
+    bucket: str,
+    started: str = "",
+    allowed_packages: frozenset[str] = DEFAULT_PACKAGES,
+) -> dict[str, Any]:
     """The config every later state reads: the validated input with defaults, plus run naming.
 
     Job names must never repeat in an account, so the run id hashes the execution's name with its start
     time: a name reused by another state machine, or after 90 days, still gets new job names.
     """
-    config = validate(document)
+    config = validate(document, allowed_packages)
+    environment = split_environment(config, allowed_packages)
+    if len(environment) > ENVIRONMENT_VARIABLE_LIMIT:
+        size = sum(map(len, environment.values()))
+        raise InvalidInputError(
+            [
+                f"model: its params and search space take {size} characters, more than the split job's environment "
+                f"carries ({ENVIRONMENT_VARIABLE_LIMIT} variables of {ENVIRONMENT_VALUE_LIMIT} characters) to check "
+                "them before any training: search fewer or shorter values"
+            ]
+        )
     run_id = hashlib.sha256(f"{execution}@{started}".encode()).hexdigest()[:10]
     return {
         **config.model_dump(mode="json"),
@@ -294,13 +318,18 @@ def normalise(document: Any, execution: str, bucket: str, started: str = "") -> 
             "prefix": f"s3://{bucket}/runs/{execution}",
             "job_prefix": f"cv-{run_id}",
         },
-        "split_environment": split_environment(config),
+        "split_environment": environment,
     }
 
 
-def split_environment(config: ExecutionInput) -> dict[str, str]:
+def split_environment(
+    config: ExecutionInput, allowed_packages: frozenset[str] = DEFAULT_PACKAGES
+) -> dict[str, str]:
     """Environment of the split job, which resolves ``auto`` splitter and metric from the target and
-    checks the settings against the data and the estimator before any candidate is fitted."""
+    checks the settings against the data and the estimator before any candidate is fitted: the
+    hyperparameter names (``CV_PARAMS``) and the values the search can set (``CV_VALUES``: the fixed
+    params, each choice and each range's ends), each split over numbered variables when longer than
+    SageMaker's limit on one value."""
     environment = {
         "CV_TARGET": config.dataset.target,
         "CV_K": str(config.cv.k),
@@ -309,13 +338,27 @@ def split_environment(config: ExecutionInput) -> dict[str, str]:
         "CV_ESTIMATOR": config.model.estimator,
         "CV_METRIC": config.metric,
         "CV_HOLDOUT": str(config.cv.holdout),
+        "CVPIPE_ALLOWED_PACKAGES": ",".join(sorted(allowed_packages)),
     }
-    # Names the estimator lacks would fail every candidate. Past SageMaker's limit on an environment
-    # value (some twenty names) they are left to each train job to report.
-    names = ",".join(sorted({*config.model.params, *config.model.search_space}))
-    if len(names) <= ENVIRONMENT_VALUE_LIMIT:
-        environment["CV_PARAMS"] = names
+    model = config.model
+    searched = {
+        name: dimension.values
+        if isinstance(dimension, Choice)
+        else [int(end) if dimension.type == "int" else end for end in (dimension.low, dimension.high)]
+        for name, dimension in model.search_space.items()
+    }
+    values = {"params": model.params, "search": searched}
+    environment |= chunked("CV_PARAMS", ",".join(sorted({*model.params, *model.search_space})))
+    environment |= chunked("CV_VALUES", json.dumps(values, sort_keys=True, separators=(",", ":")))
     return environment
+
+
+def chunked(name: str, text: str) -> dict[str, str]:
+    """``text`` as ``name``, ``name_1``, ``name_2``... of at most ENVIRONMENT_VALUE_LIMIT characters each."""
+    parts = [text[i : i + ENVIRONMENT_VALUE_LIMIT] for i in range(0, len(text), ENVIRONMENT_VALUE_LIMIT)] or [
+        ""
+    ]
+    return {name if i == 0 else f"{name}_{i}": part for i, part in enumerate(parts)}
 
 
 def best_possible_score(metric: str) -> float:
@@ -325,8 +368,15 @@ def best_possible_score(metric: str) -> float:
     return 0.0 if metric.startswith("neg_") else 1.0
 
 
-def _consistency_problems(config: ExecutionInput) -> list[tuple[tuple[str, ...], str]]:
+def _consistency_problems(
+    config: ExecutionInput, allowed_packages: frozenset[str]
+) -> list[tuple[tuple[str, ...], str]]:
     problems = []
+    if "." in config.model.estimator:
+        try:
+            check_allowed(config.model.estimator, allowed_packages)
+        except NotAllowedError as error:
+            problems.append((("model", "estimator"), str(error)))
     for name, dimension in config.model.search_space.items():
         at = ("model", "search_space", name)
         if name in config.model.params:
@@ -350,6 +400,18 @@ def _consistency_problems(config: ExecutionInput) -> list[tuple[tuple[str, ...],
             problems.append(
                 ((*at, "steps"), 'required by the grid strategy: set it, or use tuning.strategy "random"')
             )
+        elif config.tuning.strategy == "grid" and low < high and (low > 0 or not dimension.log):
+            distinct = distinct_grid_points(dimension)
+            if distinct < dimension.steps:
+                kind = "whole numbers" if dimension.type == "int" else "values at 12 significant digits"
+                fix = f"set steps to {distinct}" if distinct > 1 else f"fix {name} in model.params"
+                problems.append(
+                    (
+                        (*at, "steps"),
+                        f"only {distinct} of the {dimension.steps} grid points from {low!r} to {high!r} are distinct "
+                        f"{kind}, so the grid would repeat candidates: {fix} or widen the range",
+                    )
+                )
     best = best_possible_score(config.metric)
     if config.baseline is not None and config.baseline > best:
         metric = "auto (accuracy or r2)" if config.metric == "auto" else config.metric
@@ -377,6 +439,22 @@ def _consistency_problems(config: ExecutionInput) -> list[tuple[tuple[str, ...],
             )
         )
     return problems
+
+
+def distinct_grid_points(dimension: Range) -> int:
+    """How many distinct values the grid of ``dimension`` has, as ProposeCandidates computes it: ``steps``
+    points evenly (or geometrically) spaced, rounded to whole numbers or to 12 significant digits."""
+    assert dimension.steps is not None
+    points = set()
+    for i in range(dimension.steps):
+        fraction = i / (dimension.steps - 1)
+        if dimension.log:
+            point = math.exp(math.log(dimension.low) * (1 - fraction) + math.log(dimension.high) * fraction)
+        else:
+            point = dimension.low * (1 - fraction) + dimension.high * fraction
+        point = min(max(point, dimension.low), dimension.high)
+        points.add(round(point) if dimension.type == "int" else float(f"{point:.12g}"))
+    return len(points)
 
 
 def _describe(detail: ErrorDetails) -> str:
@@ -438,10 +516,16 @@ def _annotation_at(loc: tuple[Any, ...]) -> Any:
     return section
 
 
+# The members of pydantic's JsonValue union, which it reports as path steps: model.params.C.float
+_JSON_TAGS = frozenset({"list", "dict", "str", "bool", "int", "float"})
+
+
 def _without_tags(loc: tuple[Any, ...]) -> tuple[Any, ...]:
     # Pydantic reports the union tag of a search dimension as a path step: model.search_space.C.range.low
     if loc[:2] == ("model", "search_space") and len(loc) > 3 and loc[3] in _TAGGED:
-        return loc[:3] + loc[4:]
+        loc = loc[:3] + loc[4:]
+    if loc[:2] in (("model", "params"), ("model", "search_space")):
+        loc = loc[:3] + tuple(part for part in loc[3:] if part not in _JSON_TAGS)
     return loc
 
 

@@ -380,8 +380,9 @@ def test_short_names_and_dotted_paths():
 @pytest.mark.parametrize(
     ("name", "fragment"),
     [
-        ("collections.OrderedDict", "'collections.OrderedDict' is not a scikit-learn estimator"),
-        ("nowhere.Model", "cannot import estimator 'nowhere.Model'"),
+        ("collections.OrderedDict", "in package 'collections', which is not allowed (allowed: sklearn)"),
+        ("sklearn.base.TransformerMixin", "'sklearn.base.TransformerMixin' is not a scikit-learn estimator"),
+        ("sklearn.nowhere.Model", "cannot import estimator 'sklearn.nowhere.Model'"),
         ("sklearn.cluster.KMeans", "neither a classifier nor a regressor"),
         ("RandomForest", "unknown estimator 'RandomForest': did you mean 'RandomForestRegressor' or"),
         ("Forest", "unknown estimator 'Forest': use one of 'DecisionTreeClassifier'"),

@@ -73,7 +73,9 @@ def test_defaults_are_filled(execution_input):
             "CV_ESTIMATOR": "SVC",
             "CV_METRIC": "auto",
             "CV_HOLDOUT": "0.0",
+            "CVPIPE_ALLOWED_PACKAGES": "sklearn",
             "CV_PARAMS": "",
+            "CV_VALUES": '{"params":{},"search":{}}',
         },
     }
     assert json.loads(json.dumps(config)) == config
@@ -113,7 +115,9 @@ def test_given_values_are_kept(execution_input):
         "CV_ESTIMATOR": "sklearn.linear_model.Ridge",
         "CV_METRIC": "neg_root_mean_squared_error",
         "CV_HOLDOUT": "0.25",
+        "CVPIPE_ALLOWED_PACKAGES": "sklearn",
         "CV_PARAMS": "alpha,fit_intercept,solver",
+        "CV_VALUES": '{"params":{"fit_intercept":false},"search":{"alpha":[0.01,10.0],"solver":["auto","svd"]}}',
     }
 
 
@@ -315,16 +319,31 @@ def test_a_misspelt_required_field_is_one_problem(execution_input):
     ]
 
 
-def test_split_job_checks_the_parameter_names_when_they_fit_its_environment(execution_input):
-    space = {name: {"values": [1]} for name in ("gamma", "kernel")}
+def test_split_job_gets_every_parameter_name_and_value_however_long(execution_input):
+    space = {"gamma": {"values": [1, "scale"]}, "degree": {"type": "int", "low": 2, "high": 5, "steps": 2}}
     config = execution_input.normalise(
         with_(model={"params": {"C": 1}, "search_space": space}), execution="e", bucket="artifacts"
     )
-    assert config["split_environment"]["CV_PARAMS"] == "C,gamma,kernel"
-    # SageMaker takes 256 characters per environment value; past that the train jobs report bad names.
+    environment = config["split_environment"]
+    assert environment["CV_PARAMS"] == "C,degree,gamma"
+    assert json.loads(environment["CV_VALUES"]) == {
+        "params": {"C": 1}, "search": {"degree": [2, 5], "gamma": [1, "scale"]},
+    }  # fmt: skip
+    # SageMaker takes 256 characters per environment value: longer settings continue in numbered variables.
     many = {f"parameter_{i:03}": i for i in range(30)}
-    config = execution_input.normalise(with_(model={"params": many}), execution="e", bucket="artifacts")
-    assert "CV_PARAMS" not in config["split_environment"]
+    environment = execution_input.normalise(with_(model={"params": many}), execution="e", bucket="artifacts")[
+        "split_environment"
+    ]
+    assert all(len(value) <= 256 for value in environment.values())
+    names = environment["CV_PARAMS"] + "".join(environment[f"CV_PARAMS_{i}"] for i in range(1, 2))
+    assert names.split(",") == sorted(many)
+    assert "CV_PARAMS_2" not in environment
+
+
+def test_a_search_space_past_the_split_jobs_environment_is_refused(execution_input):
+    space = {"kernel": {"values": ["x" * 2000 + str(i) for i in range(20)]}}
+    with pytest.raises(execution_input.InvalidInputError, match="(?s)model: its params and search space"):
+        execution_input.normalise(with_(model={"search_space": space}), execution="e", bucket="artifacts")
 
 
 def test_every_bad_field_is_reported_at_once(execution_input):

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..asl import Clock, Engine, Event, ExecutionResult, RealClock, TaskRegistry
+from ..asl.payload import PAYLOAD_LIMIT, payload_size
 from ..errors import UserError
 from ..integrations import local_aws
 from ..integrations.jobs import JobPool, programs_from_pyproject
@@ -55,6 +56,24 @@ def find_project_root(start: Path | None = None) -> Path:
         if (folder / TEMPLATE).is_file() and (folder / "statemachine").is_dir():
             return folder
     raise UserError("no cvpipe project here: run from the folder holding template.yaml")
+
+
+# The local setting behind the stack parameter AllowedPackages: packages besides scikit-learn that an
+# input may name estimators from (the job workers import them from this environment).
+ALLOWED_PACKAGES_VARIABLE = "CVPIPE_ALLOWED_PACKAGES"
+
+
+def local_parameters() -> dict[str, str]:
+    """Template parameters that this machine sets: an empty setting keeps the template's default."""
+    packages = "".join(os.environ.get(ALLOWED_PACKAGES_VARIABLE, "").split())
+    if not packages:
+        return {}
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(,[A-Za-z_][A-Za-z0-9_]*)*,?", packages):
+        raise UserError(
+            f"{ALLOWED_PACKAGES_VARIABLE}={packages!r}: list top-level Python package names separated by commas, "
+            "e.g. xgboost,lightgbm"
+        )
+    return {"AllowedPackages": packages}
 
 
 def local_home(home: Path | None = None) -> Path:
@@ -166,7 +185,7 @@ class LocalPipeline:
         self.root = root
         self.home = local_home(home)
         try:
-            template = Template(root / TEMPLATE, parameters=LOCAL_PARAMETERS)
+            template = Template(root / TEMPLATE, parameters={**LOCAL_PARAMETERS, **local_parameters()})
             machine = state_machine_for(template, root / DEFINITION)
             self.definition = substitute(machine.definition_uri.read_text(), machine.substitutions)
             functions = template.functions()
@@ -176,11 +195,12 @@ class LocalPipeline:
         self.bucket = bucket_name(ARTIFACT_BUCKET)
         self.store = LocalObjectStore(self.home / "s3")
         try:
+            self.store.root.mkdir(parents=True, exist_ok=True)
             self.registry = LocalModelRegistry(self.home / "registry.sqlite", self.store)
         except (OSError, sqlite3.Error) as error:
             raise UserError(
-                f"local state folder {self.home}: cannot hold the model registry there ({error}); "
-                "choose another --home or $CVPIPE_HOME"
+                f"local state folder {self.home}: cannot hold the object store and the model registry there "
+                f"({error}); choose another --home or $CVPIPE_HOME, or move a damaged registry.sqlite aside"
             ) from None
         containers = root / CONTAINERS
         programs = programs_from_pyproject(containers / "pyproject.toml")
@@ -233,8 +253,12 @@ class LocalPipeline:
         path = Path(uri).expanduser()
         if path.is_dir():
             raise UserError(f"dataset.uri {uri}: is a folder; point it at one CSV file")
-        if not path.is_file():
+        if not path.exists():
             raise UserError(f"dataset.uri {uri}: no such file")
+        if not path.is_file():
+            raise UserError(
+                f"dataset.uri {uri}: not a regular file (a device or a pipe); point it at one CSV file"
+            )
         try:
             staged = self.store.stage_file(path, self.bucket)
         except OSError as error:
@@ -254,7 +278,20 @@ class LocalPipeline:
         if run_dir.exists():
             raise UserError(f"execution name {name!r} is taken: {run_dir} exists; choose another --name")
         staged = self.stage_dataset(execution_input)
-        run_dir.mkdir(parents=True)
+        size = payload_size(staged)
+        if size > PAYLOAD_LIMIT:
+            # StartExecution refuses such an input before any state runs.
+            raise UserError(
+                f"execution input: {size} bytes of JSON, more than the {PAYLOAD_LIMIT} bytes (256 KiB) Step Functions "
+                "accepts: shorten model.params or model.search_space"
+            )
+        try:
+            run_dir.mkdir(parents=True)
+        except OSError as error:
+            raise UserError(
+                f"local state folder {self.home}: cannot create the run folder {run_dir} ({error.strerror or error}); "
+                "choose another --home or $CVPIPE_HOME"
+            ) from None
         # What the functions print (logs, EMF metrics) is what CloudWatch Logs would hold.
         history = HistoryWriter(run_dir / HISTORY_FILE)
         with (

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sqlite3
 import sys
 from pathlib import Path
 from typing import Any, Protocol
@@ -61,6 +62,23 @@ def _number(text: str | None) -> float | None:
     return None if text is None else float(text)
 
 
+def read_rows(home: Path, group: str | None) -> list[dict[str, Any]]:
+    """The registry's rows; a home that is missing or has no registry yet holds none."""
+    database = home / "registry.sqlite"
+    if home.exists() and not home.is_dir():
+        raise UserError(f"local state folder {home} is not a folder: choose another --home or $CVPIPE_HOME")
+    if not database.exists():
+        return []
+    try:
+        return model_rows(LocalModelRegistry(database, LocalObjectStore(home / "s3")), group)
+    except (OSError, sqlite3.Error) as error:
+        raise UserError(
+            f"local state folder {home}: cannot read the model registry {database.name} ({error}): check that the "
+            "folder and the file are readable and writable, or move a damaged file aside (the next run starts a "
+            "new registry)"
+        ) from None
+
+
 def list_command(args: argparse.Namespace) -> int:
     if args.aws:
         from ..aws.clients import Aws
@@ -74,10 +92,12 @@ def list_command(args: argparse.Namespace) -> int:
             return error.exit_code
     else:
         home = local_home(args.home)
-        database = home / "registry.sqlite"
-        where = str(database)
-        registry = LocalModelRegistry(database, LocalObjectStore(home / "s3")) if database.exists() else None
-        rows = model_rows(registry, args.group) if registry else []
+        where = str(home / "registry.sqlite")
+        try:
+            rows = read_rows(home, args.group)
+        except UserError as error:
+            print(f"cvpipe models list: {error}", file=sys.stderr)
+            return error.exit_code
     if args.json:
         json.dump({"model_packages": rows}, sys.stdout, indent=2)
         sys.stdout.write("\n")
