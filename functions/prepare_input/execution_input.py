@@ -453,7 +453,9 @@ def distinct_grid_points(dimension: Range) -> int:
         else:
             point = dimension.low * (1 - fraction) + dimension.high * fraction
         point = min(max(point, dimension.low), dimension.high)
-        points.add(round(point) if dimension.type == "int" else float(f"{point:.12g}"))
+        if dimension.type == "float":
+            point = min(max(float(f"{point:.12g}"), dimension.low), dimension.high)
+        points.add(round(point) if dimension.type == "int" else point)
     return len(points)
 
 

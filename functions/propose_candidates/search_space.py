@@ -140,7 +140,9 @@ def grid_points(dimension: Dimension) -> list[JsonValue]:
         return _distinct([round(point) for point in points])
     # 12 significant digits keep 0.1 from reading 0.10000000000000002 in hyperparameters and the registry;
     # points closer than that collapse into one (PrepareInput refuses such grids, naming the range).
-    return _distinct([float(f"{point:.12g}") for point in points])
+    # Rounding may step past an end (1003745521726 reads 1.00374552173e12): the end itself is kept then.
+    low, high = dimension.low, dimension.high
+    return _distinct([min(max(float(f"{point:.12g}"), low), high) for point in points])
 
 
 def _between(dimension: Range, fraction: float) -> float:

@@ -112,16 +112,17 @@ def test_invalid_input_is_refused_before_any_job(
 
 
 def test_every_candidate_failing_is_a_run_failure_that_says_why(pipeline: LocalPipeline) -> None:
+    # Valid values that only fail against the data: more neighbours than a fold's training rows.
     before = package_count(pipeline)
-    space = {"C": {"values": [-1.0, 1.0]}}
+    space = {"n_neighbors": {"values": [150, 200]}}
     run = pipeline.run(
-        iris_input(model={"params": {"kernel": "banana"}, "search_space": space}), name="all-failing"
+        iris_input(model={"estimator": "KNeighborsClassifier", "search_space": space}), name="all-failing"
     )
 
     assert (run.status, run.error, run.input_rejected) == ("FAILED", "NoCandidateSucceeded", False)
     explained = explain_failure(run)
-    assert 'candidate 0 {"C": -1.0, "kernel": "banana"}: fold 0: estimator SVC failed to fit' in explained
-    assert 'candidate 1 {"C": 1.0, "kernel": "banana"}' in explained and "'banana'" in explained
+    assert 'candidate 0 {"n_neighbors": 150}: fold 0: ' in explained, explained
+    assert 'candidate 1 {"n_neighbors": 200}' in explained and "n_neighbors" in explained
     assert package_count(pipeline) == before
 
 
@@ -253,14 +254,16 @@ def test_cli_exits_2_for_a_refused_dataset_and_1_for_a_failed_search(
                 "--set",
                 "cv.k=2",
                 "--set",
-                'model.params={"kernel": "x"}',
+                "model.estimator=KNeighborsClassifier",
+                "--set",
+                'model.params={"n_neighbors": 120}',
             ]
         )
         == 1
     )
     captured = capfd.readouterr()
     assert "execution FAILED: NoCandidateSucceeded" in captured.err
-    assert 'candidate 0 {"kernel": "x"}: fold 0: estimator SVC failed to fit' in captured.err
+    assert 'candidate 0 {"n_neighbors": 120}: fold 0: ' in captured.err
     assert "Traceback" not in captured.err
 
 
