@@ -146,20 +146,24 @@ def test_baseline_above_the_data_fails_and_registers_nothing(pipeline: LocalPipe
 
 
 def test_failing_candidate_is_reported_and_the_others_go_on(pipeline: LocalPipeline) -> None:
-    space = {"kernel": {"values": ["linear", "banana"]}}
-    run = pipeline.run(iris_input(model={"estimator": "SVC", "search_space": space}), name="banana")
+    # A value only the data refuses: more neighbours than a fold's 120 training rows.
+    space = {"n_neighbors": {"values": [5, 150]}}
+    run = pipeline.run(
+        iris_input(model={"estimator": "KNeighborsClassifier", "search_space": space}),
+        name="too-many-neighbours",
+    )
 
     assert run.status == "SUCCEEDED", run.cause
     history = run.document()["tuning"]["history"]
     failed = [entry for entry in history if entry["status"] == "Failed"]
-    assert [entry["params"] for entry in failed] == [{"kernel": "banana"}]
+    assert [entry["params"] for entry in failed] == [{"n_neighbors": 150}]
     assert len(failed[0]["failures"]) == 5
-    assert all("banana" in failure["cause"] for failure in failed[0]["failures"])
-    assert run.document()["best"]["params"] == {"kernel": "linear"}
+    assert all("n_neighbors = 150" in failure["cause"] for failure in failed[0]["failures"])
+    assert run.document()["best"]["params"] == {"n_neighbors": 5}
     summary = io.StringIO()
     print_summary(run, summary)
     assert re.search(
-        r"failed +candidate 1 \{\"kernel\": \"banana\"\}: fold 0: .*'banana'", summary.getvalue()
+        r"failed +candidate 1 \{\"n_neighbors\": 150\}: fold 0: .*n_neighbors = 150", summary.getvalue()
     )
     # The jobs' FailureReason is in the execution history too.
     events = read_history(Path(run.document()["run_dir"]))
@@ -169,13 +173,16 @@ def test_failing_candidate_is_reported_and_the_others_go_on(pipeline: LocalPipel
         if e["type"] == "TaskFailed" and e["taskFailedEventDetails"]["resource"] == "createTrainingJob.sync"
     ]
     assert len(job_failures) == 5
-    assert all("banana" in json.loads(failure["cause"])["FailureReason"] for failure in job_failures)
+    assert all(
+        "n_neighbors = 150" in json.loads(failure["cause"])["FailureReason"] for failure in job_failures
+    )
 
 
 def test_every_candidate_failing_ends_the_run(pipeline: LocalPipeline) -> None:
     before = package_count(pipeline)
     run = pipeline.run(
-        iris_input(model={"estimator": "SVC", "params": {"kernel": "banana"}}), name="all-fail"
+        iris_input(model={"estimator": "KNeighborsClassifier", "params": {"n_neighbors": 150}}),
+        name="all-fail",
     )
     assert (run.status, run.error) == ("FAILED", "NoCandidateSucceeded")
     assert package_count(pipeline) == before
