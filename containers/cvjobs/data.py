@@ -137,6 +137,11 @@ def _read_csv(path: Path, options: CsvOptions, gzipped: bool) -> pa.Table:
         text = str(exc).removeprefix("CSV parse error: ")
         if "Empty CSV file" in text:
             raise UserError(f"{path.name} is empty: expected a header row and data rows") from None
+        compression = _compression(path)
+        if compression:
+            raise UserError(
+                f"{path.name} is {compression}-compressed: decompress it, or give it as CSV, gzipped CSV or Parquet"
+            ) from None
         if "invalid UTF8" in text.replace("-", "") or "UTF8" in text:
             raise UserError(
                 f"{path.name} is not {options.encoding} text: save it as UTF-8, or set dataset.csv.encoding"
@@ -149,6 +154,16 @@ def _read_csv(path: Path, options: CsvOptions, gzipped: bool) -> pa.Table:
         source.close()
     _check_delimiter(path, [str(name) for name in table.column_names], options)
     return table.rename_columns([str(name).strip() for name in table.column_names])
+
+
+# Signatures of compressed files other than gzip (which is read as CSV).
+COMPRESSED = {b"PK\x03\x04": "zip", b"BZh": "bzip2", b"\xfd7zXZ": "xz", b"\x28\xb5\x2f\xfd": "zstd"}
+
+
+def _compression(path: Path) -> str | None:
+    with path.open("rb") as stream:
+        start = stream.read(8)
+    return next((name for magic, name in COMPRESSED.items() if start.startswith(magic)), None)
 
 
 def _check_delimiter(path: Path, columns: list[str], options: CsvOptions) -> None:

@@ -621,7 +621,24 @@ def check_feature_kinds(table: pa.Table, features: list[str], source: str) -> di
             f"{source}: feature column(s) {described} are neither numbers nor text: convert them, list them in "
             "dataset.exclude, or name a date column as cv.time_column"
         )
+    infinite = [
+        (name, row) for name in kinds["numeric"] if (row := first_infinite(table.column(name))) is not None
+    ]
+    if infinite:
+        name, row = infinite[0]
+        raise UserError(
+            f"{source}: feature column(s) {quote_names([name for name, _ in infinite])} hold infinite numbers (e.g. "
+            f"{table.column(name)[row].as_py()!r} on data row {row + 1}): replace them with finite values or drop those rows"
+        )
     return {"numeric": kinds["numeric"], "categorical": kinds["categorical"]}
+
+
+def first_infinite(column: pa.ChunkedArray) -> int | None:
+    """The row of the first infinite number ("inf", "1e999") in a numeric column, or None."""
+    if not pa.types.is_floating(column.type):
+        return None
+    infinite = pc.fill_null(pc.is_inf(column), False)
+    return pc.index(infinite, True).as_py() if pc.any(infinite).as_py() else None
 
 
 def target_vector(table: pa.Table, config: SplitConfig, task: str, source: str) -> np.ndarray:
@@ -633,6 +650,12 @@ def target_vector(table: pa.Table, config: SplitConfig, task: str, source: str) 
             f"{first + 1}): drop those rows before the run"
         )
     kind = column_kind(column)
+    row = first_infinite(column)
+    if row is not None:
+        raise UserError(
+            f"{source}: target column {config.target!r} holds infinite numbers (e.g. {column[row].as_py()!r} on data "
+            f"row {row + 1}): replace them with finite values or drop those rows"
+        )
     if task == "regression" and kind != "numeric":
         example = column.drop_null()[0].as_py()
         raise UserError(
