@@ -236,20 +236,8 @@ def read_config(environ: Mapping[str, str]) -> SplitConfig:
         params = _chunked_setting(environ, "CV_PARAMS").split(",")
         check_parameter_names(estimator, [name for name in map(_estimator_parameter, params) if name])
         values = _json_setting(environ, "CV_VALUES", {})
-        fixed, searched = values.get("params", {}), values.get("search", {})
-        check_parameter_values(
-            estimator,
-            {
-                _estimator_parameter(name): value
-                for name, value in fixed.items()
-                if _estimator_parameter(name)
-            },
-            {
-                _estimator_parameter(name): value
-                for name, value in searched.items()
-                if _estimator_parameter(name)
-            },
-        )
+        fixed, searched = (_estimator_parameters(values.get(part, {})) for part in ("params", "search"))
+        check_parameter_values(estimator, fixed, searched)
     return config
 
 
@@ -258,6 +246,12 @@ def _estimator_parameter(name: str) -> str | None:
     (a preprocessing step's, checked when the pipeline is built)."""
     name = name.strip().removeprefix("estimator__")
     return name if name and "__" not in name else None
+
+
+def _estimator_parameters(values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` of the estimator's own parameters, by their names on the estimator."""
+    named = ((_estimator_parameter(name), value) for name, value in values.items())
+    return {name: value for name, value in named if name}
 
 
 def _chunked_setting(environ: Mapping[str, str], name: str) -> str:
