@@ -13,11 +13,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from dataclasses import dataclass
 from typing import Any
 
+from allowlist import allowed_packages
 from execution_input import InvalidInputError, validate
+
+# The stack's AllowedPackages, as PrepareInput reads them: an upload is refused as the run would be.
+ALLOWED_PACKAGES = allowed_packages(os.environ)
 
 SIDECAR_SUFFIX = ".json"
 # Step Functions allows up to 80 characters; these are the ones every AWS console, log and ARN takes.
@@ -105,7 +110,7 @@ def build_input(upload: Upload, sidecar: dict[str, Any]) -> dict[str, Any]:
         "dataset": {**dataset, "uri": upload.uri} if isinstance(dataset, dict) else dataset,
     }
     try:
-        validate(document)
+        validate(document, ALLOWED_PACKAGES)
     except InvalidInputError as error:
         hint = "" if sidecar else f" (no sidecar found: upload {where} before the data)"
         raise RefusedUpload([f"{where}: {problem}{hint}" for problem in error.problems]) from None

@@ -165,9 +165,9 @@ class Template:
         }
         if name in pseudo:
             return pseudo[name]
-        parameter = self.body.get("Parameters", {}).get(name)
         if name in self.parameters:
-            return _checked_parameter(name, self.parameters[name], parameter or {})
+            return self.parameters[name]
+        parameter = self.body.get("Parameters", {}).get(name)
         if parameter is not None:
             if "Default" not in parameter:
                 raise TemplateError(f"parameter {name} has no Default; give it a value")
@@ -269,16 +269,6 @@ def _text(value: Any) -> str:
     if isinstance(value, (dict, list)):
         return json.dumps(value)
     return str(value)
-
-
-def _checked_parameter(name: str, value: str, declaration: dict[str, Any]) -> str:
-    """A given parameter value, refused as CloudFormation refuses it when it breaks its declaration."""
-    pattern, limit = declaration.get("AllowedPattern"), declaration.get("MaxLength")
-    if pattern is not None and not re.fullmatch(pattern, value):
-        raise TemplateError(f"parameter {name}={value!r} does not match its AllowedPattern {pattern}")
-    if limit is not None and len(value) > int(limit):
-        raise TemplateError(f"parameter {name} is {len(value)} characters, more than its MaxLength {limit}")
-    return value
 
 
 def substitute(definition_text: str, substitutions: dict[str, str]) -> str:
