@@ -18,6 +18,7 @@ import pytest
 from botocore.exceptions import ParamValidationError
 from botocore.validate import validate_parameters
 
+from cvpipe.asl import DefinitionError
 from cvpipe.asl.validate import validate
 from cvpipe.integrations.template import Template, state_machine_for, substitute
 
@@ -91,7 +92,10 @@ def test_definition_passes_the_engines_creation_checks(definition: Path) -> None
     # What statelint does not know: JSONata fields and expressions, variables read before any state
     # assigns them, the bounds AWS checks at creation, the Distributed Map's fields.
     machine = state_machine_for(Template(TEMPLATE), definition)
-    validate(json.loads(substitute(definition.read_text(), machine.substitutions)))
+    try:
+        validate(json.loads(substitute(definition.read_text(), machine.substitutions)))
+    except DefinitionError as refused:
+        pytest.fail(f"{definition.name}:\n" + "\n".join(refused.problems))
 
 
 def test_every_definition_belongs_to_a_state_machine() -> None:
