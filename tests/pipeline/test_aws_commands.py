@@ -319,3 +319,14 @@ def test_local_commands_do_not_import_boto3():
     assert aws_commands.EXECUTION_ARN.match(
         "arn:aws:states:eu-west-1:123456789012:execution:CrossValidationStateMachine:cv-1"
     )
+
+
+def test_a_local_run_starts_only_the_functions_the_state_machine_invokes(pipeline):
+    """The S3 trigger's function runs on AWS only: no local environment is spent on it."""
+    assert "StartExecutionFunction" not in pipeline.functions.functions
+    assert set(pipeline.functions.functions) == {
+        "PrepareInputFunction",
+        "ProposeCandidatesFunction",
+        "AggregateScoresFunction",
+        "BuildRegistrationFunction",
+    }

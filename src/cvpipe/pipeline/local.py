@@ -188,7 +188,13 @@ class LocalPipeline:
             template = Template(root / TEMPLATE, parameters={**LOCAL_PARAMETERS, **local_parameters()})
             machine = state_machine_for(template, root / DEFINITION)
             self.definition = substitute(machine.definition_uri.read_text(), machine.substitutions)
-            functions = template.functions()
+            # Only the functions the state machine invokes: others (the S3 trigger's) have no part in a run.
+            invoked = set(machine.substitutions.values())
+            functions = {
+                name: spec
+                for name, spec in template.functions().items()
+                if local_aws.arn("lambda", f"function:{name}") in invoked
+            }
         except TemplateError as error:
             raise UserError(str(error)) from None
         self.state_machine_name = machine.logical_id
