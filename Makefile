@@ -21,7 +21,7 @@ STACK ?= cvpipe
 IMAGE_TAG ?= $(shell cat containers/Dockerfile containers/pyproject.toml containers/constraints.txt \
 	$$(find containers/cvjobs -name '*.py' | LC_ALL=C sort) | sha256sum | cut -c1-16)
 
-.PHONY: install run check test test-fast bench clean image sam-check
+.PHONY: install run check test test-fast schemas bench clean image sam-check
 
 $(STAMP): pyproject.toml containers/pyproject.toml $(CONSTRAINTS)
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "cvpipe needs Python 3.11 or newer; set PYTHON=python3.11 (or newer)")'
@@ -45,10 +45,20 @@ run: $(STAMP)
 
 # Lint, format and types. The suite itself holds the checks of the definition and the template
 # (cfn-lint, statelint, placeholders, botocore parameter validation).
+# Each Lambda function is an import root of its own, with the shared layer beside it, as deployed.
+FUNCTION_DIRS := $(filter-out functions/shared/,$(wildcard functions/*/))
+
 check: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	for dir in functions/shared/workflow_documents $(FUNCTION_DIRS); do \
+		MYPYPATH=functions/shared $(BIN)/mypy $$dir || exit 1; \
+	done
+
+# The JSON Schemas of the workflow's documents, from their models (a test checks they are current).
+schemas: $(STAMP)
+	PYTHONPATH=functions/shared $(BIN)/python -m workflow_documents.schemas schemas
 
 # The suite includes checkov on the template, from its own environment.
 test: check $(CHECKOV)

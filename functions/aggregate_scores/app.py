@@ -8,7 +8,7 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from fold_scores import AggregateEvent, aggregate
+from fold_scores import AggregateEvent, aggregate, cv_mean
 
 logger = Logger()
 tracer = Tracer()
@@ -28,14 +28,14 @@ def lambda_handler(event: AggregateEvent, context: LambdaContext) -> dict[str, A
         name="FoldFailures", unit=MetricUnit.Count, value=sum(len(entry.failures) for entry in this_round)
     )
     if tuning.best:
-        metrics.add_metric(name="BestScore", unit=MetricUnit.NoUnit, value=tuning.best.cv.mean)
+        metrics.add_metric(name="BestScore", unit=MetricUnit.NoUnit, value=cv_mean(tuning.best))
     logger.info(
         "Round aggregated",
         extra={
             "round": tuning.round,
             "evaluated": tuning.evaluated,
             "failed": tuning.failed,
-            "best": tuning.best and {"id": tuning.best.id, "cv_mean": tuning.best.cv.mean},
+            "best": tuning.best and {"id": tuning.best.id, "cv_mean": cv_mean(tuning.best)},
             "done": tuning.done,
         },
     )

@@ -5,9 +5,20 @@ from __future__ import annotations
 import json
 import math
 import statistics
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field, JsonValue, model_validator
+from pydantic import BaseModel, Field, model_validator
+from workflow_documents import (
+    Candidate,
+    CandidateResult,
+    CompletedFold,
+    Config,
+    CvScores,
+    FailedFold,
+    Failure,
+    FoldResult,
+    Tuning,
+)
 
 VALIDATION_SCORE = "validation:score"
 TRAIN_SCORE = "train:score"
@@ -15,88 +26,12 @@ FIT_TIME = "fit_time"
 MAX_TEXT = 1024  # errors and causes are trimmed so the history fits the state machine's payload
 
 
-class Metric(BaseModel):
-    MetricName: str
-    Value: float
-
-
-class CompletedFold(BaseModel):
-    fold: int
-    job: str
-    status: Literal["Completed"]
-    metrics: list[Metric]  # the training job's FinalMetricDataList
-
-
-class FailedFold(BaseModel):
-    fold: int
-    job: str
-    status: Literal["Failed"]
-    error: str = ""
-    cause: str = ""
-
-
-FoldResult = Annotated[CompletedFold | FailedFold, Field(discriminator="status")]
-
-
-class Candidate(BaseModel):
-    id: int
-    params: dict[str, JsonValue]
-    hyperparameters: dict[str, str]
-
-
-class CvScores(BaseModel):
-    mean: float
-    std: float  # population std (ddof=0), as scikit-learn's cv_results_ std_test_score
-    folds: list[float]
-    train_mean: float | None
-    fit_time_mean: float | None
-
-
-class Failure(BaseModel):
-    fold: int
-    job: str
-    error: str
-    cause: str
-
-
-class HistoryEntry(Candidate):
-    status: Literal["Completed", "Failed"]
-    cv: CvScores | None
-    failures: list[Failure]
-
-
-class Tuning(BaseModel):
-    round: int
-    history: list[HistoryEntry]
-    best: HistoryEntry | None
-    evaluated: int
-    failed: int
-    done: bool
-
-
-class TuningSpec(BaseModel):
-    max_candidates: int
-    batch_size: int
-
-
-class Run(BaseModel):
-    execution: str
-
-
-class Config(BaseModel):
-    """The parts of the normalised config this function reads."""
-
-    tuning: TuningSpec
-    run: Run
-
-
 class AggregateEvent(BaseModel):
     config: Config
     tuning: Tuning | None = None
     candidates: list[Candidate]
-    evaluations: list[
-        Annotated[list[FoldResult], Field(min_length=1)]
-    ]  # evaluations[i]: folds of candidates[i]
+    # evaluations[i]: the fold results of candidates[i]
+    evaluations: list[Annotated[list[FoldResult], Field(min_length=1)]]
 
     @model_validator(mode="after")
     def _one_evaluation_per_candidate(self) -> AggregateEvent:
@@ -116,7 +51,7 @@ def aggregate(event: AggregateEvent) -> Tuning:
     return Tuning(
         round=(event.tuning.round if event.tuning else 0) + 1,
         history=history,
-        best=max(completed, key=lambda entry: (entry.cv.mean, -entry.id), default=None),
+        best=max(completed, key=lambda entry: (cv_mean(entry), -entry.id), default=None),
         evaluated=len(history),
         failed=len(history) - len(completed),
         # A round short of batch_size means the search space ran out.
@@ -124,13 +59,14 @@ def aggregate(event: AggregateEvent) -> Tuning:
     )
 
 
-def evaluate(candidate: Candidate, folds: list[CompletedFold | FailedFold]) -> HistoryEntry:
+def evaluate(candidate: Candidate, folds: list[CompletedFold | FailedFold]) -> CandidateResult:
     """One candidate's CV scores; any failed fold fails it, as partial scores are not comparable."""
     folds = sorted(folds, key=lambda result: result.fold)
     failures = [failure for result in folds if (failure := fold_failure(result))]
     if failures:
-        return HistoryEntry(**candidate.model_dump(), status="Failed", cv=None, failures=failures)
-    metrics = [{metric.MetricName: metric.Value for metric in result.metrics} for result in folds]
+        return CandidateResult(**candidate.model_dump(), status="Failed", cv=None, failures=failures)
+    completed = [result for result in folds if isinstance(result, CompletedFold)]  # all of them
+    metrics = [{metric.MetricName: metric.Value for metric in result.metrics} for result in completed]
     scores = [fold[VALIDATION_SCORE] for fold in metrics]
     cv = CvScores(
         mean=statistics.fmean(scores),
@@ -139,7 +75,12 @@ def evaluate(candidate: Candidate, folds: list[CompletedFold | FailedFold]) -> H
         train_mean=_mean_of(TRAIN_SCORE, metrics),
         fit_time_mean=_mean_of(FIT_TIME, metrics),
     )
-    return HistoryEntry(**candidate.model_dump(), status="Completed", cv=cv, failures=[])
+    return CandidateResult(**candidate.model_dump(), status="Completed", cv=cv, failures=[])
+
+
+def cv_mean(entry: CandidateResult) -> float:
+    """The candidate's mean CV score; -inf for a failed one."""
+    return entry.cv.mean if entry.cv else -math.inf
 
 
 def fold_failure(result: CompletedFold | FailedFold) -> Failure | None:
@@ -162,8 +103,8 @@ def fold_failure(result: CompletedFold | FailedFold) -> Failure | None:
 
 def _mean_of(name: str, metrics: list[dict[str, float]]) -> float | None:
     """Mean of a metric every fold reported, else None (a partial mean would mislead)."""
-    values = [fold.get(name) for fold in metrics]
-    return None if None in values else statistics.fmean(values)
+    values = [fold[name] for fold in metrics if name in fold]
+    return statistics.fmean(values) if len(values) == len(metrics) else None
 
 
 def _reason(cause: str) -> str:

@@ -22,15 +22,16 @@ metrics = Metrics()
 def lambda_handler(event: RegistrationEvent, context: LambdaContext) -> dict[str, Any]:
     logger.append_keys(execution=event.config.run.execution)
     registration = build_registration(event)
-    metrics.add_metric(name="RegisteredScore", unit=MetricUnit.NoUnit, value=event.tuning.best.cv.mean)
+    best, cv = event.best
+    metrics.add_metric(name="RegisteredScore", unit=MetricUnit.NoUnit, value=cv.mean)
     if event.holdout_score is not None:
         metrics.add_metric(name="HoldoutScore", unit=MetricUnit.NoUnit, value=event.holdout_score)
     logger.info(
         "Registration built",
         extra={
-            "statistics_uri": registration["statistics_uri"],
-            "candidate": event.tuning.best.id,
+            "statistics_uri": registration.statistics_uri,
+            "candidate": best.id,
             "holdout_score": event.holdout_score,
         },
     )
-    return registration
+    return registration.model_dump(mode="json")

@@ -5,9 +5,17 @@ from __future__ import annotations
 import json
 import unicodedata
 import uuid
-from typing import Any
 
-from pydantic import BaseModel, Field, JsonValue
+from pydantic import BaseModel, JsonValue, model_validator
+from workflow_documents import (
+    CandidateResult,
+    Config,
+    CvScores,
+    FinalTraining,
+    HoldoutResult,
+    Registration,
+    Tuning,
+)
 
 # CreateModelPackage limits.
 MAX_DESCRIPTION = 1024
@@ -16,118 +24,71 @@ MAX_METADATA_VALUE = 256
 METADATA_PUNCTUATION = set("_.:/=+-@")
 
 
-class CvScores(BaseModel):
-    mean: float
-    std: float
-    folds: list[float]
-
-
-class Best(BaseModel):
-    id: int
-    params: dict[str, JsonValue]
-    cv: CvScores
-
-
-class TuningResult(BaseModel):
-    best: Best
-
-
-class DatasetInfo(BaseModel):
-    """The split job's summary, which resolves the auto splitter and metric."""
-
-    metric: str
-    splitter: str
-    k: int
-    holdout_rows: int = 0
-
-
-class CvSpec(BaseModel):
-    splitter: str
-    k: int
-
-
-class ModelSpec(BaseModel):
-    estimator: str
-
-
-class Run(BaseModel):
-    execution: str
-    prefix: str  # s3://BUCKET/runs/EXECUTION
-
-
-class Config(BaseModel):
-    """The parts of the normalised config this function reads."""
-
-    model: ModelSpec
-    cv: CvSpec
-    metric: str
-    dataset_info: DatasetInfo | None = None
-    run: Run
-
-
-class FinalTraining(BaseModel):
-    job: str  # its model_data_url goes to CreateModelPackage straight from the state
-
-
-class HoldoutResult(BaseModel):
-    """The job that scored the chosen candidate on the holdout rows."""
-
-    job: str
-    # The job's FinalMetricDataList values; it declares only validation:score, so that score or none.
-    score: list[float] = Field(max_length=1)
-
-
 class RegistrationEvent(BaseModel):
     config: Config
-    tuning: TuningResult
+    tuning: Tuning
     holdout: HoldoutResult | None = None  # null when the run held no rows out
     final: FinalTraining
+
+    @model_validator(mode="after")
+    def _a_best_candidate(self) -> RegistrationEvent:
+        self.best  # noqa: B018  # raises when there is none
+        return self
+
+    @property
+    def best(self) -> tuple[CandidateResult, CvScores]:
+        """The chosen candidate and its scores."""
+        best = self.tuning.best
+        if best is None or best.cv is None:
+            raise ValueError("tuning.best: no completed candidate to register")
+        return best, best.cv
 
     @property
     def holdout_score(self) -> float | None:
         return self.holdout.score[0] if self.holdout and self.holdout.score else None
 
 
-def build_registration(event: RegistrationEvent) -> dict[str, Any]:
+def build_registration(event: RegistrationEvent) -> Registration:
     """The statistics document, where it goes, and the CreateModelPackage fields drawn from the run."""
-    config, best, final, holdout = event.config, event.tuning.best, event.final, event.holdout_score
+    config, final, holdout = event.config, event.final, event.holdout_score
+    best, cv = event.best
     resolved = config.dataset_info or config.cv  # the split job's k and splitter, else the requested ones
-    metric = config.dataset_info.metric if config.dataset_info else config.metric
+    metric = config.resolved_metric
     if metric == "auto":
         raise ValueError('metric is "auto" but config.dataset_info, the split job\'s summary, is missing')
-    if holdout is not None and config.dataset_info is None:
+    holdout_rows = config.dataset_info.holdout_rows if config.dataset_info else None
+    if holdout is not None and holdout_rows is None:
         raise ValueError(
             "a holdout score but config.dataset_info, the split job's summary of the holdout, is missing"
         )
     bucket, _, run_key = config.run.prefix.removeprefix("s3://").partition("/")
     key = f"{run_key}/registry/statistics.json"
-    statistics = {
+    statistics: dict[str, JsonValue] = {
         "version": 0.0,
-        metric: {"value": best.cv.mean, "standard_deviation": best.cv.std},
+        metric: {"value": cv.mean, "standard_deviation": cv.std},
         "cross_validation": {
             "k": resolved.k,
             "splitter": resolved.splitter,
-            "folds": [{"fold": fold, "value": score} for fold, score in enumerate(best.cv.folds)],
+            "folds": [{"fold": fold, "value": score} for fold, score in enumerate(cv.folds)],
             "candidate": best.id,
             "params": best.params,
         },
     }
     on_holdout = ""
     if holdout is not None:
-        rows = config.dataset_info.holdout_rows
-        statistics["holdout"] = {"value": holdout, "rows": rows}
-        on_holdout = f", {holdout:.4f} on {rows} holdout rows"
+        statistics["holdout"] = {"value": holdout, "rows": holdout_rows}
+        on_holdout = f", {holdout:.4f} on {holdout_rows} holdout rows"
     description = (
-        f"{config.model.estimator}: {metric} {best.cv.mean:.4f} ± {best.cv.std:.4f} in {resolved.k}-fold "
+        f"{config.model.estimator}: {metric} {cv.mean:.4f} ± {cv.std:.4f} in {resolved.k}-fold "
         f"cross-validation ({resolved.splitter}){on_holdout}; final training job {final.job}"
     )
     metadata = {
         "execution": config.run.execution,
         "estimator": config.model.estimator,
         "metric": metric,
-        "cv_mean": repr(best.cv.mean),
-        "cv_std": repr(best.cv.std),
-        "cv_folds": " ".join(f"{score:.6g}" for score in best.cv.folds),
+        "cv_mean": repr(cv.mean),
+        "cv_std": repr(cv.std),
+        "cv_folds": " ".join(f"{score:.6g}" for score in cv.folds),
         "k": str(resolved.k),
         "splitter": resolved.splitter,
         "params": " ".join(f"{name}={_text(value)}" for name, value in sorted(best.params.items())),
@@ -135,16 +96,16 @@ def build_registration(event: RegistrationEvent) -> dict[str, Any]:
     }
     if holdout is not None:
         metadata["holdout_score"] = repr(holdout)
-    return {
-        "statistics": statistics,
-        "statistics_bucket": bucket,
-        "statistics_key": key,
-        "statistics_uri": f"s3://{bucket}/{key}",
-        "description": _truncate(description, MAX_DESCRIPTION),
-        "metadata": customer_metadata(metadata),
+    return Registration(
+        statistics=statistics,
+        statistics_bucket=bucket,
+        statistics_key=key,
+        statistics_uri=f"s3://{bucket}/{key}",
+        description=_truncate(description, MAX_DESCRIPTION),
+        metadata=customer_metadata(metadata),
         # Stable across retries of the same execution, so a retried CreateModelPackage is not a second version.
-        "client_token": str(uuid.uuid5(uuid.NAMESPACE_URL, config.run.prefix)),
-    }
+        client_token=str(uuid.uuid5(uuid.NAMESPACE_URL, config.run.prefix)),
+    )
 
 
 def customer_metadata(properties: dict[str, str]) -> dict[str, str]:

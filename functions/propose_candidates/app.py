@@ -27,9 +27,9 @@ def lambda_handler(event: ProposeEvent, context: LambdaContext) -> dict[str, Any
         metrics.add_metric(name="InvalidCandidates", unit=MetricUnit.Count, value=1)
         logger.warning("Candidates exceed SageMaker's hyperparameter limits", extra={"problem": str(error)})
         raise
-    metrics.add_metric(name="CandidatesProposed", unit=MetricUnit.Count, value=len(proposal["candidates"]))
+    metrics.add_metric(name="CandidatesProposed", unit=MetricUnit.Count, value=len(proposal.candidates))
     logger.info(
         "Candidates proposed",
-        extra={"round": proposal["round"], "ids": [candidate["id"] for candidate in proposal["candidates"]]},
+        extra={"round": proposal.round, "ids": [candidate.id for candidate in proposal.candidates]},
     )
-    return proposal
+    return proposal.model_dump(mode="json")

@@ -12,9 +12,11 @@ import json
 import math
 import random
 from collections.abc import Iterator
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, JsonValue
+from workflow_documents import Candidate, Config, Proposal, Tuning
+from workflow_documents.execution_input import Choice, Dimension, Range
 
 # SageMaker's HyperParameters limits; the Map adds cv_fold to each fold's map, hence one key fewer.
 MAX_HYPERPARAMETERS = 99
@@ -30,83 +32,21 @@ class HyperparameterLimitError(ValueError):
     """A candidate's hyperparameters exceed SageMaker's limits."""
 
 
-class Choice(BaseModel):
-    values: list[JsonValue]
-
-
-class Range(BaseModel):
-    type: Literal["float", "int"]
-    low: float
-    high: float
-    log: bool = False
-    steps: int | None = None
-
-
-Dimension = Choice | Range
-
-
-class ModelSpec(BaseModel):
-    estimator: str
-    params: dict[str, JsonValue]
-    scaler: str
-    search_space: dict[str, Dimension]
-
-
-class TuningSpec(BaseModel):
-    strategy: Literal["grid", "random"]
-    max_candidates: int
-    batch_size: int
-    seed: int
-
-
-class CvSpec(BaseModel):
-    seed: int
-    return_train_score: bool = False
-
-
-class DatasetInfo(BaseModel):
-    metric: str
-
-
-class Run(BaseModel):
-    execution: str
-
-
-class Config(BaseModel):
-    """The parts of the normalised config this function reads."""
-
-    model: ModelSpec
-    tuning: TuningSpec
-    cv: CvSpec
-    metric: str
-    dataset_info: DatasetInfo | None = None  # the split job's summary, which resolves metric "auto"
-    run: Run
-
-    @property
-    def resolved_metric(self) -> str:
-        return self.dataset_info.metric if self.dataset_info else self.metric
-
-
-class Progress(BaseModel):
-    round: int
-    history: list[Any]  # one entry per candidate proposed so far
-
-
 class ProposeEvent(BaseModel):
     config: Config
-    tuning: Progress | None = None
+    tuning: Tuning | None = None
 
 
-def propose(event: ProposeEvent) -> dict[str, Any]:
+def propose(event: ProposeEvent) -> Proposal:
     """The next round's candidates; an empty list means the search is over."""
     config, tuning = event.config, event.config.tuning
     proposed = len(event.tuning.history) if event.tuning else 0
     stop = min(proposed + tuning.batch_size, tuning.max_candidates)
     candidates = [
-        {"id": proposed + offset, "params": params, "hyperparameters": hyperparameters(config, params)}
+        Candidate(id=proposed + offset, params=params, hyperparameters=hyperparameters(config, params))
         for offset, params in enumerate(itertools.islice(candidate_params(config), proposed, stop))
     ]
-    return {"round": (event.tuning.round if event.tuning else 0) + 1, "candidates": candidates}
+    return Proposal(round=(event.tuning.round if event.tuning else 0) + 1, candidates=candidates)
 
 
 def candidate_params(config: Config) -> Iterator[dict[str, JsonValue]]:
@@ -162,14 +102,10 @@ def random_search(
     """Distinct seeded draws, one value per name in sorted order; ends once a discrete space is exhausted."""
     rng = random.Random(seed)
     names = sorted(space)
-    choices = {name: _distinct(space[name].values) for name in names if isinstance(space[name], Choice)}
     size = math.prod(space_size(dimension) for dimension in space.values())
     seen: set[str] = set()
     for _ in range(max_candidates * DRAWS_PER_CANDIDATE):
-        draw = {
-            name: rng.choice(choices[name]) if name in choices else _sample(space[name], rng)
-            for name in names
-        }
+        draw = {name: _draw(space[name], rng) for name in names}
         key = json.dumps(draw, sort_keys=True)
         if key in seen:
             continue
@@ -212,6 +148,12 @@ def hyperparameters(config: Config, params: dict[str, JsonValue]) -> dict[str, s
                 "shorten its value in model.params or model.search_space"
             )
     return values
+
+
+def _draw(dimension: Dimension, rng: random.Random) -> JsonValue:
+    if isinstance(dimension, Choice):
+        return rng.choice(_distinct(dimension.values))
+    return _sample(dimension, rng)
 
 
 def _sample(dimension: Range, rng: random.Random) -> float | int:

@@ -7,6 +7,7 @@ import hashlib
 import json
 from pathlib import Path
 
+import jsonschema
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -18,6 +19,10 @@ from cvjobs import split
 pytestmark = pytest.mark.unit
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+# The functions read the summary as this document (functions/shared/workflow_documents).
+DATASET_INFO_SCHEMA = json.loads(
+    (Path(__file__).resolve().parents[2] / "schemas" / "dataset-info.schema.json").read_text()
+)
 SPLIT_OUTPUTS = ["folds.npz", "manifest.json", "table.parquet"]
 
 
@@ -48,6 +53,7 @@ def test_iris_split_writes_folds_once_and_a_compact_summary(jobs, iris):
         "estimator": "SVC",
         "holdout_rows": 0,
     }
+    jsonschema.validate(json.loads(message), DATASET_INFO_SCHEMA)
     manifest = job.json("processing/output/manifest.json")
     csv_bytes = (job.root / "processing/input/data.csv").read_bytes()
     assert manifest["feature_names"] == ["sepal_length", "sepal_width", "petal_length", "petal_width"]
@@ -66,6 +72,7 @@ def test_regression_auto_uses_kfold_and_r2(jobs, diabetes):
     assert job.code == 0, job.failure
     summary = job.json("output/message")
     assert (summary["task"], summary["splitter"], summary["metric"]) == ("regression", "KFold", "r2")
+    jsonschema.validate(summary, DATASET_INFO_SCHEMA)
     assert job.json("processing/output/manifest.json")["classes"] is None
     table = pq.read_table(job.root / "processing/output/table.parquet")
     assert np.array_equal(table.column("progression").to_numpy(), y)

@@ -1,4 +1,5 @@
-"""Load each Lambda function as it runs when deployed: its folder on sys.path, its modules importable.
+"""Load each Lambda function as it runs when deployed: its folder and the shared layer on sys.path, its
+modules importable.
 
 Each folder is imported under a unique name with its folder on sys.path only while importing; its
 sibling modules are then taken out of sys.modules, so one function's tests cannot import another's code.
@@ -16,6 +17,8 @@ from types import ModuleType, SimpleNamespace
 import pytest
 
 FUNCTIONS = Path(__file__).resolve().parents[2] / "functions"
+# The layer every function gets: in Lambda its content is under /opt/python, after the function's folder.
+SHARED = FUNCTIONS / "shared"
 
 
 @dataclass
@@ -30,7 +33,7 @@ def load_function(name: str) -> SimpleNamespace:
     """``functions/<name>``: ``.app`` and each sibling module by its own name."""
     folder = FUNCTIONS / name
     before = set(sys.modules)
-    sys.path.insert(0, str(folder))
+    sys.path[:0] = [str(folder), str(SHARED)]
     try:
         spec = importlib.util.spec_from_file_location(f"functions_{name}_app", folder / "app.py")
         app = importlib.util.module_from_spec(spec)
@@ -38,6 +41,7 @@ def load_function(name: str) -> SimpleNamespace:
         spec.loader.exec_module(app)
     finally:
         sys.path.remove(str(folder))
+        sys.path.remove(str(SHARED))
     siblings = {
         module_name: sys.modules.pop(module_name)
         for module_name in set(sys.modules) - before
@@ -83,6 +87,40 @@ def aggregate_scores(powertools_environment) -> SimpleNamespace:
 @pytest.fixture(scope="session")
 def build_registration(powertools_environment) -> SimpleNamespace:
     return load_function("build_registration")
+
+
+@pytest.fixture(scope="session")
+def workflow_documents() -> ModuleType:
+    """The shared layer's package, with its ``schemas`` module."""
+    sys.path.insert(0, str(SHARED))
+    try:
+        importlib.import_module("workflow_documents.schemas")
+        return importlib.import_module("workflow_documents")
+    finally:
+        sys.path.remove(str(SHARED))
+
+
+@pytest.fixture(scope="session")
+def dataset_info():
+    """A split job's summary (150 rows of iris in 5 stratified folds), with ``fields`` changed."""
+
+    def make(**fields) -> dict:
+        k = fields.get("k", 5)
+        return {
+            "task": "classification",
+            "splitter": "StratifiedKFold",
+            "metric": "accuracy",
+            "k": k,
+            "folds": list(range(k)),
+            "n_rows": 150,
+            "n_features": 4,
+            "target": "species",
+            "estimator": "SVC",
+            "holdout_rows": 0,
+            **fields,
+        }
+
+    return make
 
 
 @pytest.fixture

@@ -6,7 +6,16 @@ from pydantic import ValidationError
 
 pytestmark = pytest.mark.unit
 
-CONFIG = {"tuning": {"max_candidates": 6, "batch_size": 3}, "run": {"execution": "exec-1"}}
+CONFIG: dict = {}  # a normalised config, max_candidates 6 in rounds of 3: filled by the fixture below
+
+
+@pytest.fixture(scope="module", autouse=True)
+def normalised_config(prepare_input):
+    document = {
+        "dataset": {"uri": "s3://cvpipe-data/iris.csv", "target": "species"},
+        "tuning": {"max_candidates": 6, "batch_size": 3},
+    }
+    CONFIG.update(prepare_input.execution_input.normalise(document, execution="exec-1", bucket="b"))
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,6 @@ BEST = {
     "failures": [],
 }
 FINAL = {"job": "cv-0123456789-final", "model_data_url": "s3://artifacts/runs/exec-1/jobs/final/model.tar.gz"}
-DATASET_INFO = {"task": "classification", "splitter": "StratifiedKFold", "metric": "accuracy", "k": 3}
 # The ScoreHoldout job as the state machine passes it: its validation:score picked by a JSONPath filter.
 HOLDOUT = {"job": "cv-0123456789-holdout-a0", "score": [0.9333333333333333]}
 
@@ -27,13 +26,16 @@ def registration(build_registration):
 
 
 @pytest.fixture
-def event(make_config):
-    config = {**make_config(cv={"k": 3}), "dataset_info": DATASET_INFO}
-    return {"config": config, "tuning": {"round": 1, "history": [BEST], "best": BEST}, "final": FINAL}
+def event(make_config, dataset_info):
+    config = {**make_config(cv={"k": 3}), "dataset_info": dataset_info(k=3)}
+    tuning = {"round": 1, "history": [BEST], "best": BEST, "evaluated": 1, "failed": 0, "done": True}
+    return {"config": config, "tuning": tuning, "final": FINAL}
 
 
 def build(registration, event):
-    return registration.build_registration(registration.RegistrationEvent.model_validate(event))
+    return registration.build_registration(registration.RegistrationEvent.model_validate(event)).model_dump(
+        mode="json"
+    )
 
 
 def metadata_value_is_valid(value):
@@ -152,7 +154,7 @@ def test_client_token_is_stable_per_execution(registration, event):
 
 @pytest.fixture
 def holdout_event(event):
-    event["config"]["dataset_info"] = {**DATASET_INFO, "holdout_rows": 30}
+    event["config"]["dataset_info"]["holdout_rows"] = 30
     return {**event, "holdout": HOLDOUT}
 
 

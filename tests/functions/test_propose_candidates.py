@@ -19,17 +19,30 @@ def search_space(propose_candidates):
 
 
 def propose(search_space, config, tuning=None):
-    return search_space.propose(
-        search_space.ProposeEvent.model_validate({"config": config, "tuning": tuning})
-    )
+    event = search_space.ProposeEvent.model_validate({"config": config, "tuning": tuning})
+    return search_space.propose(event).model_dump(mode="json")
+
+
+def tuning_after(round_, history):
+    """The tuning state after ``round_`` as the aggregate reports it, every candidate failed."""
+    failed = [{**candidate, "status": "Failed", "cv": None, "failures": []} for candidate in history]
+    return {
+        "round": round_,
+        "history": failed,
+        "best": None,
+        "evaluated": len(failed),
+        "failed": len(failed),
+        "done": False,
+    }
 
 
 def propose_all(search_space, config):
     """Every round until nothing is left, recording each round's candidates as the aggregate would."""
-    rounds, tuning = [], None
+    rounds, history, tuning = [], [], None
     while candidates := (proposal := propose(search_space, config, tuning))["candidates"]:
         rounds.append(candidates)
-        tuning = {"round": proposal["round"], "history": (tuning["history"] if tuning else []) + candidates}
+        history += candidates
+        tuning = tuning_after(proposal["round"], history)
     return rounds
 
 
@@ -158,7 +171,7 @@ def test_nothing_left_proposes_no_candidates(search_space, make_config):
     config = make_config(model={"search_space": SPACE}, tuning={"max_candidates": 2})
     history = propose(search_space, config)["candidates"]
 
-    assert propose(search_space, config, {"round": 1, "history": history}) == {"round": 2, "candidates": []}
+    assert propose(search_space, config, tuning_after(1, history)) == {"round": 2, "candidates": []}
 
 
 def test_hyperparameters_are_control_keys_and_json_text(search_space, make_config):
@@ -188,8 +201,8 @@ def test_hyperparameters_are_control_keys_and_json_text(search_space, make_confi
     } == (candidate["params"])
 
 
-def test_metric_resolved_by_the_split_job_is_passed_on(search_space, make_config):
-    config = {**make_config(), "dataset_info": {"task": "regression", "metric": "r2", "k": 5}}
+def test_metric_resolved_by_the_split_job_is_passed_on(search_space, make_config, dataset_info):
+    config = {**make_config(), "dataset_info": dataset_info(task="regression", metric="r2", splitter="KFold")}
 
     (candidate,) = propose(search_space, config)["candidates"]
 

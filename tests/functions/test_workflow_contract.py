@@ -41,7 +41,13 @@ def test_functions_do_not_see_each_others_modules(
 
 
 def test_a_run_from_input_to_registration(
-    prepare_input, propose_candidates, aggregate_scores, build_registration, lambda_context, monkeypatch
+    prepare_input,
+    propose_candidates,
+    aggregate_scores,
+    build_registration,
+    lambda_context,
+    monkeypatch,
+    dataset_info,
 ):
     monkeypatch.setenv("ARTIFACT_BUCKET", "cvpipe-local-artifacts")
     document = {
@@ -59,12 +65,7 @@ def test_a_run_from_input_to_registration(
     }
     config = prepare_input.app.lambda_handler({"input": document, "execution": "exec-1"}, lambda_context)
     # The split job's summary, as the state machine stores it in the config.
-    config["dataset_info"] = {
-        "task": "classification",
-        "splitter": "StratifiedKFold",
-        "metric": "accuracy",
-        "k": 3,
-    }
+    config["dataset_info"] = dataset_info(k=3)
 
     tuning, rounds = None, 0
     while not (tuning and tuning["done"]):

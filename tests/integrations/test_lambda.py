@@ -239,3 +239,58 @@ def test_an_unknown_function_is_a_runtime_error_naming_it(project: Path) -> None
     result = run_task(project, {"Resource": "arn:aws:lambda:us-east-1:000000000000:function:Nope"})
     assert result.error == "States.Runtime"
     assert "'arn:aws:lambda:us-east-1:000000000000:function:Nope'" in result.cause and "Echo" in result.cause
+
+
+LAYERED = """\
+Transform: AWS::Serverless-2016-10-31
+Globals:
+  Function:
+    Layers:
+      - !Ref Built
+Resources:
+  Built:
+    Type: AWS::Serverless::LayerVersion
+    Properties:
+      ContentUri: layers/built/
+    Metadata:
+      BuildMethod: python3.12
+  Zipped:
+    Type: AWS::Serverless::LayerVersion
+    Properties:
+      ContentUri: layers/zipped/
+  Uses:
+    Type: AWS::Serverless::Function
+    Properties:
+      CodeUri: functions/uses
+      Handler: app.lambda_handler
+      Layers:
+        - !Ref Zipped
+        - arn:aws:lambda:us-east-1:017000801446:layer:AWSLambdaPowertoolsPythonV3-python312-arm64:7
+"""
+
+LAYERED_FILES = {
+    "layers/built/from_built.py": 'WHERE = "built"\n',
+    "layers/built/shadowed.py": 'WHERE = "layer"\n',
+    "layers/zipped/python/from_zipped.py": 'WHERE = "zipped"\n',
+    "functions/uses/shadowed.py": 'WHERE = "function"\n',
+    "functions/uses/app.py": """
+        import from_built
+        import from_zipped
+        import shadowed
+
+        def lambda_handler(event, context):
+            return [from_built.WHERE, from_zipped.WHERE, shadowed.WHERE]
+    """,
+}
+
+
+def test_layers_are_on_the_path_after_the_function_folder(tmp_path: Path) -> None:
+    # A layer that sam build builds (a Python BuildMethod) is its folder in /opt/python; one zipped as
+    # it is brings its python/ folder. The function's own modules come first, as /var/task does.
+    (tmp_path / "template.yaml").write_text(LAYERED)
+    for name, text in LAYERED_FILES.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(dedent(text))
+    result = run_task(tmp_path, invoke("Uses"))
+    assert result.status == "SUCCEEDED", result.cause
+    assert result.output["Payload"] == ["built", "zipped", "function"]

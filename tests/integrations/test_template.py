@@ -153,6 +153,32 @@ def test_functions_table_merges_globals(template: Template) -> None:
     assert "ImageFunction" not in functions  # no local code to run
 
 
+def test_layers_of_a_function_globals_first_and_only_local_ones(tmp_path: Path) -> None:
+    (tmp_path / "template.yaml").write_text(
+        """\
+Globals:
+  Function:
+    Layers: [!Ref Shared]
+Resources:
+  Shared:
+    Type: AWS::Serverless::LayerVersion
+    Properties: {ContentUri: shared/}
+    Metadata: {BuildMethod: python3.12}
+  Plain:
+    Type: AWS::Serverless::LayerVersion
+    Properties: {ContentUri: plain}
+  F:
+    Type: AWS::Serverless::Function
+    Properties:
+      CodeUri: f/
+      Handler: app.h
+      Layers: [!Ref Plain, "arn:aws:lambda:us-east-1:123456789012:layer:elsewhere:1"]
+"""
+    )
+    layers = Template(tmp_path / "template.yaml").functions()["F"].layers
+    assert layers == (tmp_path / "shared", tmp_path / "plain" / "python")
+
+
 def test_substitute_replaces_placeholders_and_names_the_missing_ones() -> None:
     text = '{"Resource": "${Fn}", "Bucket": "${Bucket}"}'
     assert substitute(text, {"Fn": "arn:x", "Bucket": "b"}) == '{"Resource": "arn:x", "Bucket": "b"}'

@@ -24,6 +24,9 @@ the local engine.
 Differences from AWS:
 
 - ``POWERTOOLS_TRACE_DISABLED=true`` is set, as there is no X-Ray daemon;
+- a layer of the template (``AWS::Serverless::LayerVersion`` with a local ContentUri) is put on
+  ``sys.path`` after the function's folder, where Lambda has /opt/python, without copying; a layer
+  given by ARN is not fetched: its modules must be installed here;
 - an environment inherits this process's environment variables besides the function's own;
 - the init phase has no 10-second limit, and memory is not limited;
 - history events are ``Task*`` ones, also for function-ARN Resources (AWS writes ``LambdaFunction*``).
@@ -237,7 +240,12 @@ class LocalFunctions:
         parent_end, child_end = self._context.Pipe()
         process = self._context.Process(
             target=serve,
-            args=(child_end, str(folder), spec.handler, self._environment(spec, folder, log_stream)),
+            args=(
+                child_end,
+                [str(folder), *map(str, spec.layers)],
+                spec.handler,
+                self._environment(spec, folder, log_stream),
+            ),
             name=f"lambda:{spec.logical_id}",
             daemon=True,
         )

@@ -78,12 +78,15 @@ class _Captured:
         return data
 
 
-def serve(conn: Connection, folder: str, handler: str, environment: dict[str, str]) -> None:
-    """The environment's main loop: init (import the handler), then invocations until the pipe closes."""
+def serve(conn: Connection, code_path: list[str], handler: str, environment: dict[str, str]) -> None:
+    """The environment's main loop: init (import the handler), then invocations until the pipe closes.
+
+    ``code_path``: the function's folder, then its layers' Python folders, as Lambda orders
+    /var/task and /opt/python on ``sys.path``."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     out, err = _Captured(1), _Captured(2)
     os.environ.update(environment)
-    sys.path.insert(0, folder)
+    sys.path[:0] = code_path
     _route_token_calls(conn)
     module_path, _, function_name = handler.rpartition(".")
     try:

@@ -20,6 +20,7 @@ from . import local_aws
 
 STATE_MACHINE = "AWS::Serverless::StateMachine"
 FUNCTIONS = ("AWS::Serverless::Function", "AWS::Lambda::Function")
+LAYER = "AWS::Serverless::LayerVersion"
 BUCKETS = ("AWS::S3::Bucket",)
 LOCAL_BUCKETS = {"ArtifactBucket": "cvpipe-local-artifacts"}
 STACK_NAME = "cvpipe-local"
@@ -73,6 +74,8 @@ class FunctionSpec:
     environment: dict[str, str]
     timeout: int
     memory_size: int
+    layers: tuple[Path, ...] = ()
+    """Absolute paths of what the function's layers put under /opt/python, in the template's order."""
 
 
 class Template:
@@ -119,6 +122,8 @@ class Template:
         table = {}
         for name, resource in self._of_type(*FUNCTIONS).items():
             properties = {**defaults, **resource.get("Properties", {})}
+            # SAM appends a function's own Layers to the global ones.
+            layers = [*defaults.get("Layers", []), *resource.get("Properties", {}).get("Layers", [])]
             variables = {
                 **defaults.get("Environment", {}).get("Variables", {}),
                 **resource.get("Properties", {}).get("Environment", {}).get("Variables", {}),
@@ -132,8 +137,27 @@ class Template:
                 environment={key: _text(self.resolve(value)) for key, value in variables.items()},
                 timeout=int(self.resolve(properties.get("Timeout", 3))),
                 memory_size=int(self.resolve(properties.get("MemorySize", 128))),
+                layers=tuple(path for path in map(self._layer_python_path, layers) if path is not None),
             )
         return table
+
+    def _layer_python_path(self, layer: Any) -> Path | None:
+        """Where a layer of this template puts its Python code (Lambda's /opt/python), or None for a layer
+        given by ARN, which cannot be fetched here: its modules must be installed in this environment.
+
+        ``sam build`` builds a layer whose Metadata names a Python BuildMethod into python/ (its
+        requirements.txt installed next to the code); any other layer is zipped as it is, so its
+        python/ folder is what lands in /opt/python.
+        """
+        if not (isinstance(layer, dict) and set(layer) == {"Ref"}):
+            return None
+        resource = self.resources.get(layer["Ref"], {})
+        content = resource.get("Properties", {}).get("ContentUri")
+        if resource.get("Type") != LAYER or not isinstance(content, str):
+            return None
+        folder = (self.path.parent / content).resolve()
+        built = str(resource.get("Metadata", {}).get("BuildMethod", "")).startswith("python")
+        return folder if built else folder / "python"
 
     def resolve(self, value: Any) -> Any:
         """Evaluate CloudFormation intrinsic functions in ``value`` with local values."""
