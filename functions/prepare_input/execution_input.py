@@ -196,7 +196,7 @@ def _consistency_problems(
             )
         elif config.tuning.strategy == "grid" and low < high and (low > 0 or not dimension.log):
             distinct = distinct_grid_points(dimension)
-            if distinct < dimension.steps:
+            if dimension.steps is not None and distinct < dimension.steps:
                 kind = "whole numbers" if dimension.type == "int" else "values at 12 significant digits"
                 fix = f"set steps to {distinct}" if distinct > 1 else f"fix {name} in model.params"
                 problems.append(

@@ -109,7 +109,8 @@ def dataset_info():
         return {
             "task": "classification",
             "splitter": "StratifiedKFold",
-            "metric": "accuracy",
+            "metric": fields.get("metric", "accuracy"),
+            "metrics": [fields.get("metric", "accuracy")],
             "k": k,
             "folds": list(range(k)),
             "n_rows": 150,

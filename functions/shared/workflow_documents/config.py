@@ -32,7 +32,10 @@ class DatasetInfo(Document):
 
     task: Literal["classification", "regression"]
     splitter: str = Field(description="the splitter that made the folds (auto resolved)")
-    metric: str = Field(description="the scorer every job reports (auto resolved)")
+    metric: str = Field(description="the scorer that ranks candidates (auto resolved)")
+    metrics: list[str] = Field(
+        min_length=1, description="every scorer the jobs report, the ranking one included"
+    )
     k: int = Field(ge=2)
     folds: list[int] = Field(description="fold ids, one training job per fold and candidate")
     n_rows: int = Field(ge=1)
