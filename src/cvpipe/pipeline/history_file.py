@@ -8,8 +8,9 @@ shows it as text.
 
 The writer encodes and compresses on a thread of its own, so that the lanes of the execution, which
 emit events under the history's lock, never wait for JSON encoding, compression or the disk. It
-flushes the compressed stream after each batch of events: a run cut short (a crash, a kill) leaves
-a file that ``read_history`` reads up to the last event written.
+writes the events in batches (those of the last fifth of a second) and flushes the compressed
+stream after each: a run cut short (a crash, a kill) leaves a file that ``read_history`` reads up
+to the last batch written.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from typing import Any
 from ..asl import Event
 
 HISTORY_FILE = "history.jsonl.gz"
+BATCH_SECONDS = 0.2
+"""How long the writer gathers events before it writes them: a run cut short loses at most that."""
 
 
 class HistoryWriter:
@@ -34,6 +37,7 @@ class HistoryWriter:
         self._file = gzip.open(path, "wb", compresslevel=6)  # noqa: SIM115  # closed by close()
         self._queue: queue.SimpleQueue[Event | None] = queue.SimpleQueue()
         self._closed = False
+        self._closing = threading.Event()
         self._thread = threading.Thread(target=self._write, name="history-writer", daemon=True)
         self._thread.start()
 
@@ -50,12 +54,16 @@ class HistoryWriter:
             return
         self._closed = True
         self._queue.put(None)
+        self._closing.set()
         self._thread.join()
         self._file.close()
 
     def _write(self) -> None:
         while True:
             batch = [self._queue.get()]
+            # Gather the events of the next moment and write them at once: one wake-up, one
+            # compression flush and one write per batch rather than per event.
+            self._closing.wait(BATCH_SECONDS)
             while not self._queue.empty():
                 batch.append(self._queue.get())
             events = [event for event in batch if event is not None]
