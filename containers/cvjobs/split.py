@@ -32,6 +32,7 @@ import os
 import sys
 import warnings
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -691,11 +692,19 @@ def group_labels(table: pa.Table, config: SplitConfig, source: str) -> np.ndarra
     return column.to_numpy(zero_copy_only=False)
 
 
+def _sha256(path: Path) -> str:
+    with path.open("rb") as stream:
+        return hashlib.file_digest(stream, "sha256").hexdigest()
+
+
 def _split(ml_root: Path, environ: Mapping[str, str]) -> None:
     config = read_config(environ)
     path = find_dataset(ml_root / "processing" / "input")
     source = path.name
-    table = read_table(path, config.csv)
+    # The input's digest is computed while pyarrow parses it (both release the GIL).
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        digest = pool.submit(_sha256, path)
+        table = read_table(path, config.csv)
     columns = table.column_names
     if config.target not in columns:
         raise UserError(
@@ -729,8 +738,6 @@ def _split(ml_root: Path, environ: Mapping[str, str]) -> None:
     n_splits = (len(folds) - 1) // 2
     holdout_rows = len(folds["holdout"])
 
-    with path.open("rb") as stream:
-        digest = hashlib.file_digest(stream, "sha256").hexdigest()
     summary = {
         "task": task,
         "splitter": splitter_name,
@@ -764,7 +771,7 @@ def _split(ml_root: Path, environ: Mapping[str, str]) -> None:
         "group_column": config.group_column,
         "time_column": config.time_column,
         "test_rows_per_split": [len(folds[f"test_{s}"]) for s in range(n_splits)],
-        "input": {"file": str(path.relative_to(ml_root / "processing" / "input")), "sha256": digest},
+        "input": {"file": str(path.relative_to(ml_root / "processing" / "input")), "sha256": digest.result()},
     }
     kept = table.select([*features, config.target])
     save_split(ml_root / "processing" / "output", kept, folds, manifest)
