@@ -65,7 +65,7 @@ test: check $(CHECKOV)
 	$(BIN)/pytest -q -n $(PYTEST_WORKERS)
 
 test-fast: $(STAMP)
-	$(BIN)/pytest -q -m unit -n $(PYTEST_WORKERS)
+	$(BIN)/pytest -q -m "unit and not integration and not e2e" -n $(PYTEST_WORKERS)
 
 # SAM's own checks, apart from `make test` (installing the SAM CLI and building every function take
 # minutes): `sam validate --lint`, and `sam build`, which needs python3.12 (the functions' runtime) on PATH.

@@ -112,6 +112,7 @@ CASES = [
 ]
 
 
+@pytest.mark.integration  # a split and k training jobs per splitter: out of make test-fast
 @pytest.mark.parametrize(("name", "environ", "n_rows", "reference", "grouped", "timed"), CASES)
 def test_fold_scores_equal_cross_validate_for_every_splitter(
     jobs, name, environ, n_rows, reference, grouped, timed

@@ -161,6 +161,7 @@ def _checkov() -> str:
     return found
 
 
+@pytest.mark.integration  # checkov, in an environment of its own: out of make test-fast
 def test_checkov_passes_with_only_documented_skips(template):
     result = subprocess.run(
         [
