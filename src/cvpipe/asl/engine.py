@@ -13,7 +13,7 @@ import traceback
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from .callbacks import TaskTokens
@@ -23,6 +23,7 @@ from .errors import RUNTIME, TIMEOUT, DefinitionError, StatesError
 from .execution import Cancelled, Clock, Lane, Run
 from .history import Event, History, Trace, data_details, timestamp_text
 from .payload import check_payload_size
+from .redrive import TaskJournal
 from .states import StateMachine
 from .tasks import TaskRegistry
 from .validate import validate
@@ -94,11 +95,16 @@ class Execution:
     def _execute(self) -> None:
         trace = Trace(self._run.history)
         try:
-            role = self._run.context["Execution"]["RoleArn"]
+            execution = self._run.context["Execution"]
             # Outside the trace: in AWS the first state's events name no previous event (previousEventId 0).
-            self._run.history.append(
-                "ExecutionStarted", {**data_details("input", self._input), "roleArn": role}, 0
-            )
+            if execution["RedriveCount"]:
+                self._run.history.append("ExecutionRedriven", {"redriveCount": execution["RedriveCount"]}, 0)
+            else:
+                self._run.history.append(
+                    "ExecutionStarted",
+                    {**data_details("input", self._input), "roleArn": execution["RoleArn"]},
+                    0,
+                )
             check_payload_size(self._input)
             output = self._machine.run(Lane(self._run, self._run.root, trace), self._input)
             self._finish(SUCCEEDED, trace, output=output)
@@ -199,12 +205,17 @@ class Engine:
         on_event: Callable[[Event], None] | None = None,
         timeout: float | None = None,
         state_machine_name: str = "StateMachine",
+        journal: TaskJournal | None = None,
+        redrive: tuple[int, datetime] | None = None,
     ) -> Execution:
         """Validate ``definition`` (DefinitionError lists every problem) and start an execution.
 
         ``input`` is the execution input as a JSON-compatible value (None means ``{}``, as in AWS).
         ``timeout`` (seconds) overrides the definition's top-level TimeoutSeconds.
         ``on_event`` is called with every history event as it is appended, from any thread.
+        ``journal`` records the outcome of every Task state. ``redrive`` (the redrive count and the
+        first attempt's start time) redrives an execution: the journal then holds the earlier attempts'
+        outcomes, which tasks at the same place with the same input take instead of running again.
         """
         spec = parse_definition(definition)
         validate(spec)
@@ -212,7 +223,8 @@ class Engine:
         execution_input = {} if input is None else json.loads(json.dumps(input))
         region, account = self.region, self.account_id
         arn = f"arn:{self.partition}:states:{region}:{account}:execution:{state_machine_name}:{name}"
-        started = self.clock.now()
+        now = self.clock.now()
+        redrive_count, started = redrive or (0, now)
         timeout = timeout if timeout is not None else spec.get("TimeoutSeconds")
         context = {
             "Execution": {
@@ -221,7 +233,8 @@ class Engine:
                 "Input": execution_input,
                 "StartTime": timestamp_text(started),
                 "RoleArn": f"arn:{self.partition}:iam::{account}:role/{state_machine_name}Role",
-                "RedriveCount": 0,  # executions are never redriven locally
+                "RedriveCount": redrive_count,
+                **({"RedriveTime": timestamp_text(now)} if redrive_count else {}),
             },
             "StateMachine": {
                 "Id": f"arn:{self.partition}:states:{region}:{account}:stateMachine:{state_machine_name}",
@@ -237,7 +250,8 @@ class Engine:
             max_concurrency=self.max_concurrency,
             tokens=self.tokens,
             objects=self.objects,
-            deadline=started + timedelta(seconds=timeout) if timeout is not None else None,
+            deadline=now + timedelta(seconds=timeout) if timeout is not None else None,
+            journal=journal,
         )
         return Execution(StateMachine(spec), run, execution_input, name, arn, timeout)
 

@@ -18,6 +18,7 @@ from .callbacks import TaskTokens
 from .clock import RealClock, VirtualClock
 from .distributed import MapRun, ObjectStorage
 from .history import Event, History, Trace, text_details, timestamp_text, to_json_text
+from .redrive import TaskJournal
 from .tasks import TaskRegistry
 from .variables import Context, Variables
 
@@ -91,6 +92,8 @@ class Run:
     objects: ObjectStorage | None = None
     """Where a Distributed Map reads items and writes results."""
     map_runs: list[MapRun] = field(default_factory=list)
+    journal: TaskJournal | None = None
+    """Where Task outcomes are recorded, and recalled when the execution is redriven."""
     root: Scope = field(default_factory=Scope)
     timed_out: threading.Event = field(default_factory=threading.Event)
 
@@ -109,12 +112,24 @@ class Run:
 class Lane:
     """One sequential line of execution: the whole run, a Parallel branch or a Map iteration."""
 
-    def __init__(self, run: Run, scope: Scope, trace: Trace, variables: Variables | None = None) -> None:
+    def __init__(
+        self, run: Run, scope: Scope, trace: Trace, variables: Variables | None = None, path: str = ""
+    ) -> None:
         self.run = run
         self.scope = scope
         self.trace = trace
         self.variables = variables or Variables()
         self._last_output: tuple[Any, str] | None = None
+        self.path = path
+        """Where the lane is in the execution, the same in every attempt: "" for the top level."""
+        self.place = path
+        """The state entry the lane is in: its path, the state's name and how often it was entered."""
+        self._entries: dict[str, int] = {}
+
+    def enter(self, state_name: str) -> None:
+        count = self._entries.get(state_name, 0)
+        self._entries[state_name] = count + 1
+        self.place = f"{self.path}/{state_name}#{count}"
 
     def emit(self, event_type: str, details: dict[str, Any] | None = None) -> Event:
         return self.trace.emit(event_type, details)
@@ -131,10 +146,10 @@ class Lane:
         self._last_output = (output, text)
         return text_details("output", text, name=state_name)
 
-    def fork(self, scope: Scope) -> Lane:
-        """A lane for a Parallel branch or a Map iteration: it reads this lane's variables, and what
-        it assigns stays its own."""
-        return Lane(self.run, scope, self.trace.fork(), self.variables.child())
+    def fork(self, scope: Scope, label: str) -> Lane:
+        """A lane for a Parallel branch or a Map iteration (``label`` says which, within the current
+        state entry): it reads this lane's variables, and what it assigns stays its own."""
+        return Lane(self.run, scope, self.trace.fork(), self.variables.child(), f"{self.place}{label}")
 
     def follow(self, lanes: list[Lane]) -> None:
         """Continue this lane's event chain after the lanes it forked have finished."""

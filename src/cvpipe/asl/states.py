@@ -136,6 +136,7 @@ class State:
 
     def run(self, lane: Lane, raw_input: Any) -> tuple[Any, str | None]:
         """Enter the state with ``raw_input``; its output and the next state's name (None: the end)."""
+        lane.enter(self.name)
         entered = lane.emit(f"{self.type}StateEntered", lane.input_details(raw_input, self.name))
         try:
             output, next_name = self.execute(lane, raw_input, entered.timestamp)
@@ -364,6 +365,8 @@ class Recoverable(State):
     """
 
     abortable = True
+    journaled: ClassVar[bool] = False
+    """Whether the state's outcomes go to the run's TaskJournal (Task states: see ``redrive``)."""
 
     def execute(self, lane: Lane, raw_input: Any, entered: datetime) -> tuple[Any, str | None]:
         def attempt(retry_count: int) -> Any:
@@ -372,20 +375,33 @@ class Recoverable(State):
         try:
             return with_retries(self.spec.get("Retry", []), attempt, lane.sleep), self.next
         except StatesError as failure:
-            catcher = find_catcher(self.spec.get("Catch", []), failure)
-            if catcher is None:
-                raise
-            context = lane.context(self.name, entered)
-            if self.jsonata:
-                return self.conclude(lane, raw_input, context, error_output(failure), catcher), catcher[
-                    "Next"
-                ]
-            assigned = self.assign_from(lane, catcher, error_output(failure), context)
-            # A Catcher's ResultPath places the error output into the raw input; no OutputPath applies.
-            placement = {"ResultPath": catcher.get("ResultPath", "$")}
-            output = process_output(placement, raw_input, error_output(failure), context)
-            lane.variables.assign(assigned)
-            return output, catcher["Next"]
+            return self.recover(lane, raw_input, entered, failure)
+
+    def recover(
+        self, lane: Lane, raw_input: Any, entered: datetime, failure: StatesError
+    ) -> tuple[Any, str | None]:
+        """The output and next state of the first Catcher that matches ``failure``; else it is raised."""
+        catcher = find_catcher(self.spec.get("Catch", []), failure)
+        if catcher is None:
+            raise failure
+        context = lane.context(self.name, entered)
+        output, next_name = self.catch(lane, raw_input, context, failure, catcher)
+        if self.journaled and lane.run.journal is not None:
+            outcome = {"error": failure.error, "cause": failure.cause}
+            lane.run.journal.record(lane.place, raw_input, outcome)
+        return output, next_name
+
+    def catch(
+        self, lane: Lane, raw_input: Any, context: Context, failure: StatesError, catcher: dict[str, Any]
+    ) -> tuple[Any, str]:
+        if self.jsonata:
+            return self.conclude(lane, raw_input, context, error_output(failure), catcher), catcher["Next"]
+        assigned = self.assign_from(lane, catcher, error_output(failure), context)
+        # A Catcher's ResultPath places the error output into the raw input; no OutputPath applies.
+        placement = {"ResultPath": catcher.get("ResultPath", "$")}
+        output = process_output(placement, raw_input, error_output(failure), context)
+        lane.variables.assign(assigned)
+        return output, catcher["Next"]
 
     def attempt(self, lane: Lane, raw_input: Any, context: Context) -> Any:
         raise NotImplementedError
@@ -393,12 +409,21 @@ class Recoverable(State):
     def finish(self, lane: Lane, raw_input: Any, result: Any, context: Context) -> Any:
         """The output from the state's result: Assign and Output (JSONata), or ResultSelector, Assign,
         ResultPath and OutputPath (JSONPath)."""
+        return self.place(lane, raw_input, self.select(result, context), context)
+
+    def select(self, result: Any, context: Context) -> Any:
+        """What the state keeps of its result: what ResultSelector makes of it (JSONPath)."""
+        if not self.jsonata and "ResultSelector" in self.spec:
+            return apply_template(self.spec["ResultSelector"], result, context)
+        return result
+
+    def place(self, lane: Lane, raw_input: Any, selected: Any, context: Context) -> Any:
+        """The output from the kept result: Assign and Output (JSONata), or Assign, ResultPath and
+        OutputPath (JSONPath)."""
         if self.jsonata:
-            return self.conclude(lane, raw_input, context, result)
-        if "ResultSelector" in self.spec:
-            result = apply_template(self.spec["ResultSelector"], result, context)
-        assigned = self.assign_from(lane, self.spec, result, context)
-        output = place_result(self.spec, raw_input, result, context)
+            return self.conclude(lane, raw_input, context, selected)
+        assigned = self.assign_from(lane, self.spec, selected, context)
+        output = place_result(self.spec, raw_input, selected, context)
         lane.variables.assign(assigned)
         return output
 
@@ -409,6 +434,20 @@ WAIT_FOR_TASK_TOKEN = ".waitForTaskToken"
 
 class Task(Recoverable):
     type = "Task"
+    journaled = True
+
+    def execute(self, lane: Lane, raw_input: Any, entered: datetime) -> tuple[Any, str | None]:
+        journal = lane.run.journal
+        recorded = journal.recall(lane.place, raw_input) if journal is not None else None
+        if recorded is None:
+            return super().execute(lane, raw_input, entered)
+        # Redriven: the outcome this entry had in an earlier attempt, without calling the resource.
+        lane.emit("TaskReplayed", {"resource": self.spec["Resource"]})
+        if "result" in recorded:
+            return self.place(
+                lane, raw_input, recorded["result"], lane.context(self.name, entered)
+            ), self.next
+        return self.recover(lane, raw_input, entered, StatesError(recorded["error"], recorded["cause"]))
 
     def attempt(self, lane: Lane, raw_input: Any, context: Context) -> Any:
         wake = threading.Event()
@@ -432,7 +471,11 @@ class Task(Recoverable):
         finally:
             if waiting is not None:
                 lane.run.tokens.close(waiting)
-        return self.finish(lane, raw_input, result, context)
+        selected = self.select(result, context)
+        output = self.place(lane, raw_input, selected, context)
+        if lane.run.journal is not None:
+            lane.run.journal.record(lane.place, raw_input, {"result": selected})
+        return output
 
     def _seconds(self, field_name: str, selected: Any, context: dict[str, Any]) -> int | None:
         """TimeoutSeconds or HeartbeatSeconds: the literal, or what its ``...Path`` selects from the input
@@ -505,6 +548,9 @@ class Task(Recoverable):
             wake.set()
 
         detach = lane.scope.on_cancel(on_cancel)
+        if lane.scope.cancelled:  # aborted meanwhile: a request never sent has no effect to undo
+            detach()
+            raise Cancelled()
         started = time.monotonic()
         threading.Thread(target=call, name=f"task:{self.name}", daemon=True).start()
         submitted = False
@@ -587,10 +633,13 @@ class Concurrent(Recoverable):
         raise NotImplementedError
 
     @staticmethod
-    def fan_out(lane: Lane, count: int, limit: int, body: Callable[[int, Lane], Any]) -> list[Any]:
+    def fan_out(
+        lane: Lane, context: Context, count: int, limit: int, body: Callable[[int, Lane], Any]
+    ) -> list[Any]:
         """``body(i, lane_i)`` for ``i < count`` on lanes forked from ``lane``, at most ``limit`` at once."""
         siblings = Scope(lane.scope)
-        lanes = [lane.fork(siblings) for _ in range(count)]
+        attempt = context["State"]["RetryCount"]
+        lanes = [lane.fork(siblings, f".{attempt}[{i}]") for i in range(count)]
         try:
             return run_concurrently(count, limit, lambda i: body(i, lanes[i]), siblings)
         finally:
@@ -614,7 +663,11 @@ class Parallel(Concurrent):
         lane.emit("ParallelStateStarted")
         limit = lane.run.max_concurrency or len(self.branches)
         return self.fan_out(
-            lane, len(self.branches), limit, lambda i, branch: self.branches[i].run(branch, effective)
+            lane,
+            context,
+            len(self.branches),
+            limit,
+            lambda i, branch: self.branches[i].run(branch, effective),
         )
 
 
@@ -636,6 +689,7 @@ class Map(Concurrent):
         lane.emit("MapStateStarted", {"length": len(items)})
         return self.fan_out(
             lane,
+            context,
             len(items),
             limit,
             lambda i, iteration: self._iterate(iteration, i, items[i], effective, context),
