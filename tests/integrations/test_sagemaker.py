@@ -7,6 +7,7 @@ import itertools
 import json
 import tarfile
 import textwrap
+import signal
 import threading
 import time
 from datetime import UTC, datetime
@@ -27,7 +28,7 @@ pytestmark = pytest.mark.integration
 
 BUCKET = "cvpipe-local-artifacts"
 TRAIN = """
-import json, os, sys, time
+import json, os, signal, sys, time
 from pathlib import Path
 
 def main(ml_root=Path("/opt/ml")):
@@ -40,6 +41,10 @@ def main(ml_root=Path("/opt/ml")):
         return 1
     if mode == "exit3":
         return 3
+    if mode == "crash":  # a fault of the program itself
+        os.kill(os.getpid(), signal.SIGSEGV)
+    if mode == "lost" and "Retrying" not in (ml_root / "job.log").read_text():
+        os.kill(os.getpid(), signal.SIGKILL)  # the worker goes, as an instance lost mid-job
     rows = (ml_root / "input/data/train/data.csv").read_text()
     print("validation:score=0.75")
     print("validation:score=0.875")
@@ -459,3 +464,34 @@ def test_final_metrics_parsing(tmp_path: Path) -> None:
         {"MetricName": "loss", "Value": 0.25, "Timestamp": 7},
         {"MetricName": "acc", "Value": 0.9, "Timestamp": 7},
     ]
+
+
+def test_a_lost_worker_fails_the_job_with_an_internal_error(tasks) -> None:
+    description = failed_description(
+        tasks, TRAIN_SYNC, training_request(job_name("lost"), HyperParameters={"mode": "lost"})
+    )
+    assert description["TrainingJobStatus"] == "Failed"
+    assert description["FailureReason"].startswith("InternalServerError:")
+
+
+def test_a_retry_strategy_reruns_a_job_lost_with_its_worker(tasks, tmp_path) -> None:
+    name = job_name("lost")
+    request = training_request(
+        name, HyperParameters={"mode": "lost"}, RetryStrategy={"MaximumRetryAttempts": 2}
+    )
+    result = call(tasks, TRAIN_SYNC, request)
+    assert result["TrainingJobStatus"] == "Completed" and result["TrainingJobName"] == name
+    assert result["RetryStrategy"] == {"MaximumRetryAttempts": 2}
+    assert [m["Value"] for m in result["FinalMetricDataList"]] == [0.875]
+    log = (tmp_path / "runs" / "exec" / "jobs" / name / "job.log").read_text()
+    assert log.count("Retrying the job (retry 1 of 2)") == 1
+
+
+def test_a_program_that_crashes_is_not_retried(tasks, tmp_path) -> None:
+    name = job_name("crash")
+    request = training_request(
+        name, HyperParameters={"mode": "crash"}, RetryStrategy={"MaximumRetryAttempts": 2}
+    )
+    description = failed_description(tasks, TRAIN_SYNC, request)
+    assert description["FailureReason"] == f"AlgorithmError: exit code -{int(signal.SIGSEGV)}"
+    assert "Retrying" not in (tmp_path / "runs" / "exec" / "jobs" / name / "job.log").read_text()

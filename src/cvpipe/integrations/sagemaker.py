@@ -21,6 +21,7 @@ import json
 import math
 import re
 import shutil
+import signal
 import tarfile
 import threading
 import time
@@ -42,6 +43,10 @@ PROCESSING_RESOURCE = "arn:aws:states:::sagemaker:createProcessingJob"
 JOB_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 MESSAGE_LIMIT = 1024  # characters of output/message and output/failure that SageMaker keeps
 DEFAULT_MAX_RUNTIME = 86400  # SageMaker's default StoppingCondition.MaxRuntimeInSeconds
+INTERNAL_ERROR = "InternalServerError: We encountered an internal error. Please try again."
+"""SageMaker's FailureReason when a job fails for a reason of its own, not the job's (an instance lost)."""
+PROGRAM_FAULTS = {signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE, signal.SIGABRT, signal.SIGSYS}
+"""Signals by which a program ends itself (a crash): its fault, like a non-zero exit, not the host's."""
 CONTAINER_ROOT = PurePosixPath("/opt/ml")
 PROCESSING_ROOT = CONTAINER_ROOT / "processing"
 
@@ -150,22 +155,33 @@ class _Job(ABC):
             )
 
     def run(self, pool: JobPool, cancelled: threading.Event | None) -> dict[str, Any]:
-        """Run to the end and return the description; it is also saved as ``describe.json``."""
+        """Run to the end and return the description; it is also saved as ``describe.json``.
+
+        A job whose worker was lost (killed by a signal from outside: the OOM killer, a kill -9)
+        fails with SageMaker's InternalServerError; as SageMaker does, a training job whose request
+        has a RetryStrategy then starts again, under the same name, up to MaximumRetryAttempts times.
+        """
         max_runtime = self.params.get("StoppingCondition", {}).get("MaxRuntimeInSeconds", DEFAULT_MAX_RUNTIME)
+        retries = self.params.get("RetryStrategy", {}).get("MaximumRetryAttempts", 0)
         started = time.time()
         stop_kind = None
         try:
-            self.prepare()
-            outcome = pool.run(
-                self.program,
-                self.folder,
-                self.environment(),
-                self.folder / "job.log",
-                cancelled,
-                timeout=max_runtime,
-            )
-            started = time.time() - outcome.seconds
-            status, reason, stop_kind = self._result(outcome, max_runtime)
+            for attempt in range(retries + 1):
+                if attempt:
+                    self._restart(attempt, retries)
+                self.prepare()
+                outcome = pool.run(
+                    self.program,
+                    self.folder,
+                    self.environment(),
+                    self.folder / "job.log",
+                    cancelled,
+                    timeout=max_runtime,
+                )
+                started = time.time() - outcome.seconds
+                status, reason, stop_kind = self._result(outcome, max_runtime)
+                if reason != INTERNAL_ERROR or (cancelled is not None and cancelled.is_set()):
+                    break
             if status == "Completed":
                 self.upload()
         except _ClientError as exc:
@@ -193,8 +209,20 @@ class _Job(ABC):
             return "Stopped", "Stopped: the job was stopped because its task was cancelled", "Stopped"
         if outcome.exit_code == 0:
             return "Completed", None, None
+        if outcome.exit_code < 0 and -outcome.exit_code not in PROGRAM_FAULTS:
+            return "Failed", INTERNAL_ERROR, None
         failure = _read_limited(self.folder / "output" / "failure")
         return "Failed", failure or f"AlgorithmError: exit code {outcome.exit_code}", None
+
+    def _restart(self, attempt: int, retries: int) -> None:
+        """Clear what the failed attempt left, but its log, as SageMaker starts a retried job afresh."""
+        for path in self.folder.iterdir():
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.name != "job.log":
+                path.unlink()
+        with open(self.folder / "job.log", "a") as log:
+            log.write(f"[cvpipe] {INTERNAL_ERROR} Retrying the job (retry {attempt} of {retries}).\n")
 
     def _common(self, status: str, reason: str | None, ended: float) -> dict[str, Any]:
         names = {f"{self.noun}Name": self.name, f"{self.noun}Arn": self.arn, f"{self.noun}Status": status}
@@ -306,6 +334,7 @@ class _TrainingJob(_Job):
             ),
             **self._echo(
                 "AlgorithmSpecification",
+                "RetryStrategy",
                 "RoleArn",
                 "InputDataConfig",
                 "OutputDataConfig",
