@@ -103,8 +103,9 @@ def build_registration(event: RegistrationEvent) -> Registration:
         statistics_uri=f"s3://{bucket}/{key}",
         description=_truncate(description, MAX_DESCRIPTION),
         metadata=customer_metadata(metadata),
-        # Stable across retries of the same execution, so a retried CreateModelPackage is not a second version.
-        client_token=str(uuid.uuid5(uuid.NAMESPACE_URL, config.run.prefix)),
+        # One per execution, the same in its retries and redrives (same name and start time): a repeated
+        # CreateModelPackage returns the first one's package. A later execution reusing the name gets its own.
+        client_token=str(uuid.uuid5(uuid.NAMESPACE_URL, f"{config.run.prefix}#{config.run.id}")),
     )
 
 

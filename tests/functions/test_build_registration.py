@@ -150,6 +150,10 @@ def test_client_token_is_stable_per_execution(registration, event):
 
     assert token == retried != build(registration, event)["client_token"]
     assert re.fullmatch(r"[a-zA-Z0-9-]{1,36}", token)
+    # The same name started again later (Step Functions frees a name after 90 days) is another execution.
+    later = copy.deepcopy(event)
+    later["config"]["run"]["id"] = "fedcba9876"
+    assert build(registration, later)["client_token"] != build(registration, event)["client_token"]
 
 
 @pytest.fixture

@@ -98,6 +98,22 @@ def test_client_token_makes_create_idempotent(registry: LocalModelRegistry) -> N
     other = registry.create_model_package(package_request(ClientToken="another-run"))
     assert first == again and other["ModelPackageArn"].endswith("/2")
     assert len(registry.list_model_packages("cv-models")["ModelPackageSummaryList"]) == 2
+    # Approving the package since does not make the same request another one.
+    registry.update_model_package(
+        {"ModelPackageArn": first["ModelPackageArn"], "ModelApprovalStatus": "Approved"}
+    )
+    assert registry.create_model_package(package_request(ClientToken="exec-final")) == first
+
+
+def test_a_client_token_reused_for_another_request_is_refused(registry: LocalModelRegistry) -> None:
+    registry.create_model_package(package_request(ClientToken="exec-final"))
+    with pytest.raises(StatesError) as caught:
+        registry.create_model_package(
+            package_request(ClientToken="exec-final", ModelPackageDescription="other")
+        )
+    assert caught.value.error == "SageMaker.ConflictException"
+    assert "ClientToken exec-final" in caught.value.cause
+    assert len(registry.list_model_packages("cv-models")["ModelPackageSummaryList"]) == 1
 
 
 def test_registry_persists_across_instances(

@@ -81,6 +81,17 @@ def _name_from(name_or_arn: str, resource_type: str) -> str:
     return name_or_arn
 
 
+def _immutable(request: dict[str, Any]) -> dict[str, Any]:
+    """A package's request without what UpdateModelPackage may have changed since."""
+    mutable = (
+        "ModelApprovalStatus",
+        "ApprovalDescription",
+        "CustomerMetadataProperties",
+        "ModelPackageGroupName",
+    )
+    return {key: value for key, value in request.items() if key not in mutable}
+
+
 def _drop_none(values: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in values.items() if value is not None}
 
@@ -160,7 +171,8 @@ class LocalModelRegistry:
 
     def create_model_package(self, params: dict[str, Any]) -> dict[str, Any]:
         """Register a model: a new version of ``ModelPackageGroupName``, or an unversioned package
-        named ``ModelPackageName``. A repeated ``ClientToken`` returns the first call's ARN."""
+        named ``ModelPackageName``. A repeated ``ClientToken`` with the same request returns the first
+        call's ARN; with another request it is refused (ConflictException)."""
         operation = "CreateModelPackage"
         _check(operation, params)
         group: str | None = params.get("ModelPackageGroupName")
@@ -179,10 +191,18 @@ class LocalModelRegistry:
         with self._transaction(write=True) as conn:
             if token is not None:
                 found = conn.execute(
-                    "SELECT arn FROM model_packages WHERE group_name IS ? AND client_token = ?",
+                    "SELECT arn, request FROM model_packages WHERE group_name IS ? AND client_token = ?",
                     (group, token),
                 ).fetchone()
                 if found:
+                    if _immutable(json.loads(found["request"])) != _immutable(request):
+                        raise service_error(
+                            operation,
+                            "ConflictException",
+                            f"ClientToken {token} was used by another CreateModelPackage request "
+                            f"({found['arn']}); use a new token for a new package",
+                            aws_sdk=True,
+                        )
                     return {"ModelPackageArn": found["arn"]}
             if group is None:
                 assert name is not None  # exactly one of the two, checked above
