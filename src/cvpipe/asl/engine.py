@@ -86,10 +86,15 @@ class Execution:
         assert self._result is not None
         return self._result
 
-    def abort(self, error: str | None = None, cause: str | None = None) -> None:
-        """Stop the execution (status ABORTED); running tasks are asked to stop via ``request.cancelled``."""
+    def abort(self, error: str | None = None, cause: str | None = None, grace: float = 0.0) -> None:
+        """Stop the execution (status ABORTED); running tasks are asked to stop via ``request.cancelled``.
+
+        With a ``grace`` period the execution ends once its running tasks have ended, or after that
+        many seconds: a task that completed meanwhile has its result written to the journal, so that
+        a redrive does not do it again, and fewer handlers outlive the execution."""
         if not self._done.is_set():
             self._abort_reason = (error, cause)
+            self._run.stop_grace = grace
             self._run.root.cancel()
 
     def _execute(self) -> None:
@@ -206,16 +211,18 @@ class Engine:
         timeout: float | None = None,
         state_machine_name: str = "StateMachine",
         journal: TaskJournal | None = None,
-        redrive: tuple[int, datetime] | None = None,
+        start_time: datetime | None = None,
+        redrive_count: int = 0,
     ) -> Execution:
         """Validate ``definition`` (DefinitionError lists every problem) and start an execution.
 
         ``input`` is the execution input as a JSON-compatible value (None means ``{}``, as in AWS).
         ``timeout`` (seconds) overrides the definition's top-level TimeoutSeconds.
         ``on_event`` is called with every history event as it is appended, from any thread.
-        ``journal`` records the outcome of every Task state. ``redrive`` (the redrive count and the
-        first attempt's start time) redrives an execution: the journal then holds the earlier attempts'
-        outcomes, which tasks at the same place with the same input take instead of running again.
+        ``journal`` records the outcome of every Task state. A ``redrive_count`` above 0 redrives an
+        execution (see ``redrive``): give the first attempt's ``start_time``, and a journal that holds
+        the earlier attempts' outcomes, which tasks at the same place with the same input take instead
+        of running again.
         """
         spec = parse_definition(definition)
         validate(spec)
@@ -224,7 +231,7 @@ class Engine:
         region, account = self.region, self.account_id
         arn = f"arn:{self.partition}:states:{region}:{account}:execution:{state_machine_name}:{name}"
         now = self.clock.now()
-        redrive_count, started = redrive or (0, now)
+        started = start_time or now
         timeout = timeout if timeout is not None else spec.get("TimeoutSeconds")
         context = {
             "Execution": {

@@ -27,7 +27,13 @@ Clock = RealClock | VirtualClock
 
 class Cancelled(Exception):
     """Unwinds a lane whose scope was cancelled: the execution was aborted or timed out, or a
-    sibling Map iteration or Parallel branch failed. Not a StatesError, so Retry and Catch never see it."""
+    sibling Map iteration or Parallel branch failed. Not a StatesError, so Retry and Catch never see it.
+
+    ``finished`` holds the result of a task that completed as its lane was being stopped."""
+
+    def __init__(self, *finished: Any) -> None:
+        super().__init__()
+        self.finished = finished
 
 
 class Scope:
@@ -96,6 +102,8 @@ class Run:
     """Where Task outcomes are recorded, and recalled when the execution is redriven."""
     root: Scope = field(default_factory=Scope)
     timed_out: threading.Event = field(default_factory=threading.Event)
+    stop_grace: float = 0.0
+    """Seconds that running tasks get to end once the execution is aborted (see ``Execution.abort``)."""
 
     def expire(self) -> None:
         """The execution's TimeoutSeconds has passed: stop everything (unless it was aborted already)."""

@@ -14,6 +14,7 @@ whatever fields a state has.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import re
@@ -467,7 +468,15 @@ class Task(Recoverable):
                 timeout = self._seconds("TimeoutSeconds", selected, context)
                 heartbeat = self._seconds("HeartbeatSeconds", selected, context)
                 parameters = fill_parameters(self.spec, selected, context)
-            result = self._invoke(lane, parameters, context, timeout, heartbeat, wake, waiting)
+            try:
+                result = self._invoke(lane, parameters, context, timeout, heartbeat, wake, waiting)
+            except Cancelled as stopped:
+                if stopped.finished and lane.run.journal is not None:
+                    # Done before the stop took effect: a redrive takes this result.
+                    with contextlib.suppress(StatesError):
+                        selected = self.select(stopped.finished[0], context)
+                        lane.run.journal.record(lane.place, raw_input, {"result": selected})
+                raise
         finally:
             if waiting is not None:
                 lane.run.tokens.close(waiting)
@@ -533,6 +542,7 @@ class Task(Recoverable):
 
         outcome: dict[str, Any] = {}
         clock = lane.run.clock
+        ended = threading.Event()
 
         def call() -> None:
             before = clock.thread_slept()
@@ -541,6 +551,7 @@ class Task(Recoverable):
             except BaseException as exc:  # reported as the task's failure below
                 outcome["exception"] = exc
             outcome["slept"] = clock.thread_slept() - before
+            ended.set()
             wake.set()
 
         def on_cancel() -> None:
@@ -563,6 +574,11 @@ class Task(Recoverable):
                 wake.wait(max(min(deadlines) - now, 0) if deadlines else None)
                 wake.clear()
                 if lane.scope.cancelled:
+                    ended.wait(lane.run.stop_grace)
+                    if waiting is None and "result" in outcome:
+                        with contextlib.suppress(StatesError):  # a result not JSON is no result
+                            text = json_text(outcome["result"], f"the result of {resource}")
+                            raise Cancelled(json.loads(text))
                     raise Cancelled()
                 now = time.monotonic()
                 if "exception" in outcome:

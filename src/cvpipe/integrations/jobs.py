@@ -91,6 +91,7 @@ class JobPool:
         self._lock = threading.Lock()
         self._started = False
         self._closed = False
+        self._grace = STOP_GRACE_SECONDS
 
     def start(self) -> None:
         """Start the workers. Starting a process takes milliseconds; its imports then run in the
@@ -171,12 +172,20 @@ class JobPool:
         for worker in workers:
             worker.process.terminate()
         for worker in workers:
-            _reap(worker.process)
+            _reap(worker.process, self._grace)
         while True:  # busy workers' connections are closed by the threads that run their jobs
             try:
                 self._idle.get_nowait().conn.close()
             except queue.Empty:
                 break
+
+    def hurry(self) -> None:
+        """Stop without grace: kill every worker now, and from now on stop jobs with SIGKILL at once."""
+        self._grace = 0.0
+        with self._lock:
+            workers = list(self._workers)
+        for worker in workers:
+            worker.process.kill()
 
     def __enter__(self) -> JobPool:
         self.start()
@@ -225,7 +234,7 @@ class JobPool:
         place and return the old one's exit code."""
         if stop:
             worker.process.terminate()
-        _reap(worker.process)
+        _reap(worker.process, self._grace)
         worker.conn.close()
         with self._lock:
             self._workers.discard(worker)
@@ -234,8 +243,8 @@ class JobPool:
         return worker.process.exitcode
 
 
-def _reap(process: Any) -> None:
-    process.join(STOP_GRACE_SECONDS)
+def _reap(process: Any, grace: float) -> None:
+    process.join(grace)
     if process.exitcode is None:
         process.kill()
         process.join()
@@ -255,6 +264,7 @@ THREAD_LIMITS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 def _serve(conn: Connection, sys_path: list[str], warm_modules: list[str], threads: int) -> None:
     # Ctrl-C reaches the whole process group; the parent decides what happens to jobs.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent()
     for variable in THREAD_LIMITS:  # read when numpy's BLAS loads, so before any import
         os.environ.setdefault(variable, str(threads))
     sys.path[:0] = sys_path
@@ -270,6 +280,22 @@ def _serve(conn: Connection, sys_path: list[str], warm_modules: list[str], threa
             conn.send(_run_job(program, target, ml_root, environ, log_path, base_environ))
         except (EOFError, BrokenPipeError):  # the pool is gone
             return
+
+
+def _die_with_parent() -> None:
+    """End this worker, even in the middle of a job, once the process that started it is gone
+    (killed, even by SIGKILL): no worker outlives its pool to keep writing into a run folder."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(_ORPHAN_CHECK_SECONDS)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="cvpipe-parent-watch", daemon=True).start()
+
+
+_ORPHAN_CHECK_SECONDS = 0.5
 
 
 def _run_job(

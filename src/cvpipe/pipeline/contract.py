@@ -25,6 +25,8 @@ NEXT_ROUND: Final = "NextRound"
 SCORE_HOLDOUT: Final = "ScoreHoldout"
 FIT_FINAL_MODEL: Final = "FitFinalModel"
 REGISTER_MODEL: Final = "RegisterModel"
+# From this state on the run writes to the model registry: an interrupt lets it finish.
+REGISTRATION_START: Final = "EnsureModelPackageGroup"
 # The Pass states that record a failed fold job (its failure reason, a stopped job, a service error).
 FOLD_FAILURE_STATES: Final = frozenset({"RecordFoldFailure", "RecordFoldStopped", "RecordFoldError"})
 
@@ -82,6 +84,7 @@ STATE_NAMES: Final = frozenset(
         SCORE_HOLDOUT,
         FIT_FINAL_MODEL,
         REGISTER_MODEL,
+        REGISTRATION_START,
         *FOLD_FAILURE_STATES,
     }
 )

@@ -31,10 +31,14 @@ BATCH_SECONDS = 0.2
 
 
 class HistoryWriter:
-    """Appends events to ``path`` in the background; ``close`` writes what is queued and ends."""
+    """Appends events to ``path`` in the background; ``close`` writes what is queued and ends.
+    ``earlier`` events (as ``read_history`` returns them: a redriven run's first attempts) come first."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, earlier: list[dict[str, Any]] | None = None) -> None:
         self._file = gzip.open(path, "wb", compresslevel=6)  # noqa: SIM115  # closed by close()
+        if earlier:
+            self._file.write("".join(json.dumps(event) + "\n" for event in earlier).encode())
+            self._file.flush(zlib.Z_SYNC_FLUSH)
         self._queue: queue.SimpleQueue[Event | None] = queue.SimpleQueue()
         self._closed = False
         self._closing = threading.Event()

@@ -4,22 +4,28 @@ container entrypoints as local jobs, a local object store and a local model regi
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import re
 import secrets
+import signal
 import sqlite3
-from collections.abc import Callable
-from dataclasses import dataclass
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
-from ..asl import Clock, Engine, Event, ExecutionResult, RealClock, TaskRegistry
+from ..asl import Clock, Engine, Event, Execution, ExecutionResult, RealClock, TaskRegistry
+from ..asl.history import timestamp_text
 from ..asl.payload import PAYLOAD_LIMIT, payload_size
+from ..asl.redrive import TaskJournal
 from ..errors import UserError
 from ..integrations import local_aws
-from ..integrations.jobs import JobPool, programs_from_pyproject
+from ..integrations.jobs import STOP_GRACE_SECONDS, JobPool, programs_from_pyproject
 from ..integrations.lambda_ import register_lambda
 from ..integrations.registry import LocalModelRegistry, register_registry
 from ..integrations.sagemaker import register_sagemaker
@@ -28,11 +34,17 @@ from ..integrations.template import Template, TemplateError, bucket_name, state_
 from ..stdio import stdout_to
 from . import contract
 from .contract import DEFINITION, TEMPLATE
-from .history_file import HISTORY_FILE, HistoryWriter
+from .history_file import HISTORY_FILE, HistoryWriter, read_history
 
 CONTAINERS = "containers"
 # The image's hosting program answers HTTP until stopped: it is no job.
 HOSTING_PROGRAMS = frozenset({"serve"})
+RECORD = "execution.json"
+"""The run's record: written when it starts (RUNNING) and again when it ends, however it ends."""
+JOURNAL = "journal.jsonl"
+"""Task outcomes as they happen, which ``--resume`` replays (see ``cvpipe.asl.redrive``); locked while
+the run is live."""
+_POLL_SECONDS = 0.1  # how often the waiting run looks at the signals received
 ARTIFACT_BUCKET = "ArtifactBucket"
 # Template parameters without a usable default: locally the job image is containers/, run in the pool.
 LOCAL_PARAMETERS = {"JobImageUri": "cvpipe-jobs:local"}
@@ -95,13 +107,27 @@ class PipelineRun:
     """The last tuning state seen, so a failed run still reports its best candidate."""
     config: dict[str, Any] | None = None
     """The config once the split resolved it (metric, baseline), so a failed run still reports them."""
+    redrive_count: int = 0
+    """How often the run was resumed."""
 
     @property
     def input_rejected(self) -> bool:
         """Whether the run failed on what the user gave, before anything was trained: on the input
         (PrepareInput), on the dataset and the settings the split job checks against it, or on
         hyperparameters beyond SageMaker's limits (ProposeCandidates)."""
-        return self.error in contract.INPUT_ERRORS
+        # A split job lost with its worker is no fault of the input: resume the run.
+        return self.error in contract.INPUT_ERRORS and not (self.cause or "").startswith(
+            INTERNAL_ERROR_PREFIX
+        )
+
+    @property
+    def worth_resuming(self) -> bool:
+        """Whether ``--resume`` may end otherwise: the run stopped on something transient (a service
+        error, a job lost with its worker, an interrupt), not on its data or its results."""
+        transient = (self.cause or "").startswith(INTERNAL_ERROR_PREFIX)
+        return self.status != "SUCCEEDED" and (
+            transient or not (self.input_rejected or self.error in contract.FAIL_STATE_ERRORS)
+        )
 
     def document(self) -> dict[str, Any]:
         """The execution output plus where its files are, the same keys whatever the status."""
@@ -155,23 +181,87 @@ def default_execution_name() -> str:
 
 @dataclass
 class _RunRecorder:
-    """Streams the history to the run's history file and keeps what a failed run still reports."""
+    """Streams the history to the run's history file and keeps what a failed run still reports: its
+    config and tuning state, and the states it is in."""
 
     history: HistoryWriter
     forward: Callable[[Event], None] | None
     tuning: dict[str, Any] | None = None
     config: dict[str, Any] | None = None
+    registering: bool = False
+    """The run has started writing to the registry: an interrupt lets it finish."""
+    open_states: Counter[str] = field(default_factory=Counter)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __call__(self, event: Event) -> None:
-        # Called in event order, under the history's lock.
-        if self.history.closed:  # from a handler thread abandoned when the run was stopped
-            return
-        self.history.append(event)
-        found = kept_document(event)
-        if found:
-            setattr(self, *found)
+        # Called in event order, under the history's lock; then under the recorder's own, which
+        # abort_unless_registering takes too (aborting emits no event: no lock is taken the other way).
+        with self._lock:
+            if self.history.closed:  # from a handler thread abandoned when the run was stopped
+                return
+            self.history.append(event)
+            name = str(event.details.get("name"))
+            if event.type.endswith("StateEntered"):
+                self.open_states[name] += 1
+                self.registering = self.registering or name == contract.REGISTRATION_START
+            elif event.type.endswith("StateExited"):
+                self.open_states[name] -= 1
+            found = kept_document(event)
+            if found:
+                setattr(self, *found)
         if self.forward:
             self.forward(event)
+
+    def abort_unless_registering(self, execution: Execution, error: str, cause: str) -> bool:
+        """Abort the execution, unless it has begun registering the model (then it runs to its end).
+
+        Under the lock that sees the registration start: either the abort comes first, and the
+        engine starts no task after it, or the registration does, and it finishes."""
+        with self._lock:
+            if self.registering:
+                return False
+            execution.abort(error, cause, grace=STOP_GRACE_SECONDS + 1)
+            return True
+
+    def stopped_in(self) -> list[str]:
+        """The states entered and not left, outermost first: where a stopped or failed run was."""
+        return [name for name, count in self.open_states.items() if count > 0]
+
+
+class Interrupts:
+    """SIGINT and SIGTERM as a run takes them: counted (never raised) and acted on by the run's own
+    loop. The first stops the run: its jobs stopped, its record written. A second hurries that: job
+    workers are killed at once. Neither skips the record. ``notice`` says what is done about each."""
+
+    def __init__(self, notice: Callable[[str], None] | None = None) -> None:
+        self.received: list[int] = []
+        self.notice = notice or (lambda text: None)
+
+    def __call__(self, signum: int, frame: Any = None) -> None:
+        self.received.append(signum)
+
+    @property
+    def exit_code(self) -> int | None:
+        """128 + the first signal's number, as a shell reports a process that the signal ended."""
+        return 128 + self.received[0] if self.received else None
+
+    @contextlib.contextmanager
+    def handled(self) -> Iterator[Interrupts]:
+        """Take SIGINT and SIGTERM while the block runs (signal handlers live in the main thread)."""
+        if threading.current_thread() is not threading.main_thread():
+            yield self
+            return
+        previous = {number: signal.signal(number, self) for number in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield self
+        finally:
+            for number, handler in previous.items():
+                signal.signal(number, handler)
+
+
+STOP_ERRORS = {int(signal.SIGINT): "Interrupted", int(signal.SIGTERM): "Terminated"}
+"""The error an execution stopped by a signal is recorded with, as StopExecution's ``error``."""
+INTERNAL_ERROR_PREFIX = "InternalServerError"
 
 
 class LocalPipeline:
@@ -276,13 +366,17 @@ class LocalPipeline:
         execution_input: dict[str, Any],
         name: str | None = None,
         on_event: Callable[[Event], None] | None = None,
+        interrupts: Interrupts | None = None,
     ) -> PipelineRun:
         name = name or default_execution_name()
         if not EXECUTION_NAME.match(name):
             raise UserError(f"execution name {name!r}: use 1 to 80 letters, digits, '-' or '_'")
         run_dir = self.run_dir(name)
         if run_dir.exists():
-            raise UserError(f"execution name {name!r} is taken: {run_dir} exists; choose another --name")
+            raise UserError(
+                f"execution name {name!r} is taken: {run_dir} exists; choose another --name, "
+                f"or continue that run with --resume {name}"
+            )
         staged = self.stage_dataset(execution_input)
         size = payload_size(staged)
         if size > PAYLOAD_LIMIT:
@@ -298,29 +392,114 @@ class LocalPipeline:
                 f"local state folder {self.home}: cannot create the run folder {run_dir} ({error.strerror or error}); "
                 "choose another --home or $CVPIPE_HOME"
             ) from None
-        # What the functions print (logs, EMF metrics) is what CloudWatch Logs would hold.
-        history = HistoryWriter(run_dir / HISTORY_FILE)
-        with (
-            contextlib.closing(history),
-            (run_dir / "functions.log").open("ab") as log,
-            stdout_to(log.fileno()),
-        ):
-            recorder = _RunRecorder(history, on_event)
-            execution = self.engine.start(
-                self.definition,
-                staged,
-                name=name,
-                on_event=recorder,
-                state_machine_name=self.state_machine_name,
+        return self._execute(name, staged, self.engine.clock.now(), 0, on_event, interrupts)
+
+    def resume(
+        self,
+        name: str,
+        on_event: Callable[[Event], None] | None = None,
+        interrupts: Interrupts | None = None,
+    ) -> PipelineRun:
+        """Continue a run that did not succeed (failed, stopped, or killed with its process), as
+        RedriveExecution does: the same input, name and start time; the tasks that finished keep
+        their outcomes (the fold jobs that completed are not run again) and the rest run again."""
+        record = self.read_record(name)
+        if record["status"] == "SUCCEEDED":
+            raise UserError(f"execution {name} succeeded: there is nothing to resume")
+        if "start_date" not in record:
+            raise UserError(
+                f"execution {name} was recorded by an older cvpipe and cannot be resumed; run it again"
             )
+        started = datetime.fromisoformat(record["start_date"])
+        return self._execute(
+            name, record["input"], started, record["redrive_count"] + 1, on_event, interrupts
+        )
+
+    def read_record(self, name: str) -> dict[str, Any]:
+        """The record of execution ``name`` (``execution.json``); UserError if there is none."""
+        if not EXECUTION_NAME.match(name):
+            raise UserError(f"execution name {name!r}: use 1 to 80 letters, digits, '-' or '_'")
+        path = self.run_dir(name) / RECORD
+        try:
+            record = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise UserError(f"no execution {name!r} in {self.home}: {path} does not exist") from None
+        except (OSError, ValueError) as error:
+            raise UserError(f"execution {name!r}: cannot read its record {path} ({error})") from None
+        if not isinstance(record, dict) or not {"status", "input"} <= record.keys():
+            raise UserError(f"execution {name!r}: its record {path} is not a run record")
+        return record
+
+    def _execute(
+        self,
+        name: str,
+        staged: dict[str, Any],
+        started: datetime,
+        redrive_count: int,
+        on_event: Callable[[Event], None] | None,
+        interrupts: Interrupts | None,
+    ) -> PipelineRun:
+        """Run (or redrive) one execution in its run folder, recording it as it starts and as it ends."""
+        interrupts = interrupts or Interrupts()
+        run_dir = self.run_dir(name)
+        try:
+            journal_file = (run_dir / JOURNAL).open("a+")  # noqa: SIM115  # closed by the with below
+        except OSError as error:
+            raise UserError(
+                f"execution {name}: cannot write its run folder {run_dir} ({error.strerror or error}); "
+                "choose another --home or $CVPIPE_HOME"
+            ) from None
+        with journal_file:
             try:
-                result = execution.wait()
-            except KeyboardInterrupt:
-                # As StopExecution would: stop the jobs and record the run as aborted, then go on stopping.
-                execution.abort("Interrupted", "the run was interrupted (Ctrl-C)")
-                self._record(staged, execution.wait())
-                raise
-        self._record(staged, result)
+                fcntl.flock(journal_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise UserError(
+                    f"execution {name} is running in another process; wait for it to end"
+                ) from None
+            journal = _open_journal(journal_file)
+            # A redriven execution's history goes on after the earlier attempts' events.
+            history = HistoryWriter(run_dir / HISTORY_FILE, read_history(run_dir) if redrive_count else [])
+            # What the functions print (logs, EMF metrics) is what CloudWatch Logs would hold.
+            with (
+                contextlib.closing(history),
+                (run_dir / "functions.log").open("ab") as log,
+                stdout_to(log.fileno()),
+            ):
+                recorder = _RunRecorder(history, on_event)
+                execution = self.engine.start(
+                    self.definition,
+                    staged,
+                    name=name,
+                    on_event=recorder,
+                    state_machine_name=self.state_machine_name,
+                    journal=journal,
+                    start_time=started,
+                    redrive_count=redrive_count,
+                )
+                record = {
+                    "name": name,
+                    "arn": execution.arn,
+                    "status": "RUNNING",
+                    "input": staged,
+                    "start_date": started.isoformat(),
+                    "redrive_count": redrive_count,
+                }
+                _write_json_atomically(run_dir / RECORD, record)
+                result, keyboard_interrupt = self._wait(execution, recorder, interrupts)
+                _write_json_atomically(
+                    run_dir / RECORD,
+                    {
+                        **record,
+                        "status": result.status,
+                        "stop_date": timestamp_text(self.engine.clock.now()),
+                        "stopped_in": recorder.stopped_in() if result.status != "SUCCEEDED" else [],
+                        "output": result.output,
+                        "error": result.error,
+                        "cause": result.cause,
+                    },
+                )
+        if keyboard_interrupt:
+            raise KeyboardInterrupt
         return PipelineRun(
             name,
             result.status,
@@ -330,21 +509,53 @@ class LocalPipeline:
             run_dir,
             recorder.tuning,
             recorder.config,
+            redrive_count,
         )
 
-    def _record(self, execution_input: dict[str, Any], result: ExecutionResult) -> None:
-        _write_json_atomically(
-            self.run_dir(result.name) / "execution.json",
-            {
-                "name": result.name,
-                "arn": result.arn,
-                "status": result.status,
-                "input": execution_input,
-                "output": result.output,
-                "error": result.error,
-                "cause": result.cause,
-            },
-        )
+    def _wait(
+        self, execution: Execution, recorder: _RunRecorder, interrupts: Interrupts
+    ) -> tuple[ExecutionResult, bool]:
+        """The execution's result, acting on each interrupt meanwhile; and whether one of them came as
+        a KeyboardInterrupt (no handler installed: the Python API), to be raised once it is recorded."""
+        acted, keyboard_interrupt = 0, False
+        while True:
+            try:
+                return execution.wait(_POLL_SECONDS), keyboard_interrupt
+            except TimeoutError:
+                pass
+            except KeyboardInterrupt:
+                keyboard_interrupt = True
+                interrupts(signal.SIGINT)
+            while acted < len(interrupts.received):
+                number = interrupts.received[acted]
+                acted += 1
+                what = signal.Signals(number).name
+                error = STOP_ERRORS.get(number, "Interrupted")
+                if not recorder.abort_unless_registering(execution, error, f"the run was stopped by {what}"):
+                    interrupts.notice(f"{what} while registering the model: letting the registration finish")
+                elif acted == 1:
+                    interrupts.notice(f"{what}: stopping the jobs and recording the run (again to hurry)")
+                else:
+                    self.pool.hurry()
+                    interrupts.notice(f"{what}: stopping the job workers now")
+
+
+def _open_journal(journal_file: TextIO) -> TaskJournal:
+    """The journal of a run folder: its earlier attempts' outcomes, and a writer for this one's. A line
+    cut short (the process was killed as it wrote it) is dropped: that task runs again."""
+    journal_file.seek(0)
+    recorded, line = [], "\n"
+    for line in journal_file:
+        with contextlib.suppress(ValueError):
+            recorded.append(json.loads(line))
+
+    def write(entry: dict[str, Any]) -> None:
+        journal_file.write(json.dumps(entry, separators=(",", ":")) + "\n")
+        journal_file.flush()
+
+    if not line.endswith("\n"):
+        journal_file.write("\n")  # end the cut line, so the next entry starts on its own
+    return TaskJournal(recorded, write)
 
 
 def _write_json_atomically(path: Path, document: Any) -> None:

@@ -11,7 +11,7 @@ from typing import Any, TextIO
 from ..errors import USAGE, UserError
 from ..stdio import reserved_stdout
 from . import contract
-from .local import LocalPipeline, PipelineRun, find_project_root
+from .local import RECORD, Interrupts, LocalPipeline, PipelineRun, find_project_root
 from .progress import ProgressReporter
 
 DEMO_INPUT = Path("examples/demo.json")
@@ -26,7 +26,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "same definition that Step Functions runs.",
         epilog="exit status: 0 the model was registered; 2 the input, the dataset or the settings were refused "
         "(nothing was trained); 1 the run failed (no candidate succeeded, the best was below the baseline, a job "
-        "failed); 130 interrupted (the run is recorded as aborted)",
+        "failed); 130 interrupted by Ctrl-C (SIGINT), 143 stopped by SIGTERM: the run is recorded as aborted "
+        "and --resume continues it",
     )
     parser.add_argument(
         "--input",
@@ -36,6 +37,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--dataset", help="CSV file or s3:// URI; sets dataset.uri")
     add_set_option(parser)
     parser.add_argument("--name", help="execution name (default: a timestamped one)")
+    parser.add_argument(
+        "--resume",
+        metavar="EXECUTION_NAME",
+        help="continue a run that was interrupted, failed or killed: the fold jobs that completed are "
+        "reused, the rest run again (as Step Functions' RedriveExecution does)",
+    )
     parser.add_argument("--json", action="store_true", help="print the execution output as one JSON document")
     parser.add_argument("--workers", type=int, help="local job worker processes (default: one per core)")
     parser.add_argument("--home", type=Path, help="local state folder (default: $CVPIPE_HOME or ./.cvpipe)")
@@ -55,23 +62,55 @@ def add_set_option(parser: argparse.ArgumentParser) -> None:
 
 
 def run_command(args: argparse.Namespace) -> int:
+    # SIGINT and SIGTERM are taken alike from here on: the run's loop stops the jobs, records the run
+    # and ends with 128 + the signal's number, whatever phase the run is in.
+    interrupts = Interrupts(notice=lambda text: print(f"cvpipe run: {text}", file=sys.stderr))
+    with interrupts.handled():
+        return _run(args, interrupts)
+
+
+def _run(args: argparse.Namespace, interrupts: Interrupts) -> int:
     try:
+        if args.resume is not None and (args.input or args.dataset or args.overrides or args.name):
+            raise UserError("--resume continues a run with its own input and name: give it alone")
         root = find_project_root()
-        execution_input = build_input(root, args.input, args.dataset, args.overrides)
+        execution_input = {} if args.resume else build_input(root, args.input, args.dataset, args.overrides)
         pipeline = LocalPipeline(root, home=args.home, workers=args.workers)
     except UserError as error:
         print(f"cvpipe run: {error}", file=sys.stderr)
         return error.exit_code
+    if interrupts.received:  # before anything ran: nothing to record
+        print("cvpipe run: interrupted before the run started; nothing was run", file=sys.stderr)
+        return interrupts.exit_code or 130
     with reserved_stdout() as stdout, pipeline:
         progress = ProgressReporter(sys.stderr)
         try:
-            run = pipeline.run(execution_input, name=args.name, on_event=progress)
+            if args.resume:
+                run = pipeline.resume(args.resume, on_event=progress, interrupts=interrupts)
+            else:
+                run = pipeline.run(execution_input, name=args.name, on_event=progress, interrupts=interrupts)
         except UserError as error:
             print(f"cvpipe run: {error}", file=sys.stderr)
             return error.exit_code
         progress.close()
         print_result(run, stdout, args.json)
-    return exit_status(run, "cvpipe run")
+    if run.status == "ABORTED" and interrupts.received:
+        print(
+            f"cvpipe run: execution {run.name} stopped ({run.cause}); recorded in {pipeline.run_dir(run.name) / RECORD}; "
+            f"continue it with: cvpipe run --resume {run.name}",
+            file=sys.stderr,
+        )
+        return interrupts.exit_code or 130
+    status = exit_status(run, "cvpipe run")
+    if status and run.worth_resuming:
+        print(
+            f"cvpipe run: to run again what did not finish: cvpipe run --resume {run.name}", file=sys.stderr
+        )
+    if not status and interrupts.received:
+        print(
+            "cvpipe run: interrupted as the run ended: it had succeeded, and is recorded so", file=sys.stderr
+        )
+    return status
 
 
 def print_result(run: PipelineRun, stdout: TextIO, as_json: bool) -> None:
