@@ -22,7 +22,7 @@ from .conftest import IRIS, ROOT, package_count
 pytestmark = pytest.mark.e2e
 
 # What a run folder holds when the run stopped before any candidate was trained.
-REFUSED_RUN_FILES = {HISTORY_FILE, "execution.json", "functions.log"}
+REFUSED_RUN_FILES = {HISTORY_FILE, "execution.json", "functions.log", "journal.jsonl"}
 
 
 def iris_input(**sections) -> dict:
