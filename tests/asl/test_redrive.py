@@ -92,7 +92,9 @@ def test_a_redrive_reruns_only_the_failed_iteration_and_gives_the_clean_result()
     services.broken.clear()
     services.calls.clear()
     started = datetime(2026, 1, 2, tzinfo=UTC)
-    redriven = services.engine().run(DEFINITION, INPUT, journal=journaled(entries), redrive_count=1, start_time=started)
+    redriven = services.engine().run(
+        DEFINITION, INPUT, journal=journaled(entries), redrive_count=1, start_time=started
+    )
     assert redriven.status == "SUCCEEDED"
     assert redriven.output == clean.output
     # Items 1 and 4 succeeded and item 3's failure was caught: only item 2 and what followed ran again.
@@ -125,7 +127,9 @@ def test_an_aborted_execution_redriven_keeps_what_finished() -> None:
     release.set()
 
     services.calls.clear()
-    redriven = engine.run(DEFINITION, INPUT, journal=journaled(entries), redrive_count=1, start_time=datetime.now(UTC))
+    redriven = engine.run(
+        DEFINITION, INPUT, journal=journaled(entries), redrive_count=1, start_time=datetime.now(UTC)
+    )
     assert redriven.status == "SUCCEEDED" and redriven.output == 1 + 4 + 16
     assert services.calls == Counter({4: 1, "sum": 1})
 
@@ -136,7 +140,11 @@ def test_a_changed_input_is_not_taken_from_the_journal() -> None:
     services.engine().run(DEFINITION, INPUT, journal=journaled(entries))
     services.calls.clear()
     result = services.engine().run(
-        DEFINITION, {"items": [1, 5, 4, 2]}, journal=journaled(entries), redrive_count=1, start_time=datetime.now(UTC)
+        DEFINITION,
+        {"items": [1, 5, 4, 2]},
+        journal=journaled(entries),
+        redrive_count=1,
+        start_time=datetime.now(UTC),
     )
     assert result.output == 1 + 4 + 25 + 16
     assert services.calls == Counter({5: 1, "sum": 1})
@@ -165,7 +173,9 @@ def test_each_entry_of_a_state_in_a_loop_has_its_own_outcome() -> None:
     engine = Engine(registry({"count": count}), VirtualClock())
     assert engine.run(loop, {}, journal=journaled(entries)).output == {"n": 3}
     calls.clear()
-    assert engine.run(loop, {}, journal=journaled(entries), redrive_count=1, start_time=datetime.now(UTC)).output == {"n": 3}
+    assert engine.run(
+        loop, {}, journal=journaled(entries), redrive_count=1, start_time=datetime.now(UTC)
+    ).output == {"n": 3}
     assert calls == []
 
 

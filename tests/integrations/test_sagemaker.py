@@ -5,9 +5,9 @@ from __future__ import annotations
 import io
 import itertools
 import json
+import signal
 import tarfile
 import textwrap
-import signal
 import threading
 import time
 from datetime import UTC, datetime
