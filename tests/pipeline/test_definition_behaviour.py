@@ -20,7 +20,7 @@ from .conftest import IRIS, ROOT
 pytestmark = pytest.mark.integration
 
 JOB_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
-FOLD_JOB = re.compile(r"^cv-[0-9a-f]{10}-c(?P<candidate>\d+)-f(?P<fold>\d+)-a\d+$")
+FOLD_JOB = re.compile(r"^cv-[0-9a-f]{10}-c(?P<candidate>\d+)-f(?P<fold>\d+)-r\d+-a\d+$")
 TRAIN = "arn:aws:states:::sagemaker:createTrainingJob.sync"
 
 
