@@ -443,7 +443,7 @@ class LocalPipeline:
         interrupts = interrupts or Interrupts()
         run_dir = self.run_dir(name)
         try:
-            journal_file = (run_dir / JOURNAL).open("a+")  # noqa: SIM115  # closed by the with below
+            journal_file = (run_dir / JOURNAL).open("a+")  # closed by the with below
         except OSError as error:
             raise UserError(
                 f"execution {name}: cannot write its run folder {run_dir} ({error.strerror or error}); "
