@@ -330,3 +330,52 @@ def test_a_local_run_starts_only_the_functions_the_state_machine_invokes(pipelin
         "AggregateScoresFunction",
         "BuildRegistrationFunction",
     }
+
+
+# -- start --redrive ------------------------------------------------------------------------------
+
+REDRIVEN = f"arn:aws:states:{REGION}:123456789012:execution:CrossValidationStateMachine:cv-20260101-a1b2c3"
+
+
+def stubbed_stepfunctions(monkeypatch) -> Stubber:
+    client = boto3.client(
+        "stepfunctions", region_name=REGION, aws_access_key_id="x", aws_secret_access_key="x"
+    )
+    monkeypatch.setattr(Aws, "client", lambda self, service: client)
+    return Stubber(client)
+
+
+def test_start_redrive_calls_redrive_execution_and_prints_the_arn(monkeypatch, capsys):
+    with stubbed_stepfunctions(monkeypatch) as stubber:
+        stubber.add_response(
+            "redrive_execution",
+            {"redriveDate": datetime(2026, 1, 1)},
+            {"executionArn": REDRIVEN},
+        )
+        assert main(["start", "--redrive", REDRIVEN]) == 0
+        stubber.assert_no_pending_responses()
+    assert capsys.readouterr().out.strip() == REDRIVEN
+
+
+def test_start_redrive_of_an_execution_that_cannot_be_redriven_says_why(monkeypatch, capsys):
+    with stubbed_stepfunctions(monkeypatch) as stubber:
+        stubber.add_client_error(
+            "redrive_execution", "ExecutionNotRedrivable", "Execution has already succeeded", 400
+        )
+        assert main(["start", "--redrive", REDRIVEN]) == 2
+    err = capsys.readouterr().err
+    assert "cannot be redriven (ExecutionNotRedrivable: Execution has already succeeded)" in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--redrive", REDRIVEN, "--stack", STACK], "--redrive continues an execution with its own input"),
+        (["--redrive", "cv-20260101-a1b2c3"], "is not an execution ARN"),
+        (["--dataset", "s3://b/k.csv"], "give the deployed stack: --stack NAME"),
+    ],
+)
+def test_start_redrive_refuses_with_what_to_do(capsys, arguments, message):
+    assert main(["start", *arguments]) == 2
+    assert message in capsys.readouterr().err

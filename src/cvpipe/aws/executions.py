@@ -60,6 +60,27 @@ def start_execution(aws: Aws, state_machine_arn: str, name: str, execution_input
     return str(response["executionArn"])
 
 
+def redrive_execution(aws: Aws, execution_arn: str) -> str:
+    """RedriveExecution: a failed, aborted or timed-out execution continues from its unsuccessful
+    states, keeping what succeeded (the fold jobs that completed are not run again); its ARN stays."""
+    stepfunctions = aws.client("stepfunctions")
+    from botocore.exceptions import ClientError
+
+    with aws_errors():
+        try:
+            stepfunctions.redrive_execution(executionArn=execution_arn)
+        except ClientError as error:
+            code = error_code(error)
+            if code in ("ExecutionNotRedrivable", "ExecutionDoesNotExist"):
+                message = error.response.get("Error", {}).get("Message") or code
+                raise UserError(
+                    f"execution {execution_arn} cannot be redriven ({code}: {message}); only a failed, "
+                    "aborted or timed-out execution of the last 14 days can"
+                ) from None
+            raise
+    return execution_arn
+
+
 def event_from_aws(event: dict[str, Any]) -> Event:
     """A GetExecutionHistory event as the local engine's ``Event``: the same type and details."""
     return Event(

@@ -10,7 +10,14 @@ from pathlib import Path
 from typing import Any
 
 from ..aws.clients import Aws
-from ..aws.executions import POLL_SECONDS, describe_ending, follow_history, stage_dataset, start_execution
+from ..aws.executions import (
+    POLL_SECONDS,
+    describe_ending,
+    follow_history,
+    redrive_execution,
+    stage_dataset,
+    start_execution,
+)
 from ..aws.stack import find_stack
 from ..errors import UserError
 from .local import EXECUTION_NAME, PipelineRun, default_execution_name, kept_document
@@ -39,7 +46,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "`cvpipe run`. A local dataset file is uploaded to the stack's bucket first.",
         epilog="with --watch, " + EXIT_STATUS,
     )
-    start.add_argument("--stack", required=True, help="the stack's name (samconfig.toml's stack_name)")
+    start.add_argument("--stack", help="the stack's name (samconfig.toml's stack_name)")
+    start.add_argument(
+        "--redrive",
+        metavar="ARN",
+        help="instead of a new execution, redrive this failed, aborted or timed-out one (RedriveExecution): "
+        "what succeeded is kept, the rest runs again",
+    )
     start.add_argument("--input", type=Path, help="execution input JSON file")
     start.add_argument("--dataset", help="s3:// URI or local CSV file (uploaded); sets dataset.uri")
     add_set_option(start)
@@ -69,15 +82,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def start_command(args: argparse.Namespace) -> int:
     try:
-        if args.input is None and args.dataset is None:
-            raise UserError("give the input: --input FILE, --dataset s3://BUCKET/KEY, or both")
-        name = args.name or default_execution_name()
-        if not EXECUTION_NAME.match(name):
-            raise UserError(f"execution name {name!r}: use 1 to 80 letters, digits, '-' or '_'")
-        document = build_input(Path.cwd(), args.input, args.dataset, args.overrides)
-        aws = Aws(args.region, args.profile)
-        stack = find_stack(aws, args.stack)
-        arn = start_execution(aws, stack.state_machine_arn, name, stage_dataset(aws, stack.bucket, document))
+        if args.redrive is not None:
+            aws, arn = _redrive(args)
+        else:
+            aws, arn = _start(args)
     except UserError as error:
         print(f"cvpipe start: {error}", file=sys.stderr)
         return error.exit_code
@@ -86,6 +94,34 @@ def start_command(args: argparse.Namespace) -> int:
         return 0
     print(arn, file=sys.stderr)
     return watch(aws, arn, args.json, POLL_SECONDS)
+
+
+def _redrive(args: argparse.Namespace) -> tuple[Aws, str]:
+    if args.stack or args.input or args.dataset or args.overrides or args.name:
+        raise UserError("--redrive continues an execution with its own input and name: give it alone")
+    match = EXECUTION_ARN.match(args.redrive)
+    if not match:
+        raise UserError(
+            f"--redrive {args.redrive!r} is not an execution ARN "
+            "(arn:aws:states:REGION:ACCOUNT:execution:STATE_MACHINE:NAME)"
+        )
+    aws = Aws(args.region or match.group(1), args.profile)
+    return aws, redrive_execution(aws, args.redrive)
+
+
+def _start(args: argparse.Namespace) -> tuple[Aws, str]:
+    if not args.stack:
+        raise UserError("give the deployed stack: --stack NAME (or --redrive ARN)")
+    if args.input is None and args.dataset is None:
+        raise UserError("give the input: --input FILE, --dataset s3://BUCKET/KEY, or both")
+    name = args.name or default_execution_name()
+    if not EXECUTION_NAME.match(name):
+        raise UserError(f"execution name {name!r}: use 1 to 80 letters, digits, '-' or '_'")
+    document = build_input(Path.cwd(), args.input, args.dataset, args.overrides)
+    aws = Aws(args.region, args.profile)
+    stack = find_stack(aws, args.stack)
+    arn = start_execution(aws, stack.state_machine_arn, name, stage_dataset(aws, stack.bucket, document))
+    return aws, arn
 
 
 def watch_command(args: argparse.Namespace) -> int:
