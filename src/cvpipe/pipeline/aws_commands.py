@@ -20,7 +20,7 @@ from ..aws.executions import (
 )
 from ..aws.stack import find_stack
 from ..errors import UserError
-from .local import EXECUTION_NAME, PipelineRun, default_execution_name, kept_document
+from .local import PipelineRun, check_execution_name, default_execution_name, kept_document
 from .progress import ProgressReporter
 from .run_command import add_set_option, build_input, exit_status, print_result
 
@@ -115,8 +115,7 @@ def _start(args: argparse.Namespace) -> tuple[Aws, str]:
     if args.input is None and args.dataset is None:
         raise UserError("give the input: --input FILE, --dataset s3://BUCKET/KEY, or both")
     name = args.name or default_execution_name()
-    if not EXECUTION_NAME.match(name):
-        raise UserError(f"execution name {name!r}: use 1 to 80 letters, digits, '-' or '_'")
+    check_execution_name(name)
     document = build_input(Path.cwd(), args.input, args.dataset, args.overrides)
     aws = Aws(args.region, args.profile)
     stack = find_stack(aws, args.stack)

@@ -175,6 +175,12 @@ def kept_document(event: Event) -> tuple[str, Any] | None:
     return key, (json.loads(output) if isinstance(output, str) else output)[key]
 
 
+def check_execution_name(name: str) -> None:
+    """Step Functions' rule for an execution name (local run folders are named after it too)."""
+    if not EXECUTION_NAME.match(name):
+        raise UserError(f"execution name {name!r}: use 1 to 80 letters, digits, '-' or '_'")
+
+
 def default_execution_name() -> str:
     return datetime.now(UTC).strftime("cv-%Y%m%d-%H%M%S-") + secrets.token_hex(3)
 
@@ -369,8 +375,7 @@ class LocalPipeline:
         interrupts: Interrupts | None = None,
     ) -> PipelineRun:
         name = name or default_execution_name()
-        if not EXECUTION_NAME.match(name):
-            raise UserError(f"execution name {name!r}: use 1 to 80 letters, digits, '-' or '_'")
+        check_execution_name(name)
         run_dir = self.run_dir(name)
         if run_dir.exists():
             raise UserError(
@@ -417,8 +422,7 @@ class LocalPipeline:
 
     def read_record(self, name: str) -> dict[str, Any]:
         """The record of execution ``name`` (``execution.json``); UserError if there is none."""
-        if not EXECUTION_NAME.match(name):
-            raise UserError(f"execution name {name!r}: use 1 to 80 letters, digits, '-' or '_'")
+        check_execution_name(name)
         path = self.run_dir(name) / RECORD
         try:
             record = json.loads(path.read_text())
