@@ -18,7 +18,7 @@ SAM_VERSION := 1.170.0
 # The stack `make image` pushes to (samconfig.toml's stack_name); IMAGE_TAG names the image by the
 # content of its build context, so an unchanged image is not pushed again.
 STACK ?= cvpipe
-IMAGE_TAG ?= $(shell cat containers/Dockerfile containers/pyproject.toml containers/constraints.txt \
+IMAGE_TAG ?= $(shell cat containers/Dockerfile containers/pyproject.toml containers/requirements.lock \
 	$$(find containers/cvjobs -name '*.py' | LC_ALL=C sort) | sha256sum | cut -c1-16)
 
 .PHONY: install run check test test-fast schemas bench clean image sam-check
