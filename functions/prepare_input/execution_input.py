@@ -21,7 +21,6 @@ from workflow_documents.execution_input import (
     MAX_FOLD_JOBS_PER_ROUND,
     PATTERN_HINTS,
     Choice,
-    Range,
 )
 
 # Scorers whose best score is not 1 (0 for the neg_ ones, which negate an error or a loss).
@@ -195,7 +194,7 @@ def _consistency_problems(
                 ((*at, "steps"), 'required by the grid strategy: set it, or use tuning.strategy "random"')
             )
         elif config.tuning.strategy == "grid" and low < high and (low > 0 or not dimension.log):
-            distinct = distinct_grid_points(dimension)
+            distinct = len(dimension.grid_points())
             if dimension.steps is not None and distinct < dimension.steps:
                 kind = "whole numbers" if dimension.type == "int" else "values at 12 significant digits"
                 fix = f"set steps to {distinct}" if distinct > 1 else f"fix {name} in model.params"
@@ -234,24 +233,6 @@ def _consistency_problems(
             )
         )
     return problems
-
-
-def distinct_grid_points(dimension: Range) -> int:
-    """How many distinct values the grid of ``dimension`` has, as ProposeCandidates computes it: ``steps``
-    points evenly (or geometrically) spaced, rounded to whole numbers or to 12 significant digits."""
-    assert dimension.steps is not None
-    points = set()
-    for i in range(dimension.steps):
-        fraction = i / (dimension.steps - 1)
-        if dimension.log:
-            point = math.exp(math.log(dimension.low) * (1 - fraction) + math.log(dimension.high) * fraction)
-        else:
-            point = dimension.low * (1 - fraction) + dimension.high * fraction
-        point = min(max(point, dimension.low), dimension.high)
-        if dimension.type == "float":
-            point = min(max(float(f"{point:.12g}"), dimension.low), dimension.high)
-        points.add(round(point) if dimension.type == "int" else point)
-    return len(points)
 
 
 def _describe(detail: ErrorDetails) -> str:

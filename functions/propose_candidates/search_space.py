@@ -73,27 +73,7 @@ def grid_points(dimension: Dimension) -> list[JsonValue]:
     """Distinct values in given order, or ``steps`` evenly spaced points of a range (geometric when log)."""
     if isinstance(dimension, Choice):
         return _distinct(dimension.values)
-    steps = dimension.steps
-    assert steps is not None, "the input model requires steps for a grid"
-    points = [_between(dimension, i / (steps - 1)) for i in range(steps)]
-    if dimension.type == "int":
-        return _distinct([round(point) for point in points])
-    # 12 significant digits keep 0.1 from reading 0.10000000000000002 in hyperparameters and the registry;
-    # points closer than that collapse into one (PrepareInput refuses such grids, naming the range).
-    # Rounding may step past an end (1003745521726 reads 1.00374552173e12): the end itself is kept then.
-    low, high = dimension.low, dimension.high
-    return _distinct([min(max(float(f"{point:.12g}"), low), high) for point in points])
-
-
-def _between(dimension: Range, fraction: float) -> float:
-    """The point ``fraction`` of the way from low to high (geometrically when log), finite for every finite
-    range: ``low + (high - low) * f`` overflows when the range spans more than the largest float."""
-    low, high = dimension.low, dimension.high
-    if dimension.log:
-        point = math.exp(math.log(low) * (1 - fraction) + math.log(high) * fraction)
-    else:
-        point = low * (1 - fraction) + high * fraction
-    return min(max(point, low), high)  # never past an end by rounding
+    return list(dimension.grid_points())
 
 
 def random_search(
@@ -163,7 +143,7 @@ def _sample(dimension: Range, rng: random.Random) -> float | int:
             return rng.randint(int(low), int(high))
         # Log-uniform over [low, high + 1) floored, so every integer in [low, high] can be drawn.
         return min(int(math.exp(rng.uniform(math.log(low), math.log(high + 1)))), int(high))
-    return _between(dimension, rng.random())
+    return dimension.point(rng.random())
 
 
 def _distinct(values: list[Any]) -> list[Any]:

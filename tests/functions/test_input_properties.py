@@ -116,11 +116,17 @@ def test_grid_points_are_finite_distinct_ordered_and_agree_with_prepare_input(
     assert all(math.isfinite(point) for point in points)
     assert points == sorted(set(points))
     assert fields["low"] <= points[0] and points[-1] <= fields["high"]
-    # PrepareInput refuses exactly the ranges whose points would collapse, so an accepted grid has `steps`.
-    counted = prepare_input.execution_input.distinct_grid_points(
-        prepare_input.execution_input.Range(**fields)
-    )
-    assert counted == len(points) <= fields["steps"]
+    # PrepareInput refuses exactly the ranges whose points would collapse: an accepted grid has `steps`.
+    execution_input = prepare_input.execution_input
+    try:
+        execution_input.validate({"dataset": DATASET, "model": {"search_space": {"C": fields}}})
+        accepted = True
+    except execution_input.InvalidInputError as error:
+        assert error.problems == [error.problems[0]] and error.problems[0].startswith(
+            "model.search_space.C.steps"
+        )
+        accepted = False
+    assert accepted == (len(points) == fields["steps"])
 
 
 @PROPERTY

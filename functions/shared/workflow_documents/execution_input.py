@@ -7,6 +7,7 @@ state reads. Validating a user's document and explaining what is wrong is Prepar
 from __future__ import annotations
 
 import difflib
+import math
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -112,6 +113,29 @@ class Range(_Section):
     steps: int | None = Field(
         None, ge=2, le=1000, description="number of grid points; required by the grid strategy"
     )
+
+    def point(self, fraction: float) -> float:
+        """The point ``fraction`` of the way from low to high (geometrically when log), finite for every
+        finite range: ``low + (high - low) * f`` overflows when the range spans more than the largest float."""
+        low, high = self.low, self.high
+        if self.log:
+            point = math.exp(math.log(low) * (1 - fraction) + math.log(high) * fraction)
+        else:
+            point = low * (1 - fraction) + high * fraction
+        return min(max(point, low), high)  # never past an end by rounding
+
+    def grid_points(self) -> list[float | int]:
+        """``steps`` points from low to high, distinct, in order: whole numbers for an int range, else rounded
+        to 12 significant digits (0.1, not 0.10000000000000002, in hyperparameters and the registry). Points
+        closer than that collapse into one; PrepareInput refuses such grids, naming the range."""
+        assert self.steps is not None, "the input model requires steps for a grid"
+        points = [self.point(i / (self.steps - 1)) for i in range(self.steps)]
+        if self.type == "int":
+            rounded: list[float | int] = [round(point) for point in points]
+        else:
+            # Rounding may step past an end (1003745521726 reads 1.00374552173e12): the end is kept then.
+            rounded = [min(max(float(f"{point:.12g}"), self.low), self.high) for point in points]
+        return list(dict.fromkeys(rounded))
 
 
 DIMENSION_TAGS = {"choice": Choice, "range": Range}
