@@ -27,6 +27,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 from sklearn.metrics import get_scorer, get_scorer_names, make_scorer
 
+from cvjobs.allowlist import NotAllowedError, allowed_packages, check_allowed
 from cvjobs.job import UserError, json_bytes, publish, quote_names
 
 # Cells read as missing values: pandas-style tokens a user is likely to have in a CSV.
@@ -261,6 +262,10 @@ def resolve_metric(metric: str, task: str) -> str:
 def load_custom_scorer(path: str) -> Any:
     """A scorer ``scorer(estimator, X, y) -> float`` by import path ``package.module:name`` (or dotted)."""
     module_name, _, attribute = path.rpartition(":") if ":" in path else path.rpartition(".")
+    try:  # checked before anything is imported, as estimators are
+        check_allowed(module_name, allowed_packages(os.environ))
+    except NotAllowedError as exc:
+        raise UserError(f"metrics: {exc}") from None
     try:
         found = getattr(importlib.import_module(module_name), attribute)
     except (ImportError, AttributeError, ValueError) as exc:

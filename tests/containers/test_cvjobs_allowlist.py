@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from cvjobs import estimators
+from cvjobs import data, estimators
 from cvjobs.allowlist import allowed_packages
 from cvjobs.job import UserError
 
@@ -70,3 +70,11 @@ def test_the_jobs_environment_extends_the_list(trap: Path) -> None:
 def test_a_malformed_setting_is_refused_naming_it(setting: str) -> None:
     with pytest.raises(ValueError, match="CVPIPE_ALLOWED_PACKAGES: .* are not top-level package names"):
         allowed_packages({"CVPIPE_ALLOWED_PACKAGES": setting})
+
+
+def test_a_custom_scorer_outside_the_allowlist_is_refused_and_never_imported(trap: Path) -> None:
+    with pytest.raises(
+        UserError, match="metrics: 'jobtrap.scoring' is in package 'jobtrap', which is not allowed"
+    ):
+        data.load_custom_scorer("jobtrap.scoring:score")
+    assert not trap.exists() and "jobtrap" not in sys.modules
