@@ -23,7 +23,11 @@ from workflow_documents import (
 VALIDATION_SCORE = "validation:score"
 TRAIN_SCORE = "train:score"
 FIT_TIME = "fit_time"
-MAX_TEXT = 1024  # errors and causes are trimmed so the history fits the state machine's payload
+# Errors and causes are trimmed so the history fits the state machine's payload (the execution
+# history keeps every fold's whole FailureReason): a failed candidate keeps the start of its first
+# failure's cause, and a few words of the others'.
+MAX_TEXT = 512
+FURTHER_FAILURE_TEXT = 100
 
 
 class AggregateEvent(BaseModel):
@@ -63,6 +67,8 @@ def evaluate(candidate: Candidate, folds: list[CompletedFold | FailedFold]) -> C
     """One candidate's CV scores; any failed fold fails it, as partial scores are not comparable."""
     folds = sorted(folds, key=lambda result: result.fold)
     failures = [failure for result in folds if (failure := fold_failure(result))]
+    for failure in failures[1:]:
+        failure.cause = _trim(failure.cause, FURTHER_FAILURE_TEXT)
     if failures:
         return CandidateResult(**candidate.model_dump(), status="Failed", cv=None, failures=failures)
     completed = [result for result in folds if isinstance(result, CompletedFold)]  # all of them
@@ -116,5 +122,5 @@ def _reason(cause: str) -> str:
     return str(described.get("FailureReason", cause)) if isinstance(described, dict) else cause
 
 
-def _trim(text: str) -> str:
-    return text if len(text) <= MAX_TEXT else text[: MAX_TEXT - 3] + "..."
+def _trim(text: str, limit: int = MAX_TEXT) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -10,7 +10,7 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from execution_input import InvalidInputError, normalise
+from execution_input import DEFAULT_MAX_PARALLEL_JOBS, InvalidInputError, normalise
 from pydantic import BaseModel, Field
 
 logger = Logger()
@@ -25,6 +25,8 @@ class PrepareInputEvent(BaseModel):
     input: Any = None
     execution: str = Field(min_length=1, max_length=80)
     started: str = ""  # $$.Execution.StartTime
+    # The stack's MaxParallelJobs (a definition substitution, so it arrives as text).
+    max_parallel_jobs: int = Field(DEFAULT_MAX_PARALLEL_JOBS, ge=1)
 
 
 @logger.inject_lambda_context
@@ -40,6 +42,7 @@ def lambda_handler(event: PrepareInputEvent, context: LambdaContext) -> dict[str
             bucket=os.environ["ARTIFACT_BUCKET"],
             started=event.started,
             allowed_packages=ALLOWED_PACKAGES,
+            max_parallel_jobs=event.max_parallel_jobs,
         )
     except InvalidInputError as error:
         metrics.add_metric(name="InvalidInputs", unit=MetricUnit.Count, value=1)

@@ -6,6 +6,7 @@ of the workflow reads one normalised config and never re-validates the user's do
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import hashlib
 import json
@@ -15,12 +16,13 @@ from typing import Any, get_args
 from allowlist import DEFAULT_PACKAGES, NotAllowedError, check_allowed
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
-from workflow_documents import NO_BASELINE, Config, ExecutionInput
+from workflow_documents import NO_BASELINE, Config, ExecutionInput, budgets
 from workflow_documents.execution_input import (
+    DEFAULT_MAX_PARALLEL_JOBS,
     DIMENSION_TAGS,
-    MAX_FOLD_JOBS_PER_ROUND,
     PATTERN_HINTS,
     Choice,
+    search_size,
 )
 
 # Scorers whose best score is not 1 (0 for the neg_ ones, which negate an error or a loss).
@@ -79,11 +81,13 @@ def normalise(
     bucket: str,
     started: str = "",
     allowed_packages: frozenset[str] = DEFAULT_PACKAGES,
+    max_parallel_jobs: int = DEFAULT_MAX_PARALLEL_JOBS,
 ) -> dict[str, Any]:
     """The config every later state reads: the validated input with defaults, plus run naming.
 
     Job names must never repeat in an account, so the run id hashes the execution's name with its start
     time: a name reused by another state machine, or after 90 days, still gets new job names.
+    ``max_parallel_jobs`` is the stack's default for ``resources.max_parallel_jobs``.
     """
     config = validate(document, allowed_packages)
     environment = split_environment(config, allowed_packages)
@@ -96,6 +100,8 @@ def normalise(
                 "them before any training: search fewer or shorter values"
             ]
         )
+    if config.resources.max_parallel_jobs is None:
+        config.resources.max_parallel_jobs = max_parallel_jobs
     run_id = hashlib.sha256(f"{execution}@{started}".encode()).hexdigest()[:10]
     normalised = Config.model_validate(
         {
@@ -109,10 +115,23 @@ def normalise(
                 "job_prefix": f"cv-{run_id}",
             },
             "split_environment": environment,
+            "resources": {"max_parallel_jobs": config.resources.max_parallel_jobs, **map_concurrency(config)},
         }
     )
     # What the split job resolves is merged in when tuning starts.
     return normalised.model_dump(mode="json", exclude={"split_job", "data_uri", "dataset_info"})
+
+
+def map_concurrency(config: ExecutionInput) -> dict[str, int]:
+    """MaxConcurrency of the candidate Map and of each candidate's fold Map, so that at most
+    ``resources.max_parallel_jobs`` jobs run at once: a candidate's folds first, other candidates
+    with what is left."""
+    jobs = config.resources.max_parallel_jobs or DEFAULT_MAX_PARALLEL_JOBS
+    folds = min(config.cv.k, jobs)
+    candidates = max(1, jobs // folds)
+    if config.tuning.parallel_candidates:
+        candidates = min(candidates, config.tuning.parallel_candidates)
+    return {"parallel_candidates": candidates, "parallel_folds": folds}
 
 
 def split_environment(
@@ -216,15 +235,7 @@ def _consistency_problems(
             )
         )
     batch_size = config.tuning.batch_size or 0  # ExecutionInput fills it in
-    if batch_size * config.cv.k > MAX_FOLD_JOBS_PER_ROUND:
-        problems.append(
-            (
-                ("tuning", "batch_size"),
-                f"{batch_size} candidates x {config.cv.k} folds is more than the "
-                f"{MAX_FOLD_JOBS_PER_ROUND} fold jobs a round can report within Step Functions' 256 KiB payload: "
-                "lower batch_size (more rounds run the same search)",
-            )
-        )
+    problems += _budget_problems(config)
     if batch_size > config.tuning.max_candidates:
         problems.append(
             (
@@ -233,6 +244,58 @@ def _consistency_problems(
             )
         )
     return problems
+
+
+def _budget_problems(config: ExecutionInput) -> list[tuple[tuple[str, ...], str]]:
+    """The search must fit one execution even when every fold fails (budgets.py)."""
+    search = search_size(config)
+    k, candidates = config.cv.k, config.tuning.max_candidates
+    events = budgets.history_events(search)
+    too_big = []
+    if events > budgets.HISTORY_LIMIT:
+        too_big.append(
+            f"can write up to {events:,} events to the execution history when fold jobs fail or are retried, "
+            f"more than the {budgets.HISTORY_LIMIT:,} Step Functions keeps for one execution (history limit)"
+        )
+    if budgets.largest_batch(search) < 1:
+        too_big.append(
+            f"can grow the tuning history to {budgets.largest_state_bytes(search, batch_size=1):,} bytes in one "
+            f"state when folds fail, more than Step Functions' {budgets.PAYLOAD_LIMIT:,} (payload limit)"
+        )
+    if too_big:
+        fitting = max((n for n in range(1, candidates) if _fits(_with_candidates(search, n))), default=0)
+        return [
+            (
+                ("tuning", "max_candidates"),
+                f"{candidates} candidates x {k} folds "
+                + " and ".join(too_big)
+                + ": lower tuning.max_candidates"
+                + (f" to {fitting} or less at k={k}" if fitting else "")
+                + ", or cv.k, or shorten the values in model.params and model.search_space; run the rest of "
+                "the search in another execution",
+            )
+        ]
+    if budgets.largest_state_bytes(search) > budgets.PAYLOAD_LIMIT:
+        return [
+            (
+                ("tuning", "batch_size"),
+                f"{config.tuning.batch_size} candidates x {k} folds in one round can grow a state to "
+                f"{budgets.largest_state_bytes(search):,} bytes when folds fail, more than Step Functions' "
+                f"{budgets.PAYLOAD_LIMIT:,} (payload limit): lower tuning.batch_size to "
+                f"{budgets.largest_batch(search)} or less (more rounds run the same search)",
+            )
+        ]
+    return []
+
+
+def _fits(search: budgets.Search) -> bool:
+    return budgets.history_events(search) <= budgets.HISTORY_LIMIT and budgets.largest_batch(search) >= 1
+
+
+def _with_candidates(search: budgets.Search, max_candidates: int) -> budgets.Search:
+    return dataclasses.replace(
+        search, max_candidates=max_candidates, batch_size=min(search.batch_size, max_candidates)
+    )
 
 
 def _describe(detail: ErrorDetails) -> str:

@@ -184,3 +184,30 @@ def test_a_failing_listener_does_not_stop_the_execution(caplog: pytest.LogCaptur
     result = engine.run(machine({"P": {"Type": "Pass", "End": True}}), on_event=broken_listener)
     assert result.status == "SUCCEEDED"
     assert "the on_event listener failed" in caplog.text
+
+
+def test_an_execution_whose_history_would_pass_its_limit_fails_with_states_runtime() -> None:
+    """As Step Functions fails an execution at 25,000 events: no Catch handles it, and the last
+    place is kept for ExecutionFailed."""
+    definition = machine(
+        {
+            "Fan": {
+                "Type": "Map",
+                "ItemsPath": "$.items",
+                "ItemProcessor": {"StartAt": "Step", "States": {"Step": {"Type": "Pass", "End": True}}},
+                "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "Caught"}],
+                "End": True,
+            },
+            "Caught": {"Type": "Succeed"},
+        }
+    )
+    engine = Engine(registry({}), VirtualClock(), max_history_events=60)
+
+    small = engine.run(definition, {"items": list(range(5))})
+    large = engine.run(definition, {"items": list(range(30))})
+
+    assert small.status == "SUCCEEDED"
+    assert (large.status, large.error) == ("FAILED", "States.Runtime")
+    assert "history reached its limit of 60 events" in large.cause
+    assert len(large.history) == 60 and large.history[-1].type == "ExecutionFailed"
+    assert Engine(registry({})).max_history_events == 25_000

@@ -143,8 +143,24 @@ def test_failure_cause_is_the_failure_reason_trimmed(fold_scores):
     )
 
     first, second = (entry["failures"][0]["cause"] for entry in tuning["history"])
-    assert first.startswith("AlgorithmError: xxx") and len(first) == 1024 and first.endswith("...")
-    assert second == "y" * 1021 + "..."
+    limit = fold_scores.MAX_TEXT
+    assert first.startswith("AlgorithmError: xxx") and len(first) == limit and first.endswith("...")
+    assert second == "y" * (limit - 3) + "..."
+
+
+def test_a_candidate_keeps_its_first_failure_and_the_start_of_the_others(fold_scores):
+    """Every fold's whole cause is in the execution history; the tuning history, which travels in
+    the state machine's payload, keeps a few words of all but the first."""
+    causes = ["first " + "a" * 600, "second " + "b" * 600, "third"]
+
+    tuning = aggregate(
+        fold_scores, [candidate(0)], [[failed(fold, cause) for fold, cause in enumerate(causes)]]
+    )
+
+    first, second, third = (failure["cause"] for failure in tuning["history"][0]["failures"])
+    assert len(first) == fold_scores.MAX_TEXT and first.startswith("first a")
+    assert len(second) == fold_scores.FURTHER_FAILURE_TEXT and second.startswith("second b")
+    assert third == "third"
 
 
 def test_train_mean_is_null_unless_every_fold_reports_it(fold_scores):

@@ -56,7 +56,9 @@ def test_defaults_are_filled(execution_input):
             "volume_gb": 10,
             "max_runtime_seconds": 3600,
             "processing_instance_type": "ml.t3.medium",
+            "processing_max_runtime_seconds": 3600,
         },
+        "resources": {"max_parallel_jobs": 2, "parallel_candidates": 1, "parallel_folds": 2},
         "run": {
             "execution": "exec-1",
             "id": run_id,
@@ -130,17 +132,42 @@ def test_run_id_is_ten_hex_chars_stable_per_execution(execution_input):
     assert len(first) == 10 and set(first) <= set("0123456789abcdef")
 
 
-def test_fold_jobs_per_round_stay_within_the_payload_limit(execution_input):
-    config = execution_input.normalise(
-        with_(cv={"k": 50}, tuning={"max_candidates": 100}), execution="a", bucket="b"
-    )
-    assert config["tuning"]["batch_size"] == 8  # 8 candidates x 50 folds = 400 fold jobs a round
-    with pytest.raises(
-        execution_input.InvalidInputError, match="tuning.batch_size: 20 candidates x 50 folds"
-    ):
-        execution_input.normalise(
-            with_(cv={"k": 50}, tuning={"max_candidates": 100, "batch_size": 20}), execution="a", bucket="b"
-        )
+def test_rounds_are_sized_so_that_failed_folds_stay_within_the_payload_limit(execution_input):
+    budgets = execution_input.budgets
+    document = with_(cv={"k": 3}, tuning={"max_candidates": 100})
+    config = execution_input.normalise(document, execution="a", bucket="b")
+
+    batch = config["tuning"]["batch_size"]
+    search = execution_input.search_size(execution_input.validate(document))
+    assert 1 <= batch < 100
+    assert budgets.largest_state_bytes(search) <= budgets.PAYLOAD_LIMIT
+    too_many = with_(cv={"k": 3}, tuning={"max_candidates": 100, "batch_size": batch + 1})
+    (problem,) = problems_of(execution_input, too_many)
+    assert problem.startswith(f"tuning.batch_size: {batch + 1} candidates x 3 folds")
+    assert "(payload limit): lower tuning.batch_size to" in problem
+
+
+@pytest.mark.parametrize(
+    ("k", "candidates", "limit"),
+    [(50, 100, "history limit"), (10, 60, "history limit"), (5, 100, "payload limit")],
+)
+def test_searches_beyond_one_execution_are_refused_naming_the_limit(execution_input, k, candidates, limit):
+    document = with_(cv={"k": k}, tuning={"max_candidates": candidates})
+
+    (problem,) = problems_of(execution_input, document)
+
+    assert problem.startswith(f"tuning.max_candidates: {candidates} candidates x {k} folds")
+    assert f"({limit})" in problem and "lower tuning.max_candidates to" in problem
+    fitting = int(problem.split("lower tuning.max_candidates to ")[1].split()[0])
+    execution_input.validate(with_(cv={"k": k}, tuning={"max_candidates": fitting}))  # what it names fits
+    assert problems_of(execution_input, with_(cv={"k": k}, tuning={"max_candidates": fitting + 1}))
+
+
+def test_the_history_budget_counts_every_fold_job_failing_after_its_retries(execution_input):
+    budgets = execution_input.budgets
+    search = budgets.Search(k=5, max_candidates=20, batch_size=20, candidate_bytes=500, config_bytes=3000)
+    folds = 20 * 5
+    assert budgets.history_events(search) >= folds * 3 * budgets.FOLD_JOB_ATTEMPTS
 
 
 def test_random_strategy_needs_no_steps(execution_input):
@@ -341,7 +368,9 @@ def test_split_job_gets_every_parameter_name_and_value_however_long(execution_in
 def test_a_search_space_past_the_split_jobs_environment_is_refused(execution_input):
     space = {"kernel": {"values": ["x" * 2000 + str(i) for i in range(20)]}}
     with pytest.raises(execution_input.InvalidInputError, match="(?s)model: its params and search space"):
-        execution_input.normalise(with_(model={"search_space": space}), execution="e", bucket="artifacts")
+        # Few candidates, so that the payload budget (which these long values also strain) lets it through.
+        document = with_(model={"search_space": space}, tuning={"max_candidates": 2})
+        execution_input.normalise(document, execution="e", bucket="artifacts")
 
 
 def test_every_bad_field_is_reported_at_once(execution_input):

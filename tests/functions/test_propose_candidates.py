@@ -120,9 +120,10 @@ def test_random_samples_within_each_dimension(search_space, make_config):
         "leaves": {"type": "int", "low": 1, "high": 1000, "log": True},
         "kernel": {"values": ["linear", "rbf", "poly"]},
     }
-    tuning = {"strategy": "random", "max_candidates": 100, "batch_size": 50}
+    tuning = {"strategy": "random", "max_candidates": 100, "batch_size": 5}
+    config = make_config(model={"search_space": space}, tuning=tuning, cv={"k": 2})
 
-    params = params_of(propose_all(search_space, make_config(model={"search_space": space}, tuning=tuning)))
+    params = params_of(propose_all(search_space, config))
 
     assert len(params) == 100
     assert all(0.001 <= p["C"] <= 1000 and -1 <= p["alpha"] <= 1 for p in params)
@@ -210,7 +211,8 @@ def test_metric_resolved_by_the_split_job_is_passed_on(search_space, make_config
 
 
 def test_too_long_hyperparameter_is_a_clear_error(search_space, make_config):
-    config = make_config(model={"params": {"classes": ["x" * 50] * 50}})
+    # Few candidates: the payload budget of PrepareInput would refuse many of this size first.
+    config = make_config(model={"params": {"classes": ["x" * 50] * 50}}, tuning={"max_candidates": 4})
 
     with pytest.raises(search_space.HyperparameterLimitError, match="'classes' is .* characters as JSON"):
         propose(search_space, config)
@@ -240,7 +242,8 @@ def test_handler_proposes_the_first_round(propose_candidates, make_config, lambd
 def test_handler_counts_candidates_beyond_the_limits(
     propose_candidates, make_config, lambda_context, published_metrics
 ):
-    config = make_config(model={"params": {"classes": ["x" * 50] * 50}})
+    # Few candidates: the payload budget of PrepareInput would refuse many of this size first.
+    config = make_config(model={"params": {"classes": ["x" * 50] * 50}}, tuning={"max_candidates": 4})
 
     # Step Functions names the error by the exception's class; cvpipe run reports it as the user's mistake.
     with pytest.raises(Exception) as raised:

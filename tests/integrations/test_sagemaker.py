@@ -19,6 +19,7 @@ from botocore.validate import validate_parameters
 
 from cvpipe.asl.errors import StatesError
 from cvpipe.asl.tasks import TaskRegistry, TaskRequest
+from cvpipe.integrations.faults import AccountLimits
 from cvpipe.integrations.jobs import JobPool
 from cvpipe.integrations.sagemaker import final_metrics, register_sagemaker
 from cvpipe.integrations.sagemaker_api import service_model
@@ -350,6 +351,111 @@ def test_invalid_training_requests_are_refused(tasks, tmp_path, change, message)
     }
     assert message in validation_error(tasks, TRAIN_SYNC, request)
     assert not (tmp_path / "runs").exists()  # nothing was created
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (
+            {"StoppingCondition": {"MaxRuntimeInSeconds": 777_601}},
+            "Value '777601' at 'stoppingCondition.maxRuntimeInSeconds' failed to satisfy constraint: "
+            "Member must have value less than or equal to 777600",
+        ),
+        (
+            {"ProcessingJobName": "x" * 64},
+            "at 'processingJobName' failed to satisfy constraint: Member must have length less than or equal to 63",
+        ),
+        (
+            {"Environment": {"CV_K": "5" * 257}},
+            "at 'environment' failed to satisfy constraint: Map value must satisfy constraint: "
+            "[Member must have length less than or equal to 256]",
+        ),
+    ],
+)
+def test_processing_requests_beyond_sagemakers_constraints_are_refused(
+    tasks, tmp_path, change, message
+) -> None:
+    cause = validation_error(tasks, PROCESS_SYNC, processing_request(job_name("limits"), **change))
+    assert cause.startswith("1 validation error detected: ")
+    assert message in cause
+    assert not (tmp_path / "runs").exists()
+
+
+def test_every_broken_constraint_is_reported_at_once(tasks) -> None:
+    request = training_request(
+        "x" * 64,
+        ResourceConfig={"InstanceType": "ml.nope", "InstanceCount": 1, "VolumeSizeInGB": 1},
+        StoppingCondition={"MaxRuntimeInSeconds": 0},
+    )
+    cause = validation_error(tasks, TRAIN_SYNC, request)
+    assert cause.startswith("3 validation errors detected: ")
+    assert (
+        "at 'trainingJobName' failed to satisfy constraint: Member must have length less than or equal to 63"
+        in cause
+    )
+    assert (
+        "at 'resourceConfig.instanceType' failed to satisfy constraint: Member must satisfy enum value set"
+        in cause
+    )
+    assert (
+        "Value '0' at 'stoppingCondition.maxRuntimeInSeconds' failed to satisfy constraint: "
+        "Member must have value greater than or equal to 1" in cause
+    )
+
+
+def sagemaker_with(
+    store: LocalObjectStore, pool: JobPool, tmp_path: Path, limits: AccountLimits
+) -> TaskRegistry:
+    tasks = TaskRegistry()
+    register_sagemaker(tasks, store, pool, lambda request: tmp_path / "runs" / "exec" / "jobs", limits)
+    return tasks
+
+
+def test_jobs_beyond_the_accounts_quota_are_refused_until_one_ends(store, pool, tmp_path) -> None:
+    tasks = sagemaker_with(store, pool, tmp_path, AccountLimits(quotas={"ml.m5.large": 1}))
+    slow = training_request(
+        job_name("slow"), HyperParameters={"mode": "sleep"}, StoppingCondition={"MaxRuntimeInSeconds": 1}
+    )
+    call(tasks, "arn:aws:states:::sagemaker:createTrainingJob", slow)  # runs on, for a second
+
+    with pytest.raises(StatesError) as refused:
+        call(tasks, TRAIN_SYNC, training_request(job_name("second")))
+    assert refused.value.error == "SageMaker.ResourceLimitExceededException"
+    assert refused.value.cause.startswith(
+        "The account-level service limit 'ml.m5.large for training job usage' is 1 Instances, with current "
+        "utilization of 1 Instances and a request delta of 1 Instances."
+    )
+    # Processing jobs count against a quota of their own.
+    assert (
+        call(tasks, PROCESS_SYNC, processing_request(job_name("split")))["ProcessingJobStatus"] == "Completed"
+    )
+    described = tmp_path / "runs" / "exec" / "jobs" / slow["TrainingJobName"] / "describe.json"
+    for _ in range(500):
+        if described.exists():
+            break
+        time.sleep(0.02)
+    assert call(tasks, TRAIN_SYNC, training_request(job_name("third")))["TrainingJobStatus"] == "Completed"
+
+
+def test_fault_rules_answer_matching_calls_as_many_times_as_they_say(store, pool, tmp_path) -> None:
+    rules = {
+        "rules": [
+            {"action": "CreateTrainingJob", "match": "flaky", "error": "ThrottlingException", "times": 1},
+            {"action": "CreateTrainingJob", "match": "doomed", "error": "Failed", "times": None},
+        ]
+    }
+    limits = AccountLimits.from_document(rules, ["CreateTrainingJob"], ["CreateTrainingJob"])
+    tasks = sagemaker_with(store, pool, tmp_path, limits)
+
+    with pytest.raises(StatesError) as throttled:
+        call(tasks, TRAIN_SYNC, training_request(job_name("flaky")))
+    assert throttled.value.error == "SageMaker.AmazonSageMakerException"
+    assert throttled.value.cause.startswith("Rate exceeded (Service: AmazonSageMaker; Status Code: 400; ")
+    assert call(tasks, TRAIN_SYNC, training_request(job_name("flaky")))["TrainingJobStatus"] == "Completed"
+    for _ in range(2):
+        description = failed_description(tasks, TRAIN_SYNC, training_request(job_name("doomed")))
+        assert description["TrainingJobStatus"] == "Failed"
+        assert description["FailureReason"].startswith("InternalServerError: ")
 
 
 def test_a_job_name_is_used_once_across_executions(tasks) -> None:

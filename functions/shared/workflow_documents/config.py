@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .execution_input import ExecutionInput, Tuning
+from .execution_input import ExecutionInput, Resources, Tuning
 
 # The state machine gates on ``best >= baseline``; without a baseline every score must pass, and JSON has
 # no infinity.
@@ -49,10 +49,19 @@ class NormalisedTuning(Tuning):
     batch_size: int = Field(ge=1, description="candidates per round")  # filled in from max_candidates and k
 
 
+class NormalisedResources(Resources):
+    max_parallel_jobs: int = Field(
+        ge=1, description="SageMaker jobs running at once"
+    )  # the stack's default filled in
+    parallel_candidates: int = Field(ge=1, description="MaxConcurrency of the candidate Map")
+    parallel_folds: int = Field(ge=1, description="MaxConcurrency of each candidate's fold Map")
+
+
 class Config(ExecutionInput):
     """The config every state after PrepareInput reads."""
 
     tuning: NormalisedTuning
+    resources: NormalisedResources
     baseline: float = Field(  # never null here: NO_BASELINE stands for none
         description=f"minimum score to register the model; {NO_BASELINE} when the input gave none"
     )

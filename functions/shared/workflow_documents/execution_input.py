@@ -22,6 +22,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from . import budgets
+
 # scikit-learn 1.9's ``sklearn.metrics.get_scorer_names()``, kept here so the function needs no scikit-learn.
 SCORERS = (
     "accuracy", "adjusted_mutual_info_score", "adjusted_rand_score", "average_precision", "balanced_accuracy",
@@ -38,8 +40,17 @@ SCORERS = (
     "roc_auc_ovr", "roc_auc_ovr_weighted", "top_k_accuracy", "v_measure_score",
 )  # fmt: skip
 
-# One round's fold results travel in the state machine's payload (256 KiB at most), about 200 bytes each.
-MAX_FOLD_JOBS_PER_ROUND = 400
+
+# SageMaker's bounds on StoppingCondition.MaxRuntimeInSeconds (botocore's model carries the processing one).
+MAX_TRAINING_RUNTIME = 28 * 24 * 3600
+MAX_PROCESSING_RUNTIME = 777_600
+# Two nested inline Maps, each running at most 40 iterations at once.
+MAX_PARALLEL_JOBS = 1600
+# The default of template.yaml's MaxParallelJobs, which the definition passes on: a new account's
+# quota of concurrent instances per type is often this small.
+DEFAULT_MAX_PARALLEL_JOBS = 2
+# What the normalised config adds to the input: run naming, the split's environment, concurrency.
+CONFIG_EXTRA_BYTES = 1_000
 
 S3_URI = r"^s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]/.+$"
 ESTIMATOR = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"
@@ -171,17 +182,20 @@ class Tuning(_Section):
     """How candidates are proposed; each round evaluates up to batch_size of them."""
 
     strategy: Literal["grid", "random"] = "grid"
-    # The tuning history travels in the state machine's payload, which Step Functions caps at 256 KiB:
-    # 100 entries with 50 fold scores each take about 170 KB.
+    # The tuning history travels in the state machine's payload and every fold job writes to the
+    # execution's history: budgets.py says how far a search can go.
     max_candidates: int = Field(20, ge=1, le=100)
     batch_size: int | None = Field(
         None,
         ge=1,
-        description=f"candidates per round; default: max_candidates, or fewer so that a round runs at most "
-        f"{MAX_FOLD_JOBS_PER_ROUND} fold jobs",
+        description="candidates per round; default: max_candidates, or fewer so that a round's results fit "
+        "Step Functions' 256 KiB payload even when every fold fails",
     )
     parallel_candidates: int = Field(
-        0, ge=0, description="candidates evaluated at once, each running k training jobs; 0: no limit"
+        0,
+        ge=0,
+        description="at most this many candidates evaluated at once; 0: as many as resources.max_parallel_jobs "
+        "allows (max_parallel_jobs // k, at least 1)",
     )
     seed: Seed = 0
 
@@ -199,8 +213,28 @@ class Training(_Section):
     instance_type: InstanceType = "ml.m5.large"
     instance_count: int = Field(1, ge=1, le=20)
     volume_gb: int = Field(10, ge=1, le=16384)
-    max_runtime_seconds: int = Field(3600, ge=1, le=28 * 24 * 3600)
+    max_runtime_seconds: int = Field(
+        3600,
+        ge=1,
+        le=MAX_TRAINING_RUNTIME,
+        description="each training job's limit (SageMaker allows 28 days)",
+    )
     processing_instance_type: InstanceType = "ml.t3.medium"
+    processing_max_runtime_seconds: int = Field(
+        3600, ge=1, le=MAX_PROCESSING_RUNTIME, description="the split job's limit (SageMaker allows 9 days)"
+    )
+
+
+class Resources(_Section):
+    """How much of the account a run may use at once."""
+
+    max_parallel_jobs: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_PARALLEL_JOBS,
+        description="SageMaker jobs running at once; keep it within the account's quota of instances of "
+        "training.instance_type. Default: the stack's MaxParallelJobs parameter",
+    )
 
 
 def _known_scorer(name: str) -> str:
@@ -234,9 +268,25 @@ class ExecutionInput(_Section):
     )
     registry: Registry = Field(default_factory=Registry)
     training: Training = Field(default_factory=Training)
+    resources: Resources = Field(default_factory=Resources)
 
     def model_post_init(self, context: Any) -> None:
         if self.tuning.batch_size is None:
-            self.tuning.batch_size = max(
-                1, min(self.tuning.max_candidates, MAX_FOLD_JOBS_PER_ROUND // self.cv.k)
-            )
+            fitting = budgets.largest_batch(search_size(self, batch_size=1))
+            self.tuning.batch_size = max(1, min(self.tuning.max_candidates, fitting))
+
+
+def search_size(config: ExecutionInput, batch_size: int | None = None) -> budgets.Search:
+    """The numbers of ``config`` that set how large its execution's history and states grow."""
+    space = {
+        name: dimension.values if isinstance(dimension, Choice) else None
+        for name, dimension in config.model.search_space.items()
+    }
+    return budgets.Search(
+        k=config.cv.k,
+        max_candidates=config.tuning.max_candidates,
+        batch_size=batch_size or config.tuning.batch_size or 1,
+        candidate_bytes=budgets.candidate_bytes(config.model.params, space),
+        # The split job's environment repeats the model's params and searched values.
+        config_bytes=len(config.model_dump_json()) + len(config.model.model_dump_json()) + CONFIG_EXTRA_BYTES,
+    )

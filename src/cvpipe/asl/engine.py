@@ -32,6 +32,7 @@ SUCCEEDED = "SUCCEEDED"
 FAILED = "FAILED"
 TIMED_OUT = "TIMED_OUT"
 ABORTED = "ABORTED"
+MAX_HISTORY_EVENTS = 25_000  # events in one execution's history, as Step Functions keeps
 END_EVENTS = {
     SUCCEEDED: "ExecutionSucceeded",
     FAILED: "ExecutionFailed",
@@ -148,7 +149,7 @@ class Execution:
             details = data_details("output", output)
         else:
             details = {key: value for key, value in (("error", error), ("cause", cause)) if value is not None}
-        trace.emit(END_EVENTS[status], details)
+        trace.emit(END_EVENTS[status], details, final=True)
         self._result = ExecutionResult(
             status, output, error, cause, self._run.history.events, self.name, self.arn, self._run.map_runs
         )
@@ -162,6 +163,7 @@ class Engine:
     each Map and Parallel state on top of the definition's own MaxConcurrency. ``account_id``,
     ``region`` and ``partition`` make the ARNs of the context object (``$$.Execution.Id``, ...).
     ``objects`` is the object store Distributed Maps read items from and write results to.
+    An execution whose history would outgrow ``max_history_events`` fails with ``States.Runtime``.
     """
 
     def __init__(
@@ -174,6 +176,7 @@ class Engine:
         region: str = "us-east-1",
         partition: str = "aws",
         objects: ObjectStorage | None = None,
+        max_history_events: int = MAX_HISTORY_EVENTS,
     ) -> None:
         self.tasks = tasks
         self.clock = clock or RealClock()
@@ -181,6 +184,7 @@ class Engine:
         self.account_id = account_id
         self.region = region
         self.partition = partition
+        self.max_history_events = max_history_events
         self.tokens = TaskTokens()
         self.objects = objects
 
@@ -251,7 +255,7 @@ class Engine:
         run = Run(
             tasks=self.tasks,
             clock=self.clock,
-            history=History(self.clock.now, on_event),
+            history=History(self.clock.now, on_event, self.max_history_events),
             context=context,
             region=region,
             max_concurrency=self.max_concurrency,

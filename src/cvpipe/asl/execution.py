@@ -139,8 +139,8 @@ class Lane:
         self._entries[state_name] = count + 1
         self.place = f"{self.path}/{state_name}#{count}"
 
-    def emit(self, event_type: str, details: dict[str, Any] | None = None) -> Event:
-        return self.trace.emit(event_type, details)
+    def emit(self, event_type: str, details: dict[str, Any] | None = None, *, final: bool = False) -> Event:
+        return self.trace.emit(event_type, details, final=final)
 
     def input_details(self, raw_input: Any, state_name: str) -> dict[str, Any]:
         """``<Type>StateEntered`` details. A state's input is most often the output that the lane's

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from .errors import RUNTIME, StatesError
+
 logger = logging.getLogger(__name__)
 
 
@@ -61,16 +63,34 @@ class History:
 
     ``on_event`` is called under the history's lock, so listeners see events in id order. A listener
     only observes: its exceptions are logged, and the execution goes on.
+
+    A history holds at most ``limit`` events. An event that would take the last place fails the
+    execution instead, with ``States.Runtime``, which no Retry or Catch handles; the place is kept
+    for the event that ends the execution (``final``).
     """
 
-    def __init__(self, now: Callable[[], datetime], on_event: Callable[[Event], None] | None = None) -> None:
+    def __init__(
+        self,
+        now: Callable[[], datetime],
+        on_event: Callable[[Event], None] | None = None,
+        limit: int | None = None,
+    ) -> None:
         self._now = now
         self._on_event = on_event
+        self.limit = limit
         self._events: list[Event] = []
         self._lock = threading.Lock()
 
-    def append(self, event_type: str, details: dict[str, Any], previous_event_id: int) -> Event:
+    def append(
+        self, event_type: str, details: dict[str, Any], previous_event_id: int, *, final: bool = False
+    ) -> Event:
         with self._lock:
+            if self.limit is not None and not final and len(self._events) >= self.limit - 1:
+                raise StatesError(
+                    RUNTIME,
+                    f"The execution history reached its limit of {self.limit:,} events; "
+                    "split the work across executions (or child executions) to record fewer events",
+                )
             event = Event(len(self._events) + 1, event_type, self._now(), previous_event_id, details)
             self._events.append(event)
             if self._on_event is not None:
@@ -97,8 +117,8 @@ class Trace:
         self.history = history
         self.last_event_id = last_event_id
 
-    def emit(self, event_type: str, details: dict[str, Any] | None = None) -> Event:
-        event = self.history.append(event_type, details or {}, self.last_event_id)
+    def emit(self, event_type: str, details: dict[str, Any] | None = None, *, final: bool = False) -> Event:
+        event = self.history.append(event_type, details or {}, self.last_event_id, final=final)
         self.last_event_id = event.id
         return event
 

@@ -914,7 +914,7 @@ class DistributedMap(Map):
         run = Run(
             tasks=lane.run.tasks,
             clock=lane.run.clock,
-            history=History(lane.run.clock.now),
+            history=History(lane.run.clock.now, limit=lane.run.history.limit),
             context=context,
             region=lane.run.region,
             max_concurrency=lane.run.max_concurrency,
@@ -934,17 +934,17 @@ class DistributedMap(Map):
             output = self.processor.run(lane, child.input)
         except StatesError as failure:
             child.status, child.error, child.cause = "FAILED", failure.error, failure.cause
-            lane.emit("ExecutionFailed", {"error": failure.error, "cause": failure.cause})
+            lane.emit("ExecutionFailed", {"error": failure.error, "cause": failure.cause}, final=True)
             raise
         except Cancelled:
             child.status = "ABORTED"
-            lane.emit("ExecutionAborted")
+            lane.emit("ExecutionAborted", final=True)
             raise
         finally:
             child.stop_date = timestamp_text(lane.run.clock.now())
             child.history = history.events
         child.status, child.output = "SUCCEEDED", output
-        lane.emit("ExecutionSucceeded", data_details("output", output))
+        lane.emit("ExecutionSucceeded", data_details("output", output), final=True)
         child.history = history.events
         return output
 

@@ -26,6 +26,7 @@ from typing import Any
 from cvpipe.asl.errors import StatesError
 from cvpipe.asl.tasks import TaskRegistry
 
+from .faults import AccountLimits
 from .local_aws import arn
 from .sagemaker_api import invalid_parameters, service_error, service_model
 from .store import LocalObjectStore, aws_sdk_time
@@ -55,15 +56,7 @@ def _error(operation: str, message: str) -> StatesError:
 
 
 def _check(operation: str, params: Any) -> dict[str, Any]:
-    """botocore's checks, plus the approval status enum that botocore leaves to the service."""
     problem = invalid_parameters(operation, params)
-    status = params.get("ModelApprovalStatus") if isinstance(params, dict) else None
-    allowed = service_model().shape_for("ModelApprovalStatus").enum
-    if problem is None and status is not None and status not in allowed:
-        problem = (
-            f"1 validation error detected: Value '{status}' at 'modelApprovalStatus' failed to satisfy "
-            f"constraint: Member must satisfy enum value set: [{', '.join(allowed)}]"
-        )
     if problem:
         raise _error(operation, problem)
     return params
@@ -351,8 +344,33 @@ class LocalModelRegistry:
 _LIST_FILTERS = {"ModelPackageGroupName", "ModelApprovalStatus", "MaxResults"}
 
 
-def register_registry(tasks: TaskRegistry, model_registry: LocalModelRegistry) -> None:
-    """Serve ``arn:aws:states:::aws-sdk:sagemaker:<action>`` for the registry's actions."""
+# The API operations the local registry answers (``aws-sdk:sagemaker:createModelPackage``, ...).
+OPERATIONS = (
+    "CreateModelPackageGroup",
+    "DescribeModelPackageGroup",
+    "ListModelPackageGroups",
+    "CreateModelPackage",
+    "DescribeModelPackage",
+    "ListModelPackages",
+    "UpdateModelPackage",
+)
+
+
+def register_registry(
+    tasks: TaskRegistry, model_registry: LocalModelRegistry, limits: AccountLimits | None = None
+) -> None:
+    """Serve ``arn:aws:states:::aws-sdk:sagemaker:<action>`` for the registry's actions; the fault
+    rules of ``limits`` may answer a call with a service error instead."""
+    account = limits or AccountLimits()
+
+    def served(operation: str, call: Any) -> Any:
+        def handler(request: Any) -> Any:
+            fault = account.fault(operation, "", request.parameters)
+            if fault is not None:
+                raise service_error(operation, fault.code, fault.message, aws_sdk=True)
+            return call(request.parameters)
+
+        return handler
 
     def name_lookup(operation: str, field: str, describe: Any) -> Any:
         return lambda params: describe(_check(operation, params)[field])
@@ -379,8 +397,6 @@ def register_registry(tasks: TaskRegistry, model_registry: LocalModelRegistry) -
         "listModelPackages": list_packages,
         "updateModelPackage": model_registry.update_model_package,
     }
-    for action, call in actions.items():
-        tasks.register(
-            f"arn:aws:states:::aws-sdk:sagemaker:{action}",
-            lambda request, call=call: call(request.parameters),
-        )
+    for operation in OPERATIONS:
+        action = operation[0].lower() + operation[1:]
+        tasks.register(f"arn:aws:states:::aws-sdk:sagemaker:{action}", served(operation, actions[action]))

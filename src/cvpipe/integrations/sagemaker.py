@@ -10,6 +10,9 @@ Functions does. Without ``.sync`` the task returns the job ARN at once and the j
 A job is stopped (status Stopped) after ``StoppingCondition.MaxRuntimeInSeconds`` or when its
 ``.sync`` task is cancelled, which the engine also does when the state's TimeoutSeconds run out.
 
+The local account has quotas of concurrent instances per instance type, and fault rules may
+answer a request with a service error or make its job end Failed or Stopped (``faults.py``).
+
 What a single machine cannot do is refused up front with a ValidationException that says so:
 more than one instance, Pipe input mode, data sources other than S3 prefixes, container
 arguments, and entrypoints that are not programs of the local image.
@@ -33,17 +36,18 @@ from typing import Any
 from cvpipe.asl.errors import TASK_FAILED, StatesError
 from cvpipe.asl.tasks import TaskRegistry, TaskRequest
 
+from .faults import JOB_FAILURE_REASON, AccountLimits, Fault
 from .jobs import JobOutcome, JobPool
 from .local_aws import arn, region
 from .sagemaker_api import invalid_parameters, service_error
 from .store import LocalObjectStore
 
+JOB_OPERATIONS = ("CreateTrainingJob", "CreateProcessingJob")
 TRAINING_RESOURCE = "arn:aws:states:::sagemaker:createTrainingJob"
 PROCESSING_RESOURCE = "arn:aws:states:::sagemaker:createProcessingJob"
-JOB_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 MESSAGE_LIMIT = 1024  # characters of output/message and output/failure that SageMaker keeps
 DEFAULT_MAX_RUNTIME = 86400  # SageMaker's default StoppingCondition.MaxRuntimeInSeconds
-INTERNAL_ERROR = "InternalServerError: We encountered an internal error. Please try again."
+INTERNAL_ERROR = JOB_FAILURE_REASON
 """SageMaker's FailureReason when a job fails for a reason of its own, not the job's (an instance lost)."""
 PROGRAM_FAULTS = {signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE, signal.SIGABRT, signal.SIGSYS}
 """Signals by which a program ends itself (a crash): its fault, like a non-zero exit, not the host's."""
@@ -92,6 +96,7 @@ class _Job(ABC):
 
     operation: str  # CreateTrainingJob, ...
     noun: str  # TrainingJob: the prefix of Name, Arn, Status in requests and descriptions
+    usage: str  # training job: what the account's instance quotas count
     arn_type: str  # training-job
     spec_field: str  # the request field with ContainerEntrypoint
     volume: tuple[str, ...] = ()  # the job folder's container-only parts, removed once it completed
@@ -105,6 +110,8 @@ class _Job(ABC):
         self.folder = folder
         self.store = store
         self.created = time.time()
+        self.fault: Fault | None = None  # an injected end: Failed or Stopped
+        self.on_end: Callable[[], None] = lambda: None
 
     def check(self, programs: dict[str, str]) -> None:
         """Refuse what cannot run locally; sets ``self.program``."""
@@ -128,6 +135,11 @@ class _Job(ABC):
     @abstractmethod
     def instance_config(self) -> dict[str, Any]:
         """The request's InstanceCount/InstanceType block."""
+
+    @property
+    def instances(self) -> tuple[str, int]:
+        config = self.instance_config()
+        return config.get("InstanceType", ""), config.get("InstanceCount", 1)
 
     @abstractmethod
     def prepare(self) -> None:
@@ -166,6 +178,9 @@ class _Job(ABC):
         started = time.time()
         stop_kind = None
         try:
+            if self.fault is not None:
+                status, reason, stop_kind = self._injected(self.fault)
+                return self._described(status, reason, started, stop_kind)
             for attempt in range(retries + 1):
                 if attempt:
                     self._restart(attempt, retries)
@@ -188,6 +203,13 @@ class _Job(ABC):
             status, reason = "Failed", str(exc)
         except OSError as exc:
             status, reason = "Failed", f"ClientError: moving job data failed: {exc}"
+        finally:
+            self.on_end()  # the instances go back to the account's quota
+        return self._described(status, reason, started, stop_kind)
+
+    def _described(
+        self, status: str, reason: str | None, started: float, stop_kind: str | None
+    ) -> dict[str, Any]:
         description = self.describe(status, reason, started, time.time(), stop_kind)
         (self.folder / "describe.json").write_text(json.dumps(description, separators=(",", ":")))
         if status == "Completed":
@@ -196,6 +218,12 @@ class _Job(ABC):
             for volume in self.volume:
                 shutil.rmtree(self.folder / volume, ignore_errors=True)
         return description
+
+    @staticmethod
+    def _injected(fault: Fault) -> tuple[str, str | None, str | None]:
+        if fault.job_end == "Stopped":  # as if StopTrainingJob had been called
+            return "Stopped", None, "Stopped"
+        return "Failed", fault.message, None
 
     def _result(self, outcome: JobOutcome, max_runtime: float) -> tuple[str, str | None, str | None]:
         if outcome.timed_out:
@@ -240,6 +268,7 @@ class _Job(ABC):
 
 class _TrainingJob(_Job):
     operation, noun, arn_type = "CreateTrainingJob", "TrainingJob", "training-job"
+    usage = "training job"
     spec_field = "AlgorithmSpecification"
     default_program = "train"
     volume = ("input", "model", "output/data")  # output/ keeps the uploaded model.tar.gz, output.tar.gz
@@ -356,6 +385,7 @@ class _TrainingJob(_Job):
 
 class _ProcessingJob(_Job):
     operation, noun, arn_type = "CreateProcessingJob", "ProcessingJob", "processing-job"
+    usage = "processing job"
     spec_field = "AppSpecification"
     default_program = None  # the image's entrypoint is not known locally: it must be given
 
@@ -480,19 +510,16 @@ def register_sagemaker(
     store: LocalObjectStore,
     pool: JobPool,
     jobs_dir: Callable[[TaskRequest], Path],
+    limits: AccountLimits | None = None,
 ) -> None:
     """Serve create{Training,Processing}Job with and without ``.sync``; a job of an execution
-    runs in ``jobs_dir(request) / NAME``."""
+    runs in ``jobs_dir(request) / NAME``. ``limits``: the account's quotas and fault rules
+    (default: a new account's quotas, no faults)."""
+    account = limits or AccountLimits()
 
     def create(kind: type[_Job], request: TaskRequest) -> _Job:
         params = request.parameters
         problem = invalid_parameters(kind.operation, params)
-        if problem is None and not JOB_NAME.fullmatch(params[f"{kind.noun}Name"]):
-            problem = (
-                f"1 validation error detected: Value '{params[f'{kind.noun}Name']}' at "
-                f"'{kind.noun[0].lower()}{kind.noun[1:]}Name' failed to satisfy constraint: "
-                f"Member must satisfy regular expression pattern: {JOB_NAME.pattern}"
-            )
         if problem:
             raise service_error(kind.operation, "ValidationException", problem)
         job = kind(params, jobs_dir(request) / params[f"{kind.noun}Name"], store)
@@ -510,6 +537,15 @@ def register_sagemaker(
                     f"{noun.capitalize()} job names must be unique within an AWS account and "
                     f"region, and a {noun} job with this name already exists ({job.arn})",
                 )
+            instance_type, count = job.instances
+            fault = account.fault(kind.operation, job.name, params, (job.usage, instance_type, count))
+            if fault is not None and fault.job_end is None:
+                raise service_error(kind.operation, fault.code, fault.message)
+            refused = account.acquire(job.usage, instance_type, count)
+            if refused:
+                raise service_error(kind.operation, "ResourceLimitExceeded", refused)
+            job.on_end = lambda: account.release(job.usage, instance_type, count)
+            job.fault = fault
             used.add(job.name.lower())
             job.folder.mkdir(parents=True)
         request.emit(

@@ -1,18 +1,42 @@
 """SageMaker's API as botocore models it: request validation and error names, shared by the local
-SageMaker jobs and the local model registry."""
+SageMaker jobs and the local model registry.
+
+botocore's own ``validate_parameters`` checks what an SDK checks before it sends a request (shapes,
+types, required members); the service checks more: lengths, value ranges, patterns and enums, all of
+which the model carries. ``invalid_parameters`` checks both, and words the service's findings as
+SageMaker does (``1 validation error detected: Value '...' at 'stoppingCondition.maxRuntimeInSeconds'
+failed to satisfy constraint: ...``).
+"""
 
 from __future__ import annotations
 
 import functools
+import json
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import botocore.session
+import regex
 from botocore.exceptions import ParamValidationError
-from botocore.model import ServiceModel
+from botocore.model import ServiceModel, Shape
 from botocore.validate import validate_parameters
 
 from cvpipe.asl.errors import StatesError
+
+MAX_REPORTED = 10  # violations listed in one message, as the service caps its list
+_PYTHON_TYPES: dict[str, type | tuple[type, ...]] = {
+    "structure": dict,
+    "map": dict,
+    "list": list,
+    "string": str,
+    "integer": int,
+    "long": int,
+    "float": (int, float),
+    "double": (int, float),
+    "boolean": bool,
+    "blob": (bytes, bytearray, str),
+}
 
 
 @functools.cache
@@ -21,12 +45,105 @@ def service_model() -> ServiceModel:
 
 
 def invalid_parameters(operation: str, params: Any) -> str | None:
-    """botocore's report of what is wrong with a request (required members, types), or None."""
+    """What SageMaker would refuse in a request (required members, types, lengths, ranges,
+    patterns, enums), as its ValidationException words it, or None."""
+    shape = service_model().operation_model(operation).input_shape
+    violations = list(constraint_violations(params, shape))
+    if violations:
+        count = len(violations)
+        return f"{count} validation error{'s' if count > 1 else ''} detected: " + "; ".join(
+            violations[:MAX_REPORTED]
+        )
     try:
-        validate_parameters(params, service_model().operation_model(operation).input_shape)
+        validate_parameters(params, shape)
     except ParamValidationError as exc:
         return str(exc)
     return None
+
+
+def constraint_violations(value: Any, shape: Shape, path: str = "") -> Iterator[str]:
+    """Each constraint of the model that ``value`` breaks, in the service's words. Values of the
+    wrong type are skipped: botocore's own check reports them."""
+    if not _well_typed(value, shape):
+        return
+    if shape.type_name == "structure":
+        for name, member in shape.members.items():
+            if name in value:
+                yield from constraint_violations(value[name], member, _join(path, _member(name)))
+        return
+    rules = list(_member_rules(value, shape))
+    if rules:
+        yield f"Value {_shown(value)} at '{path}' failed to satisfy constraint: {rules[0]}"
+    if shape.type_name == "list":
+        for index, item in enumerate(value, start=1):
+            yield from constraint_violations(item, shape.member, f"{path}.{index}.member")
+    elif shape.type_name == "map":
+        for kind, shape_of, items in (
+            ("keys", shape.key, value.keys()),
+            ("value", shape.value, value.values()),
+        ):
+            broken = sorted(
+                {
+                    rule
+                    for item in items
+                    if _well_typed(item, shape_of)
+                    for rule in _member_rules(item, shape_of)
+                }
+            )
+            if broken:
+                yield (
+                    f"Value {_shown(value)} at '{path}' failed to satisfy constraint: "
+                    f"Map {kind} must satisfy constraint: [{', '.join(broken)}]"
+                )
+
+
+def _well_typed(value: Any, shape: Shape) -> bool:
+    python_type = _PYTHON_TYPES.get(shape.type_name, object)
+    return isinstance(value, python_type) and isinstance(value, bool) == (shape.type_name == "boolean")
+
+
+def _member_rules(value: Any, shape: Shape) -> Iterator[str]:
+    """The rules of a scalar, list or map shape that ``value`` breaks (not those of its items)."""
+    meta = shape.metadata
+    if shape.type_name in ("string", "list", "map", "blob"):
+        size = len(value)
+        if "min" in meta and size < meta["min"]:
+            yield f"Member must have length greater than or equal to {meta['min']}"
+        if "max" in meta and size > meta["max"]:
+            yield f"Member must have length less than or equal to {meta['max']}"
+    elif shape.type_name in ("integer", "long", "float", "double"):
+        if "min" in meta and value < meta["min"]:
+            yield f"Member must have value greater than or equal to {meta['min']}"
+        if "max" in meta and value > meta["max"]:
+            yield f"Member must have value less than or equal to {meta['max']}"
+    if shape.type_name == "string":
+        if shape.enum and value not in shape.enum:
+            yield f"Member must satisfy enum value set: [{', '.join(shape.enum)}]"
+        if "pattern" in meta and not _pattern(meta["pattern"]).fullmatch(value):
+            yield f"Member must satisfy regular expression pattern: {meta['pattern']}"
+
+
+@functools.cache
+def _pattern(java_pattern: str) -> regex.Pattern[str]:
+    """A pattern of the model (Java syntax: ``\\p{L}``, surrogate pairs, a quantified ``$``) as
+    ``regex`` reads it; the service matches the whole value."""
+    pattern = java_pattern.replace(r"\uD800\uDC00-\uDBFF\uDFFF", r"\U00010000-\U0010FFFF")
+    pattern = regex.sub(r"\$\{\d+,\d+\}", "$", pattern)
+    return regex.compile(pattern)
+
+
+def _member(name: str) -> str:
+    """``MaxRuntimeInSeconds`` -> ``maxRuntimeInSeconds``: the service names members in camel case."""
+    return name[:1].lower() + name[1:]
+
+
+def _join(path: str, name: str) -> str:
+    return f"{path}.{name}" if path else name
+
+
+def _shown(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"), default=str)
+    return f"'{text if len(text) <= 256 else text[:253] + '...'}'"
 
 
 def service_error(operation: str, code: str, message: str, *, aws_sdk: bool = False) -> StatesError:

@@ -36,12 +36,13 @@ FOLD_FAILURE_STATES: Final = frozenset({"RecordFoldFailure", "RecordFoldStopped"
 CONFIG_KEY: Final = "config"
 TUNING_KEY: Final = "tuning"
 PROPOSAL_KEY: Final = "proposal"
-AGGREGATE_KEY: Final = "aggregate"
+# AggregateScores puts the new tuning state in place of the old one, under this key.
+UPDATED_KEY: Final = "updated"
 STATE_OUTPUT_KEYS: Final = {
     START_TUNING: CONFIG_KEY,
     NEXT_ROUND: TUNING_KEY,
     PROPOSE_CANDIDATES: PROPOSAL_KEY,
-    AGGREGATE_SCORES: AGGREGATE_KEY,
+    AGGREGATE_SCORES: TUNING_KEY,
 }
 
 # Errors a run can end with (the Error of a Fail state) that the CLI tells apart.

@@ -25,6 +25,7 @@ from ..asl.payload import PAYLOAD_LIMIT, payload_size
 from ..asl.redrive import TaskJournal
 from ..errors import UserError
 from ..integrations import local_aws
+from ..integrations.faults import AccountLimits
 from ..integrations.jobs import STOP_GRACE_SECONDS, JobPool, programs_from_pyproject
 from ..integrations.lambda_ import register_lambda
 from ..integrations.registry import LocalModelRegistry, register_registry
@@ -274,8 +275,14 @@ class LocalPipeline:
     """Runs executions of the project's state machine on this machine."""
 
     def __init__(
-        self, root: Path, home: Path | None = None, workers: int | None = None, clock: Clock | None = None
+        self,
+        root: Path,
+        home: Path | None = None,
+        workers: int | None = None,
+        clock: Clock | None = None,
+        limits: AccountLimits | None = None,
     ) -> None:
+        """``limits``: the local account's quotas and injected faults (default: a new account's quotas)."""
         if workers is not None and workers < 1:
             raise UserError("--workers must be at least 1")
         self.root = root
@@ -319,9 +326,10 @@ class LocalPipeline:
             self.store,
             self.pool,
             jobs_dir=lambda request: self.run_dir(request.context["Execution"]["Name"]) / "jobs",
+            limits=limits,
         )
         register_s3(tasks, self.store)
-        register_registry(tasks, self.registry)
+        register_registry(tasks, self.registry, limits)
         self.engine = Engine(
             tasks,
             clock=clock or RealClock(),

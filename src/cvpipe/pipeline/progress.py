@@ -52,7 +52,7 @@ class ProgressReporter:
                 self.jobs_total += len(proposal["candidates"]) * self.k
                 return True
             elif name == contract.AGGREGATE_SCORES:
-                best = _output(details)[contract.AGGREGATE_KEY][contract.TUNING_KEY].get("best")
+                best = _output(details)[contract.TUNING_KEY][contract.UPDATED_KEY].get("best")
                 self.best = best["cv"]["mean"] if best else None
                 self._round_done = True
                 return True

@@ -9,6 +9,9 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from ..errors import USAGE, UserError
+from ..integrations.faults import AccountLimits, FaultsError
+from ..integrations.registry import OPERATIONS as REGISTRY_OPERATIONS
+from ..integrations.sagemaker import JOB_OPERATIONS
 from ..stdio import reserved_stdout
 from . import contract
 from .local import RECORD, Interrupts, LocalPipeline, PipelineRun, find_project_root
@@ -46,6 +49,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--json", action="store_true", help="print the execution output as one JSON document")
     parser.add_argument("--workers", type=int, help="local job worker processes (default: one per core)")
     parser.add_argument("--home", type=Path, help="local state folder (default: $CVPIPE_HOME or ./.cvpipe)")
+    parser.add_argument(
+        "--faults",
+        type=Path,
+        metavar="FILE",
+        help='rehearse AWS\'s bad days: JSON {"rules": [{"action": "CreateTrainingJob", "match": "-c0-f3-", '
+        '"error": "ResourceLimitExceeded", "times": null}], "quotas": {"ml.m5.large": 2}} '
+        "(quotas: concurrent instances per type, default 2 like a new account's; see docs/local-engine.md)",
+    )
     parser.set_defaults(handler=run_command)
 
 
@@ -75,7 +86,8 @@ def _run(args: argparse.Namespace, interrupts: Interrupts) -> int:
             raise UserError("--resume continues a run with its own input and name: give it alone")
         root = find_project_root()
         execution_input = {} if args.resume else build_input(root, args.input, args.dataset, args.overrides)
-        pipeline = LocalPipeline(root, home=args.home, workers=args.workers)
+        limits = read_faults(args.faults) if args.faults else None
+        pipeline = LocalPipeline(root, home=args.home, workers=args.workers, limits=limits)
     except UserError as error:
         print(f"cvpipe run: {error}", file=sys.stderr)
         return error.exit_code
@@ -154,18 +166,32 @@ def build_input(
     return document
 
 
-def read_input(path: Path) -> dict[str, Any]:
+def read_json(path: Path, option: str) -> Any:
     try:
-        document = json.loads(path.read_text())
+        return json.loads(path.read_text())
     except FileNotFoundError:
-        raise UserError(f"--input {path}: no such file") from None
+        raise UserError(f"{option} {path}: no such file") from None
     except (OSError, UnicodeDecodeError) as error:
-        raise UserError(f"--input {path}: cannot read it ({error})") from None
+        raise UserError(f"{option} {path}: cannot read it ({error})") from None
     except json.JSONDecodeError as error:
-        raise UserError(f"--input {path}: not valid JSON ({error})") from None
+        raise UserError(f"{option} {path}: not valid JSON ({error})") from None
+
+
+def read_input(path: Path) -> dict[str, Any]:
+    document = read_json(path, "--input")
     if not isinstance(document, dict):
         raise UserError(f"--input {path}: the execution input must be a JSON object")
     return document
+
+
+def read_faults(path: Path) -> AccountLimits:
+    """``--faults FILE``: the local account's quotas and the fault rules of its services."""
+    try:
+        return AccountLimits.from_document(
+            read_json(path, "--faults"), (*JOB_OPERATIONS, *REGISTRY_OPERATIONS), JOB_OPERATIONS
+        )
+    except FaultsError as error:
+        raise UserError(f"--faults {path}: {error}") from None
 
 
 def parse_value(raw: str) -> Any:
