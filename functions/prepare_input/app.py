@@ -10,8 +10,9 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from execution_input import DEFAULT_MAX_PARALLEL_JOBS, InvalidInputError, normalise
+from execution_input import InvalidInputError, normalise
 from pydantic import BaseModel, Field
+from workflow_documents.execution_input import DEFAULT_MAX_PARALLEL_JOBS
 
 logger = Logger()
 tracer = Tracer()

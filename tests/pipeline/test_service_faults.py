@@ -96,7 +96,7 @@ def scores(run: PipelineRun) -> dict[int, list[float] | None]:
 
 def load_budgets() -> Any:
     spec = importlib.util.spec_from_file_location(
-        "prepare_input_budgets", ROOT / "functions/prepare_input/budgets.py"
+        "workflow_budgets", ROOT / "functions/shared/workflow_documents/budgets.py"
     )
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses resolve annotations through it

@@ -5,7 +5,7 @@ output passes 256 KiB (``States.DataLimitExceeded``); neither can be caught. Bot
 the history with every fold job, the largest state (AggregateScores' output: config, the tuning history,
 the round's candidates and fold results) with every candidate and fold.
 The budgets below count the worst case, every fold failing on its longest path, from the definition's
-own numbers (``tests/pipeline/test_service_faults.py`` holds them against local executions).
+own numbers (tests/pipeline/test_service_faults.py holds them against local executions).
 """
 
 from __future__ import annotations
