@@ -124,13 +124,24 @@ def normalise(
 
 def map_concurrency(config: ExecutionInput) -> dict[str, int]:
     """MaxConcurrency of the candidate Map and of each candidate's fold Map, so that at most
-    ``resources.max_parallel_jobs`` jobs run at once: a candidate's folds first, other candidates
-    with what is left."""
+    ``resources.max_parallel_jobs`` jobs run at once and as many as possible stay busy.
+
+    A fold Map runs its k jobs in waves of its MaxConcurrency, and a wave's idle slots stay idle
+    (5 folds 2 at a time leave one slot idle in the third wave), so the split chosen keeps the most
+    jobs running on average: 2 jobs at k=5 run 2 candidates, each fold after fold.
+    """
     jobs = config.resources.max_parallel_jobs or DEFAULT_MAX_PARALLEL_JOBS
-    folds = min(config.cv.k, jobs)
-    candidates = max(1, jobs // folds)
-    if config.tuning.parallel_candidates:
-        candidates = min(candidates, config.tuning.parallel_candidates)
+    k = config.cv.k
+    cap = config.tuning.parallel_candidates or jobs
+
+    def candidates_with(folds: int) -> int:
+        return min(jobs // folds, cap)
+
+    def busy(folds: int) -> float:
+        return candidates_with(folds) * k / -(-k // folds)
+
+    folds = max(range(1, min(k, jobs) + 1), key=lambda f: (busy(f), f))
+    candidates = candidates_with(folds)
     return {"parallel_candidates": candidates, "parallel_folds": folds}
 
 

@@ -58,7 +58,7 @@ def test_defaults_are_filled(execution_input):
             "processing_instance_type": "ml.t3.medium",
             "processing_max_runtime_seconds": 3600,
         },
-        "resources": {"max_parallel_jobs": 2, "parallel_candidates": 1, "parallel_folds": 2},
+        "resources": {"max_parallel_jobs": 2, "parallel_candidates": 2, "parallel_folds": 1},
         "run": {
             "execution": "exec-1",
             "id": run_id,
@@ -463,3 +463,27 @@ def test_handler_raises_invalid_input_error(prepare_input, lambda_context, monke
     assert type(raised.value).__name__ == "InvalidInputError"
     assert "cv.k" in str(raised.value)
     assert published_metrics()["InvalidInputs"] == [1]
+
+
+@pytest.mark.parametrize(
+    ("k", "jobs", "cap", "expected"),
+    [
+        (5, 2, 0, (2, 1)),  # two candidates fold after fold: no idle slot in a third wave
+        (5, 10, 0, (2, 5)),  # whole candidates at once
+        (4, 2, 0, (1, 2)),  # two waves of two: as busy as two serial candidates, and sooner per candidate
+        (5, 2, 1, (1, 2)),  # one candidate at a time: its folds take both slots
+        (3, 7, 0, (7, 1)),  # seven candidates fold after fold use all seven slots; 2 x 3 would use six
+    ],
+)
+def test_map_concurrency_keeps_the_most_jobs_busy(execution_input, k, jobs, cap, expected) -> None:
+    config = execution_input.validate(
+        {
+            "dataset": {"uri": "s3://bucket/data.csv", "target": "y"},
+            "cv": {"k": k},
+            "tuning": {"parallel_candidates": cap},
+            "resources": {"max_parallel_jobs": jobs},
+        }
+    )
+    concurrency = execution_input.map_concurrency(config)
+    assert (concurrency["parallel_candidates"], concurrency["parallel_folds"]) == expected
+    assert concurrency["parallel_candidates"] * concurrency["parallel_folds"] <= jobs
