@@ -70,11 +70,11 @@ class Preprocessing:
             )
         numeric, categorical = spec.get("numeric") or {}, spec.get("categorical") or {}
         prep = cls(
-            numeric_impute=numeric.get("impute", "auto"),
-            scale=numeric.get("scale", scaler),
-            categorical_impute=categorical.get("impute", "most_frequent"),
-            encode=categorical.get("encode", "OneHotEncoder"),
-            select=spec.get("select", "none"),
+            numeric_impute=numeric.get("impute") or "auto",
+            scale=numeric.get("scale") or scaler,
+            categorical_impute=categorical.get("impute") or "most_frequent",
+            encode=categorical.get("encode") or "OneHotEncoder",
+            select=spec.get("select") or "none",
         )
         for where, value, allowed in (
             ("numeric.impute", prep.numeric_impute, NUMERIC_IMPUTERS),

@@ -14,15 +14,18 @@ from workflow_documents import (
     CompletedFold,
     Config,
     CvScores,
+    DatasetInfo,
     FailedFold,
     Failure,
     FoldResult,
+    MetricScores,
     Tuning,
 )
 
 VALIDATION_SCORE = "validation:score"
 TRAIN_SCORE = "train:score"
 FIT_TIME = "fit_time"
+SCORE_TIME = "score_time"
 # Errors and causes are trimmed so the history fits the state machine's payload (the execution
 # history keeps every fold's whole FailureReason): a failed candidate keeps the start of its first
 # failure's cause, and a few words of the others'.
@@ -47,8 +50,9 @@ class AggregateEvent(BaseModel):
 def aggregate(event: AggregateEvent) -> Tuning:
     """The tuning state after this round: history, best candidate so far, and whether to stop."""
     previous = event.tuning.history if event.tuning else []
+    info = event.config.dataset_info
     history = previous + [
-        evaluate(c, folds) for c, folds in zip(event.candidates, event.evaluations, strict=False)
+        evaluate(c, folds, info) for c, folds in zip(event.candidates, event.evaluations, strict=False)
     ]
     completed = [entry for entry in history if entry.status == "Completed"]
     spec = event.config.tuning
@@ -63,7 +67,9 @@ def aggregate(event: AggregateEvent) -> Tuning:
     )
 
 
-def evaluate(candidate: Candidate, folds: list[CompletedFold | FailedFold]) -> CandidateResult:
+def evaluate(
+    candidate: Candidate, folds: list[CompletedFold | FailedFold], info: DatasetInfo | None = None
+) -> CandidateResult:
     """One candidate's CV scores; any failed fold fails it, as partial scores are not comparable."""
     folds = sorted(folds, key=lambda result: result.fold)
     failures = [failure for result in folds if (failure := fold_failure(result))]
@@ -73,13 +79,19 @@ def evaluate(candidate: Candidate, folds: list[CompletedFold | FailedFold]) -> C
         return CandidateResult(**candidate.model_dump(), status="Failed", cv=None, failures=failures)
     completed = [result for result in folds if isinstance(result, CompletedFold)]  # all of them
     metrics = [{metric.MetricName: metric.Value for metric in result.metrics} for result in completed]
-    scores = [fold[VALIDATION_SCORE] for fold in metrics]
+    refit = metric_scores(metrics, VALIDATION_SCORE, TRAIN_SCORE)
+    fit_times, score_times = _all_of(FIT_TIME, metrics), _all_of(SCORE_TIME, metrics)
     cv = CvScores(
-        mean=statistics.fmean(scores),
-        std=statistics.pstdev(scores),
-        folds=scores,
-        train_mean=_mean_of(TRAIN_SCORE, metrics),
-        fit_time_mean=_mean_of(FIT_TIME, metrics),
+        mean=refit.mean,
+        std=refit.std,
+        folds=refit.folds,
+        stderr=refit.stderr,
+        train_mean=refit.train_mean,
+        fit_time_mean=fit_times and statistics.fmean(fit_times),
+        fit_time_std=fit_times and statistics.pstdev(fit_times),
+        score_time_mean=score_times and statistics.fmean(score_times),
+        score_time_std=score_times and statistics.pstdev(score_times),
+        metrics=_every_metric(metrics, info),
     )
     return CandidateResult(**candidate.model_dump(), status="Completed", cv=cv, failures=[])
 
@@ -87,6 +99,43 @@ def evaluate(candidate: Candidate, folds: list[CompletedFold | FailedFold]) -> C
 def cv_mean(entry: CandidateResult) -> float:
     """The candidate's mean CV score; -inf for a failed one."""
     return entry.cv.mean if entry.cv else -math.inf
+
+
+def _every_metric(metrics: list[dict[str, float]], info: DatasetInfo | None) -> dict[str, MetricScores]:
+    """Each of the split's metrics by name: the refit one is reported as validation:score, the i-th
+    other as validation:metric<i>; a metric some fold lacks is left out rather than half reported."""
+    if info is None:
+        return {}
+    scores = {}
+    for index, name in enumerate(info.metrics or [info.metric]):
+        test, train = (
+            (VALIDATION_SCORE, TRAIN_SCORE)
+            if name == info.metric
+            else (f"validation:metric{index}", f"train:metric{index}")
+        )
+        if all(test in fold for fold in metrics):
+            scores[name] = metric_scores(metrics, test, train)
+    return scores
+
+
+def metric_scores(metrics: list[dict[str, float]], test: str, train: str) -> MetricScores:
+    folds = [fold[test] for fold in metrics]
+    train_folds = _all_of(train, metrics)
+    return MetricScores(
+        folds=folds,
+        mean=statistics.fmean(folds),
+        std=statistics.pstdev(folds),
+        stderr=statistics.stdev(folds) / math.sqrt(len(folds)) if len(folds) > 1 else 0.0,
+        train_folds=train_folds,
+        train_mean=train_folds and statistics.fmean(train_folds),
+        train_std=train_folds and statistics.pstdev(train_folds),
+    )
+
+
+def _all_of(name: str, metrics: list[dict[str, float]]) -> list[float] | None:
+    """A value every fold reported, per fold, else None (a partial mean would mislead)."""
+    values = [fold.get(name) for fold in metrics]
+    return None if None in values else [value for value in values if value is not None]
 
 
 def fold_failure(result: CompletedFold | FailedFold) -> Failure | None:
@@ -105,12 +154,6 @@ def fold_failure(result: CompletedFold | FailedFold) -> Failure | None:
         cause=f"the job reported no finite {VALIDATION_SCORE} (got {score}); check that it prints "
         f"'{VALIDATION_SCORE}=<float>' to its log",
     )
-
-
-def _mean_of(name: str, metrics: list[dict[str, float]]) -> float | None:
-    """Mean of a metric every fold reported, else None (a partial mean would mislead)."""
-    values = [fold[name] for fold in metrics if name in fold]
-    return statistics.fmean(values) if len(values) == len(metrics) else None
 
 
 def _reason(cause: str) -> str:

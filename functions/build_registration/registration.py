@@ -13,6 +13,7 @@ from workflow_documents import (
     CvScores,
     FinalTraining,
     HoldoutResult,
+    MetricScores,
     Registration,
     Tuning,
 )
@@ -20,8 +21,11 @@ from workflow_documents import (
 # CreateModelPackage limits.
 MAX_DESCRIPTION = 1024
 MAX_METADATA_VALUE = 256
+MAX_METADATA_KEY = 128
 # CustomerMetadataProperties values may hold only letters, numbers, spaces and these.
 METADATA_PUNCTUATION = set("_.:/=+-@")
+# What the statistics document records of each metric's scores.
+SCORES = {"folds", "mean", "std", "stderr"}
 
 
 class RegistrationEvent(BaseModel):
@@ -63,13 +67,18 @@ def build_registration(event: RegistrationEvent) -> Registration:
         )
     bucket, _, run_key = config.run.prefix.removeprefix("s3://").partition("/")
     key = f"{run_key}/registry/statistics.json"
+    every = cv.metrics or {metric: MetricScores(folds=cv.folds, mean=cv.mean, std=cv.std, stderr=cv.stderr)}
     statistics: dict[str, JsonValue] = {
         "version": 0.0,
+        # Model Monitor's shape, one entry per metric: the refit metric's first.
         metric: {"value": cv.mean, "standard_deviation": cv.std},
+        **{name: {"value": scores.mean, "standard_deviation": scores.std} for name, scores in every.items()},
         "cross_validation": {
             "k": resolved.k,
             "splitter": resolved.splitter,
+            "refit": metric,
             "folds": [{"fold": fold, "value": score} for fold, score in enumerate(cv.folds)],
+            "metrics": {name: scores.model_dump(include=SCORES) for name, scores in every.items()},
             "candidate": best.id,
             "params": best.params,
         },
@@ -93,6 +102,12 @@ def build_registration(event: RegistrationEvent) -> Registration:
         "splitter": resolved.splitter,
         "params": " ".join(f"{name}={_text(value)}" for name, value in sorted(best.params.items())),
         "training_job": final.job,
+        # Each other metric as mean and std (the refit one is cv_mean and cv_std above).
+        **{
+            f"cv_{name}"[:MAX_METADATA_KEY]: f"mean={scores.mean!r} std={scores.std!r}"
+            for name, scores in every.items()
+            if name != metric
+        },
     }
     if holdout is not None:
         metadata["holdout_score"] = repr(holdout)

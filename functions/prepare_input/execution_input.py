@@ -20,6 +20,7 @@ from workflow_documents import NO_BASELINE, Config, ExecutionInput, budgets
 from workflow_documents.execution_input import (
     DEFAULT_MAX_PARALLEL_JOBS,
     DIMENSION_TAGS,
+    GROUP_SPLITTERS,
     PATTERN_HINTS,
     Choice,
     search_size,
@@ -131,7 +132,7 @@ def map_concurrency(config: ExecutionInput) -> dict[str, int]:
     jobs running on average: 2 jobs at k=5 run 2 candidates, each fold after fold.
     """
     jobs = config.resources.max_parallel_jobs or DEFAULT_MAX_PARALLEL_JOBS
-    k = config.cv.k
+    k = config.cv.folds_per_candidate  # a fold Map's jobs: k x repeats for the repeated splitters
     cap = config.tuning.parallel_candidates or jobs
 
     def candidates_with(folds: int) -> int:
@@ -151,18 +152,46 @@ def split_environment(
     """Environment of the split job, which resolves ``auto`` splitter and metric from the target and
     checks the settings against the data and the estimator before any candidate is fitted: the
     hyperparameter names (``CV_PARAMS``) and the values the search can set (``CV_VALUES``: the fixed
-    params, each choice and each range's ends), each split over numbered variables when longer than
-    SageMaker's limit on one value."""
+    params, each choice and each range's ends), the metrics and the column lists, each split over
+    numbered variables when longer than SageMaker's limit on one value."""
+    cv = config.cv
     environment = {
         "CV_TARGET": config.dataset.target,
-        "CV_K": str(config.cv.k),
-        "CV_SPLITTER": config.cv.splitter,
-        "CV_SEED": str(config.cv.seed),
+        "CV_K": str(cv.k),
+        "CV_SPLITTER": cv.splitter,
+        "CV_SEED": str(cv.seed),
+        "CV_SHUFFLE": json.dumps(cv.shuffle),
+        "CV_REPEATS": str(cv.repeats),
+        "CV_GAP": str(cv.gap),
+        "CV_P": str(cv.p),
+        "CV_MAX_FOLDS": str(cv.max_folds),
         "CV_ESTIMATOR": config.model.estimator,
-        "CV_METRIC": config.metric,
-        "CV_HOLDOUT": str(config.cv.holdout),
+        "CV_TASK": config.task,
+        "CV_REFIT": config.refit_metric,
+        "CV_HOLDOUT": str(cv.holdout),
+        "CV_CSV": json.dumps(config.dataset.csv.model_dump(), separators=(",", ":")),
         "CVPIPE_ALLOWED_PACKAGES": ",".join(sorted(allowed_packages)),
     }
+    optional = {
+        "CV_MAX_TRAIN_SIZE": cv.max_train_size,
+        "CV_TEST_SIZE": cv.test_size,
+        "CV_GROUP_COLUMN": cv.group_column,
+        "CV_TIME_COLUMN": cv.time_column,
+        "CV_POS_LABEL": config.pos_label,
+    }
+    for name, value in optional.items():
+        if value is not None:
+            environment[name] = (
+                value if isinstance(value, str) and name.endswith("COLUMN") else json.dumps(value)
+            )
+    lists = {
+        "CV_METRICS": config.metric_list,
+        "CV_FEATURES": config.dataset.features,
+        "CV_EXCLUDE": config.dataset.exclude,
+    }
+    for name, names in lists.items():
+        if names:
+            environment |= chunked(name, json.dumps(names, separators=(",", ":")))
     model = config.model
     searched = {
         name: dimension.values
@@ -182,6 +211,21 @@ def chunked(name: str, text: str) -> dict[str, str]:
         ""
     ]
     return {name if i == 0 else f"{name}_{i}": part for i, part in enumerate(parts)}
+
+
+def grid_size(space: dict[str, Any]) -> int:
+    """How many candidates the grid strategy makes of ``space``."""
+    size = 1
+    for dimension in space.values():
+        if isinstance(dimension, Choice):
+            size *= len({json.dumps(value, sort_keys=True) for value in dimension.values})
+        elif (
+            dimension.steps is not None
+            and dimension.low < dimension.high
+            and (dimension.low > 0 or not dimension.log)
+        ):
+            size *= len(dimension.grid_points())
+    return size
 
 
 def best_possible_score(metric: str) -> float:
@@ -226,7 +270,7 @@ def _consistency_problems(
         elif config.tuning.strategy == "grid" and low < high and (low > 0 or not dimension.log):
             distinct = len(dimension.grid_points())
             if dimension.steps is not None and distinct < dimension.steps:
-                kind = "whole numbers" if dimension.type == "int" else "values at 12 significant digits"
+                kind = "whole numbers" if dimension.type == "int" else "floats"
                 fix = f"set steps to {distinct}" if distinct > 1 else f"fix {name} in model.params"
                 problems.append(
                     (
@@ -235,9 +279,10 @@ def _consistency_problems(
                         f"{kind}, so the grid would repeat candidates: {fix} or widen the range",
                     )
                 )
-    best = best_possible_score(config.metric)
+    problems += _splitting_problems(config)
+    best = best_possible_score(config.refit_metric)
     if config.baseline is not None and config.baseline > best:
-        metric = "auto (accuracy or r2)" if config.metric == "auto" else config.metric
+        metric = "auto (accuracy or r2)" if config.refit_metric == "auto" else config.refit_metric
         problems.append(
             (
                 ("baseline",),
@@ -247,6 +292,20 @@ def _consistency_problems(
         )
     batch_size = config.tuning.batch_size or 0  # ExecutionInput fills it in
     problems += _budget_problems(config)
+    size = grid_size(config.model.search_space)
+    if (
+        config.tuning.strategy == "grid"
+        and size > config.tuning.max_candidates
+        and not config.tuning.sample_grid
+    ):
+        problems.append(
+            (
+                ("tuning", "max_candidates"),
+                f"the grid has {size} candidates but max_candidates is {config.tuning.max_candidates}: raise "
+                "max_candidates, make the grid smaller, or set tuning.sample_grid to true to evaluate a seeded "
+                "sample of it",
+            )
+        )
     if batch_size > config.tuning.max_candidates:
         problems.append(
             (
@@ -260,7 +319,7 @@ def _consistency_problems(
 def _budget_problems(config: ExecutionInput) -> list[tuple[tuple[str, ...], str]]:
     """The search must fit one execution even when every fold fails (budgets.py)."""
     search = search_size(config)
-    k, candidates = config.cv.k, config.tuning.max_candidates
+    k, candidates = config.cv.folds_per_candidate, config.tuning.max_candidates
     events = budgets.history_events(search)
     too_big = []
     if events > budgets.HISTORY_LIMIT:
@@ -307,6 +366,53 @@ def _with_candidates(search: budgets.Search, max_candidates: int) -> budgets.Sea
     return dataclasses.replace(
         search, max_candidates=max_candidates, batch_size=min(search.batch_size, max_candidates)
     )
+
+
+def _splitting_problems(config: ExecutionInput) -> list[tuple[tuple[str, ...], str]]:
+    """Settings that contradict each other: a splitter that would ignore the groups or the time order
+    named, columns both used and left out, metrics given twice."""
+    cv, dataset = config.cv, config.dataset
+    problems: list[tuple[tuple[str, ...], str]] = []
+    if cv.splitter in GROUP_SPLITTERS and not cv.group_column:
+        problems.append(
+            (("cv", "group_column"), f"required by {cv.splitter}: name the column of each row's group")
+        )
+    if cv.group_column and cv.splitter not in ("auto", *GROUP_SPLITTERS):
+        problems.append(
+            (
+                ("cv", "splitter"),
+                f"{cv.splitter} ignores cv.group_column, so a group's rows would be in training and test parts at "
+                "once: use auto, GroupKFold, StratifiedGroupKFold or LeaveOneGroupOut",
+            )
+        )
+    if cv.time_column and cv.splitter not in ("auto", "TimeSeriesSplit"):
+        problems.append(
+            (
+                ("cv", "splitter"),
+                f"{cv.splitter} does not keep time order: use auto or TimeSeriesSplit with cv.time_column",
+            )
+        )
+    if cv.group_column and cv.time_column:
+        problems.append((("cv", "time_column"), "a split is grouped or time-ordered, not both: remove one"))
+    if dataset.features is not None and dataset.exclude:
+        problems.append(
+            (
+                ("dataset", "exclude"),
+                "dataset.features is set: list the columns to use, or those to leave out",
+            )
+        )
+    for column in (dataset.target, cv.group_column, cv.time_column):
+        if column and column in (dataset.features or []) and column == dataset.target:
+            problems.append((("dataset", "features"), f"lists the target column {column!r}: remove it"))
+    if config.metrics and config.metric != "auto":
+        problems.append(
+            (("metric",), "metrics is set too: give the one metric in metrics, or use metric alone")
+        )
+    if config.refit and config.refit not in config.metric_list:
+        problems.append(
+            (("refit",), f"{config.refit!r} is not one of metrics {config.metric_list}: name one of them")
+        )
+    return problems
 
 
 def _describe(detail: ErrorDetails) -> str:

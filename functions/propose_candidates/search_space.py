@@ -52,9 +52,12 @@ def propose(event: ProposeEvent) -> Proposal:
 def candidate_params(config: Config) -> Iterator[dict[str, JsonValue]]:
     """Every candidate's params in proposal order: the fixed params merged with the searched values."""
     space, tuning = config.model.search_space, config.tuning
-    searched = (
-        grid(space) if tuning.strategy == "grid" else random_search(space, tuning.seed, tuning.max_candidates)
-    )
+    if tuning.strategy == "random":
+        searched = random_search(space, tuning.seed, tuning.max_candidates)
+    elif tuning.sample_grid:
+        searched = sampled_grid(space, tuning.seed, tuning.max_candidates)
+    else:
+        searched = grid(space)
     for values in searched:
         yield {**config.model.params, **values}
 
@@ -69,8 +72,23 @@ def grid(space: dict[str, Dimension]) -> Iterator[dict[str, JsonValue]]:
         yield dict(zip(names, values, strict=False))
 
 
+def sampled_grid(space: dict[str, Dimension], seed: int, count: int) -> Iterator[dict[str, JsonValue]]:
+    """``count`` points of the grid drawn without replacement (seeded), in grid order; the whole grid
+    when it has no more than ``count`` points."""
+    names = sorted(space)
+    axes = [grid_points(space[name]) for name in names]
+    size = math.prod(len(axis) for axis in axes)
+    chosen = sorted(random.Random(seed).sample(range(size), count)) if size > count else range(size)
+    for index in chosen:
+        values, rest = [], index
+        for axis in reversed(axes):  # the last name varies fastest, as in itertools.product
+            rest, position = divmod(rest, len(axis))
+            values.append(axis[position])
+        yield dict(zip(names, reversed(values), strict=True))
+
+
 def grid_points(dimension: Dimension) -> list[JsonValue]:
-    """Distinct values in given order, or ``steps`` evenly spaced points of a range (geometric when log)."""
+    """Distinct values in given order, or a range's grid points (``Range.grid_points``: numpy's exact ones)."""
     if isinstance(dimension, Choice):
         return _distinct(dimension.values)
     return list(dimension.grid_points())
@@ -108,6 +126,9 @@ def hyperparameters(config: Config, params: dict[str, JsonValue]) -> dict[str, s
         "cv_estimator": config.model.estimator,
         "cv_metric": config.resolved_metric,
         "cv_scaler": config.model.scaler,
+        "cv_preprocessing": json.dumps(
+            config.model.preprocessing.model_dump(mode="json"), separators=(",", ":")
+        ),
         "cv_seed": str(config.cv.seed),
         "cv_train_score": json.dumps(config.cv.return_train_score),
         **{name: json.dumps(value) for name, value in sorted(params.items())},

@@ -90,6 +90,11 @@ def test_history_entry_shape(fold_scores):
                     "folds": [0.8, 0.9],
                     "train_mean": 0.99,
                     "fit_time_mean": 0.5,
+                    "stderr": pytest.approx(0.05),
+                    "fit_time_std": 0.0,
+                    "score_time_mean": None,
+                    "score_time_std": None,
+                    "metrics": {},  # the split's metric names come with config.dataset_info
                 },
                 "failures": [],
             }
@@ -99,6 +104,36 @@ def test_history_entry_shape(fold_scores):
         "failed": 0,
         "done": True,
     }
+
+
+def test_every_metric_is_reported_per_fold_with_mean_std_and_standard_error(fold_scores, dataset_info):
+    """The refit metric is validation:score; the i-th of the split's other metrics validation:metric<i>."""
+    info = dataset_info(k=3, metric="f1_macro", metrics=["accuracy", "f1_macro", "roc_auc_ovr"])
+    folds = []
+    for fold, (accuracy, f1, auc) in enumerate([(0.9, 0.8, 0.95), (0.7, 0.6, 0.85), (0.8, 0.7, 0.9)]):
+        result = completed(fold, f1, train=0.99)
+        result["metrics"] += [
+            {"MetricName": "validation:metric0", "Value": accuracy},
+            {"MetricName": "train:metric0", "Value": 1.0},
+            {"MetricName": "validation:metric2", "Value": auc},
+            {"MetricName": "score_time", "Value": 0.1 * (fold + 1)},
+        ]
+        folds.append(result)
+
+    config = {**CONFIG, "dataset_info": info}
+    cv = aggregate(fold_scores, [candidate(0, C=1.0)], [folds], config=config)["history"][0]["cv"]
+
+    assert list(cv["metrics"]) == info["metrics"]
+    accuracy = cv["metrics"]["accuracy"]
+    assert accuracy["folds"] == [0.9, 0.7, 0.8]
+    assert accuracy["mean"] == pytest.approx(0.8) and accuracy["std"] == pytest.approx(
+        np.std([0.9, 0.7, 0.8])
+    )
+    assert accuracy["stderr"] == pytest.approx(np.std([0.9, 0.7, 0.8], ddof=1) / np.sqrt(3))
+    assert (accuracy["train_folds"], accuracy["train_mean"]) == ([1.0, 1.0, 1.0], 1.0)
+    assert cv["metrics"]["f1_macro"]["folds"] == cv["folds"] == [0.8, 0.6, 0.7]  # refit: the chosen score
+    assert cv["metrics"]["roc_auc_ovr"]["train_folds"] is None
+    assert cv["score_time_mean"] == pytest.approx(0.2)
 
 
 def test_fold_scores_are_in_fold_order(fold_scores):

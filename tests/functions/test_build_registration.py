@@ -54,11 +54,28 @@ def test_statistics_document(registration, event):
         "cross_validation": {
             "k": 3,
             "splitter": "StratifiedKFold",
+            "refit": "accuracy",
             "folds": [{"fold": 0, "value": 0.93}, {"fold": 1, "value": 0.97}, {"fold": 2, "value": 0.95}],
+            "metrics": {"accuracy": {"folds": [0.93, 0.97, 0.95], "mean": 0.95, "std": 0.02, "stderr": 0.0}},
             "candidate": 3,
             "params": {"C": 1.0, "kernel": "rbf", "class_weight": None},
         },
     }
+
+
+def test_every_metric_is_registered_with_its_folds(registration, event):
+    event = copy.deepcopy(event)
+    event["tuning"]["best"]["cv"]["metrics"] = {
+        "accuracy": {"folds": [0.93, 0.97, 0.95], "mean": 0.95, "std": 0.02, "stderr": 0.0115},
+        "f1_macro": {"folds": [0.9, 0.96, 0.93], "mean": 0.93, "std": 0.0245, "stderr": 0.0173},
+    }
+    result = build(registration, event)
+    statistics = result["statistics"]
+    assert statistics["f1_macro"] == {"value": 0.93, "standard_deviation": 0.0245}
+    assert statistics["accuracy"] == {"value": 0.95, "standard_deviation": 0.02}
+    assert statistics["cross_validation"]["metrics"]["f1_macro"]["folds"] == [0.9, 0.96, 0.93]
+    assert result["metadata"]["cv_f1_macro"] == "mean=0.93 std=0.0245"
+    assert "cv_accuracy" not in result["metadata"]  # the refit metric is cv_mean and cv_std
     assert result["statistics_bucket"] == "cvpipe-artifacts"
     assert result["statistics_key"] == "runs/exec-1/registry/statistics.json"
     assert result["statistics_uri"] == "s3://cvpipe-artifacts/runs/exec-1/registry/statistics.json"

@@ -36,17 +36,53 @@ def test_defaults_are_filled(execution_input):
 
     run_id = hashlib.sha256(b"exec-1@").hexdigest()[:10]
     assert config == {
-        "dataset": {"uri": "s3://cvpipe-data/iris.csv", "target": "species"},
-        "cv": {"splitter": "auto", "k": 5, "seed": 0, "holdout": 0.0, "return_train_score": False},
-        "model": {"estimator": "SVC", "params": {}, "scaler": "StandardScaler", "search_space": {}},
+        "dataset": {
+            "uri": "s3://cvpipe-data/iris.csv",
+            "target": "species",
+            "features": None,
+            "exclude": [],
+            "csv": {"delimiter": ",", "quotechar": '"', "encoding": "utf-8"},
+        },
+        "cv": {
+            "splitter": "auto",
+            "k": 5,
+            "seed": 0,
+            "shuffle": True,
+            "repeats": 10,
+            "gap": 0,
+            "max_train_size": None,
+            "test_size": None,
+            "p": 2,
+            "max_folds": 50,
+            "group_column": None,
+            "time_column": None,
+            "holdout": 0.0,
+            "return_train_score": False,
+        },
+        "model": {
+            "estimator": "SVC",
+            "params": {},
+            "scaler": "StandardScaler",
+            "preprocessing": {
+                "numeric": {"impute": "auto", "scale": None},
+                "categorical": {"impute": "most_frequent", "encode": "OneHotEncoder"},
+                "select": "none",
+            },
+            "search_space": {},
+        },
         "tuning": {
             "strategy": "grid",
             "max_candidates": 20,
             "batch_size": 20,
             "parallel_candidates": 0,
+            "sample_grid": False,
             "seed": 0,
         },
+        "task": "auto",
         "metric": "auto",
+        "metrics": None,
+        "refit": None,
+        "pos_label": None,
         "baseline": -1e308,
         "baseline_given": False,
         "registry": {"group": "cvpipe-models", "approval_status": "PendingManualApproval"},
@@ -70,9 +106,17 @@ def test_defaults_are_filled(execution_input):
             "CV_K": "5",
             "CV_SPLITTER": "auto",
             "CV_SEED": "0",
+            "CV_SHUFFLE": "true",
+            "CV_REPEATS": "10",
+            "CV_GAP": "0",
+            "CV_P": "2",
+            "CV_MAX_FOLDS": "50",
             "CV_ESTIMATOR": "SVC",
-            "CV_METRIC": "auto",
+            "CV_TASK": "auto",
+            "CV_REFIT": "auto",
             "CV_HOLDOUT": "0.0",
+            "CV_CSV": '{"delimiter":",","quotechar":"\\"","encoding":"utf-8"}',
+            "CV_METRICS": '["auto"]',
             "CVPIPE_ALLOWED_PACKAGES": "sklearn",
             "CV_PARAMS": "",
             "CV_VALUES": '{"params":{},"search":{}}',
@@ -104,7 +148,7 @@ def test_given_values_are_kept(execution_input):
         "type": "float", "low": 0.01, "high": 10.0, "log": True, "steps": 4,
     }  # fmt: skip
     assert config["tuning"] == {
-        "strategy": "grid", "max_candidates": 8, "batch_size": 3, "parallel_candidates": 2, "seed": 0,
+        "strategy": "grid", "max_candidates": 8, "batch_size": 3, "parallel_candidates": 2, "sample_grid": False, "seed": 0,
     }  # fmt: skip
     assert (config["baseline"], config["baseline_given"]) == (-1.5, True)
     assert config["split_environment"] == {
@@ -112,9 +156,17 @@ def test_given_values_are_kept(execution_input):
         "CV_K": "3",
         "CV_SPLITTER": "KFold",
         "CV_SEED": "7",
+        "CV_SHUFFLE": "true",
+        "CV_REPEATS": "10",
+        "CV_GAP": "0",
+        "CV_P": "2",
+        "CV_MAX_FOLDS": "50",
         "CV_ESTIMATOR": "sklearn.linear_model.Ridge",
-        "CV_METRIC": "neg_root_mean_squared_error",
+        "CV_TASK": "auto",
+        "CV_REFIT": "neg_root_mean_squared_error",
         "CV_HOLDOUT": "0.25",
+        "CV_CSV": '{"delimiter":",","quotechar":"\\"","encoding":"utf-8"}',
+        "CV_METRICS": '["neg_root_mean_squared_error"]',
         "CVPIPE_ALLOWED_PACKAGES": "sklearn",
         "CV_PARAMS": "alpha,fit_intercept,solver",
         "CV_VALUES": '{"params":{"fit_intercept":false},"search":{"alpha":[0.01,10.0],"solver":["auto","svd"]}}',
@@ -192,8 +244,8 @@ def test_random_strategy_needs_no_steps(execution_input):
         ),
         (with_(colour="blue"), "colour: unknown field: remove it (allowed: dataset, cv, model"),
         (
-            with_(cv={"splitter": "GroupKFold"}),
-            "cv.splitter: must be one of 'auto', 'KFold', 'StratifiedKFold'",
+            with_(cv={"splitter": "GroupKFlod"}),
+            "cv.splitter: must be one of 'auto', 'KFold', 'StratifiedKFold', 'GroupKFold'",
         ),
         (with_(cv={"k": 1}), "cv.k: input should be greater than or equal to 2 (got 1)"),
         (with_(cv={"k": 51}), "cv.k: input should be less than or equal to 50 (got 51)"),
@@ -266,7 +318,7 @@ def test_random_strategy_needs_no_steps(execution_input):
             with_(tuning={"max_candidates": 5, "batch_size": 6}),
             "tuning.batch_size: must be at most max_candidates (got 6 > 5)",
         ),
-        (with_(metric="acuracy"), 'metric: unknown scorer: use "auto" or a scikit-learn scorer name'),
+        (with_(metric="acuracy"), 'metric: unknown scorer: use "auto", a scikit-learn scorer name'),
         (with_(baseline="high"), "baseline: input should be a valid number"),
         (
             with_(registry={"group": "my_models"}),
@@ -369,7 +421,7 @@ def test_a_search_space_past_the_split_jobs_environment_is_refused(execution_inp
     space = {"kernel": {"values": ["x" * 2000 + str(i) for i in range(20)]}}
     with pytest.raises(execution_input.InvalidInputError, match="(?s)model: its params and search space"):
         # Few candidates, so that the payload budget (which these long values also strain) lets it through.
-        document = with_(model={"search_space": space}, tuning={"max_candidates": 2})
+        document = with_(model={"search_space": space}, tuning={"max_candidates": 2, "sample_grid": True})
         execution_input.normalise(document, execution="e", bucket="artifacts")
 
 
@@ -431,7 +483,7 @@ def test_json_schema_describes_the_input(workflow_documents):
     assert schema["title"] == "cvpipe execution input"
     assert schema["required"] == ["dataset"]
     assert schema["additionalProperties"] is False
-    assert "neg_log_loss" in schema["properties"]["metric"]["enum"]
+    assert "neg_log_loss" in schema["properties"]["metric"]["anyOf"][0]["enum"]
     holdout = schema["$defs"]["CrossValidation"]["properties"]["holdout"]
     assert (holdout["type"], holdout["default"], holdout["minimum"], holdout["exclusiveMaximum"]) == (
         "number",

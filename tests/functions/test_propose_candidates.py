@@ -2,6 +2,7 @@ import itertools
 import json
 import math
 
+import numpy as np
 import pytest
 
 pytestmark = pytest.mark.unit
@@ -68,14 +69,27 @@ def test_grid_is_the_cartesian_product_in_sorted_name_order(search_space, make_c
     assert [candidate["id"] for candidate in proposal["candidates"]] == list(range(12))
 
 
-def test_grid_stops_at_max_candidates_across_rounds(search_space, make_config):
-    config = make_config(model={"search_space": SPACE}, tuning={"max_candidates": 5, "batch_size": 2})
+def test_a_grid_larger_than_max_candidates_is_sampled_only_when_asked(
+    search_space, make_config, prepare_input
+):
+    with pytest.raises(
+        prepare_input.execution_input.InvalidInputError, match="the grid has 12 candidates but"
+    ):
+        make_config(model={"search_space": SPACE}, tuning={"max_candidates": 5})
+    sampled = {"max_candidates": 5, "batch_size": 2, "sample_grid": True}
+    config = make_config(model={"search_space": SPACE}, tuning=sampled)
 
     rounds = propose_all(search_space, config)
 
     assert [[candidate["id"] for candidate in candidates] for candidates in rounds] == [[0, 1], [2, 3], [4]]
-    one_round = make_config(model={"search_space": SPACE}, tuning={"max_candidates": 5})
+    one_round = make_config(model={"search_space": SPACE}, tuning={**sampled, "batch_size": 5})
     assert params_of(rounds) == params_of([propose(search_space, one_round)["candidates"]])
+    full = [
+        c["params"] for c in propose(search_space, make_config(model={"search_space": SPACE}))["candidates"]
+    ]
+    chosen = params_of(rounds)
+    assert len({json.dumps(p, sort_keys=True) for p in chosen}) == 5
+    assert chosen == [params for params in full if params in chosen]  # grid points, in grid order
 
 
 @pytest.mark.parametrize(
@@ -83,7 +97,12 @@ def test_grid_stops_at_max_candidates_across_rounds(search_space, make_config):
     [
         ({"type": "float", "low": 0, "high": 1, "steps": 5}, [0.0, 0.25, 0.5, 0.75, 1.0]),
         ({"type": "float", "low": 0.001, "high": 10, "log": True, "steps": 5}, [0.001, 0.01, 0.1, 1.0, 10.0]),
-        ({"type": "float", "low": 0.1, "high": 0.3, "steps": 3}, [0.1, 0.2, 0.3]),
+        ({"type": "float", "low": 0.1, "high": 0.3, "steps": 3}, np.linspace(0.1, 0.3, 3).tolist()),
+        ({"type": "float", "low": 0.1, "high": 1, "steps": 10}, np.linspace(0.1, 1, 10).tolist()),
+        (
+            {"type": "float", "low": 1e-4, "high": 3, "log": True, "steps": 7},
+            np.geomspace(1e-4, 3, 7).tolist(),
+        ),
         ({"type": "int", "low": 1, "high": 10, "steps": 4}, [1, 4, 7, 10]),
         ({"type": "int", "low": 1, "high": 1000, "log": True, "steps": 4}, [1, 10, 100, 1000]),
         ({"type": "int", "low": 1, "high": 3, "steps": 10}, [1, 2, 3]),
@@ -92,6 +111,7 @@ def test_grid_stops_at_max_candidates_across_rounds(search_space, make_config):
     ],
 )
 def test_grid_points(search_space, fields, points):
+    """Exactly numpy's points: 0.1 + 2 steps of 0.1 is 0.30000000000000004, as GridSearchCV would try."""
     assert search_space.grid_points(dimension(search_space, **fields)) == points
 
 
@@ -169,7 +189,7 @@ def test_empty_search_space_proposes_the_fixed_params_once(search_space, make_co
 
 
 def test_nothing_left_proposes_no_candidates(search_space, make_config):
-    config = make_config(model={"search_space": SPACE}, tuning={"max_candidates": 2})
+    config = make_config(model={"search_space": SPACE}, tuning={"max_candidates": 2, "sample_grid": True})
     history = propose(search_space, config)["candidates"]
 
     assert propose(search_space, config, tuning_after(1, history)) == {"round": 2, "candidates": []}
@@ -188,6 +208,8 @@ def test_hyperparameters_are_control_keys_and_json_text(search_space, make_confi
         "cv_estimator": "SVC",
         "cv_metric": "f1_macro",
         "cv_scaler": "StandardScaler",
+        "cv_preprocessing": '{"numeric":{"impute":"auto","scale":null},"categorical":{"impute":"most_frequent",'
+        '"encode":"OneHotEncoder"},"select":"none"}',
         "cv_seed": "42",
         "cv_train_score": "false",
         "C": "0.01",
@@ -219,7 +241,7 @@ def test_too_long_hyperparameter_is_a_clear_error(search_space, make_config):
 
 
 def test_too_many_hyperparameters_is_a_clear_error(search_space, make_config):
-    config = make_config(model={"params": {f"p{i}": i for i in range(95)}})
+    config = make_config(model={"params": {f"p{i}": i for i in range(94)}})
 
     with pytest.raises(
         search_space.HyperparameterLimitError,
@@ -229,7 +251,7 @@ def test_too_many_hyperparameters_is_a_clear_error(search_space, make_config):
 
 
 def test_handler_proposes_the_first_round(propose_candidates, make_config, lambda_context, published_metrics):
-    config = make_config(model={"search_space": SPACE}, tuning={"max_candidates": 4})
+    config = make_config(model={"search_space": SPACE}, tuning={"max_candidates": 4, "sample_grid": True})
 
     proposal = propose_candidates.app.lambda_handler({"config": config, "tuning": None}, lambda_context)
 

@@ -60,7 +60,7 @@ def test_a_run_from_input_to_registration(
                 "degree": {"values": [2, 3]},
             },
         },
-        "tuning": {"max_candidates": 8, "batch_size": 3},
+        "tuning": {"max_candidates": 8, "batch_size": 3, "sample_grid": True},
         "baseline": 0.5,
     }
     config = prepare_input.app.lambda_handler({"input": document, "execution": "exec-1"}, lambda_context)

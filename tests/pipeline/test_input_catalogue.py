@@ -41,7 +41,7 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A home whose registry holds one model, so that "unchanged" means something."""
     home = tmp_path_factory.mktemp("home")
     arguments = ["run", "--home", str(home), "--workers", "1", "--name", "seed", "--set", "cv.k=2"]
-    assert main([*arguments, "--set", "tuning.max_candidates=1"]) == 0
+    assert main([*arguments, "--set", "tuning.max_candidates=1", "--set", "tuning.sample_grid=true"]) == 0
     return home
 
 
@@ -122,9 +122,9 @@ CATALOGUE: list[tuple[str, Callable[[Path], list[str]], list[str]]] = [
         "grid-narrower-than-float-resolution",
         lambda tmp: [
             "--set",
-            'model.search_space={"C": {"type": "float", "low": 1, "high": 1.00000000000001, "steps": 5}}',
+            'model.search_space={"C": {"type": "float", "low": 1, "high": 1.0000000000000002, "steps": 5}}',
         ],
-        ["model.search_space.C.steps: only 1 of the 5 grid points", "fix C in model.params"],
+        ["model.search_space.C.steps: only 2 of the 5 grid points", "set steps to 2"],
     ),
     (
         "input-over-the-payload-limit",
@@ -198,7 +198,18 @@ def test_the_local_setting_extends_the_allowlist(
     monkeypatch.setenv("CVPIPE_ALLOWED_PACKAGES", TRAP)
     arguments = ["--name", "allowed", "--set", f"model.estimator={TRAP}.Model", "--set", "cv.k=2"]
     code = main(
-        ["run", "--home", str(home), "--workers", "1", *arguments, "--set", "tuning.max_candidates=1"]
+        [
+            "run",
+            "--home",
+            str(home),
+            "--workers",
+            "1",
+            *arguments,
+            "--set",
+            "tuning.max_candidates=1",
+            "--set",
+            "tuning.sample_grid=true",
+        ]
     )
     assert code == 0, capfd.readouterr().err
     assert on_path.read_text() == "imported"

@@ -66,6 +66,13 @@ def main(ml_root=Path("/opt/ml")):
 NOT_COMPARED = {
     "job",
     "fit_time_mean",
+    "fit_time_std",
+    "score_time_mean",
+    "score_time_std",
+    "mean_fit_time",
+    "std_fit_time",
+    "mean_score_time",
+    "std_score_time",
     "model_data_url",
     "artifacts",
     "run_dir",

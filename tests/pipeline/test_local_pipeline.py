@@ -231,6 +231,8 @@ def test_cli_json_output(home: Path) -> None:
             "--set",
             "tuning.max_candidates=2",
             "--set",
+            "tuning.sample_grid=true",
+            "--set",
             "cv.k=3",
             "--set",
             "registry.group=tests-cli",

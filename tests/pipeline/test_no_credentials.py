@@ -59,7 +59,20 @@ def test_a_run_leaves_no_credential_anywhere(
     common = ["run", "--home", str(home), "--workers", "1", "--set", "cv.k=2"]
 
     # A registered model, and a run refused by its split job: both paths write logs.
-    assert main([*common, "--name", "good", "--set", "tuning.max_candidates=2"]) == 0
+    assert (
+        main(
+            [
+                *common,
+                "--name",
+                "good",
+                "--set",
+                "tuning.max_candidates=2",
+                "--set",
+                "tuning.sample_grid=true",
+            ]
+        )
+        == 0
+    )
     assert main([*common, "--name", "refused", "--set", "dataset.target=colour"]) == 2
     printed = capfd.readouterr()
 

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import difflib
 import math
+import re
 from typing import Annotated, Any, Literal
 
+import numpy as np
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -73,6 +75,7 @@ PATTERN_HINTS = {
 ParameterName = Annotated[str, StringConstraints(pattern=PARAMETER)]
 InstanceType = Annotated[str, StringConstraints(pattern=INSTANCE_TYPE)]
 Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]  # what numpy and scikit-learn accept as random_state
+ColumnName = Annotated[str, StringConstraints(min_length=1)]
 
 
 class _Section(BaseModel):
@@ -81,31 +84,119 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, regex_engine="python-re")
 
 
-class Dataset(_Section):
-    """The CSV to cross-validate on."""
+class CsvOptions(_Section):
+    """How the CSV is written (gzip, a UTF-8 byte order mark and Parquet files are recognised by themselves)."""
 
-    uri: str = Field(pattern=S3_URI, description="s3://bucket/key of a CSV file with a header row")
+    delimiter: str = Field(",", min_length=1, max_length=1, description="field separator, e.g. ; or a tab")
+    quotechar: str = Field('"', min_length=1, max_length=1, description="character that quotes fields")
+    encoding: str = Field("utf-8", min_length=1, description="text encoding, e.g. utf-8 or latin-1")
+
+
+class Dataset(_Section):
+    """The table to cross-validate on: a CSV (optionally gzipped) or Parquet file."""
+
+    uri: str = Field(
+        pattern=S3_URI, description="s3://bucket/key of a CSV file with a header row, or a Parquet file"
+    )
     target: str = Field(min_length=1, description="name of the target column")
+    features: list[ColumnName] | None = Field(
+        None,
+        min_length=1,
+        description="the feature columns, by name; default: every column but the target, cv.group_column, "
+        "cv.time_column and dataset.exclude",
+    )
+    exclude: list[ColumnName] = Field(
+        default_factory=list,
+        description="columns that are not features, such as IDs (when features is not set)",
+    )
+    csv: CsvOptions = Field(default_factory=CsvOptions)
+
+
+SPLITTERS = (
+    "KFold",
+    "StratifiedKFold",
+    "GroupKFold",
+    "StratifiedGroupKFold",
+    "TimeSeriesSplit",
+    "RepeatedKFold",
+    "RepeatedStratifiedKFold",
+    "ShuffleSplit",
+    "StratifiedShuffleSplit",
+    "LeaveOneGroupOut",
+    "LeaveOneOut",
+    "LeavePOut",
+)
+REPEATED_SPLITTERS = ("RepeatedKFold", "RepeatedStratifiedKFold")
+# How many splits these make depends on the data: cv.max_folds bounds them.
+DATA_SPLITTERS = ("LeaveOneGroupOut", "LeaveOneOut", "LeavePOut")
+GROUP_SPLITTERS = ("GroupKFold", "StratifiedGroupKFold", "LeaveOneGroupOut")
+MAX_FOLDS = 100
 
 
 class CrossValidation(_Section):
-    """How the rows are split into k folds; each row not held out is in exactly one test fold."""
+    """How the rows are split: a scikit-learn splitter by its class name, seeded; each split is one job."""
 
-    splitter: Literal["auto", "KFold", "StratifiedKFold"] = Field(
-        "auto", description="auto: StratifiedKFold for classification, KFold for regression"
+    splitter: Literal["auto", *SPLITTERS] = Field(  # type: ignore[valid-type]
+        "auto",
+        description="auto: GroupKFold when group_column is set, TimeSeriesSplit when time_column is set, else "
+        "StratifiedKFold for classification and KFold for regression",
     )
-    k: int = Field(5, ge=2, le=50, description="number of folds")
+    k: int = Field(
+        5, ge=2, le=50, description="number of folds (n_splits; for ShuffleSplit the number of splits)"
+    )
     seed: Seed = Field(0, description="shuffles the folds; also the estimator's random_state")
+    shuffle: bool = Field(
+        True, description="shuffle rows before KFold, StratifiedKFold, GroupKFold or StratifiedGroupKFold"
+    )
+    repeats: int = Field(
+        10, ge=1, le=50, description="n_repeats of RepeatedKFold and RepeatedStratifiedKFold"
+    )
+    gap: int = Field(
+        0, ge=0, description="TimeSeriesSplit: rows left out between each training and test part"
+    )
+    max_train_size: int | None = Field(
+        None, ge=1, description="TimeSeriesSplit: most rows in a training part"
+    )
+    test_size: Annotated[int, Field(ge=1)] | Annotated[float, Field(gt=0, lt=1)] | None = Field(
+        None,
+        description="TimeSeriesSplit: rows per test part; ShuffleSplit and StratifiedShuffleSplit: fraction or "
+        "number of rows per test part (default 0.1)",
+    )
+    p: int = Field(2, ge=1, le=10, description="LeavePOut: rows left out per split")
+    max_folds: int = Field(
+        50,
+        ge=2,
+        le=MAX_FOLDS,
+        description="most splits allowed (each is one training job per candidate): LeaveOneOut, LeavePOut and "
+        "LeaveOneGroupOut are refused above it",
+    )
+    group_column: ColumnName | None = Field(
+        None, description="column holding each row's group (e.g. a patient): rows of a group stay in one fold"
+    )
+    time_column: ColumnName | None = Field(
+        None,
+        description="column that orders the rows in time, for TimeSeriesSplit and a time-ordered holdout",
+    )
     holdout: float = Field(
         0.0,
         ge=0,
         lt=0.5,
-        description="fraction of rows held out from tuning, stratified for classifiers; the chosen candidate is "
-        "scored on them once and the baseline gate uses that score",
+        description="fraction of rows held out from tuning (whole groups when grouped, the last rows when time "
+        "ordered, else stratified for classifiers); the chosen candidate is scored on them once and the baseline "
+        "gate uses that score",
     )
     return_train_score: bool = Field(
         False, description="also score each fold's training rows (costs about one more fit per fold)"
     )
+
+    @property
+    def folds_per_candidate(self) -> int:
+        """Training jobs per candidate (at most cv.max_folds when the data decides)."""
+        if self.splitter in REPEATED_SPLITTERS:
+            return self.k * self.repeats
+        if self.splitter in DATA_SPLITTERS:
+            return self.max_folds
+        return self.k
 
 
 class Choice(_Section):
@@ -136,17 +227,21 @@ class Range(_Section):
         return min(max(point, low), high)  # never past an end by rounding
 
     def grid_points(self) -> list[float | int]:
-        """``steps`` points from low to high, distinct, in order: whole numbers for an int range, else rounded
-        to 12 significant digits (0.1, not 0.10000000000000002, in hyperparameters and the registry). Points
-        closer than that collapse into one; PrepareInput refuses such grids, naming the range."""
+        """The ``steps`` points of ``np.linspace`` (``np.geomspace`` when log) from low to high, distinct, in
+        order, exactly: a user comparing with scikit-learn's GridSearchCV over the same numpy grid gets the
+        same floats, bit for bit (numpy's log10 and power differ from the C library's in the last bit, so
+        numpy computes them). Int ranges round those points; repeats collapse into one, and PrepareInput
+        refuses such grids, naming the range."""
         assert self.steps is not None, "the input model requires steps for a grid"
-        points = [self.point(i / (self.steps - 1)) for i in range(self.steps)]
-        if self.type == "int":
-            rounded: list[float | int] = [round(point) for point in points]
-        else:
-            # Rounding may step past an end (1003745521726 reads 1.00374552173e12): the end is kept then.
-            rounded = [min(max(float(f"{point:.12g}"), self.low), self.high) for point in points]
-        return list(dict.fromkeys(rounded))
+        space = np.geomspace if self.log else np.linspace
+        with np.errstate(over="ignore", invalid="ignore"):
+            points: list[float] = space(self.low, self.high, self.steps).tolist()
+        if not all(math.isfinite(point) for point in points):
+            # A range wider than the largest float overflows numpy's step: the same points, computed finitely.
+            points = [self.point(i / (self.steps - 1)) for i in range(self.steps)]
+        # numpy's points of a range a few floats wide may fall past its end or out of order: kept inside, sorted.
+        inside = [min(max(point, self.low), self.high) for point in points]
+        return sorted({round(point) if self.type == "int" else point for point in inside})
 
 
 DIMENSION_TAGS = {"choice": Choice, "range": Range}
@@ -169,12 +264,51 @@ Dimension = Annotated[
 ]
 
 
-class Model(_Section):
-    """The estimator and its hyperparameters: fixed in params, searched in search_space."""
+class NumericSteps(_Section):
+    impute: Literal["auto", "mean", "median", "most_frequent", "constant", "none"] = Field(
+        "auto", description="SimpleImputer strategy; auto: none for estimators that take NaN, else mean"
+    )
+    scale: Literal["StandardScaler", "MinMaxScaler", "RobustScaler", "MaxAbsScaler", "none"] | None = Field(
+        None, description="scaler; default: model.scaler"
+    )
 
-    estimator: str = Field("SVC", pattern=ESTIMATOR, description="class name or dotted import path")
+
+class CategoricalSteps(_Section):
+    impute: Literal["most_frequent", "constant", "none"] = Field(
+        "most_frequent", description="SimpleImputer strategy for text columns (constant fills 'missing')"
+    )
+    encode: Literal["OneHotEncoder", "OrdinalEncoder"] = Field(
+        "OneHotEncoder", description="encoder; levels unseen in a fold's training rows are ignored"
+    )
+
+
+class Preprocessing(_Section):
+    """Steps fitted inside each fold on its training rows (a ColumnTransformer, then optional selection).
+    Their parameters go in model.params or model.search_space by scikit-learn's step__param names:
+    preprocess__numeric__impute__strategy, preprocess__categorical__encode__min_frequency, select__k."""
+
+    numeric: NumericSteps = Field(default_factory=NumericSteps)
+    categorical: CategoricalSteps = Field(default_factory=CategoricalSteps)
+    select: Literal["none", "SelectKBest", "SelectPercentile", "VarianceThreshold"] = Field(
+        "none",
+        description="feature selection after encoding (SelectKBest and SelectPercentile score by the task)",
+    )
+
+
+class Model(_Section):
+    """The estimator and its hyperparameters: fixed in params, searched in search_space. A bare name is the
+    estimator's parameter (C); a step__param name is the pipeline's (select__k, estimator__C)."""
+
+    estimator: str = Field(
+        "SVC",
+        pattern=ESTIMATOR,
+        description="class name or dotted import path; auto: HistGradientBoostingClassifier or Regressor by task",
+    )
     params: dict[ParameterName, JsonValue] = Field(default_factory=dict, description="fixed hyperparameters")
-    scaler: Literal["StandardScaler", "none"] = "StandardScaler"
+    scaler: Literal["StandardScaler", "none"] = Field(
+        "StandardScaler", description="scaler of numeric columns (preprocessing.numeric.scale overrides it)"
+    )
+    preprocessing: Preprocessing = Field(default_factory=Preprocessing)
     search_space: dict[ParameterName, Dimension] = Field(default_factory=dict)
 
 
@@ -196,6 +330,11 @@ class Tuning(_Section):
         ge=0,
         description="at most this many candidates evaluated at once; 0: as many as resources.max_parallel_jobs "
         "allows (max_parallel_jobs // k, at least 1)",
+    )
+    sample_grid: bool = Field(
+        False,
+        description="grid larger than max_candidates: false refuses the run, true evaluates max_candidates of "
+        "its points drawn without replacement (seeded)",
     )
     seed: Seed = 0
 
@@ -237,15 +376,28 @@ class Resources(_Section):
     )
 
 
+CUSTOM_SCORER = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*[:.][A-Za-z_][A-Za-z0-9_]*$"
+
+
 def _known_scorer(name: str) -> str:
-    if name != "auto" and name not in SCORERS:
+    if name != "auto" and name not in SCORERS and not re.match(CUSTOM_SCORER, name):
         guess = difflib.get_close_matches(name, SCORERS, n=1)
         raise PydanticCustomError(
             "unknown_scorer",
-            'unknown scorer: use "auto" or a scikit-learn scorer name such as accuracy, f1_macro, roc_auc, r2 or '
-            "neg_root_mean_squared_error" + (f" (did you mean {guess[0]!r}?)" if guess else ""),
+            'unknown scorer: use "auto", a scikit-learn scorer name such as accuracy, f1_macro, roc_auc, r2 or '
+            "neg_root_mean_squared_error, or a custom scorer by import path package.module:scorer"
+            + (f" (did you mean {guess[0]!r}?)" if guess else ""),
         )
     return name
+
+
+Scorer = Annotated[
+    str,
+    AfterValidator(_known_scorer),
+    Field(json_schema_extra={"anyOf": [{"enum": ["auto", *SCORERS]}, {"pattern": CUSTOM_SCORER}]}),
+]
+# The definition declares validation:metric0..15 and train:metric0..15 (MetricDefinitions: 40 at most).
+MAX_METRICS = 16
 
 
 class ExecutionInput(_Section):
@@ -255,11 +407,27 @@ class ExecutionInput(_Section):
     cv: CrossValidation = Field(default_factory=CrossValidation)
     model: Model = Field(default_factory=Model)
     tuning: Tuning = Field(default_factory=Tuning)
-    metric: Annotated[str, AfterValidator(_known_scorer)] = Field(
+    task: Literal["auto", "classification", "regression"] = Field(
+        "auto", description="auto: the estimator's kind, or (estimator auto) what the target holds"
+    )
+    metric: Scorer = Field(
         "auto",
-        json_schema_extra={"enum": ["auto", *SCORERS]},
-        description="auto: accuracy for classifiers, r2 for regressors; else a scikit-learn scorer name "
-        "(higher is better)",
+        description="the one metric when metrics is not set. auto: accuracy for classifiers, r2 for regressors; else "
+        "a scikit-learn scorer name or a custom scorer by import path (higher is better)",
+    )
+    metrics: list[Scorer] | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_METRICS,
+        description="several metrics, each reported per fold (mean, std, standard error) and registered",
+    )
+    refit: Scorer | None = Field(
+        None,
+        description="the metric of metrics that chooses the candidate and meets the baseline; default: the first",
+    )
+    pos_label: str | int | bool | None = Field(
+        None,
+        description="the positive class of binary metrics (f1, precision, recall, roc_auc...) on text labels",
     )
     baseline: float | None = Field(
         None,
@@ -275,6 +443,14 @@ class ExecutionInput(_Section):
             fitting = budgets.largest_batch(search_size(self, batch_size=1))
             self.tuning.batch_size = max(1, min(self.tuning.max_candidates, fitting))
 
+    @property
+    def metric_list(self) -> list[str]:
+        return list(self.metrics) if self.metrics else [self.metric]
+
+    @property
+    def refit_metric(self) -> str:
+        return self.refit or self.metric_list[0]
+
 
 def search_size(config: ExecutionInput, batch_size: int | None = None) -> budgets.Search:
     """The numbers of ``config`` that set how large its execution's history and states grow."""
@@ -283,7 +459,7 @@ def search_size(config: ExecutionInput, batch_size: int | None = None) -> budget
         for name, dimension in config.model.search_space.items()
     }
     return budgets.Search(
-        k=config.cv.k,
+        k=config.cv.folds_per_candidate,
         max_candidates=config.tuning.max_candidates,
         batch_size=batch_size or config.tuning.batch_size or 1,
         candidate_bytes=budgets.candidate_bytes(config.model.params, space),

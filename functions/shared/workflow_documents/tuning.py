@@ -51,12 +51,35 @@ FoldResult = Annotated[CompletedFold | FailedFold, Field(discriminator="status")
 fold_result = TypeAdapter(FoldResult)
 
 
+class MetricScores(Document):
+    """One metric's test scores per fold (and training scores when the folds report them)."""
+
+    folds: list[float] = Field(description="the metric's validation score of each fold, in fold order")
+    mean: float
+    std: float = Field(description="population std (ddof=0), as scikit-learn's cv_results_ std_test_score")
+    stderr: float = Field(
+        description="standard error of the mean: sample std (ddof=1) / sqrt(folds); 0 for one fold"
+    )
+    train_folds: list[float] | None = None
+    train_mean: float | None = None
+    train_std: float | None = None
+
+
 class CvScores(Document):
+    """The refit metric's scores (mean, std, folds...), every metric's in ``metrics``, and the times."""
+
     mean: float
     std: float = Field(description="population std (ddof=0), as scikit-learn's cv_results_ std_test_score")
     folds: list[float] = Field(description="the validation score of each fold, in fold order")
     train_mean: float | None = Field(description="mean training score; null unless every fold reported one")
     fit_time_mean: float | None = Field(description="mean fit seconds; null unless every fold reported one")
+    stderr: float = Field(0.0, description="standard error of the mean: sample std (ddof=1) / sqrt(folds)")
+    fit_time_std: float | None = None
+    score_time_mean: float | None = None
+    score_time_std: float | None = None
+    metrics: dict[str, MetricScores] = Field(
+        default_factory=dict, description="every metric of the split job's by name, the refit one included"
+    )
 
 
 class Failure(Document):

@@ -36,6 +36,7 @@ from ..stdio import stdout_to
 from . import contract
 from .contract import DEFINITION, TEMPLATE
 from .history_file import HISTORY_FILE, HistoryWriter, read_history
+from .results import cv_results
 
 CONTAINERS = "containers"
 # The image's hosting program answers HTTP until stopped: it is no job.
@@ -157,6 +158,10 @@ class PipelineRun:
             }
         if doc["model_package_arn"]:
             doc["model_package_version"] = int(doc["model_package_arn"].rsplit("/", 1)[1])
+        history = (doc.get("tuning") or {}).get("history")
+        info = config.get("dataset_info") or {}
+        if history:
+            doc["cv_results"] = cv_results(history, info.get("metrics") or [info.get("metric")])
         return doc
 
 
@@ -512,7 +517,7 @@ class LocalPipeline:
                 )
         if keyboard_interrupt:
             raise KeyboardInterrupt
-        return PipelineRun(
+        run = PipelineRun(
             name,
             result.status,
             result.output,
@@ -523,6 +528,10 @@ class LocalPipeline:
             recorder.config,
             redrive_count,
         )
+        results = run.document().get("cv_results")
+        if results:
+            _write_json_atomically(run_dir / "cv_results.json", results)
+        return run
 
     def _wait(
         self, execution: Execution, recorder: _RunRecorder, interrupts: Interrupts
