@@ -22,6 +22,7 @@ from workflow_documents.execution_input import (
     DIMENSION_TAGS,
     GROUP_SPLITTERS,
     PATTERN_HINTS,
+    SCORERS,
     Choice,
     search_size,
 )
@@ -244,6 +245,14 @@ def _consistency_problems(
             check_allowed(config.model.estimator, allowed_packages)
         except NotAllowedError as error:
             problems.append((("model", "estimator"), str(error)))
+    # A custom scorer is imported by the jobs: its package must be allowed as an estimator's is.
+    field = ("metrics",) if config.metrics else ("metric",)
+    for index, scorer in enumerate(config.metric_list):
+        if scorer not in SCORERS and scorer != "auto":
+            try:
+                check_allowed(scorer.split(":", 1)[0], allowed_packages)
+            except NotAllowedError as error:
+                problems.append(((*field, str(index)) if config.metrics else field, str(error)))
     for name, dimension in config.model.search_space.items():
         at = ("model", "search_space", name)
         if name in config.model.params:

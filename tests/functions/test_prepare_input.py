@@ -539,3 +539,20 @@ def test_map_concurrency_keeps_the_most_jobs_busy(execution_input, k, jobs, cap,
     concurrency = execution_input.map_concurrency(config)
     assert (concurrency["parallel_candidates"], concurrency["parallel_folds"]) == expected
     assert concurrency["parallel_candidates"] * concurrency["parallel_folds"] <= jobs
+
+
+@pytest.mark.parametrize(
+    ("document", "field"),
+    [
+        ({"metric": "evil.metrics:score"}, "metric"),
+        ({"metrics": ["accuracy", "evil.metrics:score"]}, "metrics.1"),
+    ],
+)
+def test_a_custom_scorer_outside_the_allowed_packages_is_refused(execution_input, document, field):
+    (problem,) = problems_of(execution_input, {**MINIMAL, **document})
+    assert problem.startswith(f"{field}: ") and "'evil'" in problem and "CVPIPE_ALLOWED_PACKAGES" in problem
+
+
+def test_a_custom_scorer_in_an_allowed_package_is_accepted(execution_input):
+    config = execution_input.validate({**MINIMAL, "metric": "sklearn.metrics:accuracy_score"})
+    assert config.metric_list == ["sklearn.metrics:accuracy_score"]
