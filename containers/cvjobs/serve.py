@@ -6,8 +6,8 @@ SageMaker hosting runs ``<image> serve`` with the model artifact (``model.tar.gz
 model is unpickled by the same scikit-learn and numpy versions that fitted it.
 
 Requests hold rows of the training features:
-- ``text/csv``: with a header naming the training columns (in any order; other columns such as the
-  target are ignored), or without one, the features in training order;
+- ``text/csv``: with a header naming exactly the training columns in their order (other, missing or
+  reordered columns are refused with the columns named), or without one, the features in training order;
 - ``application/json``: ``{"instances": [...]}`` (or the bare list), each instance an object keyed by
   column name or a list of the features in training order.
 Numeric features take numbers, text features any value (read as its text); an empty cell or null is a
@@ -36,8 +36,8 @@ import joblib
 import numpy as np
 import pandas as pd
 
-from cvjobs.data import MISSING_TOKENS
-from cvjobs.job import log, quote_names
+from cvjobs.data import MISSING_TOKENS, check_columns
+from cvjobs.job import UserError, log, quote_names
 
 DEFAULT_PORT = 8080
 # SageMaker real-time endpoints take at most 6 MB per request.
@@ -138,14 +138,16 @@ def _by_position(rows: list[list[Any]], features: list[str]) -> list[list[Any]]:
 
 
 def _by_name(header: list[str], rows: list[list[Any]], features: list[str]) -> list[list[Any]]:
-    missing = [name for name in features if name not in header]
-    if missing:
-        raise BadRequest(f"the header lacks the training column(s) {quote_names(missing)}")
-    positions = [header.index(name) for name in features]
+    """Rows under a header: the header must name the training columns, in their order, and no others,
+    so that data laid out differently is refused rather than silently realigned."""
+    try:
+        check_columns(features, header)
+    except UserError as exc:
+        raise BadRequest(str(exc)) from None
     for i, row in enumerate(rows):
         if len(row) != len(header):
             raise BadRequest(f"row {i + 1} has {len(row)} values, the header has {len(header)}")
-    return [[row[p] for p in positions] for row in rows]
+    return rows
 
 
 def parse_csv(text: str, features: list[str]) -> list[list[Any]]:

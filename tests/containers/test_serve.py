@@ -115,20 +115,38 @@ def test_csv_without_a_header_in_training_order(endpoint, model_dir):
     assert body.decode().splitlines() == expected
 
 
-def test_csv_with_a_header_in_any_order_ignoring_other_columns(endpoint, model_dir):
+def test_csv_with_a_header_in_training_order(endpoint, model_dir):
     rows, expected = rows_and_expected(model_dir)
-    header = ["id", *reversed(FEATURES), "species"]
-    shuffled = [[i, *reversed(row), "?"] for i, row in enumerate(rows)]
     status, _, body = request(
         endpoint,
         "POST",
         "/invocations",
-        csv_text(shuffled, header),
+        csv_text(rows, FEATURES),
         Content_Type="text/csv",
         Accept="application/json",
     )
     assert status == 200
     assert json.loads(body) == {"predictions": expected}
+
+
+@pytest.mark.parametrize(
+    ("header", "named"),
+    [
+        (list(reversed(FEATURES)), "another order"),
+        ([*FEATURES, "species"], "unexpected 'species'"),
+        (FEATURES[1:], f"missing '{FEATURES[0]}'"),
+    ],
+)
+def test_csv_with_other_or_reordered_columns_is_refused_with_the_columns_named(
+    endpoint, model_dir, header, named
+):
+    rows, _ = rows_and_expected(model_dir)
+    table = [[row[FEATURES.index(name)] if name in FEATURES else "?" for name in header] for row in rows]
+    status, _, body = request(
+        endpoint, "POST", "/invocations", csv_text(table, header), Content_Type="text/csv"
+    )
+    assert status == 400
+    assert named in body.decode()
 
 
 def test_json_instances_by_name_and_by_position(endpoint, model_dir):
