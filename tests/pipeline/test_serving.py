@@ -89,10 +89,14 @@ def test_the_registered_package_serves_the_local_models_predictions(pipeline, tm
         wait_for_ping(port, process)
         with IRIS.open() as stream:
             records = list(csv.DictReader(stream))
-        status, body = post(port, IRIS.read_bytes(), "text/csv")  # the training CSV itself, target included
+        features = [name for name in records[0] if name != "species"]
+        # The training CSV without its target: the header names the features in training order.
+        table = [",".join(features)] + [",".join(record[name] for name in features) for record in records]
+        status, body = post(port, "\n".join(table).encode(), "text/csv")
         assert status == 200, body
         served = body.decode().splitlines()
-        features = [name for name in records[0] if name != "species"]
+        status, body = post(port, IRIS.read_bytes(), "text/csv")  # the target is not a feature
+        assert status == 400 and b"unexpected 'species'" in body, body
         instances = {"instances": [{name: float(record[name]) for name in features} for record in records]}
         status, body = post(port, json.dumps(instances).encode(), "application/json")
         assert status == 200, body
