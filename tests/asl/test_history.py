@@ -109,6 +109,25 @@ def test_execution_failed_details() -> None:
     assert result.history[-1].to_json()["executionFailedEventDetails"] == {"error": "E", "cause": "C"}
 
 
+def test_state_exited_reports_the_variables_the_state_assigned() -> None:
+    """GetExecutionHistory's StateExitedEventDetails carry ``assignedVariables`` (name -> the value as
+    JSON text) and ``assignedVariablesDetails``; a state that assigns nothing reports none."""
+    result = run(
+        machine(
+            {
+                "A": {"Type": "Pass", "Assign": {"x": {"a": [1, "b"]}, "y.$": "$.n"}, "Next": "B"},
+                "B": {"Type": "Pass", "Parameters": {"x.$": "$x"}, "End": True},
+            }
+        ),
+        {"n": 2},
+    )
+    exited = [event.details for event in result.history if event.type == "PassStateExited"]
+    assert exited[0]["assignedVariables"] == {"x": '{"a":[1,"b"]}', "y": "2"}
+    assert exited[0]["assignedVariablesDetails"] == {"truncated": False}
+    assert "assignedVariables" not in exited[1]
+    assert result.output == {"x": {"a": [1, "b"]}}
+
+
 def test_map_events_chain_per_iteration() -> None:
     processor = {"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}}
     result = run(

@@ -91,21 +91,25 @@ def test_quota_errors_are_retried_with_long_jittered_back_off(definition: dict[s
 def test_both_maps_are_bounded_by_the_inputs_parallel_jobs(definition: dict[str, Any]) -> None:
     states = all_states(definition["States"])
     outer, inner = states[contract.EVALUATE_CANDIDATES], states[contract.FOLD_MAP]
-    assert outer["MaxConcurrencyPath"] == "$.config.resources.parallel_candidates"
-    assert inner["MaxConcurrencyPath"] == "$.parallel_folds"
-    assert outer["ItemSelector"]["parallel_folds.$"] == "$.config.resources.parallel_folds"
+    assert outer["MaxConcurrencyPath"] == "$config.resources.parallel_candidates"
+    assert inner["MaxConcurrencyPath"] == "$config.resources.parallel_folds"
 
 
 def test_processing_and_training_have_their_own_runtime_limits(definition: dict[str, Any]) -> None:
     tasks = job_tasks(definition)
-    limits = {
-        name: state["Parameters"]["StoppingCondition"]["MaxRuntimeInSeconds.$"]
-        for name, state in tasks.items()
+    split = tasks["SplitFolds"]["Parameters"]["StoppingCondition"]["MaxRuntimeInSeconds.$"]
+    assert split == "$config.training.processing_max_runtime_seconds"
+    # Every training job reads its StoppingCondition from the one training job description.
+    assert {tasks[name]["Parameters"]["StoppingCondition.$"] for name in tasks if name != "SplitFolds"} == {
+        "$training_job.StoppingCondition"
     }
-    assert limits["SplitFolds"] == "$.config.training.processing_max_runtime_seconds"
-    assert {limits[name] for name in ("ScoreHoldout", "FitFinalModel")} == {
-        "$.config.training.max_runtime_seconds"
-    }
+    (training_job,) = [
+        state["Assign"]["training_job"]
+        for state in all_states(definition["States"]).values()
+        if "training_job" in state.get("Assign", {})
+    ]
+    limit = training_job["StoppingCondition"]["MaxRuntimeInSeconds.$"]
+    assert limit == "$config.training.max_runtime_seconds"
 
 
 def test_registration_is_retried(definition: dict[str, Any]) -> None:

@@ -34,12 +34,10 @@ def states() -> dict[str, dict[str, Any]]:
     return all_states(json.loads((ROOT / contract.DEFINITION).read_text())["States"])
 
 
-def writes_key(state: dict[str, Any], key: str) -> bool:
-    """Whether the state's output holds ``key``: its ResultPath is ``$.key``, or its Parameters build it."""
-    if state.get("ResultPath") == f"$.{key}":
-        return True
-    parameters = state.get("Parameters") or {}
-    return key in parameters or f"{key}.$" in parameters
+def assigns(state: dict[str, Any], variable: str) -> bool:
+    """Whether the state assigns ``variable`` (a JSONPath Assign names it ``variable`` or ``variable.$``)."""
+    assign = state.get("Assign") or {}
+    return variable in assign or f"{variable}.$" in assign
 
 
 @pytest.mark.parametrize("name", sorted(contract.STATE_NAMES))
@@ -49,11 +47,17 @@ def test_every_state_the_pipeline_follows_is_in_the_definition(
     assert name in states, f"state {name!r} (cvpipe.pipeline.contract) is not in {contract.DEFINITION}"
 
 
-@pytest.mark.parametrize("name", sorted(contract.STATE_OUTPUT_KEYS))
-def test_states_write_the_documents_the_pipeline_reads(states: dict[str, dict[str, Any]], name: str) -> None:
-    key = contract.STATE_OUTPUT_KEYS[name]
+@pytest.mark.parametrize("name", sorted(contract.ASSIGNED_VARIABLES))
+def test_states_assign_the_documents_the_pipeline_reads(states: dict[str, dict[str, Any]], name: str) -> None:
+    variable = contract.ASSIGNED_VARIABLES[name]
     assert name in states, f"state {name!r} is not in {contract.DEFINITION}"
-    assert writes_key(states[name], key), f"state {name!r} no longer writes {key!r} to its output"
+    assert assigns(states[name], variable), f"state {name!r} no longer assigns the variable {variable!r}"
+
+
+def test_the_proposal_is_what_propose_candidates_outputs(states: dict[str, dict[str, Any]]) -> None:
+    state = states[contract.PROPOSE_CANDIDATES]
+    assert "ResultPath" not in state and "OutputPath" not in state
+    assert tuple(key.removesuffix(".$") for key in state["ResultSelector"]) == contract.PROPOSAL_KEYS
 
 
 def test_fold_map_is_a_map_inside_the_candidate_map(states: dict[str, dict[str, Any]]) -> None:

@@ -78,13 +78,51 @@ def test_template_lints_clean() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+VARIABLE = re.compile(r"(?<![$\w])\$([A-Za-z_][A-Za-z0-9_]*)")
+"""A variable reference in a JSONPath path or intrinsic (``$config.run``), not ``$.x`` or ``$$.x``."""
+
+
+def _path_field(key: str) -> bool:
+    return key.endswith((".$", "Path")) or key == "Variable"
+
+
+def for_statelint(value: Any, key: str = "") -> Any:
+    """The definition as statelint can read it. statelint predates variables: it refuses ``Assign``
+    and ``$name`` references. Assign is left out (the engine's creation checks above cover it, and
+    that each variable is assigned before it is read), and each ``$name`` is read as ``$.name``, so
+    that statelint still checks every path and intrinsic around it."""
+    if isinstance(value, dict):
+        return {k: for_statelint(item, k) for k, item in value.items() if k != "Assign"}
+    if isinstance(value, list):
+        return [for_statelint(item, key) for item in value]
+    if isinstance(value, str) and _path_field(key):
+        return VARIABLE.sub(r"$.\1", value)
+    return value
+
+
 @pytest.mark.parametrize("definition", DEFINITIONS, ids=lambda p: p.name)
-def test_definition_lints_clean(definition: Path) -> None:
+def test_definition_lints_clean(definition: Path, tmp_path: Path) -> None:
+    linted = tmp_path / definition.name
+    linted.write_text(json.dumps(for_statelint(json.loads(definition.read_text()))))
     # Placeholders stand in Resource fields until deployment, so statelint's URI check is off.
-    result = subprocess.run(
-        [_tool("statelint"), "--ignore=URI", str(definition)], capture_output=True, text=True
-    )
+    result = subprocess.run([_tool("statelint"), "--ignore=URI", str(linted)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_statelint_still_sees_paths_that_read_variables(tmp_path: Path) -> None:
+    """Reading variables as paths keeps statelint's checks: a broken path that reads one is refused."""
+    translated = for_statelint({"Assign": {"x": 1}, "Parameters": {"a.$": "States.Format('{}', $config.x)"}})
+    assert translated == {"Parameters": {"a.$": "States.Format('{}', $.config.x)"}}
+    broken = {
+        "StartAt": "A",
+        "States": {
+            "A": {"Type": "Pass", "Parameters": {"a.$": "$config..[x"}, "Assign": {"y": 1}, "End": True}
+        },
+    }
+    linted = tmp_path / "broken.asl.json"
+    linted.write_text(json.dumps(for_statelint(broken)))
+    result = subprocess.run([_tool("statelint"), str(linted)], capture_output=True, text=True)
+    assert result.returncode != 0 and "a.$" in result.stdout + result.stderr
 
 
 @pytest.mark.parametrize("definition", DEFINITIONS, ids=lambda p: p.name)
@@ -165,6 +203,49 @@ def _concrete(parameters: Any, shape: Any, where: str) -> Any:
     return concrete
 
 
+def templates_assigned(states: dict[str, Any]) -> dict[str, Any]:
+    """Variables that some state assigns an object template (``{"RoleArn": "...", "X.$": "$.x"}``),
+    by name, nested states included."""
+    found: dict[str, Any] = {}
+    for state in states.values():
+        for name, value in state.get("Assign", {}).items():
+            if isinstance(value, dict):
+                found[name] = value
+        for key in ("ItemProcessor", "Iterator"):
+            if key in state:
+                found.update(templates_assigned(state[key]["States"]))
+        for branch in state.get("Branches", []):
+            found.update(templates_assigned(branch["States"]))
+    return found
+
+
+READ_VARIABLE = re.compile(r"^\$([A-Za-z_][A-Za-z0-9_]*)((?:\.[A-Za-z_][A-Za-z0-9_]*)*)$")
+
+
+def with_variables_inlined(parameters: Any, templates: dict[str, Any]) -> Any:
+    """Parameters with each ``"Key.$": "$name.a.b"`` that reads an assigned template replaced by
+    ``"Key": <that part of the template>``, so that what a task takes from a variable is checked too."""
+    if isinstance(parameters, list):
+        return [with_variables_inlined(item, templates) for item in parameters]
+    if not isinstance(parameters, dict):
+        return parameters
+    inlined = {}
+    for key, value in parameters.items():
+        match = READ_VARIABLE.match(value) if key.endswith(".$") and isinstance(value, str) else None
+        if match and match.group(1) in templates:
+            part: Any = templates[match.group(1)]
+            for step in match.group(2).split(".")[1:]:
+                if not isinstance(part, dict) or step not in part:
+                    part = None  # a value only known at run time
+                    break
+                part = part[step]
+            if part is not None:
+                inlined[key[:-2]] = with_variables_inlined(part, templates)
+                continue
+        inlined[key] = with_variables_inlined(value, templates) if isinstance(value, dict | list) else value
+    return inlined
+
+
 @pytest.mark.parametrize("definition", DEFINITIONS, ids=lambda p: p.name)
 def test_service_task_parameters_match_botocore(definition: Path) -> None:
     session = botocore.session.get_session()
@@ -172,6 +253,7 @@ def test_service_task_parameters_match_botocore(definition: Path) -> None:
     machine = state_machine_for(Template(TEMPLATE), definition)
     states = json.loads(substitute(definition.read_text(), machine.substitutions))["States"]
     tasks = list(_task_states(states))
+    templates = templates_assigned(states)
     assert tasks
     for where, state in tasks:
         resource = state["Resource"]
@@ -181,11 +263,21 @@ def test_service_task_parameters_match_botocore(definition: Path) -> None:
             assert set(state["Parameters"]) == {"FunctionName", "Payload"}, where
             continue
         input_shape = session.get_service_model(service).operation_model(operation).input_shape
-        params = _concrete(state["Parameters"], input_shape, where)
+        params = _concrete(with_variables_inlined(state["Parameters"], templates), input_shape, where)
         try:
             validate_parameters(params, input_shape)
         except ParamValidationError as error:
             pytest.fail(f"{where} ({operation}): {error}")
+
+
+def test_parameters_taken_from_a_variable_are_checked_as_written_there() -> None:
+    templates = {"job": {"RoleArn": "arn", "ResourceConfig": {"InstanceType.$": "$.type"}}}
+    parameters = {"RoleArn.$": "$job.RoleArn", "ResourceConfig.$": "$job.ResourceConfig", "X.$": "$job.Y"}
+    assert with_variables_inlined(parameters, templates) == {
+        "RoleArn": "arn",
+        "ResourceConfig": {"InstanceType.$": "$.type"},
+        "X.$": "$job.Y",
+    }
 
 
 def test_the_botocore_check_catches_misspelt_and_missing_parameters() -> None:

@@ -25,8 +25,8 @@ FOLD_JOB_ATTEMPTS = 1 + 7 + 4
 EVENTS_PER_FOLD = 3 * FOLD_JOB_ATTEMPTS + 6
 # A candidate: its outer Map iteration (2) and its fold Map (4).
 EVENTS_PER_CANDIDATE = 6
-# A round: AnyCandidates, EvaluateCandidates, ProposeCandidates, AggregateScores, NextRound, TuningDone.
-EVENTS_PER_ROUND = 2 + 4 + 5 + 5 + 2 + 2
+# A round: AnyCandidates, EvaluateCandidates, ProposeCandidates, AggregateScores, TuningDone.
+EVENTS_PER_ROUND = 2 + 4 + 5 + 5 + 2
 # Everything else (input, split, holdout, final fit, registration, the last proposal) with each
 # job task's retries spent, and the execution's first and last events.
 EVENTS_FIXED = 400

@@ -133,11 +133,18 @@ class Lane:
         self.place = path
         """The state entry the lane is in: its path, the state's name and how often it was entered."""
         self._entries: dict[str, int] = {}
+        self._assigned: dict[str, Any] = {}
 
     def enter(self, state_name: str) -> None:
         count = self._entries.get(state_name, 0)
         self._entries[state_name] = count + 1
         self.place = f"{self.path}/{state_name}#{count}"
+        self._assigned = {}
+
+    def assign(self, values: dict[str, Any]) -> None:
+        """Store the current state's Assign; its ``StateExited`` event reports the values."""
+        self.variables.assign(values)
+        self._assigned = values
 
     def emit(self, event_type: str, details: dict[str, Any] | None = None, *, final: bool = False) -> Event:
         return self.trace.emit(event_type, details, final=final)
@@ -150,9 +157,14 @@ class Lane:
         return text_details("input", text, name=state_name)
 
     def output_details(self, output: Any, text: str, state_name: str) -> dict[str, Any]:
-        """``<Type>StateExited`` details, from the output's JSON text."""
+        """``<Type>StateExited`` details, from the output's JSON text, with the variables the state
+        assigned as JSON text (``assignedVariables``), as Step Functions records them."""
         self._last_output = (output, text)
-        return text_details("output", text, name=state_name)
+        details = text_details("output", text, name=state_name)
+        if self._assigned:
+            details["assignedVariables"] = {name: to_json_text(v) for name, v in self._assigned.items()}
+            details["assignedVariablesDetails"] = {"truncated": False}
+        return details
 
     def fork(self, scope: Scope, label: str) -> Lane:
         """A lane for a Parallel branch or a Map iteration (``label`` says which, within the current

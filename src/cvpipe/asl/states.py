@@ -184,7 +184,7 @@ class State:
         else:
             output = raw_input if result is _NO_RESULT else result
         if assigned is not None:
-            lane.variables.assign(assigned)
+            lane.assign(assigned)
         return output
 
     def number(
@@ -222,7 +222,7 @@ class Pass(State):
         result = self.spec.get("Result", effective)
         assigned = self.assign_from(lane, self.spec, result, context)
         output = process_output(self.spec, raw_input, result, context)
-        lane.variables.assign(assigned)
+        lane.assign(assigned)
         return output, self.next
 
 
@@ -242,7 +242,7 @@ class Choice(State):
             lane, rule if rule and "Assign" in rule else self.spec, effective, context
         )
         output = process_output(self.spec, raw_input, effective, context)
-        lane.variables.assign(assigned)
+        lane.assign(assigned)
         return output, target
 
     def _target(self, rule: dict[str, Any] | None) -> str:
@@ -328,7 +328,7 @@ class Wait(State):
         lane.sleep(self._seconds(effective, context, now))
         assigned = self.assign_from(lane, self.spec, effective, context)
         output = process_output(self.spec, raw_input, effective, context)
-        lane.variables.assign(assigned)
+        lane.assign(assigned)
         return output, self.next
 
     def _jsonata_seconds(self, raw_input: Any, context: Context, now: datetime) -> float:
@@ -401,7 +401,7 @@ class Recoverable(State):
         # A Catcher's ResultPath places the error output into the raw input; no OutputPath applies.
         placement = {"ResultPath": catcher.get("ResultPath", "$")}
         output = process_output(placement, raw_input, error_output(failure), context)
-        lane.variables.assign(assigned)
+        lane.assign(assigned)
         return output, catcher["Next"]
 
     def attempt(self, lane: Lane, raw_input: Any, context: Context) -> Any:
@@ -425,7 +425,7 @@ class Recoverable(State):
             return self.conclude(lane, raw_input, context, selected)
         assigned = self.assign_from(lane, self.spec, selected, context)
         output = place_result(self.spec, raw_input, selected, context)
-        lane.variables.assign(assigned)
+        lane.assign(assigned)
         return output
 
 

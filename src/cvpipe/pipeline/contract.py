@@ -21,7 +21,6 @@ PROPOSE_CANDIDATES: Final = "ProposeCandidates"
 EVALUATE_CANDIDATES: Final = "EvaluateCandidates"
 FOLD_MAP: Final = "TrainFolds"
 AGGREGATE_SCORES: Final = "AggregateScores"
-NEXT_ROUND: Final = "NextRound"
 SCORE_HOLDOUT: Final = "ScoreHoldout"
 FIT_FINAL_MODEL: Final = "FitFinalModel"
 REGISTER_MODEL: Final = "RegisterModel"
@@ -30,20 +29,16 @@ REGISTRATION_START: Final = "EnsureModelPackageGroup"
 # The Pass states that record a failed fold job (its failure reason, a stopped job, a service error).
 FOLD_FAILURE_STATES: Final = frozenset({"RecordFoldFailure", "RecordFoldStopped", "RecordFoldError"})
 
-# The keys of the documents the pipeline reads from state outputs: state -> (output key, ...).
-# ``StartTuning`` and ``NextRound`` write the run's state ({"config", "tuning", ...}); the task
-# states put their result under their ResultPath.
-CONFIG_KEY: Final = "config"
-TUNING_KEY: Final = "tuning"
-PROPOSAL_KEY: Final = "proposal"
-# AggregateScores puts the new tuning state in place of the old one, under this key.
-UPDATED_KEY: Final = "updated"
-STATE_OUTPUT_KEYS: Final = {
-    START_TUNING: CONFIG_KEY,
-    NEXT_ROUND: TUNING_KEY,
-    PROPOSE_CANDIDATES: PROPOSAL_KEY,
-    AGGREGATE_SCORES: TUNING_KEY,
+# The run's documents live in variables (Assign); a state's StateExited event reports what it assigned
+# (``assignedVariables``). The pipeline reads: state -> the variable it assigns there.
+CONFIG_VARIABLE: Final = "config"
+TUNING_VARIABLE: Final = "tuning"
+ASSIGNED_VARIABLES: Final = {
+    START_TUNING: CONFIG_VARIABLE,
+    AGGREGATE_SCORES: TUNING_VARIABLE,
 }
+# ProposeCandidates' output is the proposal: {"round", "candidates"}.
+PROPOSAL_KEYS: Final = ("round", "candidates")
 
 # Errors a run can end with (the Error of a Fail state) that the CLI tells apart.
 SPLIT_FAILED: Final = "SplitFailed"
@@ -81,7 +76,6 @@ STATE_NAMES: Final = frozenset(
         EVALUATE_CANDIDATES,
         FOLD_MAP,
         AGGREGATE_SCORES,
-        NEXT_ROUND,
         SCORE_HOLDOUT,
         FIT_FINAL_MODEL,
         REGISTER_MODEL,

@@ -36,6 +36,7 @@ from ..stdio import stdout_to
 from . import contract
 from .contract import DEFINITION, TEMPLATE
 from .history_file import HISTORY_FILE, HistoryWriter, read_history
+from .progress import assigned
 from .results import cv_results
 
 CONTAINERS = "containers"
@@ -165,20 +166,19 @@ class PipelineRun:
         return doc
 
 
-# What the recorder keeps: the run's config and tuning state, from the Pass states that write them.
+# What the recorder keeps: the run's config and tuning state, from the states that assign them.
 KEPT = {
-    ("PassStateExited", contract.START_TUNING): contract.CONFIG_KEY,
-    ("PassStateExited", contract.NEXT_ROUND): contract.TUNING_KEY,
+    ("PassStateExited", contract.START_TUNING): contract.CONFIG_VARIABLE,
+    ("TaskStateExited", contract.AGGREGATE_SCORES): contract.TUNING_VARIABLE,
 }
 
 
 def kept_document(event: Event) -> tuple[str, Any] | None:
-    """(``config`` or ``tuning``, its value) when ``event`` writes a document that a run's report keeps."""
-    key = KEPT.get((event.type, str(event.details.get("name"))))
-    if key is None:
+    """(``config`` or ``tuning``, its value) when ``event`` assigns a document that a run's report keeps."""
+    name = KEPT.get((event.type, str(event.details.get("name"))))
+    if name is None:
         return None
-    output = event.details["output"]
-    return key, (json.loads(output) if isinstance(output, str) else output)[key]
+    return name, assigned(event.details, name)
 
 
 def check_execution_name(name: str) -> None:

@@ -15,6 +15,12 @@ def _output(details: dict[str, Any]) -> Any:
     return json.loads(output) if isinstance(output, str) else output
 
 
+def assigned(details: dict[str, Any], name: str) -> Any:
+    """The value a ``StateExited`` event reports the state assigned to variable ``name``."""
+    value = details["assignedVariables"][name]
+    return json.loads(value) if isinstance(value, str) else value
+
+
 class ProgressReporter:
     """An ``on_event`` callback that prints one line per change (rewritten in place on a terminal)."""
 
@@ -43,16 +49,16 @@ class ProgressReporter:
         if event_type.endswith("StateExited"):
             name = details.get("name")
             if name == contract.START_TUNING:
-                self.k = _output(details)[contract.CONFIG_KEY]["dataset_info"]["k"]
+                self.k = assigned(details, contract.CONFIG_VARIABLE)["dataset_info"]["k"]
             elif name == contract.PROPOSE_CANDIDATES:
-                proposal = _output(details)[contract.PROPOSAL_KEY]
+                proposal = _output(details)
                 if not proposal["candidates"]:
                     return False
                 self.round = proposal["round"]
                 self.jobs_total += len(proposal["candidates"]) * self.k
                 return True
             elif name == contract.AGGREGATE_SCORES:
-                best = _output(details)[contract.TUNING_KEY][contract.UPDATED_KEY].get("best")
+                best = assigned(details, contract.TUNING_VARIABLE).get("best")
                 self.best = best["cv"]["mean"] if best else None
                 self._round_done = True
                 return True
