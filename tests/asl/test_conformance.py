@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from datetime import UTC, datetime
+from json import loads as json_loads
 from typing import Any
 
 import pytest
@@ -1546,8 +1547,8 @@ def failing_on_two(good: dict[str, Any]) -> dict[str, Any]:
     ],
 )
 def test_tolerated_failures(tolerance: dict[str, Any], status: str) -> None:
-    # "Setting failure thresholds": beyond the threshold the Map fails with
-    # States.ExceedToleratedFailureThreshold; within it the failed item's entry is its error output.
+    # "Tolerated failure threshold for Distributed Map state": beyond the threshold the Map fails with
+    # States.ExceedToleratedFailureThreshold.
     state = distributed(failing_on_two(pass_state()), ItemsPath="$.items", **tolerance)
     result = run_with(MemoryObjects(), machine({"M": state}), {"items": [1, 2, 3], "allowed": 1})
     assert result.status == status
@@ -1556,7 +1557,16 @@ def test_tolerated_failures(tolerance: dict[str, Any], status: str) -> None:
         assert result.cause == "The specified tolerated failure threshold was exceeded"
         assert "MapRunFailed" in types(result)
     else:
-        assert result.output == [1, {"Error": "Item.Bad", "Cause": "two"}, 3]
+        # Without a ResultWriter the output is COMPACT's, which keeps a failed execution's record whole
+        # (AWS guide, "ResultWriter (Map)", Transformation).
+        first, failed, last = result.output
+        assert (first, last) == (1, 3)
+        assert (failed["Status"], failed["Error"], failed["Cause"], failed["Input"]) == (
+            "FAILED",
+            "Item.Bad",
+            "two",
+            "2",
+        )
 
 
 def test_result_writer_writes_the_manifest_and_result_files() -> None:
@@ -1591,6 +1601,141 @@ def test_result_writer_writes_the_manifest_and_result_files() -> None:
         "two",
         "2",
     )
+
+
+# AWS guide, "ResultWriter (Map)": WriterConfig's Transformation (NONE, COMPACT, FLATTEN) and
+# OutputType (JSON, JSONL); a WriterConfig alone shapes the state's output, a Resource with its
+# Parameters exports to S3, all three export what the WriterConfig shaped. The guide's example: each
+# child returns an array of orders.
+ORDERS = [{"customer_id": "145538", "order_id": "100000"}, {"customer_id": "898037", "order_id": "100001"}]
+
+
+def orders_map(**fields: Any) -> dict[str, Any]:
+    return distributed({"P": pass_state(Result=ORDERS)}, **fields)
+
+
+@pytest.mark.parametrize(
+    ("transformation", "expected"),
+    [
+        ("COMPACT", [ORDERS, ORDERS]),
+        ("FLATTEN", ORDERS + ORDERS),
+    ],
+)
+def test_writer_config_alone_shapes_the_state_output(transformation: str, expected: list[Any]) -> None:
+    state = orders_map(
+        ResultWriter={"WriterConfig": {"Transformation": transformation, "OutputType": "JSON"}}
+    )
+    result = run_with(MemoryObjects(), machine({"M": state}), [1, 2])
+    assert result.status == "SUCCEEDED", result.cause
+    assert result.output == expected
+
+
+def test_writer_config_none_keeps_the_execution_metadata() -> None:
+    state = orders_map(ResultWriter={"WriterConfig": {"Transformation": "NONE", "OutputType": "JSON"}})
+    result = run_with(MemoryObjects(), machine({"M": state}), [1, 2])
+    assert result.status == "SUCCEEDED", result.cause
+    first, second = result.output
+    assert json_loads(first["Output"]) == ORDERS and first["Input"] == "1" and second["Input"] == "2"
+    assert first["Status"] == "SUCCEEDED" and first["OutputDetails"] == {"Included": True}
+    assert first["RedriveStatusReason"] == "Execution is SUCCEEDED and cannot be redriven"
+    # A child's state machine is the parent's, named by the Map's label.
+    assert first["StateMachineArn"].endswith(":stateMachine:Orders/M")
+    assert first["ExecutionArn"].split(":")[-2:] == ["Orders/M", first["Name"]]
+
+
+def exported(objects: MemoryObjects, output: dict[str, Any], status: str = "SUCCEEDED") -> bytes:
+    manifest = objects.json("out", output["ResultWriterDetails"]["Key"])
+    (entry,) = manifest["ResultFiles"][status]
+    assert entry["Key"].endswith(f"/{status}_0.json")  # .json whatever the OutputType
+    return objects.objects[("out", entry["Key"])]
+
+
+@pytest.mark.parametrize(
+    ("config", "expected"),
+    [
+        ({"Transformation": "COMPACT", "OutputType": "JSON"}, [ORDERS, ORDERS]),
+        ({"Transformation": "FLATTEN", "OutputType": "JSON"}, ORDERS + ORDERS),
+        ({"Transformation": "COMPACT", "OutputType": "JSONL"}, [ORDERS, ORDERS]),
+        ({"Transformation": "FLATTEN", "OutputType": "JSONL"}, ORDERS + ORDERS),
+    ],
+)
+def test_all_three_fields_export_what_writer_config_shaped(config: dict[str, str], expected: Any) -> None:
+    objects = MemoryObjects()
+    state = orders_map(
+        ResultWriter={
+            "WriterConfig": config,
+            "Resource": "arn:aws:states:::s3:putObject",
+            "Parameters": {"Bucket": "out", "Prefix": "csvProcessJobs"},
+        }
+    )
+    result = run_with(objects, machine({"M": state}), [1, 2])
+    assert result.status == "SUCCEEDED", result.cause
+    assert set(result.output) == {"MapRunArn", "ResultWriterDetails"}
+    body = exported(objects, result.output).decode()
+    if config["OutputType"] == "JSONL":
+        assert body.endswith("\n") and [json_loads(line) for line in body.splitlines()] == expected
+    else:
+        assert json_loads(body) == expected
+
+
+def test_exported_failures_keep_their_records_whatever_the_transformation() -> None:
+    # "If a child workflow execution fails, Step Functions returns its execution result unchanged."
+    objects = MemoryObjects()
+    state = distributed(
+        failing_on_two(pass_state(Result=["a", "b"])),
+        ToleratedFailureCount=1,
+        ResultWriter={
+            "WriterConfig": {"Transformation": "FLATTEN", "OutputType": "JSONL"},
+            "Resource": "arn:aws:states:::s3:putObject",
+            "Parameters": {"Bucket": "out"},
+        },
+    )
+    result = run_with(objects, machine({"M": state}), [1, 2, 3])
+    assert result.status == "SUCCEEDED", result.cause
+    assert exported(objects, result.output).decode().splitlines() == ['"a"', '"b"', '"a"', '"b"']
+    (failed,) = [json_loads(line) for line in exported(objects, result.output, "FAILED").splitlines()]
+    assert (failed["Status"], failed["Error"], failed["Input"]) == ("FAILED", "Item.Bad", "2")
+
+
+@pytest.mark.parametrize(
+    ("writer", "problem"),
+    [
+        ({}, "needs a WriterConfig, or a Resource with Parameters, or all three"),
+        ({"Resource": "arn:aws:states:::s3:putObject"}, "Resource and Parameters go together"),
+        ({"Parameters": {"Bucket": "b"}}, "Resource and Parameters go together"),
+        (
+            {"WriterConfig": {"Transformation": "FLATTEN"}, "Resource": "arn:aws:states:::s3:putObject"},
+            "Resource and Parameters go together",
+        ),
+        (
+            {"WriterConfig": {"Transformation": "SQUASH"}},
+            "Transformation must be one of NONE, COMPACT, FLATTEN",
+        ),
+        ({"WriterConfig": {"OutputType": "CSV"}}, "OutputType must be one of JSON, JSONL"),
+        ({"WriterConfig": {"Format": "JSON"}}, "WriterConfig: field 'Format' is not allowed here"),
+        (
+            {"Resource": "arn:aws:states:::s3:getObject", "Parameters": {"Bucket": "b"}},
+            "Resource must be arn:aws:states:::s3:putObject",
+        ),
+    ],
+)
+def test_result_writer_field_combinations_aws_refuses(writer: dict[str, Any], problem: str) -> None:
+    with pytest.raises(DefinitionError) as refused:
+        validate(machine({"M": orders_map(ResultWriter=writer)}))
+    assert any(
+        found.startswith("States.M.ResultWriter") and problem in found for found in refused.value.problems
+    ), refused.value.problems
+
+
+def test_result_writer_is_only_for_a_distributed_map() -> None:
+    inline = {
+        "Type": "Map",
+        "ItemProcessor": processor(("P", pass_state())),
+        "ResultWriter": {"WriterConfig": {"Transformation": "COMPACT", "OutputType": "JSON"}},
+        "End": True,
+    }
+    with pytest.raises(DefinitionError, match="ResultWriter is only allowed in a Map whose"):
+        validate(machine({"M": inline}))
 
 
 def test_distributed_map_fields_are_checked_at_creation() -> None:
@@ -1660,6 +1805,63 @@ def test_creation_time_limits_name_the_field_and_the_limit(state: dict[str, Any]
     with pytest.raises(DefinitionError) as refused:
         validate(machine({"S": state}))
     assert any(found.startswith(problem) for found in refused.value.problems), refused.value.problems
+
+
+def nested_calls(depth: int) -> str:
+    """``depth`` intrinsic functions, each inside the next."""
+    return "States.MathAdd(" * (depth - 1) + "States.ArrayLength($.items)" + ", 1)" * (depth - 1)
+
+
+def test_intrinsics_nest_up_to_ten_within_a_field() -> None:
+    # AWS guide, "Intrinsic functions for JSONPath states": "You can nest up to 10 intrinsic functions
+    # within a field in your workflows." Ten run; eleven are refused at creation, naming the field.
+    ten = machine({"P": pass_state(Parameters={"n.$": nested_calls(10)})})
+    assert run(ten, {"items": [1, 2]}).output == {"n": 11}
+    eleven = machine({"P": pass_state(Parameters={"deep": {"n.$": nested_calls(11)}})})
+    with pytest.raises(DefinitionError) as refused:
+        validate(eleven)
+    assert refused.value.problems == [
+        "States.P.Parameters.deep.n.$: nests 11 intrinsic functions, one inside another; "
+        "at most 10 can be nested within a field"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("state", "field"),
+    [
+        (
+            task(Catch=[{"ErrorEquals": ["States.ALL"], "Next": "T", "Assign": {"x.$": "States.Nope()"}}]),
+            "Catch[0].Assign.x.$",
+        ),
+        (task(Assign={"x.$": nested_calls(11)}), "Assign.x.$"),
+        (task(ResultSelector={"x.$": nested_calls(11)}), "ResultSelector.x.$"),
+        (
+            {
+                "Type": "Choice",
+                "Choices": [{"Variable": "$.a", "IsNull": True, "Next": "T", "Assign": {"x.$": "$..["}}],
+                "Default": "T",
+            },
+            "Choices[0].Assign.x.$",
+        ),
+        (
+            distributed(
+                {"P": pass_state()},
+                ItemBatcher={"MaxItemsPerBatch": 2, "BatchInput": {"x.$": nested_calls(11)}},
+            ),
+            "ItemBatcher.BatchInput.x.$",
+        ),
+    ],
+)
+def test_every_jsonpath_template_is_checked_at_creation(state: dict[str, Any], field: str) -> None:
+    # Catch and Choice rules' Assign and a Distributed Map's BatchInput are payload templates too.
+    definition = machine(
+        {"S": {**state, **({} if state["Type"] == "Choice" else {"End": True})}, "T": task()}
+    )
+    with pytest.raises(DefinitionError) as refused:
+        validate(definition)
+    assert any(found.startswith(f"States.S.{field}: ") for found in refused.value.problems), (
+        refused.value.problems
+    )
 
 
 @pytest.mark.parametrize(

@@ -252,14 +252,48 @@ class MapRun:
         return self.arn.rsplit(":", 1)[-1]
 
 
+TRANSFORMATIONS = ("NONE", "COMPACT", "FLATTEN")
+OUTPUT_TYPES = ("JSON", "JSONL")
+
+
+def writer_config(writer: dict[str, Any] | None) -> tuple[str, str]:
+    """ResultWriter's (Transformation, OutputType) with AWS's defaults: NONE when results are
+    exported to the object store without a WriterConfig, COMPACT when there is no ResultWriter."""
+    writer = writer or {}
+    config = writer.get("WriterConfig") or {}
+    default = "NONE" if "Resource" in writer else "COMPACT"
+    return str(config.get("Transformation", default)), str(config.get("OutputType", "JSON"))
+
+
+def transform(executions: list[ChildExecution], transformation: str, state_machine_arn: str) -> list[Any]:
+    """The child executions' results as ``transformation`` shapes them, in item order: NONE keeps
+    every execution's record (ARN, input, output, status ...); COMPACT keeps the outputs; FLATTEN
+    also splices an output that is an array into the list. A failed execution's record is kept
+    whole by every transformation."""
+    results: list[Any] = []
+    for execution in executions:
+        if transformation == "NONE" or execution.status != "SUCCEEDED":
+            results.append(execution.record(state_machine_arn))
+        elif transformation == "FLATTEN" and isinstance(execution.output, list):
+            results += execution.output
+        else:
+            results.append(execution.output)
+    return results
+
+
 def write_results(
     storage: ObjectStorage | None,
     writer: dict[str, Any],
     arguments: Any,
     run: MapRun,
     state_machine_arn: str,
-) -> dict[str, Any]:
-    """ResultWriter: the result files and manifest.json; returns the Map's output."""
+) -> Any:
+    """ResultWriter: the Map's output. With a Resource, the result files and manifest.json are
+    written to the object store and their location is the output; with a WriterConfig alone, the
+    transformed results are."""
+    transformation, output_type = writer_config(writer)
+    if "Resource" not in writer:
+        return transform(run.executions, transformation, state_machine_arn)
     if storage is None:
         raise StatesError(RESULT_WRITER_FAILED, "no object store was given to the engine for ResultWriter")
     bucket = arguments.get("Bucket") if isinstance(arguments, dict) else None
@@ -269,7 +303,6 @@ def write_results(
         )
     prefix = str(arguments.get("Prefix", "")).strip("/")
     folder = f"{prefix}/{run.id}" if prefix else run.id
-    lines = writer.get("WriterConfig", {}).get("OutputType", "JSON") == "JSONL"
     groups = {
         "FAILED": [e for e in run.executions if e.status in ("FAILED", "TIMED_OUT", "ABORTED")],
         "PENDING": [e for e in run.executions if e.status in ("RUNNING", "PENDING")],
@@ -278,9 +311,10 @@ def write_results(
     files: dict[str, list[dict[str, Any]]] = {}
     for status, chosen in groups.items():
         files[status] = []
-        for number, chunk in enumerate(_chunks([e.record(state_machine_arn) for e in chosen])):
+        for number, chunk in enumerate(_chunks(transform(chosen, transformation, state_machine_arn))):
+            # AWS names the files .json whatever the OutputType.
             key = f"{folder}/{status}_{number}.json"
-            body = _encode(chunk, lines)
+            body = _encode(chunk, output_type == "JSONL")
             storage.put_object(bucket, key, body)
             files[status].append({"Key": key, "Size": len(body)})
     manifest = {
@@ -292,8 +326,8 @@ def write_results(
     return {"MapRunArn": run.arn, "ResultWriterDetails": {"Bucket": bucket, "Key": f"{folder}/manifest.json"}}
 
 
-def _chunks(entries: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
-    chunks: list[list[dict[str, Any]]] = []
+def _chunks(entries: list[Any]) -> list[list[Any]]:
+    chunks: list[list[Any]] = []
     size = 0
     for entry in entries:
         entry_size = _size(entry)
@@ -305,7 +339,7 @@ def _chunks(entries: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
     return chunks
 
 
-def _encode(entries: list[dict[str, Any]], lines: bool) -> bytes:
+def _encode(entries: list[Any], lines: bool) -> bytes:
     if lines:
         return "".join(json.dumps(entry) + "\n" for entry in entries).encode()
     return json.dumps(entries).encode()

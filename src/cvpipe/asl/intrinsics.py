@@ -54,6 +54,17 @@ class Call:
 
 Argument = Constant | Text | PathArgument | Call
 
+
+def nesting_depth(argument: Argument) -> int:
+    """How many calls deep ``argument`` goes: 1 for a call whose arguments hold no call."""
+    if not isinstance(argument, Call):
+        return 0
+    return 1 + max((nesting_depth(inner) for inner in argument.args), default=0)
+
+
+MAX_NESTING = 10
+"""AWS: "You can nest up to 10 intrinsic functions within a field" (checked at creation)."""
+
 FORMAT = "States.Format"
 _MAX_STRING_LENGTH = 10_000  # AWS's limit for Base64Encode, Base64Decode and Hash input
 _INT32 = (-(2**31), 2**31 - 1)

@@ -27,7 +27,15 @@ from typing import Any, ClassVar
 
 from .callbacks import Waiting
 from .choice import matching_rule
-from .distributed import MAX_CONCURRENCY, ChildExecution, MapRun, batches, read_items, write_results
+from .distributed import (
+    MAX_CONCURRENCY,
+    ChildExecution,
+    MapRun,
+    batches,
+    read_items,
+    transform,
+    write_results,
+)
 from .errors import (
     EXCEED_TOLERATED_FAILURE_THRESHOLD,
     HEARTBEAT_TIMEOUT,
@@ -806,7 +814,7 @@ class DistributedMap(Map):
                         EXCEED_TOLERATED_FAILURE_THRESHOLD,
                         "The specified tolerated failure threshold was exceeded",
                     ) from failure
-                return error_output(failure)
+                return None
 
         threads = min(limit, LOCAL_CHILD_THREADS, lane.run.max_concurrency or LOCAL_CHILD_THREADS)
         siblings = Scope(lane.scope)
@@ -814,7 +822,7 @@ class DistributedMap(Map):
             child_lane.run.root = Scope(siblings)
             child_lane.scope = child_lane.run.root
         try:
-            outputs = run_concurrently(len(children), max(threads, 1), body, siblings)
+            run_concurrently(len(children), max(threads, 1), body, siblings)
         except StatesError as failure:
             map_run.status = "FAILED"
             lane.emit("MapRunFailed", {"error": failure.error, "cause": failure.cause})
@@ -823,15 +831,16 @@ class DistributedMap(Map):
             siblings.close()
         map_run.status = "SUCCEEDED"
         lane.emit("MapRunSucceeded")
+        child_machine = f"{machine['Id']}/{label}"
         if "ResultWriter" not in self.spec:
-            return outputs
+            return transform(map_run.executions, "COMPACT", child_machine)
         writer = self.spec["ResultWriter"]
         return write_results(
             lane.run.objects,
             writer,
             self._arguments(writer, "ResultWriter", raw_input, effective, context),
             map_run,
-            machine["Id"],
+            child_machine,
         )
 
     def _read(self, lane: Lane, raw_input: Any, context: Context) -> tuple[list[Any], Any]:

@@ -19,7 +19,9 @@ from .distributed import (
     LIST_OBJECTS,
     MAX_BATCH_BYTES,
     MAX_CONCURRENCY,
+    OUTPUT_TYPES,
     PUT_OBJECT,
+    TRANSFORMATIONS,
 )
 from .errors import ALL, DefinitionError
 from .expressions import (
@@ -29,7 +31,7 @@ from .expressions import (
     is_expression,
     referenced_variables,
 )
-from .intrinsics import is_intrinsic, parse_intrinsic
+from .intrinsics import MAX_NESTING, is_intrinsic, nesting_depth, parse_intrinsic
 from .paths import validate_path
 from .states import JSONATA, JSONPATH, MAX_SECONDS, WAIT_FOR_TASK_TOKEN, parse_timestamp
 
@@ -273,6 +275,10 @@ def _state(where: str, name: str, state: Any, names: set[str], default_language:
                 problems += _template(f"{where}.{template}", state[template])
     if "Assign" in state:
         problems += _assign(f"{where}.Assign", state["Assign"])
+    for index, catcher in enumerate(_list(state.get("Catch"))):
+        if isinstance(catcher, dict) and "Assign" in catcher:
+            at = f"{where}.Catch[{index}].Assign"
+            problems += _assign(at, catcher["Assign"]) + ([] if jsonata else _template(at, catcher["Assign"]))
     if "Retry" in state:
         problems += _handlers(f"{where}.Retry", state["Retry"], "Retrier", RETRIER_FIELDS, names=None)
     if "Catch" in state:
@@ -428,9 +434,14 @@ def _expression(where: str, value: Any, *, reference: bool = False) -> list[str]
     """A ``.$`` value, ErrorPath or CausePath: an intrinsic function call or a path."""
     if isinstance(value, str) and is_intrinsic(value):
         try:
-            parse_intrinsic(value)
+            depth = nesting_depth(parse_intrinsic(value))
         except ValueError as exc:
             return [f"{where}: {exc}"]
+        if depth > MAX_NESTING:
+            return [
+                f"{where}: nests {depth} intrinsic functions, one inside another; "
+                f"at most {MAX_NESTING} can be nested within a field"
+            ]
         return []
     return _path_problem(where, value, reference=reference)
 
@@ -561,6 +572,8 @@ def _check_choice(where: str, state: dict[str, Any], names: set[str], language: 
             problems.append(f"{at}: Next '{target}' does not exist")
         if isinstance(rule, dict) and "Assign" in rule:
             problems += _assign(f"{at}.Assign", rule["Assign"])
+            if language != JSONATA:
+                problems += _template(f"{at}.Assign", rule["Assign"])
     if "Default" in state and not _names_one_of(state["Default"], names):
         problems.append(f"{where}: Default '{state['Default']}' does not exist")
     return problems
@@ -741,23 +754,41 @@ def check_distributed(where: str, state: dict[str, Any], jsonata: bool) -> list[
             problems.append(f"{at}: needs MaxItemsPerBatch or MaxInputBytesPerBatch (or their Path forms)")
         problems += _bounded(at, batcher, "MaxItemsPerBatch", 1, MAX_SECONDS, jsonata)
         problems += _bounded(at, batcher, "MaxInputBytesPerBatch", 1, MAX_BATCH_BYTES, jsonata)
-    writer = state.get("ResultWriter")
     if "ResultWriter" in state:
-        problems += _sub_fields(f"{where}.ResultWriter", writer, {"Resource", "WriterConfig", arguments})
-    if isinstance(writer, dict):
-        at = f"{where}.ResultWriter"
-        if writer.get("Resource") != PUT_OBJECT:
-            problems.append(f"{at}: Resource must be {PUT_OBJECT}")
-        config = writer.get("WriterConfig", {})
-        problems += _sub_fields(f"{at}.WriterConfig", config, {"OutputType", "Transformation"})
-        if isinstance(config, dict):
-            if config.get("OutputType", "JSON") not in ("JSON", "JSONL"):
-                problems.append(f"{at}.WriterConfig: OutputType must be JSON or JSONL")
-            if config.get("Transformation", "NONE") != "NONE":
-                problems.append(
-                    f"{at}.WriterConfig: Transformation {config['Transformation']!r} is not supported by the "
-                    "local engine (NONE is)"
-                )
+        problems += _result_writer(f"{where}.ResultWriter", state["ResultWriter"], arguments)
+    if not jsonata:
+        for field, template in (
+            ("ItemReader", "Parameters"),
+            ("ResultWriter", "Parameters"),
+            ("ItemBatcher", "BatchInput"),
+        ):
+            spec = state.get(field)
+            if isinstance(spec, dict) and template in spec:
+                problems += _template(f"{where}.{field}.{template}", spec[template])
+    return problems
+
+
+def _result_writer(where: str, writer: Any, arguments: str) -> list[str]:
+    """ResultWriter holds a WriterConfig (results shaped into the state's output), a Resource with
+    its Parameters/Arguments (results exported), or all three, as AWS requires."""
+    problems = _sub_fields(where, writer, {"Resource", "WriterConfig", arguments})
+    if not isinstance(writer, dict):
+        return problems
+    if "Resource" in writer and writer["Resource"] != PUT_OBJECT:
+        problems.append(f"{where}: Resource must be {PUT_OBJECT}")
+    if ("Resource" in writer) != (arguments in writer):
+        problems.append(f"{where}: Resource and {arguments} go together (the object store to export to)")
+    if "Resource" not in writer and "WriterConfig" not in writer:
+        problems.append(
+            f"{where}: needs a WriterConfig, or a Resource with {arguments}, or all three "
+            "(it cannot be empty)"
+        )
+    if "WriterConfig" in writer:
+        config = writer["WriterConfig"]
+        problems += _sub_fields(f"{where}.WriterConfig", config, {"OutputType", "Transformation"})
+        for field, values in (("Transformation", TRANSFORMATIONS), ("OutputType", OUTPUT_TYPES)):
+            if isinstance(config, dict) and field in config and config[field] not in values:
+                problems.append(f"{where}.WriterConfig: {field} must be one of {', '.join(values)}")
     return problems
 
 
