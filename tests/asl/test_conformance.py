@@ -1301,6 +1301,28 @@ def test_a_variable_read_before_any_state_assigns_it_is_refused() -> None:
         validate(own)  # a state's Output does not see its own Assign
 
 
+def test_variables_assigned_inside_a_map_or_on_no_path_are_refused_where_read() -> None:
+    # AWS guide, "Passing data between states with variables", Variable scope: what the states of a
+    # Map iteration or Parallel branch assign stays inside it.
+    inner_only = machine(
+        {
+            "M": {
+                "Type": "Map",
+                "ItemProcessor": processor(("I", pass_state(Assign={"inner.$": "$"}))),
+                "Next": "After",
+            },
+            "After": pass_state(Parameters={"i.$": "$inner"}),
+        }
+    )
+    with pytest.raises(DefinitionError, match=r"States.After.Parameters: reads the variable \$inner"):
+        validate(inner_only)
+    never = machine({"First": pass_state(Next="Second", End=None), "Second": pass_state(Output="{% $x %}")})
+    never["States"]["First"].pop("End")
+    never["QueryLanguage"] = "JSONata"
+    with pytest.raises(DefinitionError, match=r"States.Second.Output: reads the variable \$x"):
+        validate(never)
+
+
 def test_variable_size_limits_are_data_limit_exceeded() -> None:
     # Limits: 256 KiB per variable and per Assign, 10 MiB for an execution's variables.
     big = pass_state(Assign={"blob": "{% $pad('', 262145, 'x') %}"})
@@ -1862,6 +1884,15 @@ def test_every_jsonpath_template_is_checked_at_creation(state: dict[str, Any], f
     assert any(found.startswith(f"States.S.{field}: ") for found in refused.value.problems), (
         refused.value.problems
     )
+
+
+@pytest.mark.parametrize("expression", ["$uppercase", "function($x) { $x }", "$partition"])
+def test_a_jsonata_value_that_is_not_json_is_a_query_evaluation_error(expression: str) -> None:
+    # AWS guide, "Transforming data with JSONata": a field's value must be JSON; a function is not.
+    definition = machine({"P": pass_state(Output="{% " + expression + " %}")}, QueryLanguage="JSONata")
+    result = run(definition, {})
+    assert (result.status, result.error) == ("FAILED", "States.QueryEvaluationError")
+    assert "returned a value that is not JSON" in result.cause
 
 
 @pytest.mark.parametrize(

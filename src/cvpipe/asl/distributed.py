@@ -35,13 +35,14 @@ class ObjectStorage(Protocol):
     """The object store a Distributed Map reads items from and writes results to (S3 in AWS)."""
 
     def get_object(self, bucket: str, key: str) -> bytes:
-        """The object's bytes; KeyError if there is none."""
+        """The object's bytes; KeyError if there is none, ValueError if a name is invalid."""
 
     def list_objects(self, bucket: str, prefix: str) -> list[dict[str, Any]]:
         """``{Key, Size, ETag, LastModified (epoch seconds), StorageClass}`` for every object under
-        ``prefix``, in key order."""
+        ``prefix``, in key order; ValueError if a name is invalid."""
 
-    def put_object(self, bucket: str, key: str, body: bytes) -> None: ...
+    def put_object(self, bucket: str, key: str, body: bytes) -> None:
+        """Store ``body``; ValueError if a name is invalid."""
 
 
 def read_items(storage: ObjectStorage | None, reader: dict[str, Any], arguments: Any) -> list[Any]:
@@ -62,7 +63,7 @@ def read_items(storage: ObjectStorage | None, reader: dict[str, Any], arguments:
                 "Size": entry["Size"],
                 "StorageClass": entry.get("StorageClass", "STANDARD"),
             }
-            for entry in storage.list_objects(bucket, str(arguments.get("Prefix", "")))
+            for entry in _list(storage, bucket, str(arguments.get("Prefix", "")))
         ]
     else:
         key = arguments.get("Key")
@@ -89,6 +90,15 @@ def _get(storage: ObjectStorage, bucket: str, key: str) -> bytes:
         raise StatesError(
             ITEM_READER_FAILED, f"The specified key does not exist: s3://{bucket}/{key} (S3.NoSuchKey)"
         ) from None
+    except ValueError as exc:
+        raise StatesError(ITEM_READER_FAILED, str(exc)) from None
+
+
+def _list(storage: ObjectStorage, bucket: str, prefix: str) -> list[dict[str, Any]]:
+    try:
+        return storage.list_objects(bucket, prefix)
+    except ValueError as exc:
+        raise StatesError(ITEM_READER_FAILED, str(exc)) from None
 
 
 def _text(body: bytes, key: str) -> str:
@@ -315,15 +325,22 @@ def write_results(
             # AWS names the files .json whatever the OutputType.
             key = f"{folder}/{status}_{number}.json"
             body = _encode(chunk, output_type == "JSONL")
-            storage.put_object(bucket, key, body)
+            _put(storage, bucket, key, body)
             files[status].append({"Key": key, "Size": len(body)})
     manifest = {
         "DestinationBucket": bucket,
         "MapRunArn": run.arn,
         "ResultFiles": files,
     }
-    storage.put_object(bucket, f"{folder}/manifest.json", json.dumps(manifest).encode())
+    _put(storage, bucket, f"{folder}/manifest.json", json.dumps(manifest).encode())
     return {"MapRunArn": run.arn, "ResultWriterDetails": {"Bucket": bucket, "Key": f"{folder}/manifest.json"}}
+
+
+def _put(storage: ObjectStorage, bucket: str, key: str, body: bytes) -> None:
+    try:
+        storage.put_object(bucket, key, body)
+    except ValueError as exc:
+        raise StatesError(RESULT_WRITER_FAILED, str(exc)) from None
 
 
 def _chunks(entries: list[Any]) -> list[list[Any]]:

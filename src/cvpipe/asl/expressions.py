@@ -157,12 +157,19 @@ def evaluate(text: str, field: str, states: Mapping[str, Any], variables: Mappin
             QUERY_EVALUATION_ERROR,
             f"The JSONata expression '{text}' specified for the field '{field}' returned nothing (undefined).",
         )
-    return _to_json(Utils.convert_nulls(value))
+    try:
+        return _to_json(Utils.convert_nulls(value))
+    except (TypeError, ValueError):
+        raise StatesError(
+            QUERY_EVALUATION_ERROR,
+            f"The JSONata expression '{text}' specified for the field '{field}' returned a value that is "
+            "not JSON (a function, or a number that is not finite).",
+        ) from None
 
 
 def _to_json(value: Any) -> Any:
     """A plain JSON value: JSONata's sequences become lists, whole floats stay floats as JSON reads them."""
-    return json.loads(json.dumps(value))
+    return json.loads(json.dumps(value, allow_nan=False))
 
 
 def evaluate_value(value: Any, field: str, states: Mapping[str, Any], variables: Mapping[str, Any]) -> Any:

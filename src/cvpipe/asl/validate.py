@@ -834,7 +834,7 @@ def _unassigned_variables(where: str, machine: dict[str, Any], outer: set[str], 
         name = pending.pop()
         for target, assigned in _transitions(states[name]):
             reaching = before[name] | assigned
-            if target in states and not reaching <= before.get(target, set()):
+            if target in states and (target not in before or not reaching <= before[target]):
                 before[target] = before.get(target, set()) | reaching
                 pending.append(target)
     problems = []

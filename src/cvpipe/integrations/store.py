@@ -298,14 +298,11 @@ class StoreObjects:
     def get_object(self, bucket: str, key: str) -> bytes:
         try:
             return self.store.get_bytes(f"s3://{bucket}/{key}")
-        except (FileNotFoundError, IsADirectoryError, NotADirectoryError, ValueError):
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             raise KeyError(f"s3://{bucket}/{key}") from None
 
     def list_objects(self, bucket: str, prefix: str) -> list[dict[str, Any]]:
-        try:
-            uris = self.store.list(f"s3://{bucket}/{prefix}")
-        except ValueError:
-            return []
+        uris = self.store.list(f"s3://{bucket}/{prefix}")
         objects = []
         for uri in uris:
             path = self.store.path(uri)
