@@ -11,6 +11,7 @@ import json
 import re
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -191,6 +192,34 @@ def test_a_refused_registration_is_retried(pipeline: LocalPipeline, rehearse) ->
 
     assert run.status == "SUCCEEDED", run.cause
     assert len(versions) == 1  # one package, though the call was made three times
+
+
+def test_a_registration_refused_as_invalid_fails_in_seconds(pipeline: LocalPipeline, rehearse) -> None:
+    """The aws-sdk integration names every error SageMaker does not model SageMakerException, a
+    ValidationException as much as throttling: the definition gives those two quick attempts only."""
+    rule = {
+        "action": "CreateModelPackage",
+        "match": "faults-invalid",
+        "error": "ValidationException",
+        "times": None,
+    }
+    rehearse({"rules": [rule]})
+    run = pipeline.run(search("faults-invalid", k=2, values=(1.0,)), name="registry-invalid")
+    events = history(pipeline, run)
+    attempts = [
+        event
+        for event in events
+        if event["type"] == "TaskFailed"
+        and event["taskFailedEventDetails"]["resource"] == "createModelPackage"
+    ]
+
+    assert (run.status, run.error) == ("FAILED", "SageMaker.SageMakerException")
+    assert len(attempts) == 3  # the call and two retries
+    waited = datetime.fromisoformat(attempts[-1]["timestamp"]) - datetime.fromisoformat(
+        attempts[0]["timestamp"]
+    )
+    assert waited.total_seconds() <= 2 + 4  # the retrier's back-off at most, not minutes
+    assert not pipeline.registry.list_model_packages("faults-invalid")["ModelPackageSummaryList"]
 
 
 def test_the_demo_runs_within_a_quota_of_two_jobs(pipeline: LocalPipeline, rehearse) -> None:
