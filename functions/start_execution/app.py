@@ -34,6 +34,10 @@ def read_sidecar(upload: Upload) -> bytes | None:
 @event_parser(model=S3EventNotificationEventBridgeModel)
 def lambda_handler(event: S3EventNotificationEventBridgeModel, context: LambdaContext) -> dict[str, Any]:
     detail = event.detail
+    # The key as stored, not URL-encoded: EventBridge's "Object Created" detail differs here from S3's
+    # classic notifications (Records[].s3.object.key, URL-encoded with '+' for a space); see the event
+    # structure in https://docs.aws.amazon.com/AmazonS3/latest/userguide/ev-events.html, whose samples
+    # carry keys with raw ':' characters.
     upload = Upload(detail.bucket.name, detail.object.key, detail.object.version_id, detail.object.etag)
     logger.append_keys(object=upload.uri)
     reason = ignored_because(upload)

@@ -115,6 +115,24 @@ def test_an_event_for_a_started_object_counts_as_success(aws, start_execution, l
     assert len(executions(aws)) == 1
 
 
+def test_keys_arrive_as_stored_not_url_encoded(aws, start_execution, lambda_context):
+    """EventBridge's "Object Created" detail carries the key as stored (AWS's own samples show raw ':'),
+    unlike S3's classic notifications (URL-encoded, '+' for a space): no decoding, or '+' and '%41'
+    would name other objects."""
+    key = "incoming/health check/2023-08-08T14:03:40.532432+v2 50%41.csv"
+    upload(aws, key + ".json", json.dumps(SIDECAR).encode())
+    upload(aws, key, b"a,species\n1,x\n")
+    data_event = aws["delivered"]()[-1]
+    assert data_event["detail"]["object"]["key"] == key
+
+    result = start_execution.app.lambda_handler(data_event, lambda_context)
+
+    assert result["status"] == "started"  # the sidecar was found under the raw key
+    (execution,) = executions(aws)
+    assert json.loads(execution["input"])["dataset"]["uri"] == f"s3://{BUCKET}/{key}"
+    assert re.fullmatch(r"s3-2023-08-08T14-03-40-532432-v2-50-41-csv-[0-9a-f]{20}", result["execution_name"])
+
+
 def test_a_new_version_of_the_object_is_a_new_run(aws, start_execution, lambda_context):
     upload(aws, "incoming/data.csv.json", json.dumps(SIDECAR).encode())
     upload(aws, "incoming/data.csv", b"a,species\n1,x\n")
