@@ -87,3 +87,15 @@ def test_an_unknown_state_machine() -> None:
     )
     result = engine().run(definition, {"n": 1})
     assert result.error == "StepFunctions.StateMachineDoesNotExistException" and "Doubler" in result.cause
+
+
+def test_dates_are_epoch_milliseconds_and_json_text_is_compact() -> None:
+    # The guide's .sync example: "StartDate": 1601675474046; "Input"/"Output" as the service writes
+    # JSON text, without spaces.
+    result = engine().run(parent(".sync"), {"n": 1})
+    output = result.output
+    assert isinstance(output["StartDate"], int) and isinstance(output["StopDate"], int)
+    assert output["StartDate"] <= output["StopDate"]
+    assert output["Output"] == '{"doubled":2}'
+    assert output["Input"].startswith('{"n":1,')
+    assert isinstance(engine().run(parent(""), {"n": 1}).output["StartDate"], int)

@@ -6,18 +6,19 @@ state machine given to the engine, as the optimised integration does.
 - ``...startExecution.sync:2``: the same with ``Input`` and ``Output`` as JSON values.
 
 A child that does not succeed fails the task with ``States.TaskFailed`` and the DescribeExecution
-as the cause (JSON text); stopping the task (timeout, a failed sibling) aborts the child.
+as the cause (JSON text); stopping the task (timeout, a failed sibling) aborts the child. As in every
+optimised integration's result, StartDate and StopDate are epoch milliseconds, and JSON text is compact.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from datetime import datetime
 from typing import Any
 
 from cvpipe.asl import Engine, ExecutionResult, StatesError, TaskRegistry, TaskRequest
 from cvpipe.asl.errors import RUNTIME, TASK_FAILED
-from cvpipe.asl.history import timestamp_text
 
 START_EXECUTION = "arn:aws:states:::states:startExecution"
 _MACHINE_ARN = re.compile(r"arn:aws[\w-]*:states:[\w-]+:\d{12}:stateMachine:(?P<name>[\w-]{1,80})")
@@ -45,7 +46,7 @@ class LocalStateMachines:
             self.definitions[name], child_input, name=parameters.get("Name"), state_machine_name=name
         )
         if not request.resource.endswith((".sync", ".sync:2")):
-            return {"ExecutionArn": execution.arn, "StartDate": timestamp_text(self.engine.clock.now())}
+            return {"ExecutionArn": execution.arn, "StartDate": _epoch_ms(self.engine.clock.now())}
         while True:
             try:
                 result = execution.wait(_POLL_SECONDS)
@@ -55,7 +56,7 @@ class LocalStateMachines:
                     execution.abort("States.Aborted", "the parent task was stopped")
         described = self._describe(result, name, child_input, request.resource.endswith(":2"))
         if result.status != "SUCCEEDED":
-            raise StatesError(TASK_FAILED, json.dumps(described, separators=(",", ":")))
+            raise StatesError(TASK_FAILED, _json_text(described))
         return described
 
     def _machine_name(self, arn: Any) -> str:
@@ -78,17 +79,25 @@ class LocalStateMachines:
             "StateMachineArn": result.arn.replace(":execution:", ":stateMachine:").rsplit(":", 1)[0],
             "Name": result.name,
             "Status": result.status,
-            "StartDate": timestamp_text(events[0].timestamp),
-            "StopDate": timestamp_text(events[-1].timestamp),
-            "Input": child_input if as_json else json.dumps(child_input),
+            "StartDate": _epoch_ms(events[0].timestamp),
+            "StopDate": _epoch_ms(events[-1].timestamp),
+            "Input": child_input if as_json else _json_text(child_input),
             "InputDetails": {"Included": True},
         }
         if result.status == "SUCCEEDED":
-            described["Output"] = result.output if as_json else json.dumps(result.output)
+            described["Output"] = result.output if as_json else _json_text(result.output)
             described["OutputDetails"] = {"Included": True}
         else:
             described.update({k: v for k, v in (("Error", result.error), ("Cause", result.cause)) if v})
         return described
+
+
+def _epoch_ms(moment: datetime) -> int:
+    return round(moment.timestamp() * 1000)
+
+
+def _json_text(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
 def register_step_functions(
