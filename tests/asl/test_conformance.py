@@ -1591,6 +1591,34 @@ def test_tolerated_failures(tolerance: dict[str, Any], status: str) -> None:
         )
 
 
+@pytest.mark.parametrize(
+    ("tolerance", "status"),
+    [
+        ({"ToleratedFailureCount": 1}, "FAILED"),
+        ({"ToleratedFailureCount": 2}, "SUCCEEDED"),
+        ({"ToleratedFailurePercentage": 49}, "FAILED"),
+        ({"ToleratedFailurePercentage": 50}, "SUCCEEDED"),
+    ],
+)
+def test_tolerated_failures_count_the_items_of_a_failed_batch(tolerance: dict[str, Any], status: str) -> None:
+    # "Tolerated failure threshold": the thresholds are of failed items, out of all items; a failed
+    # child execution of a batch fails each of its items (here one batch of 2 out of 4 items).
+    fails_on_two = {
+        "Check": {
+            "Type": "Choice",
+            "Choices": [{"Variable": "$.Items[0]", "NumericEquals": 1, "Next": "Bad"}],
+            "Default": "Good",
+        },
+        "Bad": {"Type": "Fail", "Error": "Batch.Bad"},
+        "Good": pass_state(),
+    }
+    state = distributed(fails_on_two, ItemBatcher={"MaxItemsPerBatch": 2}, **tolerance)
+    result = run_with(MemoryObjects(), machine({"M": state}), [1, 2, 3, 4])
+    assert result.status == status, result.cause
+    if status == "FAILED":
+        assert result.error == "States.ExceedToleratedFailureThreshold"
+
+
 def test_result_writer_writes_the_manifest_and_result_files() -> None:
     # "ResultWriter": <Prefix>/<map run id>/manifest.json lists SUCCEEDED_n/FAILED_n/PENDING_n files;
     # the Map's output is {"MapRunArn", "ResultWriterDetails": {"Bucket", "Key"}}.

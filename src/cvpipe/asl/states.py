@@ -794,6 +794,8 @@ class DistributedMap(Map):
         lane.emit("MapRunStarted", {"mapRunArn": map_run.arn})
         children = [self._child(lane, map_run, label, value) for value in inputs]
         map_run.executions = [child for child, _ in children]
+        # Thresholds count items: every item of a failed batch has failed.
+        weights = [len(value["Items"]) if "ItemBatcher" in self.spec else 1 for value in inputs]
         failed: list[int] = []
         lock = threading.Lock()
 
@@ -804,10 +806,10 @@ class DistributedMap(Map):
             except StatesError as failure:
                 with lock:
                     failed.append(index)
-                    count = len(failed)
+                    count = sum(weights[i] for i in failed)
                 over_count = tolerated_count is not None and count > tolerated_count
                 over_percent = (
-                    tolerated_percent is not None and count * 100 / len(children) > tolerated_percent
+                    tolerated_percent is not None and count * 100 / sum(weights) > tolerated_percent
                 )
                 if over_count or over_percent or (tolerated_count is None and tolerated_percent is None):
                     raise StatesError(
