@@ -17,6 +17,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -76,19 +77,33 @@ class CsvOptions:
 
 @dataclass(frozen=True)
 class SplitData:
-    """The split job's output, loaded: the table's columns, fold row positions and the manifest."""
+    """The split job's output, loaded: the table's columns, fold row positions and the manifest.
+
+    A warm worker runs many jobs on one loaded split: what is derived from it is derived once."""
 
     frame: pd.DataFrame
     folds: Mapping[str, np.ndarray]  # train_<s>, test_<s>, holdout
     manifest: dict[str, Any]
 
-    @property
+    @cached_property
     def features(self) -> pd.DataFrame:
         return self.frame[self.manifest["feature_names"]]
 
-    @property
+    @cached_property
     def target(self) -> np.ndarray:
         return target_values(self.frame[self.manifest["target"]], self.manifest["task"])
+
+    @cached_property
+    def feature_array(self) -> np.ndarray | None:
+        """The features as the one array scikit-learn makes of them, when they are all numbers of one
+        dtype (``np.asarray`` of such a frame is exactly that); None for any other table."""
+        dtypes = set(self.features.dtypes)
+        if self.manifest["categorical_features"] or len(dtypes) != 1:
+            return None
+        dtype = dtypes.pop()
+        if not (isinstance(dtype, np.dtype) and dtype.kind in "iuf"):
+            return None
+        return self.features.to_numpy()
 
 
 def find_dataset(folder: Path) -> Path:
@@ -245,7 +260,7 @@ def resolve_metric(metric: str, task: str) -> str:
     metric = metric.strip()
     if metric == "auto":
         return DEFAULT_METRICS[task]
-    if ":" in metric or "." in metric:
+    if is_custom_scorer(metric):
         load_custom_scorer(metric)
         return metric
     names = get_scorer_names()
@@ -257,6 +272,11 @@ def resolve_metric(metric: str, task: str) -> str:
             "custom scorer by import path (package.module:scorer)"
         )
     return metric
+
+
+def is_custom_scorer(metric: str) -> bool:
+    """Whether ``metric`` names a custom scorer by import path rather than a scikit-learn scorer."""
+    return ":" in metric or "." in metric
 
 
 def load_custom_scorer(path: str) -> Any:
@@ -279,7 +299,7 @@ def load_custom_scorer(path: str) -> Any:
 
 def build_scorer(metric: str, pos_label: Any = None) -> Any:
     """The scorer of ``metric``; ``pos_label`` is passed to binary metrics that take one (f1, precision...)."""
-    if ":" in metric or "." in metric:
+    if is_custom_scorer(metric):
         return load_custom_scorer(metric)
     scorer = get_scorer(metric)
     if pos_label is None or not takes_pos_label(scorer):

@@ -106,12 +106,13 @@ def takes_nan(estimator: BaseEstimator) -> bool:
 def build_pipeline(
     estimator: BaseEstimator,
     prep: Preprocessing,
-    numeric: list[str],
+    numeric: list[str] | list[int],
     categorical: list[str],
     task: str,
 ) -> Pipeline:
-    """``preprocess`` (a ColumnTransformer) -> optional ``select`` -> ``estimator``."""
-    transformers: list[tuple[str, Any, list[str]]] = []
+    """``preprocess`` (a ColumnTransformer) -> optional ``select`` -> ``estimator``. Columns are
+    named, or given by position when the pipeline is fitted on an array."""
+    transformers: list[tuple[str, Any, list[str] | list[int]]] = []
     if numeric:
         impute = prep.numeric_impute
         if impute == "auto":

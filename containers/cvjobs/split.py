@@ -50,6 +50,7 @@ from cvjobs.data import (
     build_scorer,
     column_kind,
     find_dataset,
+    is_custom_scorer,
     read_table,
     resolve_metric,
     save_split,
@@ -299,7 +300,7 @@ def check_metric_task(metric: str, estimator: EstimatorSpec) -> None:
     A regression metric on class labels would score without complaint and mean nothing. The scorer's
     score function and response method are private attributes, stable since scikit-learn 1.4.
     """
-    if ":" in metric or "." in metric:
+    if is_custom_scorer(metric):
         return  # a custom scorer: the user's to match to the task
     from sklearn.metrics import get_scorer
 

@@ -35,7 +35,15 @@ import sklearn
 from sklearn.pipeline import Pipeline
 
 from cvjobs.allowlist import NotAllowedError, allowed_packages
-from cvjobs.data import HOLDOUT_FOLD, SplitData, build_scorer, load_split_cached, resolve_metric, score
+from cvjobs.data import (
+    HOLDOUT_FOLD,
+    SplitData,
+    build_scorer,
+    is_custom_scorer,
+    load_split_cached,
+    resolve_metric,
+    score,
+)
 from cvjobs.estimators import EstimatorSpec, make_estimator, resolve_estimator
 from cvjobs.job import Content, UserError, json_bytes, publish, quote_names, run_job
 from cvjobs.preprocessing import SCALERS, Preprocessing, build_pipeline
@@ -154,6 +162,7 @@ class FittedFold:
 
     pipeline: Pipeline
     spec: EstimatorSpec
+    X: Any  # the features it was fitted on and is scored on: a DataFrame, or their array
     train: np.ndarray
     test: np.ndarray | None
     params: dict[str, Any]
@@ -175,8 +184,14 @@ def rows_of(split: SplitData, fold: int | str | None) -> tuple[np.ndarray, np.nd
     return split.folds[f"train_{fold}"], split.folds[f"test_{fold}"]
 
 
-def fit_fold(split: SplitData, config: TrainConfig) -> FittedFold:
-    """Build the candidate's pipeline and fit it on the fold's training rows only."""
+def fit_fold(split: SplitData, config: TrainConfig, as_array: bool = False) -> FittedFold:
+    """Build the candidate's pipeline and fit it on the fold's training rows only.
+
+    ``as_array``: when the features are one numeric array (``SplitData.feature_array``), fit on it
+    rather than on the DataFrame, with the columns given by position: scikit-learn converts the frame
+    to that very array, so the scores are the same, without pandas' indexing and feature-name checks
+    in every step (most of a small fit's time). The fitted pipeline then has no feature names, so it
+    is for a model that is only scored, never for one that is kept."""
     manifest = split.manifest
     name = (
         config.estimator if config.estimator and config.estimator.lower() != "auto" else manifest["estimator"]
@@ -203,12 +218,13 @@ def fit_fold(split: SplitData, config: TrainConfig) -> FittedFold:
     estimator_params = {key: value for key, value in config.params.items() if "__" not in key}
     pipeline_params = {key: value for key, value in config.params.items() if "__" in key}
     estimator, params = make_estimator(spec, estimator_params, random_state=seed)
+    X: Any = split.features
+    numeric: list[str] | list[int] = manifest["numeric_features"]
+    if as_array and split.feature_array is not None:
+        X = split.feature_array
+        numeric = [manifest["feature_names"].index(name) for name in manifest["numeric_features"]]
     pipeline = build_pipeline(
-        estimator,
-        config.preprocessing,
-        manifest["numeric_features"],
-        manifest["categorical_features"],
-        manifest["task"],
+        estimator, config.preprocessing, numeric, manifest["categorical_features"], manifest["task"]
     )
     try:
         pipeline.set_params(**pipeline_params)
@@ -217,15 +233,20 @@ def fit_fold(split: SplitData, config: TrainConfig) -> FittedFold:
             f"the pipeline rejected hyperparameters {quote_names(sorted(pipeline_params))}: {exc}"
         ) from None
     train_rows, test_rows = rows_of(split, config.fold)
-    X, y = split.features, split.target
+    y = split.target
     started = time.perf_counter()
     try:
-        pipeline.fit(X.iloc[train_rows], y[train_rows])
+        pipeline.fit(take(X, train_rows), y[train_rows])
     except ValueError as exc:  # sklearn's InvalidParameterError, or data the estimator cannot take
         raise UserError(f"estimator {spec.name} failed to fit with these hyperparameters: {exc}") from None
     return FittedFold(
-        pipeline, spec, train_rows, test_rows, {**params, **pipeline_params}, time.perf_counter() - started
+        pipeline, spec, X, train_rows, test_rows, {**params, **pipeline_params}, time.perf_counter() - started
     )
+
+
+def take(X: Any, rows: np.ndarray) -> Any:
+    """The rows at these positions, of a DataFrame or an array."""
+    return X.iloc[rows] if isinstance(X, pd.DataFrame) else X[rows]
 
 
 def _train(ml_root: Path) -> None:
@@ -234,19 +255,22 @@ def _train(ml_root: Path) -> None:
     )
     split = load_split_cached(ml_root / "input" / "data" / "train")
     manifest = split.manifest
-    fitted = fit_fold(split, config)
     metrics_list = list(manifest.get("metrics") or [manifest["metric"]])
     refit = manifest["metric"] if config.metric == "auto" else resolve_metric(config.metric, manifest["task"])
     if refit not in metrics_list:
         metrics_list.append(refit)
+    # Only the model fitted on every row is kept; the others are scored and dropped. A custom scorer
+    # may look at the columns by name, so it is always given the DataFrame.
+    as_array = config.fold is not None and not any(is_custom_scorer(m) for m in metrics_list)
+    fitted = fit_fold(split, config, as_array)
     scorers = {metric: build_scorer(metric, manifest.get("pos_label")) for metric in metrics_list}
-    X, y = split.features, split.target
+    X, y = fitted.X, split.target
 
     test_scores: dict[str, float] = {}
     train_scores: dict[str, float] = {}
     started = time.perf_counter()
     if fitted.test is not None:
-        X_test, y_test = X.iloc[fitted.test], y[fitted.test]
+        X_test, y_test = take(X, fitted.test), y[fitted.test]
         test_scores = {m: score(scorers[m], m, fitted.pipeline, X_test, y_test) for m in metrics_list}
         undefined = [m for m, value in test_scores.items() if not math.isfinite(value)]
         if undefined:
@@ -261,7 +285,7 @@ def _train(ml_root: Path) -> None:
             )
     score_time = time.perf_counter() - started
     if config.fold is None or config.train_score:
-        X_train, y_train = X.iloc[fitted.train], y[fitted.train]
+        X_train, y_train = take(X, fitted.train), y[fitted.train]
         train_scores = {m: score(scorers[m], m, fitted.pipeline, X_train, y_train) for m in metrics_list}
 
     metrics = {

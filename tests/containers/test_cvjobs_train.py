@@ -368,6 +368,29 @@ def test_split_cache_reuses_loaded_arrays_until_a_file_changes(jobs):
     assert data.load_split_cached(output) is not first
 
 
+def test_a_fold_of_a_one_dtype_numeric_table_is_fitted_on_its_array_with_the_frames_scores(jobs):
+    split = data.load_split(jobs.split_iris().root / "processing/output")
+    assert isinstance(split.feature_array, np.ndarray)
+    assert np.array_equal(split.feature_array, np.asarray(split.features))
+    config = train.parse_hyperparameters({"C": "3.0", "cv_fold": "1"})
+    on_array, on_frame = (train.fit_fold(split, config, as_array=flag) for flag in (True, False))
+    assert isinstance(on_array.X, np.ndarray) and isinstance(on_frame.X, pd.DataFrame)
+    decisions = [
+        fitted.pipeline.decision_function(train.take(fitted.X, fitted.test))
+        for fitted in (on_array, on_frame)
+    ]
+    assert np.array_equal(*decisions)
+
+
+def test_tables_of_mixed_dtypes_or_text_are_fitted_as_frames(jobs):
+    rows = [[float(i), i % 7, "ab"[i % 2], "yes" if i % 3 else "no"] for i in range(30)]
+    for header in (["x", "n", "t", "y"], ["x", "n", "y"]):
+        columns = [[*row[: len(header) - 1], row[-1]] for row in rows]
+        split_job = jobs.split(header, columns, CV_TARGET="y", CV_K=3, CV_ESTIMATOR="LogisticRegression")
+        assert split_job.code == 0, split_job.failure
+        assert data.load_split(split_job.root / "processing/output").feature_array is None
+
+
 def test_short_names_and_dotted_paths():
     for name, path in estimators.ESTIMATORS.items():
         spec = estimators.resolve_estimator(name.lower())
