@@ -22,7 +22,7 @@ import pytest
 
 from cvpipe.asl import Event
 from cvpipe.errors import UserError
-from cvpipe.pipeline.local import Interrupts, LocalPipeline, PipelineRun
+from cvpipe.pipeline.local import Interrupts, LocalPipeline, PipelineRun, read_journal
 
 from .conftest import IRIS, ROOT
 
@@ -276,11 +276,10 @@ def start_cli(home: Path, name: str, tmp_path: Path) -> subprocess.Popen[str]:
 
 
 def wait_for_jobs(run_dir: Path, count: int, process: subprocess.Popen[str]) -> None:
-    """Until ``count`` tasks have finished (journal lines): the split and some folds."""
+    """Until ``count`` tasks have finished (journal entries): the split and some folds."""
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and process.poll() is None:
-        journal = run_dir / "journal.jsonl"
-        if journal.exists() and len(journal.read_text().splitlines()) >= count:
+        if len(read_journal(run_dir)) >= count:
             return
         time.sleep(0.02)
     raise AssertionError(f"the run did not reach {count} tasks: {process.communicate()}")

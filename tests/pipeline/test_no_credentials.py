@@ -5,6 +5,7 @@ job logs and outputs, model archive), the registry's rows, or what the command p
 from __future__ import annotations
 
 import gzip
+import lzma
 import re
 import sqlite3
 import tarfile
@@ -35,6 +36,8 @@ def contents(home: Path) -> Iterator[tuple[str, bytes]]:
     for path in sorted(p for p in home.rglob("*") if p.is_file()):
         data = path.read_bytes()
         yield str(path.relative_to(home)), data
+        if data[:6] == b"\xfd7zXZ\x00":
+            yield f"{path.relative_to(home)} (unxzed)", lzma.decompress(data)
         if data[:2] == b"\x1f\x8b":
             unpacked = gzip.decompress(data)
             yield f"{path.relative_to(home)} (gunzipped)", unpacked

@@ -14,7 +14,7 @@ from cvpipe.asl import Execution
 from cvpipe.cli import main
 from cvpipe.errors import UserError
 from cvpipe.pipeline.history_file import HISTORY_FILE
-from cvpipe.pipeline.local import LocalPipeline, PipelineRun
+from cvpipe.pipeline.local import JOURNAL, LocalPipeline, PipelineRun
 from cvpipe.pipeline.run_command import build_input, explain_failure
 
 from .conftest import IRIS, ROOT, package_count
@@ -22,7 +22,7 @@ from .conftest import IRIS, ROOT, package_count
 pytestmark = pytest.mark.e2e
 
 # What a run folder holds when the run stopped before any candidate was trained.
-REFUSED_RUN_FILES = {HISTORY_FILE, "execution.json", "functions.log", "journal.jsonl"}
+REFUSED_RUN_FILES = {HISTORY_FILE, "execution.json", "functions.log", JOURNAL}
 
 
 def iris_input(**sections) -> dict:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import gzip
 import json
 import os
 import re
@@ -12,12 +13,13 @@ import secrets
 import signal
 import sqlite3
 import threading
+import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, BinaryIO
 
 from ..asl import Clock, Engine, Event, Execution, ExecutionResult, RealClock, TaskRegistry
 from ..asl.history import timestamp_text
@@ -44,9 +46,11 @@ CONTAINERS = "containers"
 HOSTING_PROGRAMS = frozenset({"serve"})
 RECORD = "execution.json"
 """The run's record: written when it starts (RUNNING) and again when it ends, however it ends."""
-JOURNAL = "journal.jsonl"
+JOURNAL = "journal.jsonl.gz"
 """Task outcomes as they happen, which ``--resume`` replays (see ``cvpipe.asl.redrive``); locked while
-the run is live."""
+the run is live. One JSON line per outcome, each its own gzip member (``zcat`` reads them all): an
+outcome is whole on disk once written, and the repeats of the tuning state in its entries compress several times over."""
+_JOURNAL_CHUNK = 4096  # bytes fed to the decompressor at a time while finding where members end
 _POLL_SECONDS = 0.1  # how often the waiting run looks at the signals received
 ARTIFACT_BUCKET = "ArtifactBucket"
 # Template parameters without a usable default: locally the job image is containers/, run in the pool.
@@ -460,7 +464,7 @@ class LocalPipeline:
         interrupts = interrupts or Interrupts()
         run_dir = self.run_dir(name)
         try:
-            journal_file = (run_dir / JOURNAL).open("a+")  # closed by the with below
+            journal_file = (run_dir / JOURNAL).open("a+b")  # closed by the with below
         except OSError as error:
             raise UserError(
                 f"execution {name}: cannot write its run folder {run_dir} ({error.strerror or error}); "
@@ -473,7 +477,7 @@ class LocalPipeline:
                 raise UserError(
                     f"execution {name} is running in another process; wait for it to end"
                 ) from None
-            journal = _open_journal(journal_file)
+            journal = open_journal(journal_file)
             # A redriven execution's history goes on after the earlier attempts' events.
             history = HistoryWriter(run_dir / HISTORY_FILE, read_history(run_dir) if redrive_count else [])
             # What the functions print (logs, EMF metrics) is what CloudWatch Logs would hold.
@@ -561,22 +565,46 @@ class LocalPipeline:
                     interrupts.notice(f"{what}: stopping the job workers now")
 
 
-def _open_journal(journal_file: TextIO) -> TaskJournal:
-    """The journal of a run folder: its earlier attempts' outcomes, and a writer for this one's. A line
-    cut short (the process was killed as it wrote it) is dropped: that task runs again."""
+def open_journal(journal_file: BinaryIO) -> TaskJournal:
+    """The journal of a run folder: its earlier attempts' outcomes, and a writer for this one's. An
+    entry cut short (the process was killed as it wrote it) is dropped: that task runs again."""
     journal_file.seek(0)
-    recorded, line = [], "\n"
-    for line in journal_file:
-        with contextlib.suppress(ValueError):
-            recorded.append(json.loads(line))
+    recorded, end = _journal_entries(journal_file.read())
+    journal_file.truncate(end)  # new entries follow the last whole one, not a cut one
 
     def write(entry: dict[str, Any]) -> None:
-        journal_file.write(json.dumps(entry, separators=(",", ":")) + "\n")
+        line = json.dumps(entry, separators=(",", ":")) + "\n"
+        journal_file.write(gzip.compress(line.encode(), mtime=0))
         journal_file.flush()
 
-    if not line.endswith("\n"):
-        journal_file.write("\n")  # end the cut line, so the next entry starts on its own
     return TaskJournal(recorded, write)
+
+
+def read_journal(run_dir: Path) -> list[dict[str, Any]]:
+    """The task outcomes a run folder's journal holds, in the order they were recorded."""
+    try:
+        return _journal_entries((Path(run_dir) / JOURNAL).read_bytes())[0]
+    except FileNotFoundError:
+        return []
+
+
+def _journal_entries(data: bytes) -> tuple[list[dict[str, Any]], int]:
+    """The entries of the journal's bytes, and where the last whole one ends."""
+    view, entries, start = memoryview(data), [], 0
+    while start < len(data):
+        member, position, parts = zlib.decompressobj(wbits=31), start, []
+        try:
+            while not member.eof and position < len(data):
+                parts.append(member.decompress(view[position : position + _JOURNAL_CHUNK]))
+                position += _JOURNAL_CHUNK
+        except zlib.error:
+            break
+        if not member.eof:
+            break
+        with contextlib.suppress(ValueError):
+            entries.append(json.loads(b"".join(parts)))
+        start = min(position, len(data)) - len(member.unused_data)
+    return entries, start
 
 
 def _write_json_atomically(path: Path, document: Any) -> None:
