@@ -42,7 +42,7 @@ import threading
 import time
 import uuid
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
@@ -72,6 +72,8 @@ class _Environment:
     log_stream: str
     ready: bool = False
     """Its init has been reported (a started environment may still be importing the function)."""
+    ending: threading.Lock = field(default_factory=threading.Lock)
+    """Held while it is ended: an invocation that stops it and the closing of all may end it at once."""
 
 
 def function_error(
@@ -322,15 +324,17 @@ def _write_output(out: bytes, err: bytes) -> None:
 
 
 def _end(environment: _Environment) -> int:
-    environment.conn.close()
-    process = environment.process
-    if process.exitcode is None:
-        process.terminate()
-        process.join(_STOP_GRACE_SECONDS)
+    with environment.ending:  # closing a connection twice at once closes another's descriptor
+        if not environment.conn.closed:
+            environment.conn.close()
+        process = environment.process
         if process.exitcode is None:
-            process.kill()
-    process.join()
-    return int(process.exitcode)
+            process.terminate()
+            process.join(_STOP_GRACE_SECONDS)
+            if process.exitcode is None:
+                process.kill()
+        process.join()
+        return int(process.exitcode)
 
 
 def _end_all(environments: set[_Environment]) -> None:
