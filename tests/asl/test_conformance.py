@@ -1728,6 +1728,31 @@ def test_all_three_fields_export_what_writer_config_shaped(config: dict[str, str
         assert json_loads(body) == expected
 
 
+def test_a_failed_map_run_still_exports_what_succeeded_failed_and_never_started() -> None:
+    # "ResultWriter (Map)": PENDING_n.json holds the executions that never started because the Map Run
+    # failed. One at a time, item 2 fails past the (default zero) threshold, so item 3 never starts.
+    objects = MemoryObjects()
+    state = distributed(
+        failing_on_two(pass_state()),
+        MaxConcurrency=1,
+        ResultWriter={
+            "Resource": "arn:aws:states:::s3:putObject",
+            "Parameters": {"Bucket": "out", "Prefix": "p"},
+        },
+    )
+    result = run_with(objects, machine({"M": state}), [1, 2, 3])
+    assert (result.status, result.error) == ("FAILED", "States.ExceedToleratedFailureThreshold")
+    (manifest_key,) = [key for _, key in objects.objects if key.endswith("manifest.json")]
+    files = objects.json("out", manifest_key)["ResultFiles"]
+
+    def inputs(status: str) -> list[str]:
+        return [entry["Input"] for file in files[status] for entry in objects.json("out", file["Key"])]
+
+    assert (inputs("SUCCEEDED"), inputs("FAILED"), inputs("PENDING")) == (["1"], ["2"], ["3"])
+    (pending,) = objects.json("out", files["PENDING"][0]["Key"])
+    assert pending["Status"] == "PENDING"
+
+
 def test_exported_failures_keep_their_records_whatever_the_transformation() -> None:
     # "If a child workflow execution fails, Step Functions returns its execution result unchanged."
     objects = MemoryObjects()

@@ -215,7 +215,8 @@ class ChildExecution:
     name: str
     arn: str
     input: Any
-    status: str = "RUNNING"
+    status: str = "PENDING"
+    """PENDING until it starts, then RUNNING, then how it ended."""
     output: Any = None
     error: str | None = None
     cause: str | None = None

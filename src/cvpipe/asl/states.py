@@ -823,27 +823,31 @@ class DistributedMap(Map):
         for _, child_lane in children:
             child_lane.run.root = Scope(siblings)
             child_lane.scope = child_lane.run.root
+        child_machine = f"{machine['Id']}/{label}"
+        writer = self.spec.get("ResultWriter")
+
+        def results() -> Any:
+            if writer is None:
+                return transform(map_run.executions, "COMPACT", child_machine)
+            arguments = self._arguments(writer, "ResultWriter", raw_input, effective, context)
+            return write_results(lane.run.objects, writer, arguments, map_run, child_machine)
+
         try:
             run_concurrently(len(children), max(threads, 1), body, siblings)
         except StatesError as failure:
             map_run.status = "FAILED"
             lane.emit("MapRunFailed", {"error": failure.error, "cause": failure.cause})
+            if writer is not None and "Resource" in writer:
+                # A failed Map Run still exports what succeeded, failed, or never started (PENDING);
+                # the Map fails with the run's error even if that export fails too.
+                with contextlib.suppress(StatesError):
+                    results()
             raise
         finally:
             siblings.close()
         map_run.status = "SUCCEEDED"
         lane.emit("MapRunSucceeded")
-        child_machine = f"{machine['Id']}/{label}"
-        if "ResultWriter" not in self.spec:
-            return transform(map_run.executions, "COMPACT", child_machine)
-        writer = self.spec["ResultWriter"]
-        return write_results(
-            lane.run.objects,
-            writer,
-            self._arguments(writer, "ResultWriter", raw_input, effective, context),
-            map_run,
-            child_machine,
-        )
+        return results()
 
     def _read(self, lane: Lane, raw_input: Any, context: Context) -> tuple[list[Any], Any]:
         """The items (from the ItemReader, else as an inline Map finds them) and the input ItemSelector reads."""
@@ -939,6 +943,7 @@ class DistributedMap(Map):
 
     def _run_child(self, child: ChildExecution, lane: Lane) -> Any:
         history = lane.run.history
+        child.status = "RUNNING"
         history.append("ExecutionStarted", data_details("input", child.input), 0)
         try:
             check_payload_size(child.input)
