@@ -1836,6 +1836,27 @@ def test_distributed_map_fields_are_checked_at_creation() -> None:
     assert "MaxInputBytesPerBatch must be an integer from 1 to 262144" in text
 
 
+@pytest.mark.parametrize(
+    ("config", "refused"),
+    [
+        ({"InputType": "PARQUET"}, "InputType PARQUET"),
+        ({"InputType": "CSV", "ManifestType": "ATHENA_DATA"}, "ManifestType"),
+    ],
+)
+def test_readers_the_local_engine_lacks_are_refused_by_name(config: dict[str, Any], refused: str) -> None:
+    reader = {
+        "Resource": "arn:aws:states:::s3:getObject",
+        "ReaderConfig": config,
+        "Parameters": {"Bucket": "b", "Key": "k"},
+    }
+    with pytest.raises(DefinitionError) as problems:
+        validate(machine({"M": distributed({"P": pass_state()}, ItemReader=reader)}))
+    assert problems.value.problems == [
+        f"States.M.ItemReader.ReaderConfig: {refused} is not supported by the local engine (it reads CSV, "
+        "JSON, JSON Lines and S3 inventory manifests of CSV files)"
+    ]
+
+
 def test_a_missing_object_is_item_reader_failed() -> None:
     state = distributed(
         {"P": pass_state()},

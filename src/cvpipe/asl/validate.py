@@ -690,6 +690,7 @@ def is_distributed(state: dict[str, Any]) -> bool:
 LABEL = re.compile(r"[^\s<>{}\[\]?*\"#%\\^|~`$&,;:/\x00-\x1f\x7f-\x9f]{1,40}")
 READER_CONFIG_FIELDS = {
     "InputType",
+    "ManifestType",
     "CSVHeaderLocation",
     "CSVHeaders",
     "CSVDelimiter",
@@ -729,7 +730,17 @@ def check_distributed(where: str, state: dict[str, Any], jsonata: bool) -> list[
         )
         if isinstance(config, dict):
             input_type = config.get("InputType")
-            if reader.get("Resource") == GET_OBJECT and input_type not in INPUT_TYPES:
+            unsupported = [
+                f"InputType {input_type}" if input_type == "PARQUET" else "",
+                "ManifestType" if "ManifestType" in config else "",
+            ]
+            problems += [
+                f"{at}.ReaderConfig: {what} is not supported by the local engine (it reads CSV, JSON, "
+                "JSON Lines and S3 inventory manifests of CSV files)"
+                for what in unsupported
+                if what
+            ]
+            if reader.get("Resource") == GET_OBJECT and input_type not in (*INPUT_TYPES, "PARQUET"):
                 problems.append(f"{at}.ReaderConfig: InputType must be one of {', '.join(INPUT_TYPES)}")
             if input_type == "CSV" and config.get("CSVHeaderLocation", "FIRST_ROW") not in (
                 "FIRST_ROW",
