@@ -99,3 +99,34 @@ def test_dates_are_epoch_milliseconds_and_json_text_is_compact() -> None:
     assert output["Output"] == '{"doubled":2}'
     assert output["Input"].startswith('{"n":1,')
     assert isinstance(engine().run(parent(""), {"n": 1}).output["StartDate"], int)
+
+
+def named(name: str) -> dict[str, Any]:
+    """A Map starting one child per item, one after another, all with the execution name ``name``."""
+    start = parent(".sync:2")["States"]["Child"]
+    start["Parameters"] = {**start["Parameters"], "Name": name, "Input": {"n.$": "$"}}
+    return {
+        "StartAt": "Each",
+        "States": {
+            "Each": {
+                "Type": "Map",
+                "MaxConcurrency": 1,
+                "ItemProcessor": {"StartAt": "Child", "States": {"Child": start}},
+                "End": True,
+            }
+        },
+    }
+
+
+def test_an_execution_name_is_used_once() -> None:
+    # StartExecution: a name already used in the state machine is ExecutionAlreadyExists, unless the
+    # same input is sent again while that execution runs (the call is then idempotent).
+    result = engine().run(named("nightly"), [1, 2])
+    assert result.error == "StepFunctions.ExecutionAlreadyExistsException"
+    assert ":execution:Doubler:nightly'" in result.cause
+
+
+@pytest.mark.parametrize("name", ["with space", "a/b", "x" * 81, ""])
+def test_an_invalid_execution_name_is_refused(name: str) -> None:
+    result = engine().run(named(name), [1])
+    assert result.error == "StepFunctions.InvalidNameException", result.cause

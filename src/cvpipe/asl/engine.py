@@ -80,6 +80,11 @@ class Execution:
     def history(self) -> list[Event]:
         return self._run.history.events
 
+    @property
+    def done(self) -> bool:
+        """Whether the execution has ended."""
+        return self._done.is_set()
+
     def wait(self, timeout: float | None = None) -> ExecutionResult:
         """The result once the execution has ended; TimeoutError if it is still running after ``timeout``."""
         if not self._done.wait(timeout):

@@ -687,7 +687,9 @@ def is_distributed(state: dict[str, Any]) -> bool:
     return isinstance(config, dict) and config.get("Mode") == "DISTRIBUTED"
 
 
-LABEL = re.compile(r"[^\s<>{}\[\]?*\"#%\\^|~`$&,;:/\x00-\x1f\x7f-\x9f]{1,40}")
+NAME_CHARACTER = r"[^\s<>{}\[\]?*\"#%\\^|~`$&,;:/\x00-\x1f\x7f-\x9f]"
+"""A character AWS allows in the names of executions, Map labels and other resources."""
+LABEL = re.compile(NAME_CHARACTER + "{1,40}")
 READER_CONFIG_FIELDS = {
     "InputType",
     "ManifestType",

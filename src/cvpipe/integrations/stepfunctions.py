@@ -14,15 +14,18 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from datetime import datetime
 from typing import Any
 
-from cvpipe.asl import Engine, ExecutionResult, StatesError, TaskRegistry, TaskRequest
+from cvpipe.asl import Engine, Execution, ExecutionResult, StatesError, TaskRegistry, TaskRequest
 from cvpipe.asl.errors import RUNTIME, TASK_FAILED
+from cvpipe.asl.validate import NAME_CHARACTER
 
 START_EXECUTION = "arn:aws:states:::states:startExecution"
 _MACHINE_ARN = re.compile(r"arn:aws[\w-]*:states:[\w-]+:\d{12}:stateMachine:(?P<name>[\w-]{1,80})")
 _POLL_SECONDS = 0.05
+_EXECUTION_NAME = re.compile(NAME_CHARACTER + "{1,80}")
 
 
 class LocalStateMachines:
@@ -31,6 +34,8 @@ class LocalStateMachines:
     def __init__(self, engine: Engine, definitions: dict[str, dict[str, Any] | str]) -> None:
         self.engine = engine
         self.definitions = definitions
+        self._started: dict[tuple[str, str], tuple[Any, Execution]] = {}
+        self._lock = threading.Lock()
 
     def start_execution(self, request: TaskRequest) -> Any:
         """``startExecution``, ``.sync`` and ``.sync:2``."""
@@ -42,9 +47,7 @@ class LocalStateMachines:
                 child_input = json.loads(child_input)
             except ValueError:
                 raise StatesError(RUNTIME, "startExecution: Input is not JSON text") from None
-        execution = self.engine.start(
-            self.definitions[name], child_input, name=parameters.get("Name"), state_machine_name=name
-        )
+        execution = self._start(name, parameters.get("Name"), child_input)
         if not request.resource.endswith((".sync", ".sync:2")):
             return {"ExecutionArn": execution.arn, "StartDate": _epoch_ms(self.engine.clock.now())}
         while True:
@@ -58,6 +61,34 @@ class LocalStateMachines:
         if result.status != "SUCCEEDED":
             raise StatesError(TASK_FAILED, _json_text(described))
         return described
+
+    def _start(self, machine: str, name: Any, child_input: Any) -> Execution:
+        """A new execution, or the running one StartExecution is idempotent for: an execution name is
+        unique in its state machine (here, for this engine's life) unless the same input is sent again
+        while it runs."""
+        if name is None:
+            return self.engine.start(self.definitions[machine], child_input, state_machine_name=machine)
+        if not isinstance(name, str) or not _EXECUTION_NAME.fullmatch(name):
+            raise StatesError(
+                "StepFunctions.InvalidNameException",
+                f"Invalid Name: {name!r} (1 to 80 characters, without whitespace, brackets, wildcards, "
+                "control or special characters)",
+            )
+        with self._lock:
+            earlier = self._started.get((machine, name))
+            if earlier is not None:
+                earlier_input, execution = earlier
+                if earlier_input == child_input and not execution.done:
+                    return execution
+                raise StatesError(
+                    "StepFunctions.ExecutionAlreadyExistsException",
+                    f"Execution Already Exists: '{execution.arn}'",
+                )
+            execution = self.engine.start(
+                self.definitions[machine], child_input, name=name, state_machine_name=machine
+            )
+            self._started[(machine, name)] = (child_input, execution)
+            return execution
 
     def _machine_name(self, arn: Any) -> str:
         match = _MACHINE_ARN.fullmatch(arn) if isinstance(arn, str) else None
