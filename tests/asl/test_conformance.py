@@ -1565,6 +1565,8 @@ def failing_on_two(good: dict[str, Any]) -> dict[str, Any]:
         ({"ToleratedFailureCount": 1}, "SUCCEEDED"),
         ({"ToleratedFailurePercentage": 25}, "FAILED"),  # 1 of 3 is 33 %
         ({"ToleratedFailurePercentage": 34}, "SUCCEEDED"),
+        ({"ToleratedFailurePercentage": 33.4}, "SUCCEEDED"),  # a number, not only an integer
+        ({"ToleratedFailurePercentage": 33.3}, "FAILED"),
         ({"ToleratedFailureCountPath": "$.allowed"}, "SUCCEEDED"),
     ],
 )
@@ -1831,9 +1833,18 @@ def test_distributed_map_fields_are_checked_at_creation() -> None:
     text = "\n".join(refused.value.problems)
     assert "Label must be 1 to 40 characters" in text
     assert "MaxConcurrency must be an integer from 0 to 10000" in text
-    assert "ToleratedFailurePercentage must be an integer from 0 to 100" in text
+    assert "ToleratedFailurePercentage must be a number from 0 to 100" in text
     assert "InputType must be one of CSV, JSON, JSONL, MANIFEST" in text
     assert "MaxInputBytesPerBatch must be an integer from 1 to 262144" in text
+
+
+def test_jsonata_items_cannot_be_used_with_an_item_reader() -> None:
+    # AWS guide, "ItemReader (Map)": the items come from the reader; Items (JSONata) like ItemsPath
+    # (JSONPath) selects them from the input instead.
+    reader = {"Resource": "arn:aws:states:::s3:listObjectsV2", "Arguments": {"Bucket": "b"}}
+    state = distributed({"P": pass_state()}, Items="{% $states.input.xs %}", ItemReader=reader)
+    with pytest.raises(DefinitionError, match="States.M: Items cannot be used with ItemReader"):
+        validate(machine({"M": state}, QueryLanguage="JSONata"))
 
 
 @pytest.mark.parametrize(

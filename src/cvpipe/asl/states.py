@@ -199,17 +199,26 @@ class State:
         self, field: str, states: dict[str, Any], context: Context, minimum: int, maximum: int = MAX_SECONDS
     ) -> int | None:
         """A JSONata state's integer field (TimeoutSeconds, Seconds, ...): a literal or an expression."""
+        value = self.bounded(field, states, context, minimum, maximum, whole=True)
+        return None if value is None else int(value)
+
+    def bounded(
+        self, field: str, states: dict[str, Any], context: Context, minimum: int, maximum: int, *, whole: bool
+    ) -> float | None:
+        """A JSONata state's numeric field in [minimum, maximum], an integer if ``whole``."""
         if field not in self.spec:
             return None
         value = self.evaluate(self.spec[field], field, states, context)
         if isinstance(value, float) and value.is_integer():
             value = int(value)
-        if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
+        kinds = int if whole else (int, float)
+        if isinstance(value, bool) or not isinstance(value, kinds) or not minimum <= value <= maximum:
+            kind = "an integer" if whole else "a number"
             raise StatesError(
                 QUERY_EVALUATION_ERROR,
-                f"The field '{field}' must be an integer from {minimum} to {maximum}, not {to_json_text(value)}",
+                f"The field '{field}' must be {kind} from {minimum} to {maximum}, not {to_json_text(value)}",
             )
-        return value
+        return float(value)
 
     # -- JSONPath ---------------------------------------------------------------------------------
 
@@ -890,8 +899,9 @@ class DistributedMap(Map):
     def _number(self, field: str, raw_input: Any, effective: Any, context: Context) -> float | None:
         if self.jsonata:
             states = {"input": raw_input, "context": dict(context)}
-            limit = 100 if field == "ToleratedFailurePercentage" else MAX_SECONDS
-            return self.number(field, states, context, minimum=0, maximum=limit)
+            percent = field == "ToleratedFailurePercentage"
+            limit = 100 if percent else MAX_SECONDS
+            return self.bounded(field, states, context, 0, limit, whole=not percent)
         if f"{field}Path" in self.spec:
             value = get_path(self.spec[f"{field}Path"], effective, context)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:

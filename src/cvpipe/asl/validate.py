@@ -513,15 +513,24 @@ DISTRIBUTED_MAX_CONCURRENCY = MAX_CONCURRENCY
 
 
 def _bounded(
-    where: str, state: dict[str, Any], field: str, low: int, high: int, jsonata: bool = False
+    where: str,
+    state: dict[str, Any],
+    field: str,
+    low: int,
+    high: int,
+    jsonata: bool = False,
+    *,
+    whole: bool = True,
 ) -> list[str]:
-    """``field``, if present, is an integer in [low, high] (or, in JSONata, an expression)."""
+    """``field``, if present, is an integer (a number if not ``whole``) in [low, high] (or, in
+    JSONata, an expression)."""
     if field not in state or (jsonata and is_expression(state[field])):
         return []
     value = state[field]
-    if not _int(value) or not low <= value <= high:
+    if not (_int(value) if whole else _number(value)) or not low <= value <= high:
         prefix = f"{where}: " if where else ""
-        return [f"{prefix}{field} must be an integer from {low} to {high}, not {value!r}"]
+        kind = "an integer" if whole else "a number"
+        return [f"{prefix}{field} must be {kind} from {low} to {high}, not {value!r}"]
     return []
 
 
@@ -664,7 +673,7 @@ def _check_map(where: str, state: dict[str, Any], names: set[str], language: str
     )
     if "MaxConcurrency" in state and "MaxConcurrencyPath" in state:
         problems.append(f"{where}: has both MaxConcurrency and MaxConcurrencyPath")
-    problems += _bounded(where, state, "ToleratedFailurePercentage", 0, 100, jsonata)
+    problems += _bounded(where, state, "ToleratedFailurePercentage", 0, 100, jsonata, whole=False)
     problems += _bounded(where, state, "ToleratedFailureCount", 0, MAX_SECONDS, jsonata)
     if distributed:
         problems += check_distributed(where, state, jsonata)
@@ -754,8 +763,9 @@ def check_distributed(where: str, state: dict[str, Any], jsonata: bool) -> list[
                     f"{at}.ReaderConfig: CSVHeaderLocation GIVEN needs CSVHeaders (an array of names)"
                 )
             problems += _bounded(f"{at}.ReaderConfig", config, "MaxItems", 0, 100_000_000, jsonata)
-    if "ItemsPath" in state and "ItemReader" in state:
-        problems.append(f"{where}: ItemsPath cannot be used with ItemReader")
+    for field in ("ItemsPath", "Items"):
+        if field in state and "ItemReader" in state:
+            problems.append(f"{where}: {field} cannot be used with ItemReader")
     batcher = state.get("ItemBatcher")
     if "ItemBatcher" in state:
         problems += _sub_fields(
