@@ -259,7 +259,7 @@ def test_an_invalid_bucket_name_fails_the_item_reader_naming_it(tmp_path: Path) 
                     "Parameters": {"Bucket": "in"},
                 },
                 "ItemProcessor": {
-                    "ProcessorConfig": {"Mode": "DISTRIBUTED"},
+                    "ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"},
                     "StartAt": "P",
                     "States": {"P": {"Type": "Pass", "End": True}},
                 },

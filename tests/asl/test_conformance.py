@@ -1838,6 +1838,17 @@ def test_distributed_map_fields_are_checked_at_creation() -> None:
     assert "MaxInputBytesPerBatch must be an integer from 1 to 262144" in text
 
 
+def test_a_distributed_item_processor_names_its_execution_type() -> None:
+    # AWS guide, "ItemProcessor (Map)", ExecutionType: "You must provide this field if you specified
+    # DISTRIBUTED for the Mode sub-field."
+    state = distributed({"P": pass_state()})
+    del state["ItemProcessor"]["ProcessorConfig"]["ExecutionType"]
+    with pytest.raises(
+        DefinitionError, match=r"ItemProcessor.ProcessorConfig: ExecutionType must be STANDARD"
+    ):
+        validate(machine({"M": state}))
+
+
 def test_jsonata_items_cannot_be_used_with_an_item_reader() -> None:
     # AWS guide, "ItemReader (Map)": the items come from the reader; Items (JSONata) like ItemsPath
     # (JSONPath) selects them from the input instead.

@@ -199,7 +199,7 @@ def test_every_problem_is_listed_with_its_nested_path() -> None:
             {
                 "Type": "Map",
                 "ItemProcessor": {
-                    "ProcessorConfig": {"Mode": "DISTRIBUTED"},
+                    "ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"},
                     "StartAt": "I",
                     "States": {"I": {"Type": "Succeed"}},
                 },

@@ -833,10 +833,8 @@ def _sub_machine(where: str, machine: Any, language: str, *, processor: bool = F
     config = machine.get("ProcessorConfig", {})
     if not isinstance(config, dict) or config.get("Mode", "INLINE") not in ("INLINE", "DISTRIBUTED"):
         problems.append(f"{where}.ProcessorConfig: Mode must be INLINE or DISTRIBUTED")
-    elif config.get("Mode") == "DISTRIBUTED" and config.get("ExecutionType", "STANDARD") not in (
-        "STANDARD",
-        "EXPRESS",
-    ):
+    elif config.get("Mode") == "DISTRIBUTED" and config.get("ExecutionType") not in ("STANDARD", "EXPRESS"):
+        # AWS: "You must provide this field if you specified DISTRIBUTED for the Mode sub-field."
         problems.append(f"{where}.ProcessorConfig: ExecutionType must be STANDARD or EXPRESS")
     return problems + _machine(f"{where}.", machine, language)
 
