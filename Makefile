@@ -13,15 +13,16 @@ CHECKOV_VENV := .venv-checkov
 CHECKOV := $(CHECKOV_VENV)/bin/checkov
 CHECKOV_VERSION := 3.3.30
 SAM_VENV := .venv-sam
-SAM := $(SAM_VENV)/bin/sam
 SAM_VERSION := 1.170.0
+# Named by the version: changing SAM_VERSION installs it again.
+SAM_STAMP := $(SAM_VENV)/.installed-$(SAM_VERSION)
 # The stack `make image` pushes to (samconfig.toml's stack_name); IMAGE_TAG names the image by the
 # content of its build context, so an unchanged image is not pushed again.
 STACK ?= cvpipe
 IMAGE_TAG ?= $(shell cat containers/Dockerfile containers/pyproject.toml containers/requirements.lock \
 	$$(find containers/cvjobs -name '*.py' | LC_ALL=C sort) | sha256sum | cut -c1-16)
 
-.PHONY: install run check test test-fast schemas bench clean image sam-check
+.PHONY: install run check test test-fast schemas bench clean image sam-check tools
 
 $(STAMP): pyproject.toml containers/pyproject.toml $(CONSTRAINTS)
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "cvpipe needs Python 3.11 or newer; set PYTHON=python3.11 (or newer)")'
@@ -34,9 +35,10 @@ $(CHECKOV):
 	$(PYTHON) -m venv $(CHECKOV_VENV)
 	$(CHECKOV_VENV)/bin/python -m pip install --quiet 'checkov==$(CHECKOV_VERSION)'
 
-$(SAM):
+$(SAM_STAMP):
 	$(PYTHON) -m venv $(SAM_VENV)
 	$(SAM_VENV)/bin/python -m pip install --quiet 'aws-sam-cli==$(SAM_VERSION)'
+	@touch $@
 
 install: $(STAMP)
 
@@ -60,19 +62,21 @@ check: $(STAMP)
 schemas: $(STAMP)
 	PYTHONPATH=functions/shared $(BIN)/python -m workflow_documents.schemas schemas
 
-# The suite includes checkov on the template, from its own environment.
-test: check $(CHECKOV)
+# The tools the suite runs from environments of their own: checkov, and the SAM CLI (sam validate --lint,
+# sam build; tests/static/test_sam.py). Installed once, side by side with the project's environment.
+tools: $(CHECKOV) $(SAM_STAMP)
+
+# `make -j2 test` (as CI runs it) installs the tools while the project installs and is checked.
+test: check tools
 	$(BIN)/pytest -q -n $(PYTEST_WORKERS)
 
 test-fast: $(STAMP)
 	$(BIN)/pytest -q -m "unit and not integration and not e2e" -n $(PYTEST_WORKERS)
 
-# SAM's own checks, apart from `make test` (installing the SAM CLI and building every function take
-# minutes): `sam validate --lint`, and `sam build`, which needs python3.12 (the functions' runtime) on PATH.
-sam-check: $(SAM)
-	AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1} $(SAM) validate --lint
-	@command -v python3.12 >/dev/null || { echo "sam-check: sam build needs python3.12 on PATH (the functions' runtime)" >&2; exit 1; }
-	$(SAM) build --build-dir $(SAM_VENV)/build
+# SAM's own checks alone (also part of `make test`): `sam validate --lint`, and `sam build`, which needs
+# the functions' Python (found on PATH or in pyenv); dependencies are cached in .venv-sam between runs.
+sam-check: $(STAMP) $(SAM_STAMP)
+	$(BIN)/pytest -q tests/static/test_sam.py
 
 # Build the job image for linux/amd64, push it to the stack's repository and print the JobImageUri to deploy.
 image:
