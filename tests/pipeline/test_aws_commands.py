@@ -38,6 +38,7 @@ SMALL = {
     "tuning": {"batch_size": 2},
     "registry": {"group": "aws-commands-test"},
 }
+VALID_DATASET = ["--dataset", "s3://my-data/k.csv", "--set", "dataset.target=y"]
 
 
 @pytest.fixture
@@ -62,7 +63,9 @@ def deploy_stack(aws_account, monkeypatch):
         lambda self, service: cloudformation if service == "cloudformation" else real_client(self, service),
     )
 
-    def deploy(with_state_machine: bool | None = True) -> tuple[str, str]:
+    def deploy(
+        with_state_machine: bool | None = True, parameters: dict[str, str] | None = None
+    ) -> tuple[str, str]:
         if with_state_machine is None:
             stubber.add_client_error(
                 "describe_stacks", "ValidationError", f"Stack with id {STACK} does not exist", 400
@@ -86,6 +89,9 @@ def deploy_stack(aws_account, monkeypatch):
             "CreationTime": datetime(2026, 1, 1),
             "StackStatus": "CREATE_COMPLETE",
             "Outputs": outputs,
+            "Parameters": [
+                {"ParameterKey": key, "ParameterValue": value} for key, value in (parameters or {}).items()
+            ],
         }
         for _ in range(3):  # one DescribeStacks per command
             stubber.add_response("describe_stacks", {"Stacks": [stack]}, {"StackName": STACK})
@@ -135,11 +141,11 @@ def test_start_with_an_s3_dataset_sends_it_unchanged(deploy_stack, capsys):
 @pytest.mark.parametrize(
     ("arguments", "deployed", "message"),
     [
-        (["--dataset", "s3://b/k.csv"], None, f"stack {STACK} does not exist in {REGION}"),
-        (["--dataset", "s3://b/k.csv"], False, "has no state machine yet"),
+        (VALID_DATASET, None, f"stack {STACK} does not exist in {REGION}"),
+        (VALID_DATASET, False, "has no state machine yet"),
         (["--dataset", "missing.csv"], True, "dataset.uri missing.csv: no such file"),
         ([], True, "give the input"),
-        (["--dataset", "s3://b/k.csv", "--name", "a b"], True, "execution name 'a b'"),
+        ([*VALID_DATASET, "--name", "a b"], True, "execution name 'a b'"),
     ],
 )
 def test_start_refuses_with_what_to_do(deploy_stack, capsys, arguments, deployed, message):
@@ -148,9 +154,54 @@ def test_start_refuses_with_what_to_do(deploy_stack, capsys, arguments, deployed
     assert message in capsys.readouterr().err
 
 
+def test_start_refuses_a_bad_field_before_any_aws_call(monkeypatch, tmp_path, capsys):
+    """PrepareInput's own validation runs here first: a bad field costs no AWS call at all."""
+    calls: list[str] = []
+    stubbers = []
+
+    def stubbed_client(self, service):
+        client = boto3.client(service, region_name=REGION)
+        client.meta.events.register("before-call", lambda model, **_: calls.append(model.name))
+        stubber = Stubber(client)  # nothing queued: any call would be refused
+        stubber.activate()
+        stubbers.append(stubber)
+        return client
+
+    monkeypatch.setattr(Aws, "client", stubbed_client)
+    document = tmp_path / "input.json"
+    document.write_text(json.dumps({**SMALL, "cv": {"k": 1}, "tuning": {"batch_size": "two"}}))
+
+    code = main(["start", "--stack", STACK, "--input", str(document)])
+
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "invalid execution input (2 problems)" in err
+    assert "  cv.k: " in err and "  tuning.batch_size: " in err
+    assert "Traceback" not in err
+    assert calls == []
+    for stubber in stubbers:
+        stubber.assert_no_pending_responses()
+
+
+@pytest.mark.parametrize(("allowed", "code"), [("", 2), ("xgboost", 0)])
+def test_a_package_the_input_names_is_checked_against_the_stacks_setting(deploy_stack, capsys, allowed, code):
+    machine, bucket = deploy_stack(parameters={"AllowedPackages": allowed, "MaxParallelJobs": "2"})
+    arguments = [*VALID_DATASET, "--set", "model.estimator=xgboost.XGBClassifier"]
+
+    assert main(["start", "--stack", STACK, *arguments]) == code
+
+    err = capsys.readouterr().err
+    started = boto3.client("stepfunctions").list_executions(stateMachineArn=machine)["executions"]
+    if code:
+        assert "  model.estimator: " in err and "AllowedPackages" in err
+        assert started == []
+    else:
+        assert len(started) == 1, err
+
+
 def test_a_taken_execution_name_is_reported(deploy_stack, capsys):
     deploy_stack()
-    arguments = ["start", "--stack", STACK, "--dataset", "s3://b/k.csv", "--name", "same"]
+    arguments = ["start", "--stack", STACK, *VALID_DATASET, "--name", "same"]
     assert main(arguments) == 0
     assert main([*arguments, "--set", "cv.k=3"]) == 2
     assert "execution name 'same' is taken" in capsys.readouterr().err

@@ -20,15 +20,15 @@ HISTORY_PAGE = 1000  # GetExecutionHistory's largest page
 POLL_SECONDS = 5.0
 
 
-def stage_dataset(aws: Aws, bucket: str, execution_input: dict[str, Any]) -> dict[str, Any]:
-    """A local dataset file uploaded to the stack's bucket, under a key named by its content (an
-    unchanged file is uploaded once), and the input pointed at it; s3:// URIs are left as they are."""
+def dataset_file(execution_input: dict[str, Any]) -> tuple[Path, str] | None:
+    """The input's local dataset file and the key it is staged under in the stack's bucket, named by its
+    content (an unchanged file is uploaded once); None for an s3:// URI, or no dataset.uri at all."""
     dataset = execution_input.get("dataset")
     if not isinstance(dataset, dict) or not isinstance(dataset.get("uri"), str):
-        return execution_input  # absent or malformed: PrepareInput names the field
+        return None  # absent or malformed: PrepareInput names the field
     uri = dataset["uri"]
     if uri.startswith("s3://"):
-        return execution_input
+        return None
     path = Path(uri).expanduser()
     if not path.is_file():
         raise UserError(f"dataset.uri {uri}: no such file (give a CSV file or an s3:// URI)")
@@ -36,11 +36,24 @@ def stage_dataset(aws: Aws, bucket: str, execution_input: dict[str, Any]) -> dic
         digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
     except OSError as error:
         raise UserError(f"dataset.uri {uri}: cannot read it ({error.strerror or error})") from None
-    key = f"{STAGING_PREFIX}/{digest}/{path.name}"
+    return path, f"{STAGING_PREFIX}/{digest}/{path.name}"
+
+
+def with_dataset_uri(execution_input: dict[str, Any], uri: str) -> dict[str, Any]:
+    return {**execution_input, "dataset": {**execution_input["dataset"], "uri": uri}}
+
+
+def stage_dataset(aws: Aws, bucket: str, execution_input: dict[str, Any]) -> dict[str, Any]:
+    """A local dataset file uploaded to the stack's bucket, and the input pointed at it; s3:// URIs are
+    left as they are."""
+    found = dataset_file(execution_input)
+    if found is None:
+        return execution_input
+    path, key = found
     s3 = aws.client("s3")
     with aws_errors():
         s3.upload_file(str(path), bucket, key)
-    return {**execution_input, "dataset": {**dataset, "uri": f"s3://{bucket}/{key}"}}
+    return with_dataset_uri(execution_input, f"s3://{bucket}/{key}")
 
 
 def start_execution(aws: Aws, state_machine_arn: str, name: str, execution_input: dict[str, Any]) -> str:

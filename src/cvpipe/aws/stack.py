@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..errors import UserError
 from .clients import Aws, aws_errors, error_code
@@ -17,6 +17,8 @@ class Stack:
     name: str
     state_machine_arn: str
     bucket: str
+    parameters: dict[str, str] = field(default_factory=dict)
+    """The template parameters it was deployed with (AllowedPackages, MaxParallelJobs, ...)."""
 
 
 def find_stack(aws: Aws, name: str) -> Stack:
@@ -42,4 +44,8 @@ def find_stack(aws: Aws, name: str) -> Stack:
             f"stack {name} has no state machine yet: it is created once the job image is set. Run "
             f"`make image STACK={name}` and deploy with the JobImageUri it prints"
         )
-    return Stack(name, outputs[STATE_MACHINE_OUTPUT], outputs[BUCKET_OUTPUT])
+    parameters = {
+        parameter["ParameterKey"]: parameter.get("ParameterValue", "")
+        for parameter in stack.get("Parameters", [])
+    }
+    return Stack(name, outputs[STATE_MACHINE_OUTPUT], outputs[BUCKET_OUTPUT], parameters)

@@ -12,15 +12,26 @@ from typing import Any
 from ..aws.clients import Aws
 from ..aws.executions import (
     POLL_SECONDS,
+    dataset_file,
     describe_ending,
     follow_history,
     redrive_execution,
     stage_dataset,
     start_execution,
+    with_dataset_uri,
 )
 from ..aws.stack import find_stack
 from ..errors import UserError
-from .local import PipelineRun, check_execution_name, default_execution_name, kept_document
+from ..integrations.template import bucket_name
+from .input_check import ALLOWED_PACKAGES_PARAMETER, check_input, packages_named
+from .local import (
+    ARTIFACT_BUCKET,
+    PipelineRun,
+    check_execution_name,
+    default_execution_name,
+    find_project_root,
+    kept_document,
+)
 from .progress import ProgressReporter
 from .run_command import add_set_option, build_input, exit_status, print_result
 
@@ -117,8 +128,23 @@ def _start(args: argparse.Namespace) -> tuple[Aws, str]:
     name = args.name or default_execution_name()
     check_execution_name(name)
     document = build_input(Path.cwd(), args.input, args.dataset, args.overrides)
+    # PrepareInput's own validation, before any AWS call. Which packages the stack allows is known only
+    # from the stack: until then the packages the input names are assumed allowed.
+    # A local dataset file is checked as the upload it becomes (the bucket is the local stand-in's).
+    root = find_project_root()
+    staged = dataset_file(document)
+    checked = (
+        document
+        if staged is None
+        else with_dataset_uri(document, f"s3://{bucket_name(ARTIFACT_BUCKET)}/{staged[1]}")
+    )
+    assumed = packages_named(document)
+    check_input(root, checked, name, {ALLOWED_PACKAGES_PARAMETER: ",".join(sorted(assumed))})
     aws = Aws(args.region, args.profile)
     stack = find_stack(aws, args.stack)
+    allowed = {package.strip() for package in stack.parameters.get(ALLOWED_PACKAGES_PARAMETER, "").split(",")}
+    if assumed - allowed:  # the input names a package the stack may not allow
+        check_input(root, checked, name, stack.parameters)
     arn = start_execution(aws, stack.state_machine_arn, name, stage_dataset(aws, stack.bucket, document))
     return aws, arn
 
