@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sqlite3
 import sys
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,11 @@ from ..asl.engine import SUCCEEDED, parse_definition
 from ..asl.validate import validate
 from ..errors import USAGE, UserError
 from ..integrations import local_aws
+from ..integrations.faults import AccountLimits
+from ..integrations.jobs import JobPool
 from ..integrations.lambda_ import register_lambda
+from ..integrations.registry import LocalModelRegistry, register_registry
+from ..integrations.sagemaker import register_sagemaker
 from ..integrations.stepfunctions import register_step_functions
 from ..integrations.store import LocalObjectStore, StoreObjects, register_s3
 from ..integrations.template import (
@@ -26,6 +31,8 @@ from ..integrations.template import (
     state_machine_for,
     substitute,
 )
+from ..pipeline.local import find_project_root, job_pool, local_home
+from ..pipeline.run_command import add_faults_option, read_faults
 from ..stdio import reserved_stdout
 
 
@@ -50,7 +57,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--store",
         type=Path,
         help="folder of the local object store (S3 as folders: DIR/BUCKET/KEY): Distributed Maps read "
-        "items from it and write results to it, and s3 getObject/putObject tasks use it",
+        "items from it and write results to it, s3 getObject/putObject tasks use it, and SageMaker "
+        "training and processing jobs (the job image's programs) and Model Registry tasks run on it",
     )
     run.add_argument(
         "--state-machine",
@@ -63,14 +71,28 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--virtual-clock", action="store_true", help="Wait states and retry back-off take no time"
     )
     run.add_argument("--name", help="execution name (default: a UUID)")
+    add_faults_option(run)
+    run.add_argument(
+        "--home",
+        type=Path,
+        help="with --store: local state folder of the Model Registry and the job folders "
+        "(default: $CVPIPE_HOME or ./.cvpipe, as for cvpipe run)",
+    )
     run.set_defaults(handler=run_command)
 
 
 def run_command(args: argparse.Namespace) -> int:
     registry = TaskRegistry()
     functions = None
+    jobs = None
     try:  # everything that can stop the execution from starting exits 2
         execution_input = read_input(args.input)
+        limits = read_faults(args.faults) if args.faults else None
+        if args.store is None and (limits is not None or args.home is not None):
+            raise UserError(
+                f"{'--faults' if limits is not None else '--home'}: the local SageMaker and Model Registry run "
+                "with a local object store, where their data lives: add --store DIR"
+            )
         text = read_text(args.definition, "definition")
         machine_name = args.definition.name.split(".")[0]
         substitutions: dict[str, str] = {}
@@ -85,6 +107,7 @@ def run_command(args: argparse.Namespace) -> int:
             store = LocalObjectStore(args.store)
             register_s3(registry, store)
             objects = StoreObjects(store)
+            jobs = register_local_account(registry, store, local_home(args.home), limits)
         engine = Engine(
             registry,
             VirtualClock() if args.virtual_clock else RealClock(),
@@ -112,7 +135,33 @@ def run_command(args: argparse.Namespace) -> int:
     finally:
         if functions is not None:
             functions.close()
+        if jobs is not None:
+            jobs.close()
     return 0 if result.status == SUCCEEDED else 1
+
+
+def register_local_account(
+    registry: TaskRegistry, store: LocalObjectStore, home: Path, limits: AccountLimits | None
+) -> JobPool:
+    """SageMaker training and processing jobs (the job image's programs, as `cvpipe run` runs them;
+    folders under HOME/asl-jobs/EXECUTION/) and the Model Registry (HOME/registry.sqlite, the one
+    `cvpipe models list` reads), with the account's quotas and injected faults."""
+    try:
+        model_registry = LocalModelRegistry(home / "registry.sqlite", store)
+    except (OSError, sqlite3.Error) as error:
+        raise UserError(
+            f"local state folder {home}: cannot hold the model registry there ({error})"
+        ) from None
+    jobs = job_pool(find_project_root())
+    register_sagemaker(
+        registry,
+        store,
+        jobs,
+        jobs_dir=lambda request: home / "asl-jobs" / request.context["Execution"]["Name"],
+        limits=limits,
+    )
+    register_registry(registry, model_registry, limits)
+    return jobs
 
 
 def nested_definitions(given: list[str], substitutions: dict[str, str]) -> dict[str, dict[str, Any] | str]:

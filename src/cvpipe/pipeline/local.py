@@ -95,6 +95,19 @@ def local_parameters() -> dict[str, str]:
     return {"AllowedPackages": packages}
 
 
+def job_pool(root: Path, workers: int | None = None) -> JobPool:
+    """The job image's programs (``containers/``), run as local jobs in warm worker processes; no
+    worker starts before the first job."""
+    containers = root / CONTAINERS
+    programs = programs_from_pyproject(containers / "pyproject.toml")
+    return JobPool(
+        {name: target for name, target in programs.items() if name not in HOSTING_PROGRAMS},
+        workers=workers,
+        sys_path=[str(containers)],
+        warm_modules=WARM_MODULES,
+    )
+
+
 def local_home(home: Path | None = None) -> Path:
     return (home or Path(os.environ.get("CVPIPE_HOME") or ".cvpipe")).resolve()
 
@@ -320,14 +333,7 @@ class LocalPipeline:
                 f"local state folder {self.home}: cannot hold the object store and the model registry there "
                 f"({error}); choose another --home or $CVPIPE_HOME, or move a damaged registry.sqlite aside"
             ) from None
-        containers = root / CONTAINERS
-        programs = programs_from_pyproject(containers / "pyproject.toml")
-        self.pool = JobPool(
-            {name: target for name, target in programs.items() if name not in HOSTING_PROGRAMS},
-            workers=workers,
-            sys_path=[str(containers)],
-            warm_modules=WARM_MODULES,
-        )
+        self.pool = job_pool(root, workers)
         tasks = TaskRegistry()
         self.functions = register_lambda(tasks, functions, root)
         register_sagemaker(

@@ -49,6 +49,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--json", action="store_true", help="print the execution output as one JSON document")
     parser.add_argument("--workers", type=int, help="local job worker processes (default: one per core)")
     parser.add_argument("--home", type=Path, help="local state folder (default: $CVPIPE_HOME or ./.cvpipe)")
+    add_faults_option(parser)
+    parser.set_defaults(handler=run_command)
+
+
+def add_faults_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--faults",
         type=Path,
@@ -57,7 +62,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         '"error": "ResourceLimitExceeded", "times": null}], "quotas": {"ml.m5.large": 2}} '
         "(quotas: concurrent instances per type, default 2 like a new account's; see docs/local-engine.md)",
     )
-    parser.set_defaults(handler=run_command)
 
 
 def add_set_option(parser: argparse.ArgumentParser) -> None:
