@@ -211,3 +211,132 @@ def test_the_trigger_prefix_excludes_the_prefixes_the_pipeline_writes(template):
     for refused in ("runs/", "datasets/", "runs/x/", "", "incoming"):
         assert not pattern.match(refused), refused
     assert f"{STAGING_PREFIX}/" == "datasets/"
+
+
+# -- what the definition calls, the state machine's role may do -----------------------------------
+
+# aws-sdk API names whose IAM action has another name.
+IAM_ACTION_OF_API = {"s3:ListObjectsV2": "s3:ListBucket"}
+# What a Distributed Map does besides its items' tasks (Step Functions' IAM guide for Distributed Map).
+DISTRIBUTED_MAP_ACTIONS = {"states:StartExecution", "states:DescribeExecution", "states:StopExecution"}
+# What SageMaker's .sync integrations need besides Create/Describe/Stop: tags on the jobs they start.
+SYNC_EXTRAS = {"sagemaker:AddTags", "sagemaker:ListTags"}
+RESULT_WRITER_ACTIONS = {
+    "s3:PutObject",
+    "s3:GetObject",
+    "s3:ListMultipartUploadParts",
+    "s3:AbortMultipartUpload",
+}
+
+
+def _all_states(states: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    for name, state in states.items():
+        yield name, state
+        processor = state.get("ItemProcessor") or state.get("Iterator")
+        if processor:
+            yield from _all_states(processor["States"])
+        for branch in state.get("Branches", []):
+            yield from _all_states(branch["States"])
+
+
+def _api_action(resource: str) -> str:
+    """``arn:aws:states:::aws-sdk:s3:getObject`` or ``arn:aws:states:::s3:getObject`` -> ``s3:GetObject``."""
+    service, api = resource.removeprefix("arn:aws:states:::").removeprefix("aws-sdk:").split(":")[:2]
+    api = api.split(".")[0]
+    action = f"{service}:{api[0].upper()}{api[1:]}"
+    return IAM_ACTION_OF_API.get(action, action)
+
+
+def required_actions(definition: dict[str, Any]) -> dict[str, set[str]]:
+    """IAM action (or ``lambda:${Placeholder}``) -> the states that need it."""
+    needs: dict[str, set[str]] = {}
+    for name, state in _all_states(definition["States"]):
+        wanted: set[str] = set()
+        resource = state.get("Resource", "")
+        if state.get("Type") == "Task":
+            if resource == "arn:aws:states:::lambda:invoke":
+                arguments = state.get("Parameters") or state.get("Arguments") or {}
+                wanted.add(f"lambda:{arguments['FunctionName']}")
+            elif resource.startswith("arn:aws:states:::aws-sdk:") or resource.startswith(
+                "arn:aws:states:::sagemaker:"
+            ):
+                wanted.add(_api_action(resource))
+                if resource.endswith(".sync"):
+                    noun = _api_action(resource).removeprefix("sagemaker:Create")
+                    wanted |= {f"sagemaker:Describe{noun}", f"sagemaker:Stop{noun}"}
+            else:
+                pytest.fail(f"{name}: {resource}: add the IAM actions this integration needs to this test")
+        processor = state.get("ItemProcessor", {})
+        if processor.get("ProcessorConfig", {}).get("Mode") == "DISTRIBUTED":
+            wanted |= DISTRIBUTED_MAP_ACTIONS
+        if "ItemReader" in state:
+            wanted.add(_api_action(state["ItemReader"]["Resource"]))
+        if "ResultWriter" in state:
+            wanted |= RESULT_WRITER_ACTIONS
+        for action in wanted:
+            needs.setdefault(action, set()).add(name)
+    return needs
+
+
+def test_the_state_machine_may_do_everything_its_definition_calls(template):
+    """The local engine never answers AccessDenied: a call the role lacks would fail only on AWS."""
+    machine = template["Resources"]["CrossValidationStateMachine"]["Properties"]
+    definition = json.loads((ROOT / machine["DefinitionUri"]).read_text())
+    granted = set(_actions_on(template, "CrossValidationStateMachine"))
+    for policy in machine["Policies"]:
+        if "LambdaInvokePolicy" in policy:
+            function = policy["LambdaInvokePolicy"]["FunctionName"]["Ref"]
+            granted |= {
+                f"lambda:${{{placeholder}}}"
+                for placeholder, value in machine["DefinitionSubstitutions"].items()
+                if value == {"Fn::GetAtt": [function, "Arn"]}
+            }
+
+    needs = required_actions(definition)
+    missing = {action: sorted(states) for action, states in needs.items() if action not in granted}
+    unused = sorted(
+        action
+        for action in granted
+        if action.startswith(("sagemaker:", "s3:", "states:"))
+        and action not in needs
+        and action not in SYNC_EXTRAS
+    )
+
+    assert needs, "no task found: the check reads nothing"
+    assert not missing, f"actions the state machine's role lacks (action: states): {missing}"
+    assert not unused, f"actions granted that no state uses: {unused}"
+
+
+def test_the_check_finds_what_a_distributed_map_needs():
+    definition = {
+        "States": {
+            "Each": {
+                "Type": "Map",
+                "ItemReader": {"Resource": "arn:aws:states:::s3:listObjectsV2", "Parameters": {}},
+                "ItemProcessor": {
+                    "ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"},
+                    "StartAt": "Fit",
+                    "States": {
+                        "Fit": {
+                            "Type": "Task",
+                            "Resource": "arn:aws:states:::sagemaker:createTrainingJob.sync",
+                        }
+                    },
+                },
+                "ResultWriter": {"Resource": "arn:aws:states:::s3:putObject", "Parameters": {}},
+            }
+        }
+    }
+    needs = required_actions(definition)
+    assert (
+        set(needs)
+        == {
+            "s3:ListBucket",
+            "sagemaker:CreateTrainingJob",
+            "sagemaker:DescribeTrainingJob",
+            "sagemaker:StopTrainingJob",
+        }
+        | DISTRIBUTED_MAP_ACTIONS
+        | RESULT_WRITER_ACTIONS
+    )
+    assert needs["sagemaker:CreateTrainingJob"] == {"Fit"}
