@@ -38,7 +38,8 @@ SMALL = {
     "tuning": {"batch_size": 2},
     "registry": {"group": "aws-commands-test"},
 }
-VALID_DATASET = ["--dataset", "s3://my-data/k.csv", "--set", "dataset.target=y"]
+BUCKET = "cvpipe-test-artifactbucket-1a2b3c"
+VALID_DATASET = ["--dataset", f"s3://{BUCKET}/data/k.csv", "--set", "dataset.target=y"]
 
 
 @pytest.fixture
@@ -77,7 +78,7 @@ def deploy_stack(aws_account, monkeypatch):
             definition=json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}}),
             roleArn="arn:aws:iam::123456789012:role/states",
         )["stateMachineArn"]
-        bucket = "cvpipe-test-artifactbucket-1a2b3c"
+        bucket = BUCKET
         boto3.client("s3").create_bucket(
             Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION}
         )
@@ -124,8 +125,8 @@ def test_start_uploads_a_local_dataset_and_prints_the_execution_arn(deploy_stack
 
 
 def test_start_with_an_s3_dataset_sends_it_unchanged(deploy_stack, capsys):
-    machine, _ = deploy_stack()
-    uri = "s3://my-data/houses/train.csv"
+    machine, bucket = deploy_stack()
+    uri = f"s3://{bucket}/houses/train.csv"
 
     code = main(["start", "--stack", STACK, "--dataset", uri, "--set", "dataset.target=price"])
 
@@ -146,6 +147,12 @@ def test_start_with_an_s3_dataset_sends_it_unchanged(deploy_stack, capsys):
         (["--dataset", "missing.csv"], True, "dataset.uri missing.csv: no such file"),
         ([], True, "give the input"),
         ([*VALID_DATASET, "--name", "a b"], True, "execution name 'a b'"),
+        (
+            ["--dataset", "s3://my-data/houses.csv", "--set", "dataset.target=price"],
+            True,
+            f"the stack's jobs read only its bucket {BUCKET}: copy the dataset there "
+            f"(aws s3 cp s3://my-data/houses.csv s3://{BUCKET}/datasets/houses.csv)",
+        ),
     ],
 )
 def test_start_refuses_with_what_to_do(deploy_stack, capsys, arguments, deployed, message):
@@ -185,7 +192,7 @@ def test_start_refuses_a_bad_field_before_any_aws_call(monkeypatch, tmp_path, ca
 
 @pytest.mark.parametrize(("allowed", "code"), [("", 2), ("xgboost", 0)])
 def test_a_package_the_input_names_is_checked_against_the_stacks_setting(deploy_stack, capsys, allowed, code):
-    machine, bucket = deploy_stack(parameters={"AllowedPackages": allowed, "MaxParallelJobs": "2"})
+    machine, _ = deploy_stack(parameters={"AllowedPackages": allowed, "MaxParallelJobs": "2"})
     arguments = [*VALID_DATASET, "--set", "model.estimator=xgboost.XGBClassifier"]
 
     assert main(["start", "--stack", STACK, *arguments]) == code

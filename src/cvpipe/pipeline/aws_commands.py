@@ -145,8 +145,21 @@ def _start(args: argparse.Namespace) -> tuple[Aws, str]:
     allowed = {package.strip() for package in stack.parameters.get(ALLOWED_PACKAGES_PARAMETER, "").split(",")}
     if assumed - allowed:  # the input names a package the stack may not allow
         check_input(root, checked, name, stack.parameters)
+    check_readable(document, stack.bucket)
     arn = start_execution(aws, stack.state_machine_arn, name, stage_dataset(aws, stack.bucket, document))
     return aws, arn
+
+
+def check_readable(document: dict[str, Any], bucket: str) -> None:
+    """The stack's jobs read datasets from its own bucket only (SageMakerExecutionRole): a dataset
+    elsewhere would fail the split job minutes into the run with AccessDenied."""
+    uri = str(document["dataset"]["uri"])
+    if uri.startswith("s3://") and uri.removeprefix("s3://").split("/", 1)[0] != bucket:
+        raise UserError(
+            f"dataset.uri {uri}: the stack's jobs read only its bucket {bucket}: copy the dataset there "
+            f"(aws s3 cp {uri} s3://{bucket}/datasets/{uri.rsplit('/', 1)[-1]}), or give a local file, "
+            "which cvpipe start uploads there"
+        )
 
 
 def watch_command(args: argparse.Namespace) -> int:
