@@ -63,11 +63,13 @@ schemas: $(STAMP)
 	PYTHONPATH=functions/shared $(BIN)/python -m workflow_documents.schemas schemas
 
 # The tools the suite runs from environments of their own: checkov, and the SAM CLI (sam validate --lint,
-# sam build; tests/static/test_sam.py). Installed once, side by side with the project's environment.
+# sam build; tests/static/test_sam.py).
 tools: $(CHECKOV) $(SAM_STAMP)
 
-# `make -j2 test` (as CI runs it) installs the tools while the project installs and is checked.
-test: check tools
+# sam-check first: a cold `sam build` is a minute of pip work, which `make -j2 test` (as CI runs it)
+# overlaps with `make check` rather than with the suite's timing-sensitive tests; in the suite it is
+# then a cached build of seconds.
+test: check sam-check $(CHECKOV)
 	$(BIN)/pytest -q -n $(PYTEST_WORKERS)
 
 test-fast: $(STAMP)
