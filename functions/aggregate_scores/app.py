@@ -4,15 +4,23 @@ from __future__ import annotations
 
 from typing import Any
 
+import boto3
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from fold_scores import AggregateEvent, aggregate, cv_mean
+from fold_scores import AggregateEvent, RoundResults, aggregate, cv_mean
+from map_results import fold_results
 
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
+s3 = boto3.client("s3")
+
+
+def read_object(bucket: str, key: str) -> bytes:
+    body: bytes = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    return body
 
 
 @logger.inject_lambda_context
@@ -21,7 +29,11 @@ metrics = Metrics()
 @event_parser(model=AggregateEvent)
 def lambda_handler(event: AggregateEvent, context: LambdaContext) -> dict[str, Any]:
     logger.append_keys(execution=event.config.run.execution)
-    tuning = aggregate(event)
+    evaluations = fold_results([candidate.id for candidate in event.candidates], event.results, read_object)
+    round_results = RoundResults(
+        config=event.config, tuning=event.tuning, candidates=event.candidates, evaluations=evaluations
+    )
+    tuning = aggregate(round_results)
     this_round = tuning.history[len(tuning.history) - len(event.candidates) :]
     metrics.add_metric(name="CandidatesEvaluated", unit=MetricUnit.Count, value=len(this_round))
     metrics.add_metric(

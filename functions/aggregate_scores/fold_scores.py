@@ -7,6 +7,7 @@ import math
 import statistics
 from typing import Annotated, Any
 
+from map_results import ResultLocation
 from pydantic import BaseModel, Field, model_validator
 from workflow_documents import (
     Candidate,
@@ -26,14 +27,25 @@ VALIDATION_SCORE = "validation:score"
 TRAIN_SCORE = "train:score"
 FIT_TIME = "fit_time"
 SCORE_TIME = "score_time"
-# Errors and causes are trimmed so the history fits the state machine's payload (the execution
-# history keeps every fold's whole FailureReason): a failed candidate keeps the start of its first
-# failure's cause, and a few words of the others'.
+# Errors and causes are trimmed so that the history of a search of 100 candidates x 5 folds, every
+# fold failed, fits the state machine's payload (workflow_documents/budgets.py): a failed candidate
+# keeps the start of its first failure's cause, and the error of the others. Each fold's whole
+# FailureReason is in its candidate's child execution history.
 MAX_TEXT = 512
-FURTHER_FAILURE_TEXT = 100
 
 
 class AggregateEvent(BaseModel):
+    """The function's event: the round's candidates and where the evaluation wrote their results."""
+
+    config: Config
+    tuning: Tuning | None = None
+    candidates: list[Candidate]
+    results: ResultLocation
+
+
+class RoundResults(BaseModel):
+    """A round's candidates with their fold results, as ``aggregate`` takes them."""
+
     config: Config
     tuning: Tuning | None = None
     candidates: list[Candidate]
@@ -41,13 +53,13 @@ class AggregateEvent(BaseModel):
     evaluations: list[Annotated[list[FoldResult], Field(min_length=1)]]
 
     @model_validator(mode="after")
-    def _one_evaluation_per_candidate(self) -> AggregateEvent:
+    def _one_evaluation_per_candidate(self) -> RoundResults:
         if len(self.evaluations) != len(self.candidates):
             raise ValueError(f"{len(self.candidates)} candidates but {len(self.evaluations)} evaluations")
         return self
 
 
-def aggregate(event: AggregateEvent) -> Tuning:
+def aggregate(event: RoundResults) -> Tuning:
     """The tuning state after this round: history, best candidate so far, and whether to stop."""
     previous = event.tuning.history if event.tuning else []
     info = event.config.dataset_info
@@ -74,7 +86,7 @@ def evaluate(
     folds = sorted(folds, key=lambda result: result.fold)
     failures = [failure for result in folds if (failure := fold_failure(result))]
     for failure in failures[1:]:
-        failure.cause = _trim(failure.cause, FURTHER_FAILURE_TEXT)
+        failure.cause = ""
     if failures:
         return CandidateResult(**candidate.model_dump(), status="Failed", cv=None, failures=failures)
     completed = [result for result in folds if isinstance(result, CompletedFold)]  # all of them

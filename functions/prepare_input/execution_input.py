@@ -326,29 +326,51 @@ def _consistency_problems(
 
 
 def _budget_problems(config: ExecutionInput) -> list[tuple[tuple[str, ...], str]]:
-    """The search must fit one execution even when every fold fails (budgets.py)."""
+    """The search must fit one execution even when every fold fails (budgets.py): a candidate's child
+    execution (its history grows per fold job, its output holds its fold results), and the tuning
+    history (in AggregateScores' request). The parent's history grows per round: it fits at every
+    setting the input allows (tests/functions/test_prepare_input.py holds that)."""
     search = search_size(config)
     k, candidates = config.cv.folds_per_candidate, config.tuning.max_candidates
-    events = budgets.history_events(search)
-    too_big = []
-    if events > budgets.HISTORY_LIMIT:
-        too_big.append(
-            f"can write up to {events:,} events to the execution history when fold jobs fail or are retried, "
-            f"more than the {budgets.HISTORY_LIMIT:,} Step Functions keeps for one execution (history limit)"
+    child_events, child_bytes = budgets.child_history_events(search), budgets.child_bytes(search)
+    if child_events > budgets.HISTORY_LIMIT or child_bytes > budgets.PAYLOAD_LIMIT:
+        too_big = []
+        if child_events > budgets.HISTORY_LIMIT:
+            too_big.append(
+                f"can write up to {child_events:,} events to a candidate's execution history when fold jobs "
+                f"fail or are retried, more than the {budgets.HISTORY_LIMIT:,} Step Functions keeps for one "
+                "execution (history limit)"
+            )
+        if child_bytes > budgets.PAYLOAD_LIMIT:
+            too_big.append(
+                f"can return {child_bytes:,} bytes of fold results from a candidate's execution when folds "
+                f"fail, more than Step Functions' {budgets.PAYLOAD_LIMIT:,} (payload limit)"
+            )
+        most = max(
+            n
+            for n in range(1, k)
+            if budgets.child_bytes(dataclasses.replace(search, k=n)) <= budgets.PAYLOAD_LIMIT
+            and budgets.child_history_events(dataclasses.replace(search, k=n)) <= budgets.HISTORY_LIMIT
         )
+        return [
+            (
+                ("cv", "k"),
+                f"{k} folds per candidate " + " and ".join(too_big) + f": use at most {most} folds per "
+                "candidate (cv.k, times cv.repeats for repeated splitters, cv.max_folds for splitters whose "
+                "number of splits the data decides)",
+            )
+        ]
     if budgets.largest_batch(search) < 1:
-        too_big.append(
-            f"can grow the tuning history to {budgets.largest_state_bytes(search, batch_size=1):,} bytes in one "
-            f"state when folds fail, more than Step Functions' {budgets.PAYLOAD_LIMIT:,} (payload limit)"
+        fitting = max(
+            (n for n in range(1, candidates) if budgets.largest_batch(_with_candidates(search, n)) >= 1),
+            default=0,
         )
-    if too_big:
-        fitting = max((n for n in range(1, candidates) if _fits(_with_candidates(search, n))), default=0)
         return [
             (
                 ("tuning", "max_candidates"),
-                f"{candidates} candidates x {k} folds "
-                + " and ".join(too_big)
-                + ": lower tuning.max_candidates"
+                f"{candidates} candidates x {k} folds can grow the tuning history to "
+                f"{budgets.largest_state_bytes(search, batch_size=1):,} bytes in one state when folds fail, more "
+                f"than Step Functions' {budgets.PAYLOAD_LIMIT:,} (payload limit): lower tuning.max_candidates"
                 + (f" to {fitting} or less at k={k}" if fitting else "")
                 + ", or cv.k, or shorten the values in model.params and model.search_space; run the rest of "
                 "the search in another execution",
@@ -365,10 +387,6 @@ def _budget_problems(config: ExecutionInput) -> list[tuple[tuple[str, ...], str]
             )
         ]
     return []
-
-
-def _fits(search: budgets.Search) -> bool:
-    return budgets.history_events(search) <= budgets.HISTORY_LIMIT and budgets.largest_batch(search) >= 1
 
 
 def _with_candidates(search: budgets.Search, max_candidates: int) -> budgets.Search:

@@ -190,3 +190,38 @@ def test_the_redrive_keeps_the_start_time_and_counts_redrives() -> None:
     assert seen[0]["RedriveCount"] == 2
     assert seen[0]["StartTime"].startswith("2026-03-04T05:06:07")
     assert "RedriveTime" in seen[0]
+
+
+def distributed(definition: dict[str, Any]) -> dict[str, Any]:
+    """The definition with its Map's iterations run as child executions (a Distributed Map)."""
+    each = dict(definition["States"]["Each"])
+    each["ItemProcessor"] = {**each["ItemProcessor"], "ProcessorConfig": {"Mode": "DISTRIBUTED"}}
+    return {**definition, "States": {**definition["States"], "Each": each}}
+
+
+def test_a_distributed_maps_children_are_redriven_like_inline_iterations() -> None:
+    """Redriving a Map Run reruns only its children's unsuccessful work: a child's tasks are
+    journaled at places of their own (the Map's entry and the item's index), as an iteration's are.
+    Their events reach ``on_child_event`` with the child's ARN, not the execution's history."""
+    definition = distributed(DEFINITION)
+    services = Services(broken={2})
+    entries: list[dict[str, Any]] = []
+    seen: list[tuple[str, str]] = []
+    first = services.engine().run(
+        definition,
+        INPUT,
+        journal=journaled(entries),
+        on_child_event=lambda arn, event: seen.append((arn, event.type)),
+    )
+    assert first.status == "FAILED" and first.error == "States.ExceedToleratedFailureThreshold"
+    assert len({arn for arn, _ in seen}) == 4 and all("/Each:" in arn for arn, _ in seen)
+    assert [event for _, event in seen].count("TaskScheduled") == 4
+    assert "TaskScheduled" not in {event.type for event in first.history}
+
+    services.broken.clear()
+    services.calls.clear()
+    redriven = services.engine().run(
+        definition, INPUT, journal=journaled(entries), redrive_count=1, start_time=datetime.now(UTC)
+    )
+    assert redriven.status == "SUCCEEDED" and redriven.output == 1 + 4 + 16
+    assert services.calls == Counter({2: 1, "sum": 1})

@@ -8,13 +8,20 @@ sibling modules are then taken out of sys.modules, so one function's tests canno
 from __future__ import annotations
 
 import importlib.util
+import io
 import json
 import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
+from typing import Any
 
 import pytest
+from botocore.response import StreamingBody
+from botocore.stub import Stubber
+
+from cvpipe.asl.distributed import ChildExecution, MapRun, write_results
 
 FUNCTIONS = Path(__file__).resolve().parents[2] / "functions"
 # The layer every function gets: in Lambda its content is under /opt/python, after the function's folder.
@@ -82,6 +89,55 @@ def propose_candidates(powertools_environment) -> SimpleNamespace:
 @pytest.fixture(scope="session")
 def aggregate_scores(powertools_environment) -> SimpleNamespace:
     return load_function("aggregate_scores")
+
+
+class _Objects(dict[tuple[str, str], bytes]):
+    """An object store in memory, for the engine's ResultWriter."""
+
+    def put_object(self, bucket: str, key: str, body: bytes) -> None:
+        self[bucket, key] = body
+
+
+def child_input(candidate: dict[str, Any], folds: list[dict[str, Any]]) -> dict[str, Any]:
+    """What EvaluateCandidates gives a candidate's child execution (the parts AggregateScores reads)."""
+    return {"candidate": candidate, "folds": [fold["fold"] for fold in folds]}
+
+
+@pytest.fixture
+def evaluation_results(aggregate_scores) -> Iterator[Callable[..., dict[str, str]]]:
+    """``write(candidates, evaluations, failed={})``: the round's results written as the evaluation's
+    Distributed Map writes them (the engine's ResultWriter, AWS's layout), served to AggregateScores'
+    S3 client by botocore's Stubber; returns the ``results`` location of its event. ``failed`` maps a
+    candidate's position to the (error, cause) its whole child execution failed with."""
+    stubber = Stubber(aggregate_scores.app.s3)
+
+    def write(
+        candidates: list[dict[str, Any]],
+        evaluations: list[list[dict[str, Any]]],
+        failed: dict[int, tuple[str, str]] | None = None,
+    ) -> dict[str, str]:
+        run = MapRun("arn:aws:states:us-east-1:000000000000:mapRun:M/Candidates:run-1", "Candidates")
+        for index, (candidate, folds) in enumerate(zip(candidates, evaluations, strict=True)):
+            child = ChildExecution(f"child-{index}", f"arn:child-{index}", child_input(candidate, folds))
+            if index in (failed or {}):
+                child.status, (child.error, child.cause) = "FAILED", (failed or {})[index]
+            else:
+                child.status, child.output = "SUCCEEDED", folds
+            run.executions.append(child)
+        objects = _Objects()
+        writer = {"Resource": "arn:aws:states:::s3:putObject"}
+        output = write_results(objects, writer, {"Bucket": "b", "Prefix": "runs/x/evaluations"}, run, "arn:m")
+        location = output["ResultWriterDetails"]
+        keys = [location["Key"], *(key for _, key in objects if key != location["Key"])]
+        for key in keys:  # the manifest first, then the result files in the order it lists them
+            body = objects["b", key]
+            response = {"Body": StreamingBody(io.BytesIO(body), len(body))}
+            stubber.add_response("get_object", response, {"Bucket": "b", "Key": key})
+        return dict(location)
+
+    with stubber:
+        yield write
+    stubber.assert_no_pending_responses()
 
 
 @pytest.fixture(scope="session")

@@ -56,7 +56,7 @@ def scored(*scores):
 
 def aggregate(fold_scores, candidates, evaluations, tuning=None, config=CONFIG):
     event = {"config": config, "tuning": tuning, "candidates": candidates, "evaluations": evaluations}
-    return fold_scores.aggregate(fold_scores.AggregateEvent.model_validate(event)).model_dump(mode="json")
+    return fold_scores.aggregate(fold_scores.RoundResults.model_validate(event)).model_dump(mode="json")
 
 
 def test_cv_mean_and_std_match_numpy(fold_scores):
@@ -183,19 +183,19 @@ def test_failure_cause_is_the_failure_reason_trimmed(fold_scores):
     assert second == "y" * (limit - 3) + "..."
 
 
-def test_a_candidate_keeps_its_first_failure_and_the_start_of_the_others(fold_scores):
-    """Every fold's whole cause is in the execution history; the tuning history, which travels in
-    the state machine's payload, keeps a few words of all but the first."""
+def test_a_candidate_keeps_its_first_failure_and_the_errors_of_the_others(fold_scores):
+    """Every fold's whole cause is in its candidate's child execution history; the tuning history,
+    which travels in the state machine's payload, keeps the cause of the first only."""
     causes = ["first " + "a" * 600, "second " + "b" * 600, "third"]
 
     tuning = aggregate(
         fold_scores, [candidate(0)], [[failed(fold, cause) for fold, cause in enumerate(causes)]]
     )
 
-    first, second, third = (failure["cause"] for failure in tuning["history"][0]["failures"])
-    assert len(first) == fold_scores.MAX_TEXT and first.startswith("first a")
-    assert len(second) == fold_scores.FURTHER_FAILURE_TEXT and second.startswith("second b")
-    assert third == "third"
+    failures = tuning["history"][0]["failures"]
+    assert len(failures[0]["cause"]) == fold_scores.MAX_TEXT and failures[0]["cause"].startswith("first a")
+    assert [(failure["fold"], failure["cause"]) for failure in failures[1:]] == [(1, ""), (2, "")]
+    assert all(failure["error"] for failure in failures)
 
 
 def test_train_mean_is_null_unless_every_fold_reports_it(fold_scores):
@@ -246,13 +246,12 @@ def test_evaluations_must_match_candidates(fold_scores):
         aggregate(fold_scores, [candidate(0), candidate(1)], [scored(0.5)])
 
 
-def test_handler_returns_tuning_and_publishes_metrics(aggregate_scores, lambda_context, published_metrics):
-    event = {
-        "config": CONFIG,
-        "tuning": None,
-        "candidates": [candidate(0, C=0.1), candidate(1, C=1.0)],
-        "evaluations": [scored(0.7, 0.8), [completed(0, 0.9), failed(1)]],
-    }
+def test_handler_returns_tuning_and_publishes_metrics(
+    aggregate_scores, lambda_context, published_metrics, evaluation_results
+):
+    candidates = [candidate(0, C=0.1), candidate(1, C=1.0)]
+    results = evaluation_results(candidates, [scored(0.7, 0.8), [completed(0, 0.9), failed(1)]])
+    event = {"config": CONFIG, "tuning": None, "candidates": candidates, "results": results}
 
     tuning = aggregate_scores.app.lambda_handler(event, lambda_context)
 
@@ -262,3 +261,45 @@ def test_handler_returns_tuning_and_publishes_metrics(aggregate_scores, lambda_c
     assert metrics["CandidatesEvaluated"] == [2]
     assert metrics["FoldFailures"] == [1]
     assert metrics["BestScore"] == [pytest.approx(0.75)]
+
+
+def test_the_handler_reads_the_results_the_evaluation_wrote_in_candidate_order(
+    aggregate_scores, lambda_context, evaluation_results
+):
+    """The Distributed Map lists its children by status, not in item order; a child execution that
+    failed as a whole (an error nothing inside it caught) fails its candidate, every fold with its error."""
+    candidates = [candidate(0, C=0.1), candidate(1, C=1.0), candidate(2, C=10.0)]
+    evaluations = [scored(0.7, 0.8), scored(0.95, 0.9), scored(0.6, 0.9)]
+    results = evaluation_results(
+        candidates, evaluations, failed={1: ("States.Runtime", "history limit of the child")}
+    )
+    event = {"config": CONFIG, "tuning": None, "candidates": candidates, "results": results}
+
+    tuning = aggregate_scores.app.lambda_handler(event, lambda_context)
+
+    assert [entry["id"] for entry in tuning["history"]] == [0, 1, 2]
+    assert [entry["status"] for entry in tuning["history"]] == ["Completed", "Failed", "Completed"]
+    assert tuning["history"][1]["failures"][0] == {
+        "fold": 0,
+        "job": "",
+        "error": "States.Runtime",
+        "cause": "history limit of the child",
+    }
+    assert tuning["best"]["id"] == 0
+
+
+def test_results_that_leave_out_a_candidate_are_refused(aggregate_scores):
+    manifest = {"DestinationBucket": "b", "ResultFiles": {"SUCCEEDED": [{"Key": "r/SUCCEEDED_0.json"}]}}
+    entry = {
+        "Input": json.dumps({"candidate": candidate(0), "folds": [0]}),
+        "Output": json.dumps(scored(0.5)),
+    }
+    objects = {
+        "r/manifest.json": json.dumps(manifest).encode(),
+        "r/SUCCEEDED_0.json": json.dumps([entry]).encode(),
+    }
+    location = aggregate_scores.map_results.ResultLocation(Bucket="b", Key="r/manifest.json")
+
+    assert aggregate_scores.map_results.fold_results([0], location, lambda b, k: objects[k]) == [scored(0.5)]
+    with pytest.raises(ValueError, match=r"lack candidates \[1\]"):
+        aggregate_scores.map_results.fold_results([0, 1], location, lambda b, k: objects[k])

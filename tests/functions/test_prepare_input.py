@@ -1,12 +1,14 @@
 import copy
 import hashlib
 import json
+from pathlib import Path
 
 import pytest
 from sklearn.metrics import get_scorer_names
 
 pytestmark = pytest.mark.unit
 
+ROOT = Path(__file__).resolve().parents[2]
 MINIMAL = {"dataset": {"uri": "s3://cvpipe-data/iris.csv", "target": "species"}}
 
 
@@ -186,40 +188,68 @@ def test_run_id_is_ten_hex_chars_stable_per_execution(execution_input):
 
 def test_rounds_are_sized_so_that_failed_folds_stay_within_the_payload_limit(execution_input):
     budgets = execution_input.budgets
-    document = with_(cv={"k": 3}, tuning={"max_candidates": 100})
+    document = with_(cv={"k": 8}, tuning={"max_candidates": 100})
     config = execution_input.normalise(document, execution="a", bucket="b")
 
     batch = config["tuning"]["batch_size"]
     search = execution_input.search_size(execution_input.validate(document))
     assert 1 <= batch < 100
     assert budgets.largest_state_bytes(search) <= budgets.PAYLOAD_LIMIT
-    too_many = with_(cv={"k": 3}, tuning={"max_candidates": 100, "batch_size": batch + 1})
+    too_many = with_(cv={"k": 8}, tuning={"max_candidates": 100, "batch_size": batch + 1})
     (problem,) = problems_of(execution_input, too_many)
-    assert problem.startswith(f"tuning.batch_size: {batch + 1} candidates x 3 folds")
+    assert problem.startswith(f"tuning.batch_size: {batch + 1} candidates x 8 folds")
     assert "(payload limit): lower tuning.batch_size to" in problem
 
 
-@pytest.mark.parametrize(
-    ("k", "candidates", "limit"),
-    [(50, 100, "history limit"), (10, 60, "history limit"), (5, 100, "payload limit")],
-)
-def test_searches_beyond_one_execution_are_refused_naming_the_limit(execution_input, k, candidates, limit):
+@pytest.mark.parametrize(("k", "candidates"), [(50, 100), (20, 100), (10, 100)])
+def test_searches_beyond_one_execution_are_refused_naming_the_limit(execution_input, k, candidates):
     document = with_(cv={"k": k}, tuning={"max_candidates": candidates})
 
     (problem,) = problems_of(execution_input, document)
 
     assert problem.startswith(f"tuning.max_candidates: {candidates} candidates x {k} folds")
-    assert f"({limit})" in problem and "lower tuning.max_candidates to" in problem
+    assert "(payload limit)" in problem and "lower tuning.max_candidates to" in problem
     fitting = int(problem.split("lower tuning.max_candidates to ")[1].split()[0])
     execution_input.validate(with_(cv={"k": k}, tuning={"max_candidates": fitting}))  # what it names fits
     assert problems_of(execution_input, with_(cv={"k": k}, tuning={"max_candidates": fitting + 1}))
 
 
+def test_the_schemas_largest_search_at_five_folds_fits_one_execution(execution_input):
+    """The evaluation's results go to S3, so 100 candidates x 5 folds fit, every fold failing."""
+    document = json.loads((ROOT / "examples" / "demo.json").read_text())
+    document["dataset"]["uri"] = "s3://cvpipe-data/iris.csv"
+    document["tuning"] = {"strategy": "random", "max_candidates": 100}
+    document["model"]["search_space"]["C"] = {"type": "float", "low": 0.1, "high": 100, "log": True}
+    search = execution_input.search_size(execution_input.validate(document))  # refuses nothing
+    assert execution_input.budgets.largest_state_bytes(search) <= execution_input.budgets.PAYLOAD_LIMIT
+
+
+def test_the_parents_history_fits_at_the_most_rounds_the_input_allows(execution_input):
+    """The parent's history grows per round: at most max_candidates rounds of one candidate each."""
+    budgets = execution_input.budgets
+    most = budgets.Search(k=5, max_candidates=100, batch_size=1, candidate_bytes=4_000, config_bytes=0)
+    assert budgets.history_events(most) <= budgets.HISTORY_LIMIT
+
+
+def test_more_folds_than_a_candidates_execution_holds_are_refused_naming_the_limit(execution_input):
+    document = with_(cv={"splitter": "RepeatedKFold", "k": 10, "repeats": 20}, tuning={"max_candidates": 1})
+
+    (problem,) = problems_of(execution_input, document)
+
+    assert problem.startswith("cv.k: 200 folds per candidate can return")
+    assert "(payload limit)" in problem
+    most = int(problem.split("use at most ")[1].split()[0])
+    assert 100 <= most < 200
+    fits = with_(
+        cv={"splitter": "RepeatedKFold", "k": 10, "repeats": most // 10}, tuning={"max_candidates": 1}
+    )
+    execution_input.validate(fits)  # refuses nothing
+
+
 def test_the_history_budget_counts_every_fold_job_failing_after_its_retries(execution_input):
     budgets = execution_input.budgets
     search = budgets.Search(k=5, max_candidates=20, batch_size=20, candidate_bytes=500, config_bytes=3000)
-    folds = 20 * 5
-    assert budgets.history_events(search) >= folds * 3 * budgets.FOLD_JOB_ATTEMPTS
+    assert budgets.child_history_events(search) >= 5 * 3 * budgets.FOLD_JOB_ATTEMPTS
 
 
 def test_random_strategy_needs_no_steps(execution_input):

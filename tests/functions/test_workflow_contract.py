@@ -48,6 +48,7 @@ def test_a_run_from_input_to_registration(
     lambda_context,
     monkeypatch,
     dataset_info,
+    evaluation_results,
 ):
     monkeypatch.setenv("ARTIFACT_BUCKET", "cvpipe-local-artifacts")
     document = {
@@ -75,7 +76,7 @@ def test_a_run_from_input_to_registration(
             "config": config,
             "tuning": tuning,
             "candidates": proposal["candidates"],
-            "evaluations": evaluations,
+            "results": evaluation_results(proposal["candidates"], evaluations),
         }
         tuning = aggregate_scores.app.lambda_handler(event, lambda_context)
         rounds += 1

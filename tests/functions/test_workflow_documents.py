@@ -79,6 +79,7 @@ def test_what_the_functions_write_fits_the_published_schemas(
     make_config,
     dataset_info,
     lambda_context,
+    evaluation_results,
 ):
     def assert_fits(document, name):
         jsonschema.validate(document, json.loads((SCHEMAS / f"{name}.schema.json").read_text()))
@@ -104,7 +105,7 @@ def test_what_the_functions_write_fits_the_published_schemas(
         "config": config,
         "tuning": None,
         "candidates": proposal["candidates"],
-        "evaluations": evaluations,
+        "results": evaluation_results(proposal["candidates"], evaluations),
     }
     tuning = aggregate_scores.app.lambda_handler(event, lambda_context)
     assert_fits(tuning, "tuning")

@@ -12,6 +12,7 @@ import pytest
 
 from cvpipe.asl import Engine, RealClock, TaskRegistry
 from cvpipe.integrations.lambda_ import register_lambda
+from cvpipe.integrations.store import LocalObjectStore, StoreObjects
 from cvpipe.integrations.template import Template
 
 pytestmark = pytest.mark.integration
@@ -193,3 +194,50 @@ def test_heartbeats_keep_the_task_alive_and_their_absence_times_it_out(engine: E
     result = engine.run(callback({"answer": False}, heartbeat=1), {})
     assert (result.status, result.error) == ("FAILED", "States.HeartbeatTimeout")
     assert [e.type for e in result.history][-2:] == ["TaskTimedOut", "ExecutionFailed"]
+
+
+READER = """
+import boto3
+
+s3 = boto3.client("s3")
+
+
+def lambda_handler(event, context):
+    try:
+        return s3.get_object(Bucket=event["bucket"], Key=event["key"])["Body"].read().decode()
+    except s3.exceptions.NoSuchKey as missing:
+        return missing.response["Error"]["Code"]
+"""
+
+
+def test_a_handlers_s3_get_object_reads_the_local_object_store(tmp_path: Path) -> None:
+    """As in Lambda, a function reads what the run wrote to S3 with boto3: locally, from the store."""
+    (tmp_path / "template.yaml").write_text(
+        "Resources:\n  Reader:\n    Type: AWS::Serverless::Function\n"
+        "    Properties: {CodeUri: reader, Handler: app.lambda_handler}\n"
+    )
+    (tmp_path / "reader").mkdir()
+    (tmp_path / "reader" / "app.py").write_text(READER)
+    store = LocalObjectStore(tmp_path / "s3")
+    store.put_bytes("s3://bucket-a/runs/x/manifest.json", b'{"ok": true}')
+    registry = TaskRegistry()
+    functions = register_lambda(
+        registry, Template(tmp_path / "template.yaml").functions(), tmp_path, StoreObjects(store)
+    )
+
+    def read(key: str) -> dict[str, Any]:
+        task = {
+            "Type": "Task",
+            "Resource": "arn:aws:states:::lambda:invoke",
+            "Parameters": {"FunctionName": "Reader", "Payload": {"bucket": "bucket-a", "key": key}},
+            "OutputPath": "$.Payload",
+            "End": True,
+        }
+        return {"StartAt": "Read", "States": {"Read": task}}
+
+    try:
+        engine = Engine(registry, RealClock())
+        assert engine.run(read("runs/x/manifest.json"), {}).output == '{"ok": true}'
+        assert engine.run(read("runs/x/missing.json"), {}).output == "NoSuchKey"
+    finally:
+        functions.close()

@@ -97,14 +97,22 @@ def test_a_retried_job_gets_a_new_name(pipeline: LocalPipeline) -> None:
     assert run.document()["tuning"]["failed"] == 0
 
 
-def test_fold_results_in_the_state_stay_small(pipeline: LocalPipeline) -> None:
+def test_fold_results_stay_out_of_the_state_and_small(pipeline: LocalPipeline) -> None:
+    """The evaluation's results go to the run's folder in S3 (ResultWriter): the state holds where."""
     pipeline.run(run_input(k=4), name="small-results")
     exited = [
         e["stateExitedEventDetails"]
         for e in history(pipeline, "small-results")
         if e["type"] == "MapStateExited" and e["stateExitedEventDetails"]["name"] == "EvaluateCandidates"
     ]
-    evaluations = json.loads(exited[0]["output"])["evaluations"]
-    folds = [fold for candidate in evaluations for fold in candidate]
+    evaluation = json.loads(exited[0]["output"])["evaluations"]
+    assert set(evaluation) == {"MapRunArn", "ResultWriterDetails"}
+    location = evaluation["ResultWriterDetails"]
+    assert location["Key"].startswith("runs/small-results/evaluations/")
+    bucket = location["Bucket"]
+    manifest = json.loads(pipeline.store.get_bytes(f"s3://{bucket}/{location['Key']}"))
+    (results,) = manifest["ResultFiles"]["SUCCEEDED"]
+    entries = json.loads(pipeline.store.get_bytes(f"s3://{bucket}/{results['Key']}"))
+    folds = [fold for entry in entries for fold in json.loads(entry["Output"])]
     assert len(folds) == 2 * 4
     assert max(len(json.dumps(fold)) for fold in folds) < 400  # job name, status and metrics only

@@ -23,7 +23,7 @@ from sklearn.svm import SVC
 
 from cvpipe.cli import main
 from cvpipe.errors import UserError
-from cvpipe.pipeline.history_file import HISTORY_FILE, read_history
+from cvpipe.pipeline.history_file import CHILD_HISTORIES_FILE, HISTORY_FILE, read_history
 from cvpipe.pipeline.local import LocalPipeline
 from cvpipe.pipeline.run_command import print_summary
 
@@ -168,8 +168,8 @@ def test_failing_candidate_is_reported_and_the_others_go_on(pipeline: LocalPipel
     assert re.search(
         r"failed +candidate 1 \{\"n_neighbors\": 150\}: fold 0: .*n_neighbors = 150", summary.getvalue()
     )
-    # The jobs' FailureReason is in the execution history too.
-    events = read_history(Path(run.document()["run_dir"]))
+    # The jobs' FailureReason is in the candidate's child execution history too.
+    events = read_history(Path(run.document()["run_dir"]), CHILD_HISTORIES_FILE)
     job_failures = [
         e["taskFailedEventDetails"]
         for e in events

@@ -11,6 +11,7 @@ import json
 import re
 import subprocess
 import sys
+from collections import Counter
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from cvpipe.integrations.faults import AccountLimits
 from cvpipe.integrations.registry import OPERATIONS as REGISTRY_OPERATIONS
 from cvpipe.integrations.sagemaker import JOB_OPERATIONS
 from cvpipe.pipeline.contract import DEFINITION, EVALUATE_CANDIDATES, FOLD_MAP
-from cvpipe.pipeline.history_file import read_history
+from cvpipe.pipeline.history_file import CHILD_HISTORIES_FILE, read_history
 from cvpipe.pipeline.local import LocalPipeline, PipelineRun
 from cvpipe.pipeline.run_command import build_input, read_faults
 
@@ -73,7 +74,9 @@ def search(group: str, k: int = 4, values: tuple[float, ...] = (0.1, 1.0, 10.0))
 
 
 def history(pipeline: LocalPipeline, run: PipelineRun) -> list[dict[str, Any]]:
-    return read_history(pipeline.run_dir(run.name))
+    """The events of the execution and of its child executions (where the fold jobs run)."""
+    run_dir = pipeline.run_dir(run.name)
+    return read_history(run_dir) + read_history(run_dir, CHILD_HISTORIES_FILE)
 
 
 def scheduled_jobs(events: list[dict[str, Any]]) -> list[str]:
@@ -251,7 +254,9 @@ def test_more_jobs_than_the_quota_are_refused_as_aws_refuses_them(pipeline: Loca
         for failure in entry["failures"]
         if failure["error"] == "SageMaker.ResourceLimitExceededException"
     ]
-    assert refusals and all(" is 2 Instances" in failure["cause"] for failure in refusals)
+    # A failed candidate keeps the cause of its first failure (the others' are in its child execution's history).
+    causes = [failure["cause"] for failure in refusals if failure["cause"]]
+    assert causes and all(" is 2 Instances" in cause for cause in causes)
 
 
 def test_the_history_budget_holds_when_every_fold_job_is_refused(pipeline: LocalPipeline, rehearse) -> None:
@@ -261,6 +266,8 @@ def test_the_history_budget_holds_when_every_fold_job_is_refused(pipeline: Local
     rehearse({"rules": [rule]})
     run = pipeline.run(document, name="all-refused")
     events = history(pipeline, run)
+    parent = read_history(pipeline.run_dir(run.name))
+    children = Counter(event["executionArn"] for event in events if "executionArn" in event)
 
     assert run.error == "NoCandidateSucceeded"
     definition = json.loads((ROOT / DEFINITION).read_text())
@@ -272,22 +279,29 @@ def test_the_history_budget_holds_when_every_fold_job_is_refused(pipeline: Local
     quota_retries = next(r["MaxAttempts"] for r in retriers if r["ErrorEquals"] == [QUOTA_ERROR])
     assert len(scheduled_jobs(events)) == 2 * 2 * (1 + quota_retries)
     worst = budgets.Search(k=2, max_candidates=2, batch_size=2, candidate_bytes=0, config_bytes=0)
-    assert len(events) <= budgets.history_events(worst)
+    assert len(parent) <= budgets.history_events(worst)
+    assert len(children) == 2 and max(children.values()) <= budgets.child_history_events(worst)
+    # A child's events, each fold refused on every attempt of the quota retrier: as the budget counts them.
+    fold_events = 3 * (1 + quota_retries) + budgets.EVENTS_PER_FOLD - 3 * budgets.FOLD_JOB_ATTEMPTS
+    assert set(children.values()) == {budgets.EVENTS_PER_CHILD + 2 * fold_events}
 
 
 @pytest.mark.parametrize(
-    ("tuning", "k", "limit"),
-    [({"max_candidates": 100}, 50, "history limit"), ({"max_candidates": 100}, 5, "payload limit")],
+    ("cv", "tuning", "fix"),
+    [
+        ({"k": 50}, {"max_candidates": 100}, "lower tuning.max_candidates to"),
+        ({"splitter": "RepeatedKFold", "k": 10, "repeats": 20}, {"max_candidates": 1}, "use at most"),
+    ],
 )
 def test_a_search_too_large_for_one_execution_is_refused_before_any_job(
-    pipeline: LocalPipeline, tuning: dict[str, Any], k: int, limit: str
+    pipeline: LocalPipeline, cv: dict[str, Any], tuning: dict[str, Any], fix: str
 ) -> None:
-    document = {**search("faults-too-large", k=k), "tuning": tuning}
-    run = pipeline.run(document, name=f"too-large-k{k}")
+    document = {**search("faults-too-large"), "cv": {"seed": 3, **cv}, "tuning": tuning}
+    run = pipeline.run(document, name=f"too-large-k{cv['k']}-{tuning['max_candidates']}")
     ran_jobs = (pipeline.run_dir(run.name) / "jobs").exists()
 
     assert (run.status, run.error, run.input_rejected) == ("FAILED", "InvalidInputError", True)
-    assert f"({limit})" in run.cause and "lower tuning.max_candidates to" in run.cause
+    assert "(payload limit)" in run.cause and fix in run.cause
     assert not ran_jobs
 
 

@@ -92,7 +92,9 @@ def test_both_maps_are_bounded_by_the_inputs_parallel_jobs(definition: dict[str,
     states = all_states(definition["States"])
     outer, inner = states[contract.EVALUATE_CANDIDATES], states[contract.FOLD_MAP]
     assert outer["MaxConcurrencyPath"] == "$config.resources.parallel_candidates"
-    assert inner["MaxConcurrencyPath"] == "$config.resources.parallel_folds"
+    # A candidate's child execution sees none of the parent's variables: the bound comes in its input.
+    assert inner["MaxConcurrencyPath"] == "$.parallel_folds"
+    assert outer["ItemSelector"]["parallel_folds.$"] == "$config.resources.parallel_folds"
 
 
 def test_processing_and_training_have_their_own_runtime_limits(definition: dict[str, Any]) -> None:

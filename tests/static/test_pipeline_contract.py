@@ -67,6 +67,24 @@ def test_fold_map_is_a_map_inside_the_candidate_map(states: dict[str, dict[str, 
     assert set(fold_states) >= contract.FOLD_FAILURE_STATES
 
 
+def test_candidates_are_evaluated_as_child_executions_with_results_in_the_run_folder(
+    states: dict[str, dict[str, Any]],
+) -> None:
+    """The fold jobs are .sync tasks, which EXPRESS children cannot run; the results go to S3 under
+    the run's prefix, where AggregateScores reads them; one failed child fails only its candidate."""
+    evaluation = states[contract.EVALUATE_CANDIDATES]
+    assert evaluation["ItemProcessor"]["ProcessorConfig"] == {
+        "Mode": "DISTRIBUTED",
+        "ExecutionType": "STANDARD",
+    }
+    writer = evaluation["ResultWriter"]["Parameters"]
+    assert writer["Bucket"] == "${ArtifactBucketName}"
+    assert writer["Prefix.$"] == "States.Format('runs/{}/evaluations', $config.run.execution)"
+    assert evaluation["ToleratedFailurePercentage"] == 100
+    payload = states[contract.AGGREGATE_SCORES]["Parameters"]["Payload"]
+    assert payload["results.$"] == f"{evaluation['ResultPath']}.ResultWriterDetails"
+
+
 @pytest.mark.parametrize("error", sorted(contract.FAIL_STATE_ERRORS))
 def test_every_error_the_cli_tells_apart_ends_a_fail_state(
     states: dict[str, dict[str, Any]], error: str

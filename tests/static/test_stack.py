@@ -82,17 +82,21 @@ VARIABLE = re.compile(r"(?<![$\w])\$([A-Za-z_][A-Za-z0-9_]*)")
 """A variable reference in a JSONPath path or intrinsic (``$config.run``), not ``$.x`` or ``$$.x``."""
 
 
+UNKNOWN_TO_STATELINT = ("Assign", "Label")
+
+
 def _path_field(key: str) -> bool:
     return key.endswith((".$", "Path")) or key == "Variable"
 
 
 def for_statelint(value: Any, key: str = "") -> Any:
-    """The definition as statelint can read it. statelint predates variables: it refuses ``Assign``
-    and ``$name`` references. Assign is left out (the engine's creation checks above cover it, and
-    that each variable is assigned before it is read), and each ``$name`` is read as ``$.name``, so
-    that statelint still checks every path and intrinsic around it."""
+    """The definition as statelint can read it. statelint predates variables and the Distributed
+    Map's ``Label``: it refuses ``Assign``, ``Label`` and ``$name`` references. Those two fields are
+    left out (the engine's creation checks above cover them, and that each variable is assigned before
+    it is read), and each ``$name`` is read as ``$.name``, so that statelint still checks every path
+    and intrinsic around it."""
     if isinstance(value, dict):
-        return {k: for_statelint(item, k) for k, item in value.items() if k != "Assign"}
+        return {k: for_statelint(item, k) for k, item in value.items() if k not in UNKNOWN_TO_STATELINT}
     if isinstance(value, list):
         return [for_statelint(item, key) for item in value]
     if isinstance(value, str) and _path_field(key):

@@ -222,12 +222,15 @@ class Engine:
         journal: TaskJournal | None = None,
         start_time: datetime | None = None,
         redrive_count: int = 0,
+        on_child_event: Callable[[str, Event], None] | None = None,
     ) -> Execution:
         """Validate ``definition`` (DefinitionError lists every problem) and start an execution.
 
         ``input`` is the execution input as a JSON-compatible value (None means ``{}``, as in AWS).
         ``timeout`` (seconds) overrides the definition's top-level TimeoutSeconds.
-        ``on_event`` is called with every history event as it is appended, from any thread.
+        ``on_event`` is called with every history event as it is appended, from any thread;
+        ``on_child_event`` with (child execution ARN, event) for the events of the child executions
+        of Distributed Maps, which have histories of their own.
         ``journal`` records the outcome of every Task state. A ``redrive_count`` above 0 redrives an
         execution (see ``redrive``): give the first attempt's ``start_time``, and a journal that holds
         the earlier attempts' outcomes, which tasks at the same place with the same input take instead
@@ -268,6 +271,7 @@ class Engine:
             objects=self.objects,
             deadline=now + timedelta(seconds=timeout) if timeout is not None else None,
             journal=journal,
+            on_child_event=on_child_event,
         )
         return Execution(StateMachine(spec), run, execution_input, name, arn, timeout)
 

@@ -100,10 +100,18 @@ class Run:
     map_runs: list[MapRun] = field(default_factory=list)
     journal: TaskJournal | None = None
     """Where Task outcomes are recorded, and recalled when the execution is redriven."""
+    on_child_event: Callable[[str, Event], None] | None = None
+    """Called with (child execution ARN, event) for each event of a Distributed Map's child executions."""
     root: Scope = field(default_factory=Scope)
     timed_out: threading.Event = field(default_factory=threading.Event)
     stop_grace: float = 0.0
     """Seconds that running tasks get to end once the execution is aborted (see ``Execution.abort``)."""
+    parent: Run | None = None
+    """The execution whose Distributed Map started this one as a child execution."""
+
+    def grace(self) -> float:
+        """The stop grace of the execution that was aborted: this one's, or the one that started it."""
+        return self.parent.grace() if self.parent is not None else self.stop_grace
 
     def expire(self) -> None:
         """The execution's TimeoutSeconds has passed: stop everything (unless it was aborted already)."""

@@ -591,7 +591,7 @@ class Task(Recoverable):
                 wake.wait(max(min(deadlines) - now, 0) if deadlines else None)
                 wake.clear()
                 if lane.scope.cancelled:
-                    ended.wait(lane.run.stop_grace)
+                    ended.wait(lane.run.grace())
                     if waiting is None and "result" in outcome:
                         with contextlib.suppress(StatesError):  # a result not JSON is no result
                             text = json_text(outcome["result"], f"the result of {resource}")
@@ -801,7 +801,7 @@ class DistributedMap(Map):
         )
         lane.run.map_runs.append(map_run)
         lane.emit("MapRunStarted", {"mapRunArn": map_run.arn})
-        children = [self._child(lane, map_run, label, value) for value in inputs]
+        children = [self._child(lane, map_run, label, index, value) for index, value in enumerate(inputs)]
         map_run.executions = [child for child, _ in children]
         # Thresholds count items: every item of a failed batch has failed.
         weights = [len(value["Items"]) if "ItemBatcher" in self.spec else 1 for value in inputs]
@@ -916,8 +916,13 @@ class DistributedMap(Map):
         value = self._number(field, raw_input, effective, context)
         return None if value is None else int(value)
 
-    def _child(self, lane: Lane, map_run: MapRun, label: str, value: Any) -> tuple[ChildExecution, Lane]:
-        """A child execution: its own context object, history and (empty) variables."""
+    def _child(
+        self, lane: Lane, map_run: MapRun, label: str, index: int, value: Any
+    ) -> tuple[ChildExecution, Lane]:
+        """A child execution: its own context object, history and (empty) variables. Its tasks are
+        journaled at a place of their own (the Map's entry and the item's index), so that a redriven
+        execution runs again only the children's tasks that had not succeeded, as redriving a Map
+        Run does."""
         name = str(uuid.uuid4())
         parent = lane.run.context
         machine_arn = parent["StateMachine"]["Id"]
@@ -936,10 +941,15 @@ class DistributedMap(Map):
                 "Name": f"{parent['StateMachine']['Name']}/{label}",
             },
         }
+        listener = lane.run.on_child_event
         run = Run(
             tasks=lane.run.tasks,
             clock=lane.run.clock,
-            history=History(lane.run.clock.now, limit=lane.run.history.limit),
+            history=History(
+                lane.run.clock.now,
+                on_event=(lambda event: listener(arn, event)) if listener else None,
+                limit=lane.run.history.limit,
+            ),
             context=context,
             region=lane.run.region,
             max_concurrency=lane.run.max_concurrency,
@@ -947,9 +957,12 @@ class DistributedMap(Map):
             tokens=lane.run.tokens,
             objects=lane.run.objects,
             map_runs=lane.run.map_runs,
+            journal=lane.run.journal,
+            on_child_event=listener,
+            parent=lane.run,
         )
         child = ChildExecution(name, arn, value, start_date=timestamp_text(started))
-        return child, Lane(run, run.root, Trace(run.history), Variables())
+        return child, Lane(run, run.root, Trace(run.history), Variables(), f"{lane.place}[{index}]")
 
     def _run_child(self, child: ChildExecution, lane: Lane) -> Any:
         history = lane.run.history

@@ -19,7 +19,7 @@ class name, cause = ``{"errorMessage", "errorType", "requestId", "stackTrace"}``
 return value that is not JSON fails with ``Runtime.MarshalError``, and import problems with the
 Python runtime's ``Runtime.ImportModuleError``/``Runtime.UserCodeSyntaxError``/``Runtime.HandlerNotFound``.
 A function's ``SendTaskSuccess``/``SendTaskFailure``/``SendTaskHeartbeat`` calls through boto3 reach
-the local engine.
+the local engine, and its S3 ``GetObject`` calls the local object store (other S3 calls are not routed).
 
 Differences from AWS:
 
@@ -49,6 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from cvpipe.asl.callbacks import TaskTokens, TokenError
+from cvpipe.asl.distributed import ObjectStorage
 from cvpipe.asl.errors import RUNTIME, StatesError
 from cvpipe.asl.tasks import TaskRegistry, TaskRequest
 
@@ -92,9 +93,13 @@ def function_error(
 class LocalFunctions:
     """The template's functions, each invoked in warm execution environments of its own."""
 
-    def __init__(self, functions: dict[str, FunctionSpec], project_root: Path) -> None:
+    def __init__(
+        self, functions: dict[str, FunctionSpec], project_root: Path, objects: ObjectStorage | None = None
+    ) -> None:
+        """``objects``: the object store that functions' S3 GetObject calls read (none: they fail)."""
         self.functions = functions
         self.project_root = project_root
+        self.objects = objects
         self._context = multiprocessing.get_context("spawn")
         self._idle: dict[str, list[_Environment]] = {}
         self._all: set[_Environment] = set()
@@ -196,7 +201,11 @@ class LocalFunctions:
                 except (EOFError, OSError):
                     message = None
                 if message is not None and message[0] == "call":
-                    environment.conn.send(_token_call(tokens, message[1], message[2]))
+                    service, _, operation = message[1].partition(":")
+                    if service == "s3":
+                        environment.conn.send(_object_call(self.objects, operation, message[2]))
+                    else:
+                        environment.conn.send(_token_call(tokens, operation, message[2]))
                     continue
                 if message is not None:
                     _write_output(message[-2], message[-1])
@@ -316,6 +325,20 @@ def _token_call(tokens: TaskTokens, operation: str, parameters: dict[str, Any]) 
     return ("reply", {})
 
 
+def _object_call(
+    objects: ObjectStorage | None, operation: str, parameters: dict[str, Any]
+) -> tuple[Any, ...]:
+    """Answer a function's S3 GetObject call from the local object store, as S3 would."""
+    bucket, key = parameters.get("Bucket"), parameters.get("Key")
+    if objects is None:
+        return ("fault", "NoSuchBucket", "The specified bucket does not exist")
+    try:
+        body = objects.get_object(str(bucket), str(key))
+    except KeyError:
+        return ("fault", "NoSuchKey", "The specified key does not exist.")
+    return ("reply", {"Body": body, "ContentLength": len(body)})
+
+
 def _write_output(out: bytes, err: bytes) -> None:
     """What a function printed goes where this process's stdout and stderr point now."""
     for fd, data in ((1, out), (2, err)):
@@ -344,10 +367,14 @@ def _end_all(environments: set[_Environment]) -> None:
 
 
 def register_lambda(
-    registry: TaskRegistry, functions_table: dict[str, FunctionSpec], project_root: Path | str
+    registry: TaskRegistry,
+    functions_table: dict[str, FunctionSpec],
+    project_root: Path | str,
+    objects: ObjectStorage | None = None,
 ) -> LocalFunctions:
-    """Route ``lambda:invoke`` and function ARNs to the template's handlers (CodeUri relative to ``project_root``)."""
-    functions = LocalFunctions(functions_table, Path(project_root))
+    """Route ``lambda:invoke`` and function ARNs to the template's handlers (CodeUri relative to
+    ``project_root``); their S3 GetObject calls read ``objects``."""
+    functions = LocalFunctions(functions_table, Path(project_root), objects)
     registry.register(INVOKE, functions.invoke_api)
     registry.register(FUNCTION_ARN, functions.invoke_resource)
     return functions

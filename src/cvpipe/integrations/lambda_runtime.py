@@ -23,6 +23,7 @@ This module imports nothing from the rest of ``cvpipe``: environments start ligh
 from __future__ import annotations
 
 import importlib
+import io
 import json
 import os
 import signal
@@ -36,6 +37,8 @@ from typing import IO, Any
 
 TOKEN_OPERATIONS = ("SendTaskSuccess", "SendTaskFailure", "SendTaskHeartbeat")
 """Step Functions API calls a function may make to answer a ``.waitForTaskToken`` task."""
+OBJECT_OPERATIONS = ("GetObject",)
+"""S3 API calls a function may make on the local object store (reading what a run wrote)."""
 
 
 @dataclass
@@ -146,23 +149,30 @@ def _stack(exc: BaseException) -> list[str]:
 
 def _route_token_calls(conn: Connection) -> None:
     """Send a function's ``SendTask*`` calls (boto3's ``stepfunctions`` client) to the local engine
-    instead of AWS, as the function would reach Step Functions in the cloud. botocore is patched only
-    if the function can import it."""
+    and its S3 ``GetObject`` calls to the local object store, instead of AWS, as the function would
+    reach Step Functions and S3 in the cloud. botocore is patched only if the function can import it."""
     try:
         from botocore.client import BaseClient
-        from botocore.exceptions import ClientError
+        from botocore.response import StreamingBody
     except ImportError:
         return
     make_api_call = BaseClient._make_api_call
+    routed_operations = {"states": TOKEN_OPERATIONS, "s3": OBJECT_OPERATIONS}
 
     def routed(client: Any, operation: str, parameters: dict[str, Any]) -> Any:
-        if client.meta.service_model.endpoint_prefix != "states" or operation not in TOKEN_OPERATIONS:
+        service = client.meta.service_model.endpoint_prefix
+        if operation not in routed_operations.get(service, ()):
             return make_api_call(client, operation, parameters)
-        conn.send(("call", operation, parameters))
+        conn.send(("call", f"{service}:{operation}", parameters))
         reply = conn.recv()
         if reply[0] == "fault":
             error = {"Error": {"Code": reply[1], "Message": reply[2]}}
-            raise ClientError(error, operation)
-        return reply[1]
+            # The service's modeled exception for the code (client.exceptions.NoSuchKey, ...), as boto3 raises.
+            raise client.exceptions.from_code(reply[1])(error, operation)
+        response = reply[1]
+        if "Body" in response:
+            body = response["Body"]
+            response = {**response, "Body": StreamingBody(io.BytesIO(body), len(body))}
+        return response
 
     setattr(BaseClient, "_make_api_call", routed)  # noqa: B010 (patching a method)

@@ -1,4 +1,6 @@
-"""A run's execution history on disk: ``history.jsonl.xz``.
+"""A run's execution history on disk: ``history.jsonl.xz``; and its child executions' (a Distributed
+Map's, each with a history of its own) in ``child_histories.jsonl.xz``, each event with its execution's
+``executionArn``.
 
 One event per line, exactly as GetExecutionHistory returns it (``id``, ``type``, ``timestamp``,
 ``previousEventId`` and the ``...EventDetails`` object), xz-compressed: the events repeat large
@@ -27,6 +29,7 @@ from typing import Any
 from ..asl import Event
 
 HISTORY_FILE = "history.jsonl.xz"
+CHILD_HISTORIES_FILE = "child_histories.jsonl.xz"
 BATCH_SECONDS = 0.5
 """How long the writer gathers events before it writes them: a run cut short loses at most that. A
 batch is compressed on its own, so longer batches compress better (repeats across batches are not
@@ -42,7 +45,7 @@ class HistoryWriter:
         self._file = open(path, "wb")  # noqa: SIM115  # closed by close()
         if earlier:
             self._write_batch("".join(json.dumps(event) + "\n" for event in earlier))
-        self._queue: queue.SimpleQueue[Event | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[tuple[Event, str | None] | None] = queue.SimpleQueue()
         self._closed = False
         self._closing = threading.Event()
         self._thread = threading.Thread(target=self._write, name="history-writer", daemon=True)
@@ -52,9 +55,10 @@ class HistoryWriter:
     def closed(self) -> bool:
         return self._closed
 
-    def append(self, event: Event) -> None:
+    def append(self, event: Event, execution_arn: str | None = None) -> None:
+        """Queue ``event``; with ``execution_arn``, the line names the (child) execution it belongs to."""
         if not self._closed:
-            self._queue.put(event)
+            self._queue.put((event, execution_arn))
 
     def close(self) -> None:
         if self._closed:
@@ -73,9 +77,9 @@ class HistoryWriter:
             self._closing.wait(BATCH_SECONDS)
             while not self._queue.empty():
                 batch.append(self._queue.get())
-            events = [event for event in batch if event is not None]
+            events = [item for item in batch if item is not None]
             if events:
-                self._write_batch("".join(json.dumps(event.to_json()) + "\n" for event in events))
+                self._write_batch("".join(json.dumps(_line(*item)) + "\n" for item in events))
             if len(events) < len(batch):
                 return
 
@@ -84,11 +88,20 @@ class HistoryWriter:
         self._file.flush()
 
 
-def read_history(run_dir: Path) -> list[dict[str, Any]]:
-    """The events of a run's history, in id order; for a run cut short, those written before the cut."""
-    events = []
+def _line(event: Event, execution_arn: str | None) -> dict[str, Any]:
+    line = event.to_json()
+    return line if execution_arn is None else {"executionArn": execution_arn, **line}
+
+
+def read_history(run_dir: Path, file_name: str = HISTORY_FILE) -> list[dict[str, Any]]:
+    """The events of a run's history (or of its child executions', ``CHILD_HISTORIES_FILE``), in the
+    order written; for a run cut short, those written before the cut."""
+    events: list[dict[str, Any]] = []
+    path = Path(run_dir) / file_name
+    if file_name != HISTORY_FILE and not path.exists():
+        return events  # a run without child executions
     try:
-        with lzma.open(Path(run_dir) / HISTORY_FILE, "rt", encoding="utf-8") as file:
+        with lzma.open(path, "rt", encoding="utf-8") as file:
             for line in file:
                 if not line.endswith("\n"):
                     break  # the last line was being written when the run was cut short

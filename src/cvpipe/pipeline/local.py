@@ -37,7 +37,7 @@ from ..integrations.template import Template, TemplateError, bucket_name, state_
 from ..stdio import stdout_to
 from . import contract
 from .contract import DEFINITION, TEMPLATE
-from .history_file import HISTORY_FILE, HistoryWriter, read_history
+from .history_file import CHILD_HISTORIES_FILE, HISTORY_FILE, HistoryWriter, read_history
 from .progress import assigned
 from .results import cv_results
 
@@ -209,12 +209,34 @@ def default_execution_name() -> str:
 
 
 @dataclass
+class _ChildHistories:
+    """The events of a run's child executions, in a file opened with the first of them (a run that
+    starts none has none)."""
+
+    path: Path
+    earlier: list[dict[str, Any]]
+    writer: HistoryWriter | None = None
+
+    def append(self, event: Event, execution_arn: str) -> None:
+        if self.writer is None:
+            self.writer = HistoryWriter(self.path, self.earlier)
+        self.writer.append(event, execution_arn)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+@dataclass
 class _RunRecorder:
     """Streams the history to the run's history file and keeps what a failed run still reports: its
     config and tuning state, and the states it is in."""
 
     history: HistoryWriter
     forward: Callable[[Event], None] | None
+    child_histories: _ChildHistories
+    on_child_started: Callable[[str], None]
+    """Told of each child execution as it starts (its jobs belong in the run's folder)."""
     tuning: dict[str, Any] | None = None
     config: dict[str, Any] | None = None
     registering: bool = False
@@ -229,17 +251,34 @@ class _RunRecorder:
             if self.history.closed:  # from a handler thread abandoned when the run was stopped
                 return
             self.history.append(event)
-            name = str(event.details.get("name"))
-            if event.type.endswith("StateEntered"):
-                self.open_states[name] += 1
-                self.registering = self.registering or name == contract.REGISTRATION_START
-            elif event.type.endswith("StateExited"):
-                self.open_states[name] -= 1
+            self._track(event)
             found = kept_document(event)
             if found:
                 setattr(self, *found)
         if self.forward:
             self.forward(event)
+
+    def child_event(self, execution_arn: str, event: Event) -> None:
+        """An event of a child execution (a candidate's evaluation): it has a history of its own, kept
+        apart from the run's; the progress display and the states a stopped run was in see it."""
+        if event.type == "ExecutionStarted":
+            self.on_child_started(execution_arn)
+        with self._lock:
+            if self.history.closed:
+                return
+            self.child_histories.append(event, execution_arn)
+            self._track(event)
+        if self.forward:
+            self.forward(event)
+
+    def _track(self, event: Event) -> None:
+        """The states entered and not yet left; whether the registration has begun."""
+        name = str(event.details.get("name"))
+        if event.type.endswith("StateEntered"):
+            self.open_states[name] += 1
+            self.registering = self.registering or name == contract.REGISTRATION_START
+        elif event.type.endswith("StateExited"):
+            self.open_states[name] -= 1
 
     def abort_unless_registering(self, execution: Execution, error: str, cause: str) -> bool:
         """Abort the execution, unless it has begun registering the model (then it runs to its end).
@@ -335,22 +374,27 @@ class LocalPipeline:
             ) from None
         self.pool = job_pool(root, workers)
         tasks = TaskRegistry()
-        self.functions = register_lambda(tasks, functions, root)
+        objects = StoreObjects(self.store)
+        self.functions = register_lambda(tasks, functions, root, objects)
         register_sagemaker(
             tasks,
             self.store,
             self.pool,
-            jobs_dir=lambda request: self.run_dir(request.context["Execution"]["Name"]) / "jobs",
+            jobs_dir=lambda request: (
+                self.run_dir(self._run_of(request.context["Execution"]["Name"])) / "jobs"
+            ),
             limits=limits,
         )
         register_s3(tasks, self.store)
         register_registry(tasks, self.registry, limits)
+        self._children: dict[str, str] = {}
+        """Child execution name -> the execution that started it."""
         self.engine = Engine(
             tasks,
             clock=clock or RealClock(),
             account_id=local_aws.ACCOUNT_ID,
             region=local_aws.region(),
-            objects=StoreObjects(self.store),
+            objects=objects,
         )
 
     def __enter__(self) -> LocalPipeline:
@@ -364,6 +408,18 @@ class LocalPipeline:
 
     def run_dir(self, execution_name: str) -> Path:
         return self.store.path(f"s3://{self.bucket}/runs/{execution_name}")
+
+    def _adopt(self, execution_name: str) -> Callable[[str], None]:
+        """Record the child executions of ``execution_name`` (a Distributed Map's) as it starts them."""
+
+        def started(child_arn: str) -> None:
+            self._children[child_arn.rsplit(":", 1)[-1]] = execution_name
+
+        return started
+
+    def _run_of(self, execution_name: str) -> str:
+        """The execution whose run folder holds the jobs of ``execution_name``: itself, or its parent."""
+        return self._children.get(execution_name, execution_name)
 
     def stage_dataset(self, execution_input: dict[str, Any]) -> dict[str, Any]:
         """Locally a dataset may be a file: copy it into the object store and point the input there."""
@@ -486,18 +542,22 @@ class LocalPipeline:
             journal = open_journal(journal_file)
             # A redriven execution's history goes on after the earlier attempts' events.
             history = HistoryWriter(run_dir / HISTORY_FILE, read_history(run_dir) if redrive_count else [])
+            earlier_children = read_history(run_dir, CHILD_HISTORIES_FILE) if redrive_count else []
+            child_histories = _ChildHistories(run_dir / CHILD_HISTORIES_FILE, earlier_children)
             # What the functions print (logs, EMF metrics) is what CloudWatch Logs would hold.
             with (
                 contextlib.closing(history),
+                contextlib.closing(child_histories),
                 (run_dir / "functions.log").open("ab") as log,
                 stdout_to(log.fileno()),
             ):
-                recorder = _RunRecorder(history, on_event)
+                recorder = _RunRecorder(history, on_event, child_histories, self._adopt(name))
                 execution = self.engine.start(
                     self.definition,
                     staged,
                     name=name,
                     on_event=recorder,
+                    on_child_event=recorder.child_event,
                     state_machine_name=self.state_machine_name,
                     journal=journal,
                     start_time=started,
@@ -525,6 +585,8 @@ class LocalPipeline:
                         "cause": result.cause,
                     },
                 )
+        for child in [child for child, parent in list(self._children.items()) if parent == name]:
+            del self._children[child]
         if keyboard_interrupt:
             raise KeyboardInterrupt
         run = PipelineRun(

@@ -1,4 +1,5 @@
-"""Live progress of a pipeline execution, read from its history events as they happen."""
+"""Live progress of a pipeline execution, read from its history events as they happen (and, locally,
+from the events of the child executions that run the fold jobs)."""
 
 from __future__ import annotations
 
@@ -58,8 +59,13 @@ class ProgressReporter:
                 self.jobs_total += len(proposal["candidates"]) * self.k
                 return True
             elif name == contract.AGGREGATE_SCORES:
-                best = assigned(details, contract.TUNING_VARIABLE).get("best")
+                tuning = assigned(details, contract.TUNING_VARIABLE)
+                best = tuning.get("best")
                 self.best = best["cv"]["mean"] if best else None
+                # The fold jobs run in child executions, whose events only a local run sees: the
+                # aggregated round says how many ran and failed, also when following an execution on AWS.
+                self.jobs_done = self.jobs_total
+                self.jobs_failed = sum(len(entry.get("failures") or []) for entry in tuning["history"])
                 self._round_done = True
                 return True
             elif name in contract.FOLD_FAILURE_STATES:
