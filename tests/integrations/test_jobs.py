@@ -204,3 +204,20 @@ def _wait_for(path: Path, seconds: float = 10.0) -> bool:
             return False
         time.sleep(0.01)
     return True
+
+
+def test_the_warm_modules_are_imported_once_for_all_workers_and_their_replacements(tmp_path: Path) -> None:
+    # The workers are forks of one process that imported them: neither a second worker nor the one
+    # that replaces a crashed worker imports them again.
+    (tmp_path / "cvtest_heavy.py").write_text(
+        f"import os\nwith open({str(tmp_path / 'imports')!r}, 'a') as f:\n    f.write(f'{{os.getpid()}}\\n')\n"
+    )
+    programs = write_programs(tmp_path)
+    with JobPool(programs, workers=2, sys_path=[str(tmp_path)], warm_modules=["cvtest_heavy"]) as pool:
+        for index in range(3):
+            assert run(pool, "nap", tmp_path / f"nap{index}", {"NAP_SECONDS": "0"}).exit_code == 0
+        assert run(pool, "crash", tmp_path / "crash").exit_code == 7
+        assert run(pool, "nap", tmp_path / "after", {"NAP_SECONDS": "0"}).exit_code == 0
+        workers = {worker.process.pid for worker in pool._workers}
+    assert len((tmp_path / "imports").read_text().split()) == 1
+    assert len(workers) == 2

@@ -289,6 +289,14 @@ def children_of(pid: int) -> list[int]:
     return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
 
 
+def descendants_of(pid: int) -> list[int]:
+    """Its children, theirs (the job workers are forks of a child), and so on."""
+    found = children_of(pid)
+    for child in list(found):
+        found += descendants_of(child)
+    return found
+
+
 def alive(pid: int) -> bool:
     try:
         return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
@@ -310,7 +318,7 @@ def test_sigterm_to_the_cli_is_recorded_and_leaves_no_process(
     name = "terminated"
     process = start_cli(pipeline.home, name, tmp_path)
     wait_for_jobs(pipeline.run_dir(name), 3, process)
-    workers = children_of(process.pid)
+    workers = descendants_of(process.pid)
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=60)
 
@@ -328,7 +336,7 @@ def test_a_killed_run_is_resumed_to_the_clean_result(
 ) -> None:
     process = start_cli(pipeline.home, "killed", tmp_path)
     wait_for_jobs(pipeline.run_dir("killed"), 4, process)
-    workers = children_of(process.pid)
+    workers = descendants_of(process.pid)
     process.kill()
     process.communicate()
     assert gone(workers)  # the workers follow their pool

@@ -1,14 +1,19 @@
 """A pool of warm worker processes that run container entrypoints as local jobs.
 
 A fresh interpreter per job would cost more than a small fit (importing scikit-learn alone takes
-seconds), so each worker imports the heavy modules once and then runs job after job: it calls the
+seconds), so each worker has the heavy modules imported and then runs job after job: it calls the
 program's ``main(ml_root)`` in-process, with the job's environment, working directory and log.
 Module-level state therefore survives from one job to the next in a worker; programs must not
 rely on a fresh interpreter (environment variables read at import time, for one, keep the values
 of the worker's start).
 
+The imports are paid once per pool, not once per worker: a template process imports the modules,
+and every worker is a fork of it, ready at once. The template starts no thread, so a fork of it is
+safe, and it stays idle but for forking and reaping its workers. A worker replaced after a stop or
+a crash is ready in milliseconds too.
+
 Stopping a job (cancellation or timeout) kills its worker: Python cannot interrupt a running fit
-safely, a process can be. The pool then starts a fresh worker in its place.
+safely, a process can be. The pool then forks a fresh worker in its place.
 
 This module imports nothing from the rest of ``cvpipe``: workers import it and should stay light.
 """
@@ -22,6 +27,7 @@ import multiprocessing
 import os
 import queue
 import signal
+import socket
 import sys
 import threading
 import time
@@ -31,6 +37,7 @@ import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
+from multiprocessing.reduction import recv_handle, send_handle
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +48,7 @@ _QUEUED_POLL_SECONDS = 0.5
 """How often a job queued for a worker looks at its cancellation event. A freed worker wakes one
 queued job at once; a short poll would wake every queued job (hundreds in a big Map) many times
 a second, and their turns for the interpreter lock would delay the hand-offs that matter."""
+_REAP_POLL_SECONDS = 0.01  # how often the template looks whether a stopped worker has exited
 
 
 @dataclass(frozen=True)
@@ -61,9 +69,76 @@ def programs_from_pyproject(path: Path) -> dict[str, str]:
     return dict(project.get("scripts", {}))
 
 
+class _Template:
+    """The process the workers are forked from, and its end of the conversation: ``fork`` a worker,
+    ``wait`` for one to exit. Its workers are not this process's children, so it reaps them."""
+
+    def __init__(self, context: Any, args: tuple[Any, ...]) -> None:
+        self._conn, child_end = context.Pipe()  # duplex: a socket, which can carry descriptors
+        # Not a daemon: its forks are the workers, and a job may start processes of its own.
+        self.process = context.Process(target=_template, args=(child_end, *args), name="cvpipe-job-worker")
+        self.process.start()
+        child_end.close()
+        self._lock = threading.Lock()
+
+    def fork(self) -> tuple[int, Connection]:
+        """A new worker: its pid and the connection to it. Waits for the template's imports."""
+        with self._lock:
+            self._conn.send(("fork",))
+            pid = self._conn.recv()
+            return pid, Connection(recv_handle(self._conn))
+
+    def wait(self, pid: int, timeout: float | None) -> int | None:
+        """The worker's exit code once it exited (within ``timeout`` seconds; None: however long it
+        takes), else None. A worker lost with the template reports SIGKILL."""
+        with self._lock:
+            try:
+                self._conn.send(("wait", pid, timeout))
+                code: int | None = self._conn.recv()
+            except (EOFError, OSError):
+                return -int(signal.SIGKILL)
+            return code
+
+    def close(self, grace: float) -> None:
+        """End the template; it kills the workers it still has."""
+        with self._lock:
+            self._conn.close()
+        _reap(self.process, grace)
+
+
+class _Forked:
+    """A worker process, as the pool sees it (``multiprocessing.Process``'s methods it uses)."""
+
+    def __init__(self, pid: int, template: _Template) -> None:
+        self.pid = pid
+        self._template = template
+        self.exitcode: int | None = None
+        self._lock = threading.Lock()  # a stopping pool and the job's own thread may both reap it
+
+    def is_alive(self) -> bool:
+        self.join(0)
+        return self.exitcode is None
+
+    def join(self, timeout: float | None = None) -> None:
+        with self._lock:
+            if self.exitcode is None:
+                self.exitcode = self._template.wait(self.pid, timeout)
+
+    def terminate(self) -> None:
+        self._signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self._signal(signal.SIGKILL)
+
+    def _signal(self, number: int) -> None:
+        if self.exitcode is None:  # once reaped, the pid may be another process's
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, number)
+
+
 @dataclass(eq=False)
 class _Worker:
-    process: Any  # multiprocessing's SpawnProcess
+    process: _Forked
     conn: Connection
 
 
@@ -84,8 +159,9 @@ class JobPool:
         program_modules = [target.partition(":")[0] for target in self.programs.values()]
         # As joblib's workers do: the workers share the cores, rather than each BLAS using them all.
         threads = max(1, (os.cpu_count() or 1) // self.size)
-        self._worker_args = ([str(p) for p in sys_path], [*warm_modules, *program_modules], threads)
+        self._template_args = ([str(p) for p in sys_path], [*warm_modules, *program_modules], threads)
         self._context = multiprocessing.get_context("spawn")
+        self._template: _Template | None = None
         self._idle: queue.Queue[_Worker] = queue.Queue()
         self._workers: set[_Worker] = set()
         self._lock = threading.Lock()
@@ -94,8 +170,8 @@ class JobPool:
         self._grace = STOP_GRACE_SECONDS
 
     def start(self) -> None:
-        """Start the workers. Starting a process takes milliseconds; its imports then run in the
-        background, so the caller can do other work while the pool warms up."""
+        """Start the template and fork the workers from it once it has imported, in the background,
+        so the caller can do other work while the pool warms up."""
         with self._lock:
             if self._closed:
                 raise RuntimeError("the job pool is closed")
@@ -103,7 +179,12 @@ class JobPool:
                 return
             self._started = True
             atexit.register(self.close)
-            for _ in range(self.size):
+            self._template = _Template(self._context, self._template_args)
+        threading.Thread(target=self._fill, name="cvpipe-job-pool-start", daemon=True).start()
+
+    def _fill(self) -> None:
+        for _ in range(self.size):
+            with contextlib.suppress(RuntimeError):  # closed meanwhile
                 self._idle.put(self._spawn())
 
     def run(
@@ -136,24 +217,20 @@ class JobPool:
         )
         started = time.monotonic()
         deadline = None if timeout is None else started + timeout
-        with contextlib.suppress(OSError):  # the worker died; its sentinel reports it below
+        with contextlib.suppress(OSError):  # the worker died; its connection reports it below
             worker.conn.send(job)
         while True:
             wait_for = _POLL_SECONDS if deadline is None else min(_POLL_SECONDS, deadline - time.monotonic())
-            ready = wait([worker.conn, worker.process.sentinel], max(wait_for, 0.0))
-            if worker.conn in ready:
+            if wait([worker.conn], max(wait_for, 0.0)):
                 try:
                     exit_code = worker.conn.recv()
-                except (EOFError, OSError):
-                    pass  # it died while answering: handled as a crash
-                else:
-                    self._release(worker)
-                    return JobOutcome(exit_code, False, False, time.monotonic() - started)
-            if ready:
-                exit_code = self._retire(worker, stop=False)
-                if not self._closed:
-                    _note(log_path, f"the job's worker process exited unexpectedly with code {exit_code}")
-                return JobOutcome(exit_code, self._closed, False, time.monotonic() - started)
+                except (EOFError, OSError):  # it died: its end of the connection closed
+                    exit_code = self._retire(worker, stop=False)
+                    if not self._closed:
+                        _note(log_path, f"the job's worker process exited unexpectedly with code {exit_code}")
+                    return JobOutcome(exit_code, self._closed, False, time.monotonic() - started)
+                self._release(worker)
+                return JobOutcome(exit_code, False, False, time.monotonic() - started)
             timed_out = deadline is not None and time.monotonic() >= deadline
             if timed_out or (cancelled is not None and cancelled.is_set()):
                 exit_code = self._retire(worker, stop=True)
@@ -162,17 +239,20 @@ class JobPool:
                 return JobOutcome(exit_code, True, timed_out, time.monotonic() - started)
 
     def close(self) -> None:
-        """Terminate every worker, idle or busy (busy jobs end as stopped)."""
+        """Terminate every worker, idle or busy (busy jobs end as stopped), and the template."""
         with self._lock:
             if self._closed:
                 return
             self._closed = True
             workers = list(self._workers)
+            template = self._template
         atexit.unregister(self.close)
         for worker in workers:
             worker.process.terminate()
         for worker in workers:
             _reap(worker.process, self._grace)
+        if template is not None:
+            template.close(self._grace)
         while True:  # busy workers' connections are closed by the threads that run their jobs
             try:
                 self._idle.get_nowait().conn.close()
@@ -197,16 +277,28 @@ class JobPool:
     # -- workers ------------------------------------------------------------------------------
 
     def _spawn(self) -> _Worker:
-        """Start a worker; the caller holds the lock."""
-        parent_end, child_end = self._context.Pipe()
-        process = self._context.Process(
-            target=_serve, args=(child_end, *self._worker_args), name="cvpipe-job-worker"
-        )
-        process.start()
-        child_end.close()
-        worker = _Worker(process, parent_end)
-        self._workers.add(worker)
-        return worker
+        """Fork a worker from the template (a new template if it was lost) and count it in."""
+        template = self._template
+        assert template is not None  # started
+        try:
+            pid, conn = template.fork()
+        except (EOFError, OSError):  # the template died (the OOM killer, a kill -9): start another
+            with self._lock:
+                if self._closed:
+                    raise RuntimeError("the job pool is closed") from None
+                if self._template is template:
+                    self._template = _Template(self._context, self._template_args)
+                template = self._template
+            assert template is not None
+            pid, conn = template.fork()
+        worker = _Worker(_Forked(pid, template), conn)
+        with self._lock:
+            if not self._closed:
+                self._workers.add(worker)
+                return worker
+        _reap(worker.process, 0.0)
+        conn.close()
+        raise RuntimeError("the job pool is closed")
 
     def _acquire(self, cancelled: threading.Event | None) -> _Worker | None:
         while True:
@@ -218,7 +310,7 @@ class JobPool:
                 worker = self._idle.get(timeout=_QUEUED_POLL_SECONDS)
             except queue.Empty:
                 continue
-            if worker.process.is_alive():
+            if not worker.conn.poll():  # an idle worker's connection has something only once it died
                 return worker
             self._retire(worker, stop=False)  # died while idle (e.g. the OOM killer): replace it
 
@@ -238,9 +330,11 @@ class JobPool:
         worker.conn.close()
         with self._lock:
             self._workers.discard(worker)
-            if not self._closed:
-                self._idle.put(self._spawn())
-        return worker.process.exitcode
+        with contextlib.suppress(RuntimeError):  # closed: no replacement
+            self._idle.put(self._spawn())
+        exit_code = worker.process.exitcode
+        assert exit_code is not None  # reaped
+        return exit_code
 
 
 def _reap(process: Any, grace: float) -> None:
@@ -256,15 +350,14 @@ def _note(log_path: Path, text: str) -> None:
         log.write(f"[cvpipe] {text}\n")
 
 
-# -- the worker process -------------------------------------------------------------------------
+# -- the template and worker processes --------------------------------------------------------
 
 THREAD_LIMITS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
-def _serve(conn: Connection, sys_path: list[str], warm_modules: list[str], threads: int) -> None:
-    # Ctrl-C reaches the whole process group; the parent decides what happens to jobs.
+def _template(conn: Connection, sys_path: list[str], warm_modules: list[str], threads: int) -> None:
+    # Ctrl-C reaches the whole process group; the pool decides what happens to jobs.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _die_with_parent()
     for variable in THREAD_LIMITS:  # read when numpy's BLAS loads, so before any import
         os.environ.setdefault(variable, str(threads))
     sys.path[:0] = sys_path
@@ -273,6 +366,70 @@ def _serve(conn: Connection, sys_path: list[str], warm_modules: list[str], threa
             importlib.import_module(name)
         except Exception:  # a job that needs the module reports the error in its own log
             traceback.print_exc()
+    workers: set[int] = set()
+    try:
+        while True:
+            request = conn.recv()
+            if request[0] == "fork":
+                for stream in (sys.stdout, sys.stderr):  # or the fork would write it again
+                    stream.flush()
+                ours, theirs = socket.socketpair()
+                pid = os.fork()
+                if pid == 0:
+                    conn.close()
+                    ours.close()
+                    _worker(Connection(theirs.detach()))
+                theirs.close()
+                workers.add(pid)
+                conn.send(pid)
+                send_handle(conn, ours.fileno(), os.getppid())
+                ours.close()
+            else:
+                _, pid, timeout = request
+                code = _wait(pid, timeout)
+                if code is not None:
+                    workers.discard(pid)
+                conn.send(code)
+    except (EOFError, OSError):  # the pool is gone (closed, or its process died)
+        for pid in workers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        for pid in workers:
+            _wait(pid, None)
+
+
+def _wait(pid: int, timeout: float | None) -> int | None:
+    """The exit code of this process's child ``pid`` once it exited within ``timeout``, else None."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        try:
+            done, status = os.waitpid(pid, 0 if deadline is None else os.WNOHANG)
+        except ChildProcessError:  # no child of this process (any more): report it as killed
+            return -int(signal.SIGKILL)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        if deadline is not None and time.monotonic() >= deadline:
+            return None
+        time.sleep(_REAP_POLL_SECONDS)
+
+
+def _worker(conn: Connection) -> None:
+    """The forked worker: serve jobs until the pool goes, then exit without the template's clean-up."""
+    code = 0
+    try:
+        _die_with_parent()
+        _serve(conn)
+    except BaseException:
+        traceback.print_exc()
+        code = 1
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(code)
+
+
+def _serve(conn: Connection) -> None:
     base_environ = dict(os.environ)
     while True:
         try:
@@ -283,8 +440,9 @@ def _serve(conn: Connection, sys_path: list[str], warm_modules: list[str], threa
 
 
 def _die_with_parent() -> None:
-    """End this worker, even in the middle of a job, once the process that started it is gone
-    (killed, even by SIGKILL): no worker outlives its pool to keep writing into a run folder."""
+    """End this worker, even in the middle of a job, once the template that forked it is gone (it
+    goes with the pool's process, killed even by SIGKILL): no worker outlives its pool to keep
+    writing into a run folder."""
     parent = os.getppid()
 
     def watch() -> None:
@@ -315,9 +473,7 @@ def _run_job(
     os.dup2(log_fd, 2)
     os.close(log_fd)
     cwd, argv = os.getcwd(), sys.argv
-    os.environ.clear()
-    os.environ.update(base_environ)
-    os.environ.update(environ)
+    _set_environ({**base_environ, **environ})
     try:
         os.chdir(ml_root)
         sys.argv = [program]
@@ -332,8 +488,17 @@ def _run_job(
             os.close(saved)
         os.chdir(cwd)
         sys.argv = argv
-        os.environ.clear()
-        os.environ.update(base_environ)
+        _set_environ(base_environ)
+
+
+def _set_environ(wanted: dict[str, str]) -> None:
+    """Make the environment ``wanted``, setting only the variables that differ (most are the same
+    from one job to the next, and each setting is a call into the C library)."""
+    for name in [name for name in os.environ if name not in wanted]:
+        del os.environ[name]
+    for name, value in wanted.items():
+        if os.environ.get(name) != value:
+            os.environ[name] = value
 
 
 def _call_main(module_name: str, ml_root: Path) -> int:
