@@ -21,7 +21,7 @@ from cvpipe.asl.errors import StatesError
 from cvpipe.asl.tasks import TaskRegistry, TaskRequest
 from cvpipe.integrations.faults import AccountLimits
 from cvpipe.integrations.jobs import JobPool
-from cvpipe.integrations.sagemaker import final_metrics, register_sagemaker
+from cvpipe.integrations.sagemaker import VolumeDiscarder, final_metrics, register_sagemaker
 from cvpipe.integrations.sagemaker_api import service_model
 from cvpipe.integrations.store import LocalObjectStore
 
@@ -601,3 +601,23 @@ def test_a_program_that_crashes_is_not_retried(tasks, tmp_path) -> None:
     description = failed_description(tasks, TRAIN_SYNC, request)
     assert description["FailureReason"] == f"AlgorithmError: exit code -{int(signal.SIGSEGV)}"
     assert "Retrying" not in (tmp_path / "runs" / "exec" / "jobs" / name / "job.log").read_text()
+
+
+def test_discarded_volumes_leave_their_job_folders_at_once_and_are_deleted_by_the_drain(
+    tmp_path: Path,
+) -> None:
+    trash = tmp_path / "s3" / ".discarded"
+    (trash / "left-by-a-killed-run" / "model").mkdir(parents=True)  # deleted with the first volumes
+    discarder = VolumeDiscarder(trash)
+    volumes = []
+    for index in range(20):
+        volume = tmp_path / "jobs" / f"job-{index}" / "input" / "config"
+        volume.mkdir(parents=True)
+        (volume / "hyperparameters.json").write_text("{}")
+        volumes.append(volume.parent)
+    discarder.discard([*volumes, tmp_path / "jobs" / "job-0" / "model"])  # one never made: skipped
+
+    assert not any(volume.exists() for volume in volumes)
+    assert all(volume.parent.is_dir() for volume in volumes)  # the job folders stay
+    discarder.drain()
+    assert list(trash.iterdir()) == []

@@ -376,7 +376,7 @@ class LocalPipeline:
         tasks = TaskRegistry()
         objects = StoreObjects(self.store)
         self.functions = register_lambda(tasks, functions, root, objects)
-        register_sagemaker(
+        self.volumes = register_sagemaker(
             tasks,
             self.store,
             self.pool,
@@ -573,6 +573,7 @@ class LocalPipeline:
                 }
                 _write_json_atomically(run_dir / RECORD, record)
                 result, keyboard_interrupt = self._wait(execution, recorder, interrupts)
+                self.volumes.drain()  # the run's folder holds what it keeps, and only that, once it ended
                 _write_json_atomically(
                     run_dir / RECORD,
                     {
