@@ -195,7 +195,10 @@ def test_the_redrive_keeps_the_start_time_and_counts_redrives() -> None:
 def distributed(definition: dict[str, Any]) -> dict[str, Any]:
     """The definition with its Map's iterations run as child executions (a Distributed Map)."""
     each = dict(definition["States"]["Each"])
-    each["ItemProcessor"] = {**each["ItemProcessor"], "ProcessorConfig": {"Mode": "DISTRIBUTED"}}
+    each["ItemProcessor"] = {
+        **each["ItemProcessor"],
+        "ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"},
+    }
     return {**definition, "States": {**definition["States"], "Each": each}}
 
 

@@ -218,7 +218,14 @@ def test_the_trigger_prefix_excludes_the_prefixes_the_pipeline_writes(template):
 # aws-sdk API names whose IAM action has another name.
 IAM_ACTION_OF_API = {"s3:ListObjectsV2": "s3:ListBucket"}
 # What a Distributed Map does besides its items' tasks (Step Functions' IAM guide for Distributed Map).
-DISTRIBUTED_MAP_ACTIONS = {"states:StartExecution", "states:DescribeExecution", "states:StopExecution"}
+# A Distributed Map starts, describes and stops its child executions; redriving an execution redrives
+# its Map Runs' unsuccessful children, with the state machine's role.
+DISTRIBUTED_MAP_ACTIONS = {
+    "states:StartExecution",
+    "states:DescribeExecution",
+    "states:StopExecution",
+    "states:RedriveExecution",
+}
 # What SageMaker's .sync integrations need besides Create/Describe/Stop: tags on the jobs they start.
 SYNC_EXTRAS = {"sagemaker:AddTags", "sagemaker:ListTags"}
 RESULT_WRITER_ACTIONS = {

@@ -552,6 +552,16 @@ class LocalPipeline:
                 stdout_to(log.fileno()),
             ):
                 recorder = _RunRecorder(history, on_event, child_histories, self._adopt(name))
+                # Recorded before the execution starts, so that a resume seen while it runs finds it live.
+                record = {
+                    "name": name,
+                    "arn": local_aws.arn("states", f"execution:{self.state_machine_name}:{name}"),
+                    "status": "RUNNING",
+                    "input": staged,
+                    "start_date": started.isoformat(),
+                    "redrive_count": redrive_count,
+                }
+                _write_json_atomically(run_dir / RECORD, record)
                 execution = self.engine.start(
                     self.definition,
                     staged,
@@ -563,15 +573,6 @@ class LocalPipeline:
                     start_time=started,
                     redrive_count=redrive_count,
                 )
-                record = {
-                    "name": name,
-                    "arn": execution.arn,
-                    "status": "RUNNING",
-                    "input": staged,
-                    "start_date": started.isoformat(),
-                    "redrive_count": redrive_count,
-                }
-                _write_json_atomically(run_dir / RECORD, record)
                 result, keyboard_interrupt = self._wait(execution, recorder, interrupts)
                 self.volumes.drain()  # the run's folder holds what it keeps, and only that, once it ended
                 _write_json_atomically(
