@@ -313,3 +313,12 @@ def test_engine_validates_before_running() -> None:
     assert raised.value.problems == ["States.S: has neither Next nor End"]
     with pytest.raises(DefinitionError, match="not JSON"):
         Engine(TaskRegistry()).run("{not json")
+
+
+def test_an_expression_that_does_not_parse_is_named_where_it_is() -> None:
+    state = {"Type": "Pass", "Output": {"order": {"total": "{% $sum( %}"}, "tags": ["{% ) %}"]}, "End": True}
+    found = problems(machine({"S": state}, QueryLanguage="JSONata"))
+    assert [problem.split(":")[0] for problem in found] == [
+        "States.S.Output.order.total",
+        "States.S.Output.tags[0]",
+    ]

@@ -185,14 +185,17 @@ def evaluate_value(value: Any, field: str, states: Mapping[str, Any], variables:
     return value
 
 
-def expressions_in(value: Any) -> list[str]:
-    """Every expression (``{% %}`` removed) inside a field's value."""
+def expressions_in(value: Any, where: str = "") -> list[tuple[str, str]]:
+    """Every expression (``{% %}`` removed) inside a field's value, with where it is below ``where``
+    (``Output.total``, ``Arguments.items[0]``)."""
     if is_expression(value):
-        return [body(value)]
+        return [(where, body(value))]
     if isinstance(value, dict):
-        return [text for item in value.values() for text in expressions_in(item)]
+        return [found for key, item in value.items() for found in expressions_in(item, f"{where}.{key}")]
     if isinstance(value, list):
-        return [text for item in value for text in expressions_in(item)]
+        return [
+            found for index, item in enumerate(value) for found in expressions_in(item, f"{where}[{index}]")
+        ]
     return []
 
 

@@ -343,7 +343,9 @@ def _expressions(where: str, state: dict[str, Any]) -> list[str]:
 
 def _expression_problems(where: str, value: Any) -> list[str]:
     problems = [
-        f"{where}: {problem}" for text in expressions_in(value) if (problem := expression_problem(text))
+        f"{at}: {problem}"
+        for at, text in expressions_in(value, where)
+        if (problem := expression_problem(text))
     ]
     return problems + [
         f"{where}: field names ending in '.$' are JSONPath; in JSONata write the value as a {{% %}} expression"
@@ -913,7 +915,7 @@ def _reads(state: dict[str, Any], language: str) -> list[tuple[str, str]]:
     found = []
     for field, value in fields.items():
         if language == JSONATA:
-            names = {name for text in expressions_in(value) for name in referenced_variables(text)}
+            names = {name for _, text in expressions_in(value) for name in referenced_variables(text)}
         else:
             names = {
                 name
