@@ -96,17 +96,17 @@ def run_command(args: argparse.Namespace) -> int:
         text = read_text(args.definition, "definition")
         machine_name = args.definition.name.split(".")[0]
         substitutions: dict[str, str] = {}
+        store = None if args.store is None else LocalObjectStore(args.store)
+        objects = None if store is None else StoreObjects(store)
         if args.template is not None:
             template = Template(args.template)
             machine = state_machine_for(template, args.definition)
             machine_name, substitutions = machine.logical_id, machine.substitutions
-            functions = register_lambda(registry, template.functions(), template.path.parent)
+            # The functions' S3 GetObject calls read the store, as a function reads S3 in Lambda.
+            functions = register_lambda(registry, template.functions(), template.path.parent, objects)
         definition = parse_definition(substitute(text, substitutions))
-        objects = None
-        if args.store is not None:
-            store = LocalObjectStore(args.store)
+        if store is not None:
             register_s3(registry, store)
-            objects = StoreObjects(store)
             jobs = register_local_account(registry, store, local_home(args.home), limits)
         engine = Engine(
             registry,
