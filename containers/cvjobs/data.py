@@ -105,6 +105,12 @@ class SplitData:
             return None
         return self.features.to_numpy()
 
+    @cached_property
+    def complete(self) -> bool:
+        """Whether ``feature_array`` is floats without a missing value: what an imputer hands on as it is."""
+        array = self.feature_array
+        return array is not None and array.dtype.kind == "f" and not np.isnan(array).any()
+
 
 def find_dataset(folder: Path) -> Path:
     """The dataset under ``folder``: its only file, whatever its name, or else its only CSV or Parquet file."""

@@ -24,7 +24,7 @@ import os
 import platform
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,7 @@ from cvjobs.estimators import EstimatorSpec, make_estimator, resolve_estimator
 from cvjobs.job import Content, UserError, json_bytes, publish, quote_names, run_job
 from cvjobs.preprocessing import SCALERS, Preprocessing, build_pipeline
 
+IMPUTER_PARAMS = "preprocess__numeric__impute"
 CONTROL_KEYS = (
     "cv_estimator",
     "cv_metric",
@@ -220,11 +221,16 @@ def fit_fold(split: SplitData, config: TrainConfig, as_array: bool = False) -> F
     estimator, params = make_estimator(spec, estimator_params, random_state=seed)
     X: Any = split.features
     numeric: list[str] | list[int] = manifest["numeric_features"]
+    preprocessing = config.preprocessing
     if as_array and split.feature_array is not None:
         X = split.feature_array
         numeric = [manifest["feature_names"].index(name) for name in manifest["numeric_features"]]
+        if split.complete and not any(key.startswith(IMPUTER_PARAMS) for key in pipeline_params):
+            # Nothing to impute: the imputer would hand the values on unchanged, so a model that is
+            # only scored does without it (its parameters, when searched, keep it in).
+            preprocessing = replace(preprocessing, numeric_impute="none")
     pipeline = build_pipeline(
-        estimator, config.preprocessing, numeric, manifest["categorical_features"], manifest["task"]
+        estimator, preprocessing, numeric, manifest["categorical_features"], manifest["task"]
     )
     try:
         pipeline.set_params(**pipeline_params)

@@ -380,6 +380,13 @@ def test_a_fold_of_a_one_dtype_numeric_table_is_fitted_on_its_array_with_the_fra
         for fitted in (on_array, on_frame)
     ]
     assert np.array_equal(*decisions)
+    # Iris has no missing value: the model that is only scored does without the imputer...
+    imputer = "preprocess__numeric__impute"
+    assert on_array.pipeline.get_params()[imputer] == "passthrough"
+    assert on_frame.pipeline.get_params()[imputer] != "passthrough"
+    # ...unless its parameters are searched.
+    searched = train.parse_hyperparameters({"cv_fold": "1", f"{imputer}__strategy": '"median"'})
+    assert train.fit_fold(split, searched, as_array=True).pipeline.get_params()[imputer].strategy == "median"
 
 
 def test_tables_of_mixed_dtypes_or_text_are_fitted_as_frames(jobs):
