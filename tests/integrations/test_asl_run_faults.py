@@ -149,3 +149,18 @@ def test_faults_without_a_store_say_what_to_add(asl_run) -> None:
 
     assert (code, summary) == (2, None)
     assert "add --store DIR" in err
+
+
+def test_a_definition_that_calls_no_sagemaker_leaves_no_state_folder(tmp_path: Path, capfd) -> None:
+    (tmp_path / "s3").mkdir()
+    (tmp_path / "pass.asl.json").write_text(
+        json.dumps({"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}})
+    )
+    home = tmp_path / "home"
+
+    code = main(
+        ["asl", "run", str(tmp_path / "pass.asl.json"), "--store", str(tmp_path / "s3"), "--home", str(home)]
+    )
+
+    assert code == 0, capfd.readouterr().err
+    assert not home.exists()

@@ -105,9 +105,14 @@ def run_command(args: argparse.Namespace) -> int:
             # The functions' S3 GetObject calls read the store, as a function reads S3 in Lambda.
             functions = register_lambda(registry, template.functions(), template.path.parent, objects)
         definition = parse_definition(substitute(text, substitutions))
+        nested = nested_definitions(args.state_machine, substitutions)
         if store is not None:
             register_s3(registry, store)
-            jobs = register_local_account(registry, store, local_home(args.home), limits)
+            # Only a definition that calls SageMaker gets a registry (and a state folder) made for it.
+            if limits is not None or any(
+                ":sagemaker:" in json.dumps(d) for d in (definition, *nested.values())
+            ):
+                jobs = register_local_account(registry, store, local_home(args.home), limits)
         engine = Engine(
             registry,
             VirtualClock() if args.virtual_clock else RealClock(),
@@ -115,7 +120,7 @@ def run_command(args: argparse.Namespace) -> int:
             region=local_aws.region(),
             objects=objects,
         )
-        register_step_functions(registry, engine, nested_definitions(args.state_machine, substitutions))
+        register_step_functions(registry, engine, nested)
         with reserved_stdout() as stdout:
             result = engine.run(definition, execution_input, name=args.name, state_machine_name=machine_name)
             summary = {
