@@ -66,10 +66,12 @@ schemas: $(STAMP)
 # sam build; tests/static/test_sam.py).
 tools: $(CHECKOV) $(SAM_STAMP)
 
-# sam-check first: a cold `sam build` is a minute of pip work, which `make -j2 test` (as CI runs it)
-# overlaps with `make check` rather than with the suite's timing-sensitive tests; in the suite it is
-# then a cached build of seconds.
-test: check sam-check $(CHECKOV)
+# The environments install side by side; then a cold `sam build` (a minute of pip work) runs beside
+# `make check` rather than beside the suite's timing-sensitive tests, in which it is a cached build of
+# seconds.
+test:
+	@$(MAKE) --no-print-directory -j3 install tools
+	@$(MAKE) --no-print-directory -j2 check sam-check
 	$(BIN)/pytest -q -n $(PYTEST_WORKERS)
 
 test-fast: $(STAMP)

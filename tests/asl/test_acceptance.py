@@ -138,7 +138,7 @@ def callback(beats: int, answer: bool) -> dict[str, Any]:
                         "answer": answer,
                     },
                 },
-                "HeartbeatSeconds": 2,
+                "HeartbeatSeconds": 4,
                 "TimeoutSeconds": 30,
                 "End": True,
             }
@@ -147,8 +147,9 @@ def callback(beats: int, answer: bool) -> dict[str, Any]:
 
 
 def test_a_callback_task_succeeds_with_what_the_handler_sends_back(engine: Engine) -> None:
-    # Heartbeats every 0.5 s keep it alive past its 2 s HeartbeatSeconds, then the token comes back.
-    result = engine.run(callback(beats=6, answer=True), {"value": 7})
+    # Heartbeats every 0.5 s keep it alive past its 4 s HeartbeatSeconds (a margin for a busy machine,
+    # where making the handler's client alone can take a second), then the token comes back.
+    result = engine.run(callback(beats=12, answer=True), {"value": 7})
     assert (result.status, result.output) == ("SUCCEEDED", {"got": 7}), result.cause
 
 

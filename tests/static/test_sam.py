@@ -115,11 +115,15 @@ def test_sam_build_builds_every_function_and_the_layer(sam_environment: dict[str
     version = runtime_version(template)
     bin_dir = python_bin_dir(version)
     if bin_dir is None:
-        pytest.fail(
+        message = (
             f"sam build needs Python {version} (the functions' Runtime in template.yaml) and found none on "
             f"PATH or among pyenv's versions: install it (`pyenv install {version}`, or your system's "
             f"python{version} package) and run `make test` again"
         )
+        # A developer's machine may lack it (`make test` needs only Python 3.11+); CI must build.
+        if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
+            pytest.fail(message)
+        pytest.skip(message)
     build_dir = SAM_VENV / "build"
     SAM_VENV.joinpath("work").mkdir(exist_ok=True)
     result = subprocess.run(
