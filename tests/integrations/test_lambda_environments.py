@@ -241,3 +241,26 @@ def test_a_handlers_s3_get_object_reads_the_local_object_store(tmp_path: Path) -
         assert engine.run(read("runs/x/missing.json"), {}).output == "NoSuchKey"
     finally:
         functions.close()
+
+
+def test_a_function_that_brings_its_own_copy_of_a_shared_module_imports_its_own(tmp_path: Path) -> None:
+    """Environments start from a process that imported boto3 and its dependencies (jmespath among
+    them); a function whose folder has a module of one of those names still imports its own, as in
+    Lambda, and the others still get the installed one."""
+    (tmp_path / "template.yaml").write_text(
+        "Resources:\n"
+        "  Own:\n    Type: AWS::Serverless::Function\n    Properties: {CodeUri: own, Handler: app.lambda_handler}\n"
+        "  Plain:\n    Type: AWS::Serverless::Function\n    Properties: {CodeUri: plain, Handler: app.lambda_handler}\n"
+    )
+    handler = "import jmespath\n\ndef lambda_handler(event, context):\n    return jmespath.__file__\n"
+    for name in ("own", "plain"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "app.py").write_text(handler)
+    (tmp_path / "own" / "jmespath.py").write_text("")
+    functions = register_lambda(TaskRegistry(), Template(tmp_path / "template.yaml").functions(), tmp_path)
+    try:
+        functions.start()
+        assert functions.invoke("Own", {}, "request-1") == str((tmp_path / "own" / "jmespath.py").resolve())
+        assert "site-packages" in functions.invoke("Plain", {}, "request-2")
+    finally:
+        functions.close()

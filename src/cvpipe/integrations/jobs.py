@@ -69,22 +69,35 @@ def programs_from_pyproject(path: Path) -> dict[str, str]:
     return dict(project.get("scripts", {}))
 
 
-class _Template:
-    """The process the workers are forked from, and its end of the conversation: ``fork`` a worker,
-    ``wait`` for one to exit. Its workers are not this process's children, so it reaps them."""
+class Template:
+    """A process that imports modules once, and its end of the conversation: ``fork`` a worker that
+    has them imported, ``wait`` for one to exit. Its workers are not this process's children, so it
+    reaps them. ``args``: ``(sys_path, modules, threads)``, ``threads`` the BLAS thread limit (None:
+    none set)."""
 
-    def __init__(self, context: Any, args: tuple[Any, ...]) -> None:
+    def __init__(self, context: Any, args: tuple[Any, ...], name: str = "cvpipe-job-worker") -> None:
         self._conn, child_end = context.Pipe()  # duplex: a socket, which can carry descriptors
         # Not a daemon: its forks are the workers, and a job may start processes of its own.
-        self.process = context.Process(target=_template, args=(child_end, *args), name="cvpipe-job-worker")
+        self.process = context.Process(target=_template, args=(child_end, *args), name=name)
         self.process.start()
         child_end.close()
         self._lock = threading.Lock()
+        self._preloaded: frozenset[str] | None = None
 
-    def fork(self) -> tuple[int, Connection]:
-        """A new worker: its pid and the connection to it. Waits for the template's imports."""
+    def preloaded(self) -> frozenset[str]:
+        """The top-level modules its imports loaded (a worker's own module of one of these names
+        would be shadowed). Waits for the imports."""
         with self._lock:
-            self._conn.send(("fork",))
+            if self._preloaded is None:
+                self._preloaded = frozenset(self._conn.recv())
+            return self._preloaded
+
+    def fork(self, serve: Any, args: tuple[Any, ...] = ()) -> tuple[int, Connection]:
+        """A new worker running ``serve(connection, *args)`` (a module-level function), then exiting:
+        its pid and the connection to it. Waits for the template's imports."""
+        self.preloaded()
+        with self._lock:
+            self._conn.send(("fork", serve, args))
             pid = self._conn.recv()
             return pid, Connection(recv_handle(self._conn))
 
@@ -103,13 +116,13 @@ class _Template:
         """End the template; it kills the workers it still has."""
         with self._lock:
             self._conn.close()
-        _reap(self.process, grace)
+        reap(self.process, grace)
 
 
-class _Forked:
-    """A worker process, as the pool sees it (``multiprocessing.Process``'s methods it uses)."""
+class Forked:
+    """A worker process, as its user sees it (``multiprocessing.Process``'s methods it uses)."""
 
-    def __init__(self, pid: int, template: _Template) -> None:
+    def __init__(self, pid: int, template: Template) -> None:
         self.pid = pid
         self._template = template
         self.exitcode: int | None = None
@@ -138,7 +151,7 @@ class _Forked:
 
 @dataclass(eq=False)
 class _Worker:
-    process: _Forked
+    process: Forked
     conn: Connection
 
 
@@ -161,7 +174,7 @@ class JobPool:
         threads = max(1, (os.cpu_count() or 1) // self.size)
         self._template_args = ([str(p) for p in sys_path], [*warm_modules, *program_modules], threads)
         self._context = multiprocessing.get_context("spawn")
-        self._template: _Template | None = None
+        self._template: Template | None = None
         self._idle: queue.Queue[_Worker] = queue.Queue()
         self._workers: set[_Worker] = set()
         self._lock = threading.Lock()
@@ -179,7 +192,7 @@ class JobPool:
                 return
             self._started = True
             atexit.register(self.close)
-            self._template = _Template(self._context, self._template_args)
+            self._template = Template(self._context, self._template_args)
         threading.Thread(target=self._fill, name="cvpipe-job-pool-start", daemon=True).start()
 
     def _fill(self) -> None:
@@ -250,7 +263,7 @@ class JobPool:
         for worker in workers:
             worker.process.terminate()
         for worker in workers:
-            _reap(worker.process, self._grace)
+            reap(worker.process, self._grace)
         if template is not None:
             template.close(self._grace)
         while True:  # busy workers' connections are closed by the threads that run their jobs
@@ -281,22 +294,22 @@ class JobPool:
         template = self._template
         assert template is not None  # started
         try:
-            pid, conn = template.fork()
+            pid, conn = template.fork(_serve)
         except (EOFError, OSError):  # the template died (the OOM killer, a kill -9): start another
             with self._lock:
                 if self._closed:
                     raise RuntimeError("the job pool is closed") from None
                 if self._template is template:
-                    self._template = _Template(self._context, self._template_args)
+                    self._template = Template(self._context, self._template_args)
                 template = self._template
             assert template is not None
-            pid, conn = template.fork()
-        worker = _Worker(_Forked(pid, template), conn)
+            pid, conn = template.fork(_serve)
+        worker = _Worker(Forked(pid, template), conn)
         with self._lock:
             if not self._closed:
                 self._workers.add(worker)
                 return worker
-        _reap(worker.process, 0.0)
+        reap(worker.process, 0.0)
         conn.close()
         raise RuntimeError("the job pool is closed")
 
@@ -326,7 +339,7 @@ class JobPool:
         place and return the old one's exit code."""
         if stop:
             worker.process.terminate()
-        _reap(worker.process, self._grace)
+        reap(worker.process, self._grace)
         worker.conn.close()
         with self._lock:
             self._workers.discard(worker)
@@ -337,7 +350,8 @@ class JobPool:
         return exit_code
 
 
-def _reap(process: Any, grace: float) -> None:
+def reap(process: Any, grace: float) -> None:
+    """Wait ``grace`` seconds for ``process`` to exit, then kill it."""
     process.join(grace)
     if process.exitcode is None:
         process.kill()
@@ -355,22 +369,28 @@ def _note(log_path: Path, text: str) -> None:
 THREAD_LIMITS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
-def _template(conn: Connection, sys_path: list[str], warm_modules: list[str], threads: int) -> None:
+def _template(conn: Connection, sys_path: list[str], warm_modules: list[str], threads: int | None) -> None:
     # Ctrl-C reaches the whole process group; the pool decides what happens to jobs.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    for variable in THREAD_LIMITS:  # read when numpy's BLAS loads, so before any import
-        os.environ.setdefault(variable, str(threads))
+    if threads is not None:
+        for variable in THREAD_LIMITS:  # read when numpy's BLAS loads, so before any import
+            os.environ.setdefault(variable, str(threads))
     sys.path[:0] = sys_path
+    loaded_before = _top_level_modules()
     for name in warm_modules:
         try:
             importlib.import_module(name)
+        except ModuleNotFoundError:  # not installed here: a worker that needs it reports it
+            continue
         except Exception:  # a job that needs the module reports the error in its own log
             traceback.print_exc()
     workers: set[int] = set()
     try:
+        conn.send(sorted(_top_level_modules() - loaded_before))
         while True:
             request = conn.recv()
             if request[0] == "fork":
+                _, serve, args = request
                 for stream in (sys.stdout, sys.stderr):  # or the fork would write it again
                     stream.flush()
                 ours, theirs = socket.socketpair()
@@ -378,7 +398,7 @@ def _template(conn: Connection, sys_path: list[str], warm_modules: list[str], th
                 if pid == 0:
                     conn.close()
                     ours.close()
-                    _worker(Connection(theirs.detach()))
+                    _worker(serve, Connection(theirs.detach()), args)
                 theirs.close()
                 workers.add(pid)
                 conn.send(pid)
@@ -398,6 +418,10 @@ def _template(conn: Connection, sys_path: list[str], warm_modules: list[str], th
             _wait(pid, None)
 
 
+def _top_level_modules() -> set[str]:
+    return {name.partition(".")[0] for name in list(sys.modules)}
+
+
 def _wait(pid: int, timeout: float | None) -> int | None:
     """The exit code of this process's child ``pid`` once it exited within ``timeout``, else None."""
     deadline = None if timeout is None else time.monotonic() + timeout
@@ -413,12 +437,12 @@ def _wait(pid: int, timeout: float | None) -> int | None:
         time.sleep(_REAP_POLL_SECONDS)
 
 
-def _worker(conn: Connection) -> None:
-    """The forked worker: serve jobs until the pool goes, then exit without the template's clean-up."""
+def _worker(serve: Any, conn: Connection, args: tuple[Any, ...]) -> None:
+    """The forked worker: serve until its user goes, then exit without the template's clean-up."""
     code = 0
     try:
         _die_with_parent()
-        _serve(conn)
+        serve(conn, *args)
     except BaseException:
         traceback.print_exc()
         code = 1

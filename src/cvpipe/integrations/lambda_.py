@@ -9,7 +9,11 @@ Two Task Resources reach a function:
 
 Each invocation runs in an execution environment of its own (``lambda_runtime``): a process that
 imported the function once and is reused by the function's next invocations while it is idle, as
-Lambda reuses warm environments. Concurrent invocations get environments of their own, so the
+Lambda reuses warm environments. Environments are forked from one process that has imported the
+third-party modules functions commonly share (boto3, pydantic, Powertools, ...; never a function's
+or a layer's own code), so a cold start costs the function's own init only, not those imports
+again; a function whose folder or layers bring a module of one of those names starts in a fresh
+interpreter instead, so that its own copy is the one it imports. Concurrent invocations get environments of their own, so the
 branches of a Parallel and the iterations of a Map run at the same time. An invocation that runs
 past the function's Timeout fails with ``Sandbox.Timedout``, and one that the task stops (its
 TimeoutSeconds, a failed sibling, an aborted execution) ends its environment.
@@ -27,21 +31,26 @@ Differences from AWS:
 - a layer of the template (``AWS::Serverless::LayerVersion`` with a local ContentUri) is put on
   ``sys.path`` after the function's folder, where Lambda has /opt/python, without copying; a layer
   given by ARN is not fetched: its modules must be installed here;
-- an environment inherits this process's environment variables besides the function's own;
+- an environment inherits this process's environment variables besides the function's own, and the
+  shared modules were imported with this process's variables, not the function's (none of them
+  reads a variable a function sets at import);
 - the init phase has no 10-second limit, and memory is not limited;
 - history events are ``Task*`` ones, also for function-ARN Resources (AWS writes ``LambdaFunction*``).
 """
 
 from __future__ import annotations
 
+import atexit
 import json
 import multiprocessing
 import os
 import re
+import signal
 import threading
 import time
 import uuid
 import weakref
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from multiprocessing.connection import Connection, wait
@@ -54,7 +63,8 @@ from cvpipe.asl.errors import RUNTIME, StatesError
 from cvpipe.asl.tasks import TaskRegistry, TaskRequest
 
 from . import local_aws
-from .lambda_runtime import serve
+from .jobs import Forked, Template, reap
+from .lambda_runtime import serve, serve_forked
 from .template import FunctionSpec
 
 INVOKE = "arn:aws:states:::lambda:invoke"
@@ -64,17 +74,39 @@ FUNCTION_NAME = re.compile(
 )
 _POLL_SECONDS = 0.05  # how often a waiting invocation looks at its cancellation event
 _STOP_GRACE_SECONDS = 1.0
+SHARED_MODULES = (
+    "boto3",
+    "botocore.client",
+    "botocore.response",
+    "pydantic",
+    "aws_lambda_powertools.logging",
+    "aws_lambda_powertools.metrics",
+    "aws_lambda_powertools.tracing",
+    "aws_lambda_powertools.utilities.parser",
+    "aws_lambda_powertools.utilities.typing",
+    "aws_xray_sdk.core",
+    "numpy",
+)
+"""Third-party modules the environments' template imports (those not installed are skipped)."""
 
 
 @dataclass(eq=False)
 class _Environment:
-    process: Any  # multiprocessing's SpawnProcess
-    conn: Connection
+    started: Future[tuple[Any, Connection]]
+    """Its process (a fork of the template, or multiprocessing's) and the connection to it, once started."""
     log_stream: str
     ready: bool = False
     """Its init has been reported (a started environment may still be importing the function)."""
     ending: threading.Lock = field(default_factory=threading.Lock)
     """Held while it is ended: an invocation that stops it and the closing of all may end it at once."""
+
+    @property
+    def process(self) -> Any:
+        return self.started.result()[0]
+
+    @property
+    def conn(self) -> Connection:
+        return self.started.result()[1]
 
 
 def function_error(
@@ -103,9 +135,12 @@ class LocalFunctions:
         self._context = multiprocessing.get_context("spawn")
         self._idle: dict[str, list[_Environment]] = {}
         self._all: set[_Environment] = set()
+        self._templates: list[Template] = []  # the one environments are forked from, once started
+        # Environments start in the background (the template's imports, then a fork), one at a time.
+        self._starter = ThreadPoolExecutor(1, thread_name_prefix="cvpipe-lambda-start")
         self._lock = threading.Lock()
         self._closed = False
-        self._finalizer = weakref.finalize(self, _end_all, self._all)
+        self._finalizer = weakref.finalize(self, _end_all, self._all, self._templates, self._starter)
 
     def start(self) -> None:
         """Start one environment per function now, so that their imports overlap other work instead
@@ -121,6 +156,7 @@ class LocalFunctions:
         """End every execution environment (running invocations fail)."""
         with self._lock:
             self._closed = True
+        atexit.unregister(self._finalizer)
         self._finalizer()
 
     def invoke_api(self, request: TaskRequest) -> dict[str, Any]:
@@ -194,7 +230,7 @@ class LocalFunctions:
         deadline = None if limit is None else time.monotonic() + limit
         while True:
             left = _POLL_SECONDS if deadline is None else min(_POLL_SECONDS, deadline - time.monotonic())
-            ready = wait([environment.conn, environment.process.sentinel], max(left, 0.0))
+            ready = wait([environment.conn], max(left, 0.0))  # a process's end closes its side
             if environment.conn in ready:
                 try:
                     message = environment.conn.recv()
@@ -245,26 +281,42 @@ class LocalFunctions:
         return environment
 
     def _spawn(self, spec: FunctionSpec) -> _Environment:
-        """Start an environment; the caller holds the lock."""
+        """Start an environment (in the background); the caller holds the lock."""
         folder = (self.project_root / spec.code_uri).resolve()
         log_stream = datetime.now(UTC).strftime("%Y/%m/%d/[$LATEST]") + uuid.uuid4().hex
+        if not self._templates:
+            self._templates.append(
+                Template(self._context, ((), SHARED_MODULES, None), "cvpipe-lambda-runtime")
+            )
+            # Before multiprocessing's own exit handler, which would wait for the template forever.
+            atexit.register(self._finalizer)
+        code_path = [str(folder), *map(str, spec.layers)]
+        environment_variables = {**os.environ, **self._environment(spec, folder, log_stream)}
+        started = self._starter.submit(
+            self._start, self._templates[0], spec.logical_id, code_path, spec.handler, environment_variables
+        )
+        environment = _Environment(started, log_stream)
+        self._all.add(environment)
+        return environment
+
+    def _start(
+        self, template: Template, name: str, code_path: list[str], handler: str, variables: dict[str, str]
+    ) -> tuple[Any, Connection]:
+        """A fork of the template, or a fresh interpreter if the function brings a module of a name
+        the template imported (or the template is gone)."""
+        try:
+            if not _provides(code_path, template.preloaded()):
+                pid, conn = template.fork(serve_forked, (code_path, handler, variables))
+                return Forked(pid, template), conn
+        except (EOFError, OSError):  # the template died (the OOM killer, a kill -9)
+            pass
         parent_end, child_end = self._context.Pipe()
         process = self._context.Process(
-            target=serve,
-            args=(
-                child_end,
-                [str(folder), *map(str, spec.layers)],
-                spec.handler,
-                self._environment(spec, folder, log_stream),
-            ),
-            name=f"lambda:{spec.logical_id}",
-            daemon=True,
+            target=serve, args=(child_end, code_path, handler, variables), name=f"lambda:{name}", daemon=True
         )
         process.start()
         child_end.close()
-        environment = _Environment(process, parent_end, log_stream)
-        self._all.add(environment)
-        return environment
+        return process, parent_end
 
     def _release(self, spec: FunctionSpec, environment: _Environment) -> None:
         with self._lock:
@@ -346,24 +398,40 @@ def _write_output(out: bytes, err: bytes) -> None:
             os.write(fd, data)
 
 
+def _provides(code_path: list[str], modules: frozenset[str]) -> bool:
+    """Whether one of the folders has a top-level module or package of one of these names."""
+    for folder in code_path:
+        try:
+            entries = os.listdir(folder)
+        except OSError:
+            continue
+        if any(entry.partition(".")[0] in modules for entry in entries):
+            return True
+    return False
+
+
 def _end(environment: _Environment) -> int:
     with environment.ending:  # closing a connection twice at once closes another's descriptor
-        if not environment.conn.closed:
-            environment.conn.close()
-        process = environment.process
+        try:
+            process, conn = environment.started.result()
+        except Exception:  # it never started (closed meanwhile)
+            return -int(signal.SIGKILL)
+        if not conn.closed:
+            conn.close()
         if process.exitcode is None:
             process.terminate()
-            process.join(_STOP_GRACE_SECONDS)
-            if process.exitcode is None:
-                process.kill()
-        process.join()
+        reap(process, _STOP_GRACE_SECONDS)
         return int(process.exitcode)
 
 
-def _end_all(environments: set[_Environment]) -> None:
+def _end_all(environments: set[_Environment], templates: list[Template], starter: ThreadPoolExecutor) -> None:
+    starter.shutdown(cancel_futures=True)
     for environment in list(environments):
         _end(environment)
     environments.clear()
+    for template in templates:
+        template.close(_STOP_GRACE_SECONDS)
+    templates.clear()
 
 
 def register_lambda(

@@ -108,6 +108,13 @@ def serve(conn: Connection, code_path: list[str], handler: str, environment: dic
         conn.send((*reply, out.take(), err.take()))
 
 
+def serve_forked(conn: Connection, code_path: list[str], handler: str, environment: dict[str, str]) -> None:
+    """``serve`` in a fork of a process that imported shared modules: ``environment`` is the whole
+    environment (the fork has its template's)."""
+    os.environ.clear()
+    serve(conn, code_path, handler, environment)
+
+
 class _InitError(Exception):
     """``(error_type, message, stack)`` as the Python runtime reports a failed init."""
 
