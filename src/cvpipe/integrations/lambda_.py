@@ -13,10 +13,12 @@ Lambda reuses warm environments. Environments are forked from one process that h
 third-party modules functions commonly share (boto3, pydantic, Powertools, ...; never a function's
 or a layer's own code), so a cold start costs the function's own init only, not those imports
 again; a function whose folder or layers bring a module of one of those names starts in a fresh
-interpreter instead, so that its own copy is the one it imports. Concurrent invocations get environments of their own, so the
-branches of a Parallel and the iterations of a Map run at the same time. An invocation that runs
-past the function's Timeout fails with ``Sandbox.Timedout``, and one that the task stops (its
-TimeoutSeconds, a failed sibling, an aborted execution) ends its environment.
+interpreter instead, so that its own copy is the one it imports.
+
+Concurrent invocations get environments of their own, so the branches of a Parallel and the
+iterations of a Map run at the same time. An invocation that runs past the function's Timeout fails
+with ``Sandbox.Timedout``, and one that the task stops (its TimeoutSeconds, a failed sibling, an
+aborted execution) ends its environment.
 
 A handler that raises fails the task as Lambda reports a function error: error = the exception's
 class name, cause = ``{"errorMessage", "errorType", "requestId", "stackTrace"}`` as JSON text; a
