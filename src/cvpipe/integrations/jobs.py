@@ -416,6 +416,11 @@ def _template(conn: Connection, sys_path: list[str], warm_modules: list[str], th
                 os.kill(pid, signal.SIGKILL)
         for pid in workers:
             _wait(pid, None)
+    # Its workers are reaped and it holds nothing else: exit without the interpreter's finalization,
+    # which with the heavy modules loaded takes longer (0.1-0.2 s) than all the rest of a closing pool.
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    os._exit(0)
 
 
 def _top_level_modules() -> set[str]:

@@ -428,7 +428,11 @@ def _end(environment: _Environment) -> int:
 
 def _end_all(environments: set[_Environment], templates: list[Template], starter: ThreadPoolExecutor) -> None:
     starter.shutdown(cancel_futures=True)
-    for environment in list(environments):
+    ending = list(environments)
+    for environment in ending:  # signal all of them first: they then exit while each is reaped
+        if environment.started.done() and environment.started.exception() is None:
+            environment.process.terminate()
+    for environment in ending:
         _end(environment)
     environments.clear()
     for template in templates:
