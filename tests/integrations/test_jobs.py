@@ -221,3 +221,36 @@ def test_the_warm_modules_are_imported_once_for_all_workers_and_their_replacemen
         workers = {worker.process.pid for worker in pool._workers}
     assert len((tmp_path / "imports").read_text().split()) == 1
     assert len(workers) == 2
+
+
+def test_a_pool_forks_its_workers_from_the_template_started_early_with_its_settings(tmp_path: Path) -> None:
+    # A command starts the template before it can make the pool (the imports overlap its own start-up).
+    (tmp_path / "cvtest_heavy.py").write_text(
+        f"import os\nwith open({str(tmp_path / 'imports')!r}, 'a') as f:\n    f.write(f'{{os.getpid()}}\\n')\n"
+    )
+    programs = write_programs(tmp_path)
+    settings = {"workers": 1, "sys_path": [str(tmp_path)], "warm_modules": ["cvtest_heavy"]}
+    JobPool(programs, **settings).start_early()
+    assert _wait_for(tmp_path / "imports")
+    (early_pid,) = (tmp_path / "imports").read_text().split()
+    try:
+        with JobPool(programs, **settings) as pool:
+            assert run(pool, "nap", tmp_path / "nap", {"NAP_SECONDS": "0"}).exit_code == 0
+            assert pool._template is not None and str(pool._template.process.pid) == early_pid
+        assert not jobs._early
+        assert (tmp_path / "imports").read_text().split() == [early_pid]
+    finally:
+        jobs.end_early()
+
+
+def test_templates_started_early_that_nobody_takes_are_ended(tmp_path: Path) -> None:
+    programs = write_programs(tmp_path)
+    JobPool(programs, workers=1, sys_path=[str(tmp_path)]).start_early()
+    (template,) = jobs._early
+    with JobPool(programs, workers=1, sys_path=[str(tmp_path / "other")]) as pool:
+        pool.start()
+        assert pool._template is not template  # other settings: a template of its own
+    jobs.end_early()
+    assert not jobs._early
+    template.process.join(5)
+    assert not template.process.is_alive()

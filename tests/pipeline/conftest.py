@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from cvpipe.pipeline.local import LocalPipeline, find_project_root
+from cvpipe.pipeline.local import LocalPipeline
+from cvpipe.pipeline.project import find_project_root
 
 ROOT = find_project_root(Path(__file__).parent)
 IRIS = ROOT / "examples" / "iris.csv"

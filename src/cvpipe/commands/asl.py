@@ -31,7 +31,8 @@ from ..integrations.template import (
     state_machine_for,
     substitute,
 )
-from ..pipeline.local import find_project_root, job_pool, local_home
+from ..pipeline.local import local_home
+from ..pipeline.project import find_project_root, job_pool
 from ..pipeline.run_command import add_faults_option, read_faults
 from ..stdio import reserved_stdout
 

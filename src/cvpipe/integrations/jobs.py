@@ -49,6 +49,7 @@ _QUEUED_POLL_SECONDS = 0.5
 queued job at once; a short poll would wake every queued job (hundreds in a big Map) many times
 a second, and their turns for the interpreter lock would delay the hand-offs that matter."""
 _REAP_POLL_SECONDS = 0.01  # how often the template looks whether a stopped worker has exited
+WORKER_NAME = "cvpipe-job-worker"
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,8 @@ class Template:
     reaps them. ``args``: ``(sys_path, modules, threads)``, ``threads`` the BLAS thread limit (None:
     none set)."""
 
-    def __init__(self, context: Any, args: tuple[Any, ...], name: str = "cvpipe-job-worker") -> None:
+    def __init__(self, context: Any, args: tuple[Any, ...], name: str = WORKER_NAME) -> None:
+        self.args, self.name = args, name
         self._conn, child_end = context.Pipe()  # duplex: a socket, which can carry descriptors
         # Not a daemon: its forks are the workers, and a job may start processes of its own.
         self.process = context.Process(target=_template, args=(child_end, *args), name=name)
@@ -117,6 +119,39 @@ class Template:
         with self._lock:
             self._conn.close()
         reap(self.process, grace)
+
+
+_early: list[Template] = []
+"""Templates started ahead of their users (``start_early``), until one takes them (``take_template``)."""
+_early_lock = threading.Lock()
+
+
+def start_early(args: tuple[Any, ...], name: str = WORKER_NAME) -> None:
+    """Start a template now, ahead of the pool (or other user) of this process that will ask for one
+    with the same ``args`` and ``name``: its imports then overlap whatever the process does until
+    then. ``end_early`` ends those that nobody took."""
+    template = Template(multiprocessing.get_context("spawn"), args, name)
+    with _early_lock:
+        _early.append(template)
+
+
+def take_template(context: Any, args: tuple[Any, ...], name: str = WORKER_NAME) -> Template:
+    """The template started early with these ``args`` and ``name``, else a new one."""
+    with _early_lock:
+        for template in _early:
+            if template.args == args and template.name == name:
+                _early.remove(template)
+                return template
+    return Template(context, args, name)
+
+
+def end_early() -> None:
+    """End the templates started early that nobody took (they have no workers: they are killed)."""
+    with _early_lock:
+        templates = list(_early)
+        _early.clear()
+    for template in templates:
+        template.close(0.0)
 
 
 class Forked:
@@ -183,8 +218,9 @@ class JobPool:
         self._grace = STOP_GRACE_SECONDS
 
     def start(self) -> None:
-        """Start the template and fork the workers from it once it has imported, in the background,
-        so the caller can do other work while the pool warms up."""
+        """Start the template (or take the one ``start_early`` started) and fork the workers from it
+        once it has imported, in the background, so the caller can do other work while the pool
+        warms up."""
         with self._lock:
             if self._closed:
                 raise RuntimeError("the job pool is closed")
@@ -192,13 +228,18 @@ class JobPool:
                 return
             self._started = True
             atexit.register(self.close)
-            self._template = Template(self._context, self._template_args)
+            self._template = take_template(self._context, self._template_args)
         threading.Thread(target=self._fill, name="cvpipe-job-pool-start", daemon=True).start()
 
     def _fill(self) -> None:
         for _ in range(self.size):
             with contextlib.suppress(RuntimeError):  # closed meanwhile
                 self._idle.put(self._spawn())
+
+    def start_early(self) -> None:
+        """Start this pool's template now, for an equal pool of this process to take when it starts:
+        for a caller that knows the pool's settings long before it can make the pool itself."""
+        start_early(self._template_args)
 
     def run(
         self,

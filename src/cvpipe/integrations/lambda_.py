@@ -65,8 +65,8 @@ from cvpipe.asl.errors import RUNTIME, StatesError
 from cvpipe.asl.tasks import TaskRegistry, TaskRequest
 
 from . import local_aws
-from .jobs import Forked, Template, reap
-from .lambda_runtime import serve, serve_forked
+from .jobs import Forked, Template, reap, take_template
+from .lambda_runtime import TEMPLATE_ARGS, TEMPLATE_NAME, serve, serve_forked
 from .template import FunctionSpec
 
 INVOKE = "arn:aws:states:::lambda:invoke"
@@ -76,20 +76,6 @@ FUNCTION_NAME = re.compile(
 )
 _POLL_SECONDS = 0.05  # how often a waiting invocation looks at its cancellation event
 _STOP_GRACE_SECONDS = 1.0
-SHARED_MODULES = (
-    "boto3",
-    "botocore.client",
-    "botocore.response",
-    "pydantic",
-    "aws_lambda_powertools.logging",
-    "aws_lambda_powertools.metrics",
-    "aws_lambda_powertools.tracing",
-    "aws_lambda_powertools.utilities.parser",
-    "aws_lambda_powertools.utilities.typing",
-    "aws_xray_sdk.core",
-    "numpy",
-)
-"""Third-party modules the environments' template imports (those not installed are skipped)."""
 
 
 @dataclass(eq=False)
@@ -287,9 +273,7 @@ class LocalFunctions:
         folder = (self.project_root / spec.code_uri).resolve()
         log_stream = datetime.now(UTC).strftime("%Y/%m/%d/[$LATEST]") + uuid.uuid4().hex
         if not self._templates:
-            self._templates.append(
-                Template(self._context, ((), SHARED_MODULES, None), "cvpipe-lambda-runtime")
-            )
+            self._templates.append(take_template(self._context, TEMPLATE_ARGS, TEMPLATE_NAME))
             # Before multiprocessing's own exit handler, which would wait for the template forever.
             atexit.register(self._finalizer)
         code_path = [str(folder), *map(str, spec.layers)]

@@ -40,6 +40,25 @@ TOKEN_OPERATIONS = ("SendTaskSuccess", "SendTaskFailure", "SendTaskHeartbeat")
 OBJECT_OPERATIONS = ("GetObject",)
 """S3 API calls a function may make on the local object store (reading what a run wrote)."""
 
+SHARED_MODULES = (
+    "boto3",
+    "botocore.client",
+    "botocore.response",
+    "pydantic",
+    "aws_lambda_powertools.logging",
+    "aws_lambda_powertools.metrics",
+    "aws_lambda_powertools.tracing",
+    "aws_lambda_powertools.utilities.parser",
+    "aws_lambda_powertools.utilities.typing",
+    "aws_xray_sdk.core",
+    "numpy",
+)
+"""Third-party modules the environments' template imports (those not installed are skipped)."""
+TEMPLATE_NAME = "cvpipe-lambda-runtime"
+TEMPLATE_ARGS = ((), SHARED_MODULES, None)
+"""What the process that environments are forked from is started with (``cvpipe.integrations.jobs.Template``'s
+``args``): nothing on ``sys.path``, the shared modules to import, no thread limit."""
+
 
 @dataclass
 class LambdaContext:

@@ -29,10 +29,10 @@ from .local import (
     PipelineRun,
     check_execution_name,
     default_execution_name,
-    find_project_root,
     kept_document,
 )
 from .progress import ProgressReporter
+from .project import find_project_root
 from .run_command import add_set_option, build_input, exit_status, print_result
 
 INTERRUPTED = 130

@@ -28,7 +28,7 @@ from ..asl.redrive import TaskJournal
 from ..errors import UserError
 from ..integrations import local_aws
 from ..integrations.faults import AccountLimits
-from ..integrations.jobs import STOP_GRACE_SECONDS, JobPool, programs_from_pyproject
+from ..integrations.jobs import STOP_GRACE_SECONDS
 from ..integrations.lambda_ import register_lambda
 from ..integrations.registry import LocalModelRegistry, register_registry
 from ..integrations.sagemaker import register_sagemaker
@@ -39,11 +39,9 @@ from . import contract
 from .contract import DEFINITION, TEMPLATE
 from .history_file import CHILD_HISTORIES_FILE, HISTORY_FILE, HistoryWriter, read_history
 from .progress import assigned
+from .project import job_pool
 from .results import cv_results
 
-CONTAINERS = "containers"
-# The image's hosting program answers HTTP until stopped: it is no job.
-HOSTING_PROGRAMS = frozenset({"serve"})
 RECORD = "execution.json"
 """The run's record: written when it starts (RUNNING) and again when it ends, however it ends."""
 JOURNAL = "journal.jsonl.gz"
@@ -56,25 +54,6 @@ ARTIFACT_BUCKET = "ArtifactBucket"
 # Template parameters without a usable default: locally the job image is containers/, run in the pool.
 LOCAL_PARAMETERS = {"JobImageUri": "cvpipe-jobs:local"}
 EXECUTION_NAME = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
-# Imported once by each job worker, so that no job pays for them.
-WARM_MODULES = (
-    "sklearn.svm",
-    "sklearn.linear_model",
-    "sklearn.ensemble",
-    "sklearn.model_selection",
-    "cvjobs.train",
-    "cvjobs.split",
-)
-
-
-def find_project_root(start: Path | None = None) -> Path:
-    """The cvpipe project folder: the nearest one up from ``start`` (the working directory) holding
-    template.yaml and statemachine/, else the one this package was installed from."""
-    here = (start or Path.cwd()).resolve()
-    for folder in (here, *here.parents, Path(__file__).resolve().parents[3]):
-        if (folder / TEMPLATE).is_file() and (folder / "statemachine").is_dir():
-            return folder
-    raise UserError("no cvpipe project here: run from the folder holding template.yaml")
 
 
 # The local setting behind the stack parameter AllowedPackages: packages besides scikit-learn that an
@@ -93,19 +72,6 @@ def local_parameters() -> dict[str, str]:
             "e.g. xgboost,lightgbm"
         )
     return {"AllowedPackages": packages}
-
-
-def job_pool(root: Path, workers: int | None = None) -> JobPool:
-    """The job image's programs (``containers/``), run as local jobs in warm worker processes; no
-    worker starts before the first job."""
-    containers = root / CONTAINERS
-    programs = programs_from_pyproject(containers / "pyproject.toml")
-    return JobPool(
-        {name: target for name, target in programs.items() if name not in HOSTING_PROGRAMS},
-        workers=workers,
-        sys_path=[str(containers)],
-        warm_modules=WARM_MODULES,
-    )
 
 
 def local_home(home: Path | None = None) -> Path:

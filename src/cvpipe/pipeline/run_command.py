@@ -14,8 +14,9 @@ from ..integrations.registry import OPERATIONS as REGISTRY_OPERATIONS
 from ..integrations.sagemaker import JOB_OPERATIONS
 from ..stdio import reserved_stdout
 from . import contract
-from .local import RECORD, Interrupts, LocalPipeline, PipelineRun, find_project_root
+from .local import RECORD, Interrupts, LocalPipeline, PipelineRun
 from .progress import ProgressReporter
+from .project import find_project_root
 
 DEMO_INPUT = Path("examples/demo.json")
 MAX_REASONS = 3  # failed candidates explained in the summary
