@@ -106,6 +106,12 @@ class SplitData:
         return self.features.to_numpy()
 
     @cached_property
+    def numeric_positions(self) -> list[int]:
+        """The numeric features' positions among the features, in the manifest's order."""
+        position = {name: index for index, name in enumerate(self.manifest["feature_names"])}
+        return [position[name] for name in self.manifest["numeric_features"]]
+
+    @cached_property
     def complete(self) -> bool:
         """Whether ``feature_array`` is floats without a missing value: what an imputer hands on as it is."""
         array = self.feature_array

@@ -103,6 +103,31 @@ def takes_nan(estimator: BaseEstimator) -> bool:
         return False
 
 
+def numeric_steps(estimator: BaseEstimator, prep: Preprocessing) -> list[tuple[str, Any]]:
+    """``impute`` then ``scale``, either of them ``"passthrough"`` when it does nothing."""
+    impute = prep.numeric_impute
+    if impute == "auto":
+        impute = "none" if takes_nan(estimator) else "mean"
+    scaler = SCALERS[prep.scale]
+    return [
+        ("impute", "passthrough" if impute == "none" else SimpleImputer(strategy=impute)),
+        ("scale", scaler() if scaler else "passthrough"),
+    ]
+
+
+def selection_steps(prep: Preprocessing, task: str) -> list[tuple[str, Any]]:
+    """The ``select`` step, if the preprocessing has one."""
+    if prep.select == "none":
+        return []
+    score_func = f_classif if task == "classification" else f_regression
+    selector = {
+        "SelectKBest": lambda: SelectKBest(score_func),
+        "SelectPercentile": lambda: SelectPercentile(score_func),
+        "VarianceThreshold": VarianceThreshold,
+    }[prep.select]()
+    return [("select", selector)]
+
+
 def build_pipeline(
     estimator: BaseEstimator,
     prep: Preprocessing,
@@ -114,22 +139,7 @@ def build_pipeline(
     named, or given by position when the pipeline is fitted on an array."""
     transformers: list[tuple[str, Any, list[str] | list[int]]] = []
     if numeric:
-        impute = prep.numeric_impute
-        if impute == "auto":
-            impute = "none" if takes_nan(estimator) else "mean"
-        scaler = SCALERS[prep.scale]
-        transformers.append(
-            (
-                "numeric",
-                Pipeline(
-                    [
-                        ("impute", "passthrough" if impute == "none" else SimpleImputer(strategy=impute)),
-                        ("scale", scaler() if scaler else "passthrough"),
-                    ]
-                ),
-                numeric,
-            )
-        )
+        transformers.append(("numeric", Pipeline(numeric_steps(estimator, prep)), numeric))
     if categorical:
         impute = prep.categorical_impute
         imputer: Any = (
@@ -145,14 +155,22 @@ def build_pipeline(
         transformers.append(
             ("categorical", Pipeline([("impute", imputer), ("encode", encoder)]), categorical)
         )
-    steps: list[tuple[str, Any]] = [("preprocess", ColumnTransformer(transformers, remainder="drop"))]
-    if prep.select != "none":
-        score_func = f_classif if task == "classification" else f_regression
-        selector = {
-            "SelectKBest": lambda: SelectKBest(score_func),
-            "SelectPercentile": lambda: SelectPercentile(score_func),
-            "VarianceThreshold": VarianceThreshold,
-        }[prep.select]()
-        steps.append(("select", selector))
-    steps.append(("estimator", estimator))
-    return Pipeline(steps)
+    return Pipeline(
+        [
+            ("preprocess", ColumnTransformer(transformers, remainder="drop")),
+            *selection_steps(prep, task),
+            ("estimator", estimator),
+        ]
+    )
+
+
+def build_numeric_pipeline(estimator: BaseEstimator, prep: Preprocessing, task: str) -> Pipeline:
+    """The pipeline of ``build_pipeline`` without its ColumnTransformer, for a table of numeric
+    columns only: the numeric steps that do something, ``select``, ``estimator``.
+
+    Given the very array the ColumnTransformer hands its numeric steps (``X[:, numeric]``), it fits
+    and predicts the same numbers: the ColumnTransformer only adds a copy of their output (same
+    values, same memory order) and, on every call, its validation, which is most of a small fit's time.
+    Its steps have other names, so it takes no ``step__param`` hyperparameters."""
+    steps = [(name, step) for name, step in numeric_steps(estimator, prep) if step != "passthrough"]
+    return Pipeline([*steps, *selection_steps(prep, task), ("estimator", estimator)])

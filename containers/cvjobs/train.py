@@ -46,7 +46,7 @@ from cvjobs.data import (
 )
 from cvjobs.estimators import EstimatorSpec, make_estimator, resolve_estimator
 from cvjobs.job import Content, UserError, json_bytes, publish, quote_names, run_job
-from cvjobs.preprocessing import SCALERS, Preprocessing, build_pipeline
+from cvjobs.preprocessing import SCALERS, Preprocessing, build_numeric_pipeline, build_pipeline
 
 IMPUTER_PARAMS = "preprocess__numeric__impute"
 CONTROL_KEYS = (
@@ -168,6 +168,11 @@ class FittedFold:
     test: np.ndarray | None
     params: dict[str, Any]
     fit_time: float
+    columns: list[int] | None = None  # the array's columns the pipeline takes, when it selects none itself
+
+    def features(self, rows: np.ndarray) -> Any:
+        """The features of these rows, as the pipeline takes them."""
+        return take(self.X, rows) if self.columns is None else take(self.X, rows)[:, self.columns]
 
 
 def rows_of(split: SplitData, fold: int | str | None) -> tuple[np.ndarray, np.ndarray | None]:
@@ -192,7 +197,62 @@ def fit_fold(split: SplitData, config: TrainConfig, as_array: bool = False) -> F
     rather than on the DataFrame, with the columns given by position: scikit-learn converts the frame
     to that very array, so the scores are the same, without pandas' indexing and feature-name checks
     in every step (most of a small fit's time). The fitted pipeline then has no feature names, so it
-    is for a model that is only scored, never for one that is kept."""
+    is for a model that is only scored, never for one that is kept. Unless a ``step__param``
+    hyperparameter addresses a step of the full pipeline, it is then also the lean pipeline of
+    ``build_numeric_pipeline``, given the columns the ColumnTransformer would give its numeric steps
+    (``FittedFold.features``)."""
+    manifest = split.manifest
+    spec = _estimator_spec(split, config)
+    seed = manifest["seed"] if config.seed is None else config.seed
+    estimator_params = {key: value for key, value in config.params.items() if "__" not in key}
+    pipeline_params = {key: value for key, value in config.params.items() if "__" in key}
+    estimator, params = make_estimator(spec, estimator_params, random_state=seed)
+    X: Any = split.features
+    numeric: list[str] | list[int] = manifest["numeric_features"]
+    preprocessing = config.preprocessing
+    columns: list[int] | None = None
+    if as_array and split.feature_array is not None:
+        X = split.feature_array
+        numeric = split.numeric_positions
+        if split.complete and not any(key.startswith(IMPUTER_PARAMS) for key in pipeline_params):
+            # Nothing to impute: the imputer would hand the values on unchanged, so a model that is
+            # only scored does without it (its parameters, when searched, keep it in).
+            preprocessing = replace(preprocessing, numeric_impute="none")
+        columns = lean_columns(split, pipeline_params)
+    if columns is not None:
+        pipeline = build_numeric_pipeline(estimator, preprocessing, manifest["task"])
+    else:
+        pipeline = build_pipeline(
+            estimator, preprocessing, numeric, manifest["categorical_features"], manifest["task"]
+        )
+        try:
+            pipeline.set_params(**pipeline_params)
+        except ValueError as exc:
+            raise UserError(
+                f"the pipeline rejected hyperparameters {quote_names(sorted(pipeline_params))}: {exc}"
+            ) from None
+    train_rows, test_rows = rows_of(split, config.fold)
+    fitted = FittedFold(pipeline, spec, X, train_rows, test_rows, {**params, **pipeline_params}, 0.0, columns)
+    X_train, y_train = fitted.features(train_rows), split.target[train_rows]
+    started = time.perf_counter()
+    try:
+        pipeline.fit(X_train, y_train)
+    except ValueError as exc:  # sklearn's InvalidParameterError, or data the estimator cannot take
+        raise UserError(f"estimator {spec.name} failed to fit with these hyperparameters: {exc}") from None
+    fitted.fit_time = time.perf_counter() - started
+    return fitted
+
+
+def lean_columns(split: SplitData, pipeline_params: dict[str, Any]) -> list[int] | None:
+    """The columns of ``split.feature_array`` that the lean pipeline takes, or None when the full
+    pipeline is needed: a ``step__param`` hyperparameter names one of its steps."""
+    if pipeline_params or not split.numeric_positions:
+        return None
+    return split.numeric_positions
+
+
+def _estimator_spec(split: SplitData, config: TrainConfig) -> EstimatorSpec:
+    """The candidate's estimator, checked against the split: its task and the fold it names."""
     manifest = split.manifest
     name = (
         config.estimator if config.estimator and config.estimator.lower() != "auto" else manifest["estimator"]
@@ -215,39 +275,7 @@ def fit_fold(split: SplitData, config: TrainConfig, as_array: bool = False) -> F
         raise UserError(
             f"cv_fold={config.fold} is out of range: the split has splits 0 to {manifest['k'] - 1}"
         )
-    seed = manifest["seed"] if config.seed is None else config.seed
-    estimator_params = {key: value for key, value in config.params.items() if "__" not in key}
-    pipeline_params = {key: value for key, value in config.params.items() if "__" in key}
-    estimator, params = make_estimator(spec, estimator_params, random_state=seed)
-    X: Any = split.features
-    numeric: list[str] | list[int] = manifest["numeric_features"]
-    preprocessing = config.preprocessing
-    if as_array and split.feature_array is not None:
-        X = split.feature_array
-        numeric = [manifest["feature_names"].index(name) for name in manifest["numeric_features"]]
-        if split.complete and not any(key.startswith(IMPUTER_PARAMS) for key in pipeline_params):
-            # Nothing to impute: the imputer would hand the values on unchanged, so a model that is
-            # only scored does without it (its parameters, when searched, keep it in).
-            preprocessing = replace(preprocessing, numeric_impute="none")
-    pipeline = build_pipeline(
-        estimator, preprocessing, numeric, manifest["categorical_features"], manifest["task"]
-    )
-    try:
-        pipeline.set_params(**pipeline_params)
-    except ValueError as exc:
-        raise UserError(
-            f"the pipeline rejected hyperparameters {quote_names(sorted(pipeline_params))}: {exc}"
-        ) from None
-    train_rows, test_rows = rows_of(split, config.fold)
-    y = split.target
-    started = time.perf_counter()
-    try:
-        pipeline.fit(take(X, train_rows), y[train_rows])
-    except ValueError as exc:  # sklearn's InvalidParameterError, or data the estimator cannot take
-        raise UserError(f"estimator {spec.name} failed to fit with these hyperparameters: {exc}") from None
-    return FittedFold(
-        pipeline, spec, X, train_rows, test_rows, {**params, **pipeline_params}, time.perf_counter() - started
-    )
+    return spec
 
 
 def take(X: Any, rows: np.ndarray) -> Any:
@@ -270,13 +298,13 @@ def _train(ml_root: Path) -> None:
     as_array = config.fold is not None and not any(is_custom_scorer(m) for m in metrics_list)
     fitted = fit_fold(split, config, as_array)
     scorers = {metric: build_scorer(metric, manifest.get("pos_label")) for metric in metrics_list}
-    X, y = fitted.X, split.target
+    y = split.target
 
     test_scores: dict[str, float] = {}
     train_scores: dict[str, float] = {}
     started = time.perf_counter()
     if fitted.test is not None:
-        X_test, y_test = take(X, fitted.test), y[fitted.test]
+        X_test, y_test = fitted.features(fitted.test), y[fitted.test]
         test_scores = {m: score(scorers[m], m, fitted.pipeline, X_test, y_test) for m in metrics_list}
         undefined = [m for m, value in test_scores.items() if not math.isfinite(value)]
         if undefined:
@@ -291,7 +319,7 @@ def _train(ml_root: Path) -> None:
             )
     score_time = time.perf_counter() - started
     if config.fold is None or config.train_score:
-        X_train, y_train = take(X, fitted.train), y[fitted.train]
+        X_train, y_train = fitted.features(fitted.train), y[fitted.train]
         train_scores = {m: score(scorers[m], m, fitted.pipeline, X_train, y_train) for m in metrics_list}
 
     metrics = {

@@ -382,8 +382,10 @@ def test_a_fold_of_a_one_dtype_numeric_table_is_fitted_on_its_array_with_the_fra
     assert np.array_equal(*decisions)
     # Iris has no missing value: the model that is only scored does without the imputer...
     imputer = "preprocess__numeric__impute"
-    assert on_array.pipeline.get_params()[imputer] == "passthrough"
+    assert "impute" not in on_array.pipeline.named_steps
     assert on_frame.pipeline.get_params()[imputer] != "passthrough"
+    scaled = train.parse_hyperparameters({"cv_fold": "1", "preprocess__numeric__scale__with_std": "true"})
+    assert train.fit_fold(split, scaled, as_array=True).pipeline.get_params()[imputer] == "passthrough"
     # ...unless its parameters are searched.
     searched = train.parse_hyperparameters({"cv_fold": "1", f"{imputer}__strategy": '"median"'})
     assert train.fit_fold(split, searched, as_array=True).pipeline.get_params()[imputer].strategy == "median"
