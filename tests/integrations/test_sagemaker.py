@@ -21,8 +21,9 @@ from cvpipe.asl.errors import StatesError
 from cvpipe.asl.tasks import TaskRegistry, TaskRequest
 from cvpipe.integrations.faults import AccountLimits
 from cvpipe.integrations.jobs import JobPool
-from cvpipe.integrations.sagemaker import VolumeDiscarder, final_metrics, register_sagemaker
+from cvpipe.integrations.sagemaker import register_sagemaker
 from cvpipe.integrations.sagemaker_api import service_model
+from cvpipe.integrations.sagemaker_instance import VolumeDiscarder, metric_values
 from cvpipe.integrations.store import LocalObjectStore
 
 pytestmark = pytest.mark.integration
@@ -560,16 +561,13 @@ def test_final_metrics_parsing(tmp_path: Path) -> None:
         score:
     """)
     )
-    definitions = [
-        {"Name": "loss", "Regex": r"loss=(\S+)"},
-        {"Name": "acc", "Regex": r"acc=(\S*)"},
-        {"Name": "nogroup", "Regex": r"score:"},
-        {"Name": "absent", "Regex": r"zzz=(\d+)"},
-    ]
-    assert final_metrics(definitions, log, 7) == [
-        {"MetricName": "loss", "Value": 0.25, "Timestamp": 7},
-        {"MetricName": "acc", "Value": 0.9, "Timestamp": 7},
-    ]
+    definitions = (
+        ("loss", r"loss=(\S+)"),
+        ("acc", r"acc=(\S*)"),
+        ("nogroup", r"score:"),
+        ("absent", r"zzz=(\d+)"),
+    )
+    assert metric_values(definitions, str(log)) == (("loss", 0.25), ("acc", 0.9))
 
 
 def test_a_lost_worker_fails_the_job_with_an_internal_error(tasks) -> None:

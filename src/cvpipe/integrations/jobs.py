@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import importlib
 import multiprocessing
 import os
@@ -34,7 +35,7 @@ import time
 import tomllib
 import traceback
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from multiprocessing.reduction import recv_handle, send_handle
@@ -61,6 +62,8 @@ class JobOutcome:
     timed_out: bool
     seconds: float
     """Time the job ran in a worker, queueing excluded."""
+    report: Any = None
+    """What the run's ``host`` reported (None without a host, or when the worker did not answer)."""
 
 
 def programs_from_pyproject(path: Path) -> dict[str, str]:
@@ -249,26 +252,26 @@ class JobPool:
         log_path: Path,
         cancelled: threading.Event | None = None,
         timeout: float | None = None,
+        host: Callable[[Callable[[], int]], tuple[int, Any]] | None = None,
     ) -> JobOutcome:
         """Run ``program`` with ``ml_root`` as its working directory and ``environ`` added to the
         worker's environment; its stdout and stderr (also C-level output) append to ``log_path``.
-        The job is stopped when ``cancelled`` is set, or ``timeout`` seconds after it started."""
+        The job is stopped when ``cancelled`` is set, or ``timeout`` seconds after it started.
+
+        ``host`` (picklable) plays the platform's part on the machine that runs the job, in the
+        worker, in parallel with the other workers: it is called as ``host(run)``, where ``run()``
+        runs the program and returns its exit code, and returns the exit code and a report for
+        ``JobOutcome.report``."""
         if program not in self.programs:
             raise ValueError(f"unknown program {program!r}; known: {', '.join(sorted(self.programs))}")
-        if not Path(ml_root).is_dir():
-            raise NotADirectoryError(f"the job folder {ml_root} does not exist")
-        Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+        root, log = os.path.abspath(ml_root), os.path.abspath(log_path)
+        if not os.path.isdir(root):
+            raise NotADirectoryError(f"the job folder {root} does not exist")
         self.start()
         worker = self._acquire(cancelled)
         if worker is None:  # cancelled while waiting for a worker: the job never started
             return JobOutcome(-int(signal.SIGTERM), stopped=True, timed_out=False, seconds=0.0)
-        job = (
-            program,
-            self.programs[program],
-            str(Path(ml_root).absolute()),
-            dict(environ),
-            str(Path(log_path).absolute()),
-        )
+        job = (program, self.programs[program], root, dict(environ), log, host)
         started = time.monotonic()
         deadline = None if timeout is None else started + timeout
         with contextlib.suppress(OSError):  # the worker died; its connection reports it below
@@ -277,19 +280,19 @@ class JobPool:
             wait_for = _POLL_SECONDS if deadline is None else min(_POLL_SECONDS, deadline - time.monotonic())
             if wait([worker.conn], max(wait_for, 0.0)):
                 try:
-                    exit_code = worker.conn.recv()
+                    exit_code, report = worker.conn.recv()
                 except (EOFError, OSError):  # it died: its end of the connection closed
                     exit_code = self._retire(worker, stop=False)
                     if not self._closed:
-                        _note(log_path, f"the job's worker process exited unexpectedly with code {exit_code}")
+                        _note(log, f"the job's worker process exited unexpectedly with code {exit_code}")
                     return JobOutcome(exit_code, self._closed, False, time.monotonic() - started)
                 self._release(worker)
-                return JobOutcome(exit_code, False, False, time.monotonic() - started)
+                return JobOutcome(exit_code, False, False, time.monotonic() - started, report)
             timed_out = deadline is not None and time.monotonic() >= deadline
             if timed_out or (cancelled is not None and cancelled.is_set()):
                 exit_code = self._retire(worker, stop=True)
                 reason = f"it ran longer than {timeout:g} s" if timed_out else "it was cancelled"
-                _note(log_path, f"the job was stopped: {reason}")
+                _note(log, f"the job was stopped: {reason}")
                 return JobOutcome(exit_code, True, timed_out, time.monotonic() - started)
 
     def close(self) -> None:
@@ -399,10 +402,22 @@ def reap(process: Any, grace: float) -> None:
         process.join()
 
 
-def _note(log_path: Path, text: str) -> None:
+def _note(log_path: str, text: str) -> None:
     """Append the runner's own remark to a job's log, as SageMaker's agent does in its logs."""
-    with open(log_path, "a") as log:
-        log.write(f"[cvpipe] {text}\n")
+    log_fd = _open_log(log_path)
+    try:
+        os.write(log_fd, f"[cvpipe] {text}\n".encode())
+    finally:
+        os.close(log_fd)
+
+
+def _open_log(log_path: str) -> int:
+    """The job's log, opened for appending; made, with its folder, if need be."""
+    try:
+        return os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    except FileNotFoundError:  # a log outside the job folder, in a folder not made yet
+        os.makedirs(os.path.dirname(log_path), exist_ok=True)
+        return os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
 
 
 # -- the template and worker processes --------------------------------------------------------
@@ -503,8 +518,9 @@ def _serve(conn: Connection) -> None:
     base_environ = dict(os.environ)
     while True:
         try:
-            program, target, ml_root, environ, log_path = conn.recv()
-            conn.send(_run_job(program, target, ml_root, environ, log_path, base_environ))
+            program, target, ml_root, environ, log_path, host = conn.recv()
+            run = functools.partial(_run_job, program, target, ml_root, environ, log_path, base_environ)
+            conn.send(host(run) if host is not None else (run(), None))
         except (EOFError, BrokenPipeError):  # the pool is gone
             return
 
@@ -537,7 +553,7 @@ def _run_job(
     for stream in (sys.stdout, sys.stderr):
         if stream is not None:
             stream.flush()
-    log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    log_fd = _open_log(log_path)
     saved_fds = [os.dup(1), os.dup(2)]
     os.dup2(log_fd, 1)  # file descriptors, not sys.stdout: C extensions' output is caught too
     os.dup2(log_fd, 2)

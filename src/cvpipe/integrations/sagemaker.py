@@ -20,20 +20,16 @@ arguments, and entrypoints that are not programs of the local image.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
 import re
 import shutil
 import signal
-import tarfile
 import threading
 import time
-import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -44,6 +40,16 @@ from .faults import JOB_FAILURE_REASON, AccountLimits, Fault
 from .jobs import JobOutcome, JobPool
 from .local_aws import arn, region
 from .sagemaker_api import invalid_parameters, service_error
+from .sagemaker_instance import (
+    DISCARDED,
+    FILES,
+    TAR,
+    TAR_IF_ANY,
+    Instance,
+    Report,
+    VolumeDiscarder,
+    metric_values,
+)
 from .store import LocalObjectStore
 
 JOB_OPERATIONS = ("CreateTrainingJob", "CreateProcessingJob")
@@ -57,72 +63,11 @@ PROGRAM_FAULTS = {signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE, s
 """Signals by which a program ends itself (a crash): its fault, like a non-zero exit, not the host's."""
 CONTAINER_ROOT = PurePosixPath("/opt/ml")
 PROCESSING_ROOT = CONTAINER_ROOT / "processing"
-DISCARDED = ".discarded"
-"""The store's folder where completed jobs' volumes wait to be deleted (not an S3 bucket: hidden)."""
-_DISCARD_THREADS = 8
-
-
-class VolumeDiscarder:
-    """Deletes the volumes of completed jobs off the job's path: SageMaker frees an instance's volume
-    after the job, not within it. A volume is moved out of the job folder at once (a rename), and
-    deleted on threads of their own: removing a folder can take milliseconds of waiting on the disk
-    (a file system mounted with ``discard``), time a fold job would otherwise spend before the next
-    could start. ``drain`` waits until every volume given so far is gone."""
-
-    def __init__(self, trash: Path) -> None:
-        self.trash = trash
-        self._executor: ThreadPoolExecutor | None = None
-        self._pending: set[Future[None]] = set()
-        # Reentrant: a deletion that is done already calls _done at once, from within discard.
-        self._lock = threading.RLock()
-
-    def discard(self, paths: list[Path]) -> None:
-        moved = []
-        for path in paths:
-            target = self.trash / uuid.uuid4().hex
-            try:
-                try:
-                    os.rename(path, target)
-                except FileNotFoundError:
-                    if not path.exists():
-                        continue  # the job did not make it
-                    self.trash.mkdir(parents=True, exist_ok=True)
-                    os.rename(path, target)
-            except OSError:  # another file system, say: delete it here
-                shutil.rmtree(path, ignore_errors=True)
-                continue
-            moved.append(target)
-        with self._lock:
-            if self._executor is None:
-                self._executor = ThreadPoolExecutor(_DISCARD_THREADS, thread_name_prefix="cvpipe-discard")
-                # Volumes a process killed earlier left behind go too.
-                with contextlib.suppress(FileNotFoundError):
-                    moved += [path for path in self.trash.iterdir() if path not in moved]
-            for path in moved:
-                future = self._executor.submit(shutil.rmtree, path, ignore_errors=True)
-                self._pending.add(future)
-                future.add_done_callback(self._done)
-
-    def _done(self, future: Future[None]) -> None:
-        with self._lock:
-            self._pending.discard(future)
-
-    def drain(self) -> None:
-        with self._lock:
-            pending = list(self._pending)
-        for future in pending:
-            future.result()
-
-
 # -- jobs -------------------------------------------------------------------------------------
 
 
 class _Invalid(Exception):
     """The request cannot run: becomes a ValidationException."""
-
-
-class _ClientError(Exception):
-    """The job failed before its program ran, as SageMaker reports a ClientError."""
 
 
 def _epoch_ms(seconds: float) -> int:
@@ -162,18 +107,16 @@ class _Job(ABC):
     default_program: str | None
     program: str  # set by check()
 
-    def __init__(
-        self, params: dict[str, Any], folder: Path, store: LocalObjectStore, discarder: VolumeDiscarder
-    ) -> None:
+    def __init__(self, params: dict[str, Any], folder: Path, store: LocalObjectStore) -> None:
         self.params = params
         self.name: str = params[f"{self.noun}Name"]
         self.arn = arn("sagemaker", f"{self.arn_type}/{self.name.lower()}")
         self.folder = folder
         self.store = store
-        self.discarder = discarder
         self.created = time.time()
         self.fault: Fault | None = None  # an injected end: Failed or Stopped
         self.on_end: Callable[[], None] = lambda: None
+        self.report: Report | None = None  # from the instance, once the job's worker answered
 
     def check(self, programs: dict[str, str]) -> None:
         """Refuse what cannot run locally; sets ``self.program``."""
@@ -204,12 +147,12 @@ class _Job(ABC):
         return config.get("InstanceType", ""), config.get("InstanceCount", 1)
 
     @abstractmethod
-    def prepare(self) -> None:
-        """Lay out the job folder and fetch the inputs."""
+    def instance(self) -> Instance:
+        """What the job's instance does around the program: the folder's layout, the inputs it
+        fetches and the outputs it stores."""
 
-    @abstractmethod
-    def upload(self) -> None:
-        """Store the outputs of a job that completed."""
+    def _instance(self, **layout: Any) -> Instance:
+        return Instance(folder=os.path.abspath(self.folder), store=str(self.store.root), **layout)
 
     @abstractmethod
     def describe(
@@ -219,14 +162,6 @@ class _Job(ABC):
 
     def environment(self) -> dict[str, str]:
         return dict(self.params.get("Environment", {}))
-
-    def fetch(self, uri: str, dest: Path) -> None:
-        if not self.store.download_prefix(uri, dest):
-            raise _ClientError(
-                f'ClientError: No S3 objects found under S3 URL "{uri}" given in input data source. '
-                f"Please ensure that the bucket exists in the selected region ({region()}) and that "
-                f"objects exist under that S3 prefix."
-            )
 
     def run(self, pool: JobPool, cancelled: threading.Event | None) -> dict[str, Any]:
         """Run to the end and return the description; it is also saved as ``describe.json``.
@@ -246,7 +181,6 @@ class _Job(ABC):
             for attempt in range(retries + 1):
                 if attempt:
                     self._restart(attempt, retries)
-                self.prepare()
                 outcome = pool.run(
                     self.program,
                     self.folder,
@@ -254,15 +188,13 @@ class _Job(ABC):
                     self.folder / "job.log",
                     cancelled,
                     timeout=max_runtime,
+                    host=self.instance(),
                 )
                 started = time.time() - outcome.seconds
+                self.report = outcome.report
                 status, reason, stop_kind = self._result(outcome, max_runtime)
                 if reason != INTERNAL_ERROR or (cancelled is not None and cancelled.is_set()):
                     break
-            if status == "Completed":
-                self.upload()
-        except _ClientError as exc:
-            status, reason = "Failed", str(exc)
         except OSError as exc:
             status, reason = "Failed", f"ClientError: moving job data failed: {exc}"
         finally:
@@ -272,12 +204,11 @@ class _Job(ABC):
     def _described(
         self, status: str, reason: str | None, started: float, stop_kind: str | None
     ) -> dict[str, Any]:
+        # A completed job's instance discarded its volume: what the job produced is in the store,
+        # what it was given is in the description. A failed job's folder stays for diagnosis.
         description = self.describe(status, reason, started, time.time(), stop_kind)
-        (self.folder / "describe.json").write_text(json.dumps(description, separators=(",", ":")))
-        if status == "Completed":
-            # As SageMaker discards the instance's volume: what the job produced is in the store,
-            # what it was given is in the description. A failed job's folder stays for diagnosis.
-            self.discarder.discard([self.folder / volume for volume in self.volume])
+        with open(os.path.join(self.folder, "describe.json"), "w") as file:
+            file.write(json.dumps(description, separators=(",", ":")))
         return description
 
     @staticmethod
@@ -296,6 +227,16 @@ class _Job(ABC):
             )
         if outcome.stopped:
             return "Stopped", "Stopped: the job was stopped because its task was cancelled", "Stopped"
+        if self.report is not None and self.report.missing is not None:
+            return (
+                "Failed",
+                f'ClientError: No S3 objects found under S3 URL "{self.report.missing}" given in input data '
+                f"source. Please ensure that the bucket exists in the selected region ({region()}) and "
+                f"that objects exist under that S3 prefix.",
+                None,
+            )
+        if self.report is not None and self.report.error is not None:
+            return "Failed", f"ClientError: moving job data failed: {self.report.error}", None
         if outcome.exit_code == 0:
             return "Completed", None, None
         if outcome.exit_code < 0 and -outcome.exit_code not in PROGRAM_FAULTS:
@@ -366,11 +307,13 @@ class _TrainingJob(_Job):
         # SageMaker tells a training container which job it is.
         return {**super().environment(), "TRAINING_JOB_NAME": self.name, "TRAINING_JOB_ARN": self.arn}
 
-    def prepare(self) -> None:
-        config = self.folder / "input" / "config"
-        for folder in ("input", "input/config", "model", "output", "output/data"):
-            (self.folder / folder).mkdir()  # the job's folder is new: one call each
-        channels = {}
+    @property
+    def metric_definitions(self) -> tuple[tuple[str, str], ...]:
+        definitions = self.params.get(self.spec_field, {}).get("MetricDefinitions", [])
+        return tuple((definition["Name"], definition["Regex"]) for definition in definitions)
+
+    def instance(self) -> Instance:
+        channels, inputs = {}, []
         for channel in self.params.get("InputDataConfig", []):
             source = channel["DataSource"]["S3DataSource"]
             channels[channel["ChannelName"]] = {
@@ -379,41 +322,43 @@ class _TrainingJob(_Job):
                 "RecordWrapperType": channel.get("RecordWrapperType", "None"),
                 **{key: channel[key] for key in ("ContentType", "CompressionType") if key in channel},
             }
-            self.fetch(source["S3Uri"], self.folder / "input" / "data" / channel["ChannelName"])
+            inputs.append((source["S3Uri"], f"input/data/{channel['ChannelName']}"))
         instance_type = self.instance_config().get("InstanceType", "local")
         hosts = ["algo-1"]
-        files = {
-            "hyperparameters.json": self.params.get("HyperParameters", {}),
-            "inputdataconfig.json": channels,
-            "resourceconfig.json": {
-                "current_host": hosts[0],
-                "current_instance_type": instance_type,
-                "current_group_name": "homogeneousCluster",
-                "hosts": hosts,
-                "instance_groups": [
-                    {
-                        "instance_group_name": "homogeneousCluster",
-                        "instance_type": instance_type,
-                        "hosts": hosts,
-                    }
-                ],
-                "network_interface_name": "eth0",
-            },
+        resources = {
+            "current_host": hosts[0],
+            "current_instance_type": instance_type,
+            "current_group_name": "homogeneousCluster",
+            "hosts": hosts,
+            "instance_groups": [
+                {"instance_group_name": "homogeneousCluster", "instance_type": instance_type, "hosts": hosts}
+            ],
+            "network_interface_name": "eth0",
         }
-        for name, content in files.items():
-            (config / name).write_text(json.dumps(content))
-
-    def upload(self) -> None:
-        _upload_tar(self.store, self.folder / "model", f"{self.output_prefix}/model.tar.gz")
-        data = self.folder / "output" / "data"
-        if any(data.iterdir()):
-            _upload_tar(self.store, data, f"{self.output_prefix}/output.tar.gz")
+        return self._instance(
+            folders=("input", "input/config", "model", "output", "output/data"),
+            documents=(
+                ("input/config/hyperparameters.json", self.params.get("HyperParameters", {})),
+                ("input/config/inputdataconfig.json", channels),
+                ("input/config/resourceconfig.json", resources),
+            ),
+            inputs=tuple(inputs),
+            outputs=(
+                ("model", f"{self.output_prefix}/model.tar.gz", TAR),
+                ("output/data", f"{self.output_prefix}/output.tar.gz", TAR_IF_ANY),
+            ),
+            metric_definitions=self.metric_definitions,
+            volume=self.volume,
+        )
 
     def describe(
         self, status: str, reason: str | None, started: float, ended: float, stop_kind: str | None
     ) -> dict[str, Any]:
         seconds = max(1, math.ceil(ended - started))
-        definitions = self.params.get(self.spec_field, {}).get("MetricDefinitions", [])
+        # The instance read the metrics; the log holds them when its worker did not answer.
+        metrics = self.report.metrics if self.report is not None else None
+        if metrics is None:
+            metrics = metric_values(self.metric_definitions, os.path.join(self.folder, "job.log"))
         return {
             **self._common(status, reason, ended),
             "SecondaryStatus": stop_kind or status,
@@ -440,7 +385,9 @@ class _TrainingJob(_Job):
             "TrainingEndTime": _epoch_ms(ended),
             "TrainingTimeInSeconds": seconds,
             "BillableTimeInSeconds": seconds,
-            "FinalMetricDataList": final_metrics(definitions, self.folder / "job.log", _epoch_ms(ended)),
+            "FinalMetricDataList": [
+                {"MetricName": name, "Value": value, "Timestamp": _epoch_ms(ended)} for name, value in metrics
+            ],
         }
 
 
@@ -479,21 +426,30 @@ class _ProcessingJob(_Job):
     def instance_config(self) -> dict[str, Any]:
         return self.params["ProcessingResources"]["ClusterConfig"]
 
-    def prepare(self) -> None:
-        (self.folder / "output").mkdir(parents=True)
-        for item in self.params.get("ProcessingInputs", []):
-            source = item["S3Input"]
-            self.fetch(source["S3Uri"], self.folder / _container_path(source["LocalPath"], "LocalPath"))
+    def instance(self) -> Instance:
+        folders = ["output"]  # for output/message
         for item in self.outputs():
-            output = self.folder / _container_path(item["S3Output"]["LocalPath"], "LocalPath")
-            output.mkdir(parents=True, exist_ok=True)
-
-    def upload(self) -> None:
-        for item in self.outputs():
-            output = item["S3Output"]
-            self.store.upload_dir(
-                self.folder / _container_path(output["LocalPath"], "LocalPath"), output["S3Uri"]
-            )
+            path = _container_path(item["S3Output"]["LocalPath"], "LocalPath")
+            folders += [parent.as_posix() for parent in reversed(path.parents) if parent.parts]
+            folders.append(path.as_posix())
+        return self._instance(
+            folders=tuple(dict.fromkeys(folders)),
+            inputs=tuple(
+                (
+                    item["S3Input"]["S3Uri"],
+                    _container_path(item["S3Input"]["LocalPath"], "LocalPath").as_posix(),
+                )
+                for item in self.params.get("ProcessingInputs", [])
+            ),
+            outputs=tuple(
+                (
+                    _container_path(item["S3Output"]["LocalPath"], "LocalPath").as_posix(),
+                    item["S3Output"]["S3Uri"],
+                    FILES,
+                )
+                for item in self.outputs()
+            ),
+        )
 
     def describe(
         self, status: str, reason: str | None, started: float, ended: float, stop_kind: str | None
@@ -524,41 +480,6 @@ def _checked_uri(uri: Any, field: str) -> None:
         raise _Invalid(f"{field}: {exc}") from None
 
 
-def final_metrics(
-    definitions: list[dict[str, str]], log_path: Path, timestamp_ms: int
-) -> list[dict[str, Any]]:
-    """``FinalMetricDataList`` from a job log: per definition, the first capture group of the
-    last line that its Regex matches with a finite number there."""
-    try:
-        lines = log_path.read_text(errors="replace").splitlines()
-    except FileNotFoundError:
-        return []
-    metrics = []
-    for definition in definitions:
-        pattern, value = re.compile(definition["Regex"]), None
-        for line in lines:
-            match = pattern.search(line)
-            if match is None:
-                continue
-            try:
-                number = float(match.group(1))
-            except (IndexError, TypeError, ValueError):  # no group, group unmatched, not a number
-                continue
-            if math.isfinite(number):
-                value = number
-        if value is not None:
-            metrics.append({"MetricName": definition["Name"], "Value": value, "Timestamp": timestamp_ms})
-    return metrics
-
-
-def _upload_tar(store: LocalObjectStore, folder: Path, uri: str) -> None:
-    """Store ``folder``'s contents as a gzipped tar with the files at its top level, as SageMaker
-    packs ``/opt/ml/model``."""
-    with store.writer(uri) as file, tarfile.open(fileobj=file, mode="w:gz", compresslevel=6) as tar:
-        for path in sorted(folder.rglob("*")):
-            tar.add(path, arcname=path.relative_to(folder).as_posix(), recursive=False)
-
-
 # -- registration -------------------------------------------------------------------------------
 
 _names_lock = threading.Lock()
@@ -585,7 +506,7 @@ def register_sagemaker(
         problem = invalid_parameters(kind.operation, params)
         if problem:
             raise service_error(kind.operation, "ValidationException", problem)
-        job = kind(params, jobs_dir(request) / params[f"{kind.noun}Name"], store, discarder)
+        job = kind(params, jobs_dir(request) / params[f"{kind.noun}Name"], store)
         try:
             job.check(pool.programs)
         except _Invalid as exc:

@@ -12,19 +12,22 @@ from __future__ import annotations
 
 import functools
 import json
+import threading
 import uuid
+from collections import OrderedDict
 from collections.abc import Iterator
 from typing import Any
 
 import botocore.session
 import regex
 from botocore.exceptions import ParamValidationError
-from botocore.model import ServiceModel, Shape
-from botocore.validate import validate_parameters
+from botocore.model import ServiceModel, Shape, StructureShape
+from botocore.validate import ParamValidator, validate_parameters
 
 from cvpipe.asl.errors import StatesError
 
 MAX_REPORTED = 10  # violations listed in one message, as the service caps its list
+_VALID_MEMBERS_KEPT = 1024
 _PYTHON_TYPES: dict[str, type | tuple[type, ...]] = {
     "structure": dict,
     "map": dict,
@@ -48,6 +51,8 @@ def invalid_parameters(operation: str, params: Any) -> str | None:
     """What SageMaker would refuse in a request (required members, types, lengths, ranges,
     patterns, enums), as its ValidationException words it, or None."""
     shape = service_model().operation_model(operation).input_shape
+    if _valid_member_by_member(operation, shape, params):
+        return None
     violations = list(constraint_violations(params, shape))
     if violations:
         count = len(violations)
@@ -59,6 +64,48 @@ def invalid_parameters(operation: str, params: Any) -> str | None:
     except ParamValidationError as exc:
         return str(exc)
     return None
+
+
+_valid_members: OrderedDict[tuple[str, str, str], None] = OrderedDict()
+"""(operation, member, repr of a value) of member values found valid, the most recently used last."""
+_valid_members_lock = threading.Lock()
+
+
+def _valid_member_by_member(operation: str, shape: StructureShape, params: Any) -> bool:
+    """Whether the request is valid, judged member by member, each member value's verdict kept:
+    the requests of a workflow repeat most members (a training job's algorithm, channels and
+    resources) and differ in a few (its name and hyperparameters).
+
+    A request is valid exactly when it is an object with its required members and only known ones,
+    and each member is valid on its own: botocore's checks and the service's constraints of a member
+    depend on its value and its shape alone. So this answers as the whole check would. A value's
+    ``repr`` is its key, which tells apart what the checks tell apart (``True``, ``1`` and ``1.0``;
+    a list and a tuple; text and bytes). False means "not known to be valid": the whole check then
+    says what is wrong."""
+    if not isinstance(params, dict) or shape.is_tagged_union:
+        return False
+    members = shape.members
+    if any(name not in members for name in params) or any(
+        name not in params for name in shape.required_members
+    ):
+        return False
+    for name, value in params.items():
+        key = (operation, name, repr(value))
+        with _valid_members_lock:
+            if key in _valid_members:
+                _valid_members.move_to_end(key)
+                continue
+        member = members[name]
+        if (
+            next(constraint_violations(value, member), None) is not None
+            or ParamValidator().validate(value, member).has_errors()
+        ):
+            return False
+        with _valid_members_lock:
+            _valid_members[key] = None
+            if len(_valid_members) > _VALID_MEMBERS_KEPT:
+                _valid_members.popitem(last=False)
+    return True
 
 
 def constraint_violations(value: Any, shape: Shape, path: str = "") -> Iterator[str]:

@@ -23,10 +23,11 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-from cvpipe.asl.errors import StatesError
-from cvpipe.asl.tasks import TaskRegistry, TaskRequest
+if TYPE_CHECKING:  # job workers import this module for the store alone: the engine stays out of them
+    from cvpipe.asl.errors import StatesError
+    from cvpipe.asl.tasks import TaskRegistry, TaskRequest
 
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 # Dot-names are never valid bucket names, so these folders cannot collide with a bucket.
@@ -232,6 +233,8 @@ GET_OBJECT = "arn:aws:states:::aws-sdk:s3:getObject"
 def _s3_error(error: str, message: str, status: int) -> StatesError:
     """Step Functions names a modeled S3 error ``S3.<Code>Exception`` (``S3.NoSuchKeyException``)
     and any other by the SDK's base class, ``S3.S3Exception``; the cause is the SDK's message."""
+    from cvpipe.asl.errors import StatesError  # here, not at the top: see the imports
+
     return StatesError(error, f"{message} (Service: S3, Status Code: {status}, Request ID: {uuid.uuid4()})")
 
 
