@@ -9,6 +9,7 @@ import json
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from jsonpath_ng.ext import parse
 
 from cvpipe.asl.errors import StatesError
 from cvpipe.asl.intrinsics import evaluate_intrinsic, parse_intrinsic
@@ -139,3 +140,40 @@ def test_any_text_as_an_intrinsic_parses_or_is_refused_with_a_value_error(text):
         evaluate_intrinsic("States." + text, {})
     except StatesError as error:
         assert error.error in ("States.IntrinsicFailure", "States.Runtime")
+
+
+INDEFINITE = [
+    "$..a",
+    "$..a[*]",
+    "$..*",
+    "$..[0]",
+    "$.*",
+    "$[*]",
+    "$.*.a",
+    "$[*].a",
+    "$..a.b",
+    "$.a..b",
+    "$[0,-1]",
+    "$[1:3]",
+    "$[::-1]",
+    "$[-2:]",
+    "$['a','b']",
+    "$..['a','b']",
+    "$.a[*][0]",
+]
+short_keys = st.sampled_from(["a", "b", "c"])
+shallow_documents = st.recursive(
+    scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(short_keys, inner, max_size=3),
+    max_leaves=16,
+)
+
+
+@PROPERTY
+@given(shallow_documents, st.sampled_from(INDEFINITE))
+def test_indefinite_paths_match_what_jsonpath_ng_finds_in_the_same_order(data, path):
+    if path.startswith("$.a"):
+        data = {"a": data}  # the definite prefix of an indefinite path must exist
+    expected = [match.value for match in parse(path).find(data)]
+    assert get_path(path, data) == expected
+    assert path_exists(path, data) is bool(expected)

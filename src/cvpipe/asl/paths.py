@@ -9,14 +9,18 @@ can observe of it:
   matches, which may be empty; only its definite prefix must exist.
 
 Definite paths, which nearly every definition uses, are walked by hand; the indefinite remainder of
-a path is compiled once with ``jsonpath_ng.ext`` and applied to the value the definite prefix reaches.
-Values are returned by reference: callers must treat input documents as immutable.
+a path is parsed once with ``jsonpath_ng.ext`` and applied to the value the definite prefix reaches.
+Its common steps (names, indexes, wildcards, slices, recursive descent) are compiled into functions
+over plain values that visit nodes in jsonpath_ng's order; a path with a filter or an extension is
+evaluated by jsonpath_ng itself. Values are returned by reference: callers must treat input
+documents as immutable.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -24,6 +28,7 @@ from typing import Any
 from jsonpath_ng import JSONPath
 from jsonpath_ng.exceptions import JSONPathError
 from jsonpath_ng.ext.parser import parse as parse_extended
+from jsonpath_ng.jsonpath import Child, Descendants, Fields, Index, Root, Slice, Wildcard
 
 from .errors import RESULT_PATH_MATCH_FAILURE, RUNTIME, StatesError
 from .variables import variables_of
@@ -51,8 +56,9 @@ class _Path:
     """``$name...``: the path starts at a variable's value."""
     steps: tuple[Step, ...]
     """The definite prefix."""
-    rest: JSONPath | None
-    """The indefinite remainder, applied to the value the prefix reaches; None for a definite path."""
+    rest: Callable[[Any], list[Any]] | None
+    """The indefinite remainder: the list of its matches in the value the prefix reaches; None for a
+    definite path."""
 
 
 class _NoMatch(Exception):
@@ -91,10 +97,77 @@ def _compile(path: str) -> _Path:
     rest = None
     if position < len(body):
         try:
-            rest = parse_extended("$" + body[position:])
+            parsed = parse_extended("$" + body[position:])
         except JSONPathError as error:
             raise ValueError(f"invalid path '{path}': cannot parse '{body[position:]}' ({error})") from None
+        rest = _matcher(parsed)
     return _Path(in_context, variable[1] if variable else None, tuple(steps), rest)
+
+
+Selector = Callable[[list[Any]], list[Any]]
+"""One step of an indefinite path: from the nodes matched so far, the nodes it matches, in order."""
+
+
+def _matcher(parsed: JSONPath) -> Callable[[Any], list[Any]]:
+    """The function that lists ``parsed``'s matches in a value: compiled steps, else jsonpath_ng's."""
+    selector = _selector(parsed, top=True)
+    if selector is None:
+        return lambda value: [match.value for match in parsed.find(value)]
+    return lambda value: selector([value])
+
+
+def _selector(node: JSONPath, top: bool = False) -> Selector | None:
+    """``node`` as a Selector, with jsonpath_ng's semantics and order; None for what it has no plain
+    form of here (filters, extensions, the root inside a path)."""
+    if type(node) is Root:
+        return (lambda nodes: nodes) if top else None
+    if type(node) is Child or type(node) is Descendants:
+        left, right = _selector(node.left, top), _selector(node.right)
+        if left is None or right is None:
+            return None
+        return _sequence(left, right, descend=type(node) is Descendants)
+    if type(node) is Fields and "*" not in node.fields:  # a field named * : jsonpath_ng decides
+        names = node.fields
+        return lambda nodes: [n[name] for n in nodes if isinstance(n, dict) for name in names if name in n]
+    if type(node) is Wildcard:
+        return lambda nodes: [
+            child
+            for n in nodes
+            if isinstance(n, (dict, list))
+            for child in (n.values() if isinstance(n, dict) else n)
+        ]
+    if type(node) is Index:
+        indices = node.indices
+        return lambda nodes: [
+            n[i] for n in nodes if isinstance(n, list) for i in indices if -len(n) <= i < len(n)
+        ]
+    if type(node) is Slice and (node.start, node.end, node.step) != (None, None, None):
+        if node.step == 0:
+            return lambda nodes: []
+        part = slice(node.start, node.end, node.step)
+        return lambda nodes: [child for n in nodes if isinstance(n, list) for child in n[part]]
+    return None
+
+
+def _sequence(left: Selector, right: Selector, descend: bool) -> Selector:
+    """``left.right`` (Child) or ``left..right`` (Descendants: right applies to every node below)."""
+    if descend:
+        return lambda nodes: right(_preorder(left(nodes)))
+    return lambda nodes: right(left(nodes))
+
+
+def _preorder(nodes: list[Any]) -> list[Any]:
+    """Every node and all its descendants, depth first, each before its children (in their order)."""
+    found: list[Any] = []
+    stack = nodes[::-1]
+    while stack:
+        value = stack.pop()
+        found.append(value)
+        if isinstance(value, dict):
+            stack.extend(reversed(value.values()))
+        elif isinstance(value, list):
+            stack.extend(reversed(value))
+    return found
 
 
 def _compiled(path: str) -> _Path:
@@ -156,7 +229,7 @@ def get_path(path: str, data: Any, context: dict[str, Any] | None = None) -> Any
         return None
     if compiled.rest is None:
         return node
-    return [match.value for match in compiled.rest.find(node)]
+    return compiled.rest(node)
 
 
 def path_exists(path: str, data: Any, context: dict[str, Any] | None = None) -> bool:
@@ -172,7 +245,7 @@ def path_exists(path: str, data: Any, context: dict[str, Any] | None = None) -> 
         return False
     if node is _PAST_THE_END:
         return False
-    return compiled.rest is None or bool(compiled.rest.find(node))
+    return compiled.rest is None or bool(compiled.rest(node))
 
 
 def set_path(data: Any, reference_path: str, value: Any) -> Any:
