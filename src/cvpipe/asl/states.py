@@ -46,7 +46,7 @@ from .errors import (
     TIMEOUT,
     StatesError,
 )
-from .execution import Cancelled, Lane, Run, Scope, run_concurrently
+from .execution import THREADS, Cancelled, Lane, Run, Scope, run_concurrently
 from .expressions import evaluate_value
 from .history import (
     History,
@@ -580,7 +580,7 @@ class Task(Recoverable):
             detach()
             raise Cancelled()
         started = time.monotonic()
-        threading.Thread(target=call, name=f"task:{self.name}", daemon=True).start()
+        THREADS.start(call, f"task:{self.name}")
         submitted = False
         try:
             while True:
