@@ -21,8 +21,8 @@ from .clock import RealClock
 from .distributed import MapRun, ObjectStorage
 from .errors import RUNTIME, TIMEOUT, DefinitionError, StatesError
 from .execution import Cancelled, Clock, Lane, Run
-from .history import Event, History, Trace, data_details, timestamp_text
-from .payload import check_payload_size
+from .history import Event, History, Trace, text_details, timestamp_text, to_json_text
+from .payload import check_text_size
 from .redrive import TaskJournal
 from .states import StateMachine
 from .tasks import TaskRegistry
@@ -105,20 +105,23 @@ class Execution:
 
     def _execute(self) -> None:
         trace = Trace(self._run.history)
+        lane = Lane(self._run, self._run.root, trace)
         try:
             execution = self._run.context["Execution"]
+            text = to_json_text(self._input)
             # Outside the trace: in AWS the first state's events name no previous event (previousEventId 0).
             if execution["RedriveCount"]:
                 self._run.history.append("ExecutionRedriven", {"redriveCount": execution["RedriveCount"]}, 0)
             else:
                 self._run.history.append(
                     "ExecutionStarted",
-                    {**data_details("input", self._input), "roleArn": execution["RoleArn"]},
+                    {**text_details("input", text), "roleArn": execution["RoleArn"]},
                     0,
                 )
-            check_payload_size(self._input)
-            output = self._machine.run(Lane(self._run, self._run.root, trace), self._input)
-            self._finish(SUCCEEDED, trace, output=output)
+            check_text_size(text)
+            lane.recorded(self._input, text)
+            output = self._machine.run(lane, self._input)
+            self._finish(SUCCEEDED, trace, output=output, output_text=lane.json_text(output))
         except StatesError as failure:
             self._finish(FAILED, trace, error=failure.error or None, cause=failure.cause or None)
         except Cancelled:
@@ -147,11 +150,12 @@ class Execution:
         trace: Trace,
         *,
         output: Any = None,
+        output_text: str = "",
         error: str | None = None,
         cause: str | None = None,
     ) -> None:
         if status == SUCCEEDED:
-            details = data_details("output", output)
+            details = text_details("output", output_text)
         else:
             details = {key: value for key, value in (("error", error), ("cause", cause)) if value is not None}
         trace.emit(END_EVENTS[status], details, final=True)

@@ -159,17 +159,25 @@ class Lane:
     def emit(self, event_type: str, details: dict[str, Any] | None = None, *, final: bool = False) -> Event:
         return self.trace.emit(event_type, details, final=final)
 
-    def input_details(self, raw_input: Any, state_name: str) -> dict[str, Any]:
-        """``<Type>StateEntered`` details. A state's input is most often the output that the lane's
-        previous state has just recorded: its JSON text is reused (payloads are never mutated)."""
+    def json_text(self, value: Any) -> str:
+        """``value``'s JSON text. A state's input is most often the output that the lane's previous
+        state has just recorded (or the execution's input), and an execution's output its last
+        state's: that text is reused (payloads are never mutated)."""
         last = self._last_output
-        text = last[1] if last is not None and last[0] is raw_input else to_json_text(raw_input)
-        return text_details("input", text, name=state_name)
+        return last[1] if last is not None and last[0] is value else to_json_text(value)
+
+    def recorded(self, value: Any, text: str) -> None:
+        """``text`` of ``value`` is in the history: the state that ``value`` is given to reuses it."""
+        self._last_output = (value, text)
+
+    def input_details(self, raw_input: Any, state_name: str) -> dict[str, Any]:
+        """``<Type>StateEntered`` details."""
+        return text_details("input", self.json_text(raw_input), name=state_name)
 
     def output_details(self, output: Any, text: str, state_name: str) -> dict[str, Any]:
         """``<Type>StateExited`` details, from the output's JSON text, with the variables the state
         assigned as JSON text (``assignedVariables``), as Step Functions records them."""
-        self._last_output = (output, text)
+        self.recorded(output, text)
         details = text_details("output", text, name=state_name)
         if self._assigned:
             details["assignedVariables"] = {name: to_json_text(v) for name, v in self._assigned.items()}

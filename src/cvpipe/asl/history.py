@@ -126,13 +126,8 @@ class Trace:
         return Trace(self.history, self.last_event_id)
 
 
-def data_details(key: str, value: Any, **fields: Any) -> dict[str, Any]:
-    """Details carrying a JSON payload (``input``/``output``/``parameters``) as text, untruncated."""
-    return text_details(key, to_json_text(value), **fields)
-
-
 def text_details(key: str, text: str, **fields: Any) -> dict[str, Any]:
-    """``data_details`` from the payload's JSON text, when the caller has it already."""
+    """Details carrying a JSON payload (``input``/``output``/``parameters``) as its text, untruncated."""
     return {**fields, key: text, f"{key}Details": {"truncated": False}}
 
 

@@ -15,7 +15,6 @@ whatever fields a state has.
 from __future__ import annotations
 
 import contextlib
-import copy
 import json
 import re
 import threading
@@ -51,7 +50,6 @@ from .expressions import evaluate_value
 from .history import (
     History,
     Trace,
-    data_details,
     resource_details,
     text_details,
     timestamp_text,
@@ -61,9 +59,9 @@ from .intrinsics import evaluate_intrinsic, is_intrinsic
 from .paths import compact_json, get_path
 from .payload import (
     apply_template,
-    check_payload_size,
     check_text_size,
     checked_json_text,
+    copy_document,
     fill_parameters,
     place_result,
     process_input,
@@ -550,7 +548,7 @@ class Task(Recoverable):
         request = TaskRequest(
             resource,
             json.loads(parameters_text),  # the handler's own copy
-            copy.deepcopy(dict(context)),
+            copy_document(dict(context)),
             timeout,
             emit=emit,
             tokens=lane.run.tokens,
@@ -967,9 +965,11 @@ class DistributedMap(Map):
     def _run_child(self, child: ChildExecution, lane: Lane) -> Any:
         history = lane.run.history
         child.status = "RUNNING"
-        history.append("ExecutionStarted", data_details("input", child.input), 0)
+        text = to_json_text(child.input)
+        history.append("ExecutionStarted", text_details("input", text), 0)
         try:
-            check_payload_size(child.input)
+            check_text_size(text)
+            lane.recorded(child.input, text)
             output = self.processor.run(lane, child.input)
         except StatesError as failure:
             child.status, child.error, child.cause = "FAILED", failure.error, failure.cause
@@ -983,7 +983,7 @@ class DistributedMap(Map):
             child.stop_date = timestamp_text(lane.run.clock.now())
             child.history = history.events
         child.status, child.output = "SUCCEEDED", output
-        lane.emit("ExecutionSucceeded", data_details("output", output), final=True)
+        lane.emit("ExecutionSucceeded", text_details("output", lane.json_text(output)), final=True)
         child.history = history.events
         return output
 
