@@ -34,7 +34,9 @@ BATCH_SECONDS = 0.5
 """How long the writer gathers events before it writes them: a run cut short loses at most that. A
 batch is compressed on its own, so longer batches compress better (repeats across batches are not
 found)."""
-PRESET = 1  # the fastest setting with xz's long-distance matching: as fast as gzip's default here
+PRESET = 0
+"""xz's fastest preset: on a run's child histories (10 MB of text for 500 fold jobs) it takes half the
+CPU of preset 1 for a file a tenth larger (150 KB), still a fifth of gzip's."""
 
 
 class HistoryWriter:
