@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import itertools
 import json
+import os
 import signal
 import tarfile
 import textwrap
@@ -45,6 +46,21 @@ def main(ml_root=Path("/opt/ml")):
         return 3
     if mode == "crash":  # a fault of the program itself
         os.kill(os.getpid(), signal.SIGSEGV)
+    if mode == "snoop":  # what a job is given, and what it leaves behind for the next on this worker
+        tree = {str(path.relative_to(ml_root)): oct(path.stat().st_mode) for path in ml_root.rglob("*")}
+        tree.pop("job.log")
+        channels = {path.name: path.read_text() for path in (ml_root / "input/data").rglob("*.csv")}
+        (ml_root / "model/seen.json").write_text(json.dumps({"tree": tree, "channels": channels}))
+        (ml_root / "input/config/extra.json").write_text("{}")
+        (ml_root / "input/junk").mkdir()
+        (ml_root / "input/junk/file").write_text("x")
+        for channel in (ml_root / "input/data").iterdir():
+            (channel / "data.csv").unlink()
+            (channel / "stale.csv").write_text("stale")
+        (ml_root / "model/sub").mkdir()
+        (ml_root / "output/data/out.txt").write_text("x")
+        os.chmod(ml_root / "input/config", 0o700)
+        return 0
     if mode == "lost" and "Retrying" not in (ml_root / "job.log").read_text():
         os.kill(os.getpid(), signal.SIGKILL)  # the worker goes, as an instance lost mid-job
     rows = (ml_root / "input/data/train/data.csv").read_text()
@@ -269,6 +285,54 @@ def test_training_job_runs_and_returns_describe_training_job(tasks, store, tmp_p
     assert json.loads((folder / "describe.json").read_text()) == result
     assert "validation:score=0.875" in (folder / "job.log").read_text()
     assert not any((folder / volume).exists() for volume in ("input", "model", "output/data"))
+
+
+def seen_by(store: LocalObjectStore, description: dict[str, Any]) -> dict[str, Any]:
+    with tarfile.open(
+        fileobj=io.BytesIO(store.get_bytes(description["ModelArtifacts"]["S3ModelArtifacts"]))
+    ) as tar:
+        return json.load(tar.extractfile("seen.json"))
+
+
+def test_each_job_is_given_a_volume_as_new_whatever_the_jobs_before_it_left(tasks, store, tmp_path) -> None:
+    store.put_bytes(f"s3://{BUCKET}/data/validation/data.csv", b"v\n1\n")
+    fresh = None
+    for index in range(8):  # four per worker: the later ones get the volumes their worker emptied
+        channel = "validation" if index >= 6 else "train"
+        inputs = [
+            {
+                "ChannelName": channel,
+                "DataSource": {
+                    "S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": f"s3://{BUCKET}/data/{channel}"}
+                },
+            }
+        ]
+        request = training_request(
+            job_name("snoop"), HyperParameters={"mode": "snoop"}, InputDataConfig=inputs
+        )
+        seen = seen_by(store, call(tasks, TRAIN_SYNC, request))
+        if channel == "train":
+            assert seen["channels"] == {"data.csv": "a,b\n1,2\n3,4\n"}
+            fresh = fresh or seen["tree"]
+            assert seen["tree"] == fresh
+        else:
+            assert seen["channels"] == {"data.csv": "v\n1\n"}
+            assert sorted(seen["tree"]) == sorted(path.replace("/train", "/validation") for path in fresh)
+        time.sleep(0.2)  # for the worker to empty the volume
+    assert sorted(fresh) == [
+        "input",
+        "input/config",
+        "input/config/hyperparameters.json",
+        "input/config/inputdataconfig.json",
+        "input/config/resourceconfig.json",
+        "input/data",
+        "input/data/train",
+        "input/data/train/data.csv",
+        "model",
+        "output",
+        "output/data",
+    ]
+    assert any(path.name.startswith("spare-") for path in (store.root / ".discarded").iterdir())
 
 
 def test_failure_reason_comes_from_the_failure_file(tasks) -> None:
@@ -606,6 +670,8 @@ def test_discarded_volumes_leave_their_job_folders_at_once_and_are_deleted_by_th
 ) -> None:
     trash = tmp_path / "s3" / ".discarded"
     (trash / "left-by-a-killed-run" / "model").mkdir(parents=True)  # deleted with the first volumes
+    (trash / f"spare-{os.getpid()}-0" / "0").mkdir(parents=True)  # a live worker's: kept
+    (trash / "spare-4194305-0" / "0").mkdir(parents=True)  # beyond any pid: a dead worker's
     discarder = VolumeDiscarder(trash)
     volumes = []
     for index in range(20):
@@ -618,4 +684,4 @@ def test_discarded_volumes_leave_their_job_folders_at_once_and_are_deleted_by_th
     assert not any(volume.exists() for volume in volumes)
     assert all(volume.parent.is_dir() for volume in volumes)  # the job folders stay
     discarder.drain()
-    assert list(trash.iterdir()) == []
+    assert [path.name for path in trash.iterdir()] == [f"spare-{os.getpid()}-0"]

@@ -20,6 +20,7 @@ import os
 import queue
 import re
 import shutil
+import stat
 import tarfile
 import threading
 import uuid
@@ -43,11 +44,12 @@ class VolumeDiscarder:
     deleted on a thread of its own: removing a folder can take milliseconds of waiting on the disk
     (a file system mounted with ``discard``), time a fold job would otherwise spend before the next
     could start. ``drain`` deletes what is in the trash now, whoever put it there (this discarder's
-    volumes, other processes' volumes on their way out, those of a process killed earlier)."""
+    volumes, other processes' volumes on their way out, those of a process killed earlier), but the
+    spare volumes of live workers."""
 
     def __init__(self, trash: Path) -> None:
         self.trash = trash
-        self._queue: queue.SimpleQueue[list[Path]] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
@@ -67,25 +69,146 @@ class VolumeDiscarder:
                 shutil.rmtree(path, ignore_errors=True)
                 continue
             moved.append(target)
-        if not moved:
-            return
+        if moved:
+            self.later(functools.partial(_delete_all, moved))  # one hand-off per job: each wakes the thread
+
+    def later(self, work: Callable[[], None]) -> None:
+        """Do ``work`` on the discarder's thread, after the work given before."""
         with self._lock:
             if self._thread is None:
-                self._thread = threading.Thread(target=self._delete, name="cvpipe-discard", daemon=True)
+                self._thread = threading.Thread(target=self._work, name="cvpipe-discard", daemon=True)
                 self._thread.start()
-        self._queue.put(moved)  # one hand-off per job: each wakes the thread
+        self._queue.put(work)
 
-    def _delete(self) -> None:
+    def _work(self) -> None:
         while True:
-            for path in self._queue.get():
-                shutil.rmtree(path, ignore_errors=True)
+            self._queue.get()()
 
     def drain(self) -> None:
         # Deleting a folder that the thread is deleting too is safe: each ignores what the other
         # removed first, and neither adds anything, so the folder is gone when either returns.
         with contextlib.suppress(FileNotFoundError):
             for path in self.trash.iterdir():
-                shutil.rmtree(path, ignore_errors=True)
+                if not _live_spare(path.name):
+                    shutil.rmtree(path, ignore_errors=True)
+
+
+def _delete_all(paths: list[Path]) -> None:
+    for path in paths:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+SPARE = "spare-"
+"""The name of a worker's spare volume in the trash: ``spare-PID-...``."""
+
+
+def _live_spare(name: str) -> bool:
+    """Whether ``name`` is the spare volume of a process that is alive (a pid reused since keeps a
+    spare of a dead worker until a later drain: never the other way round)."""
+    if not name.startswith(SPARE):
+        return False
+    try:
+        os.kill(int(name[len(SPARE) :].partition("-")[0]), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
+class _Spare:
+    """A worker's spare volume: the folders of its last completed training job, emptied of their
+    files on the discarder's thread and put back in place for its next job. A fold job's volume
+    has seven folders, and making and deleting folders costs a file system more than emptying them
+    (each waits on the journal, a deletion on a disk mounted with ``discard`` longest). An emptied
+    folder holds nothing but emptied folders with the mode that a new one gets; the job's layout
+    removes those that it does not make itself (``Instance._fit_spare``)."""
+
+    def __init__(self, trash: str, volume: tuple[str, ...]) -> None:
+        self.root = os.path.join(trash, f"{SPARE}{os.getpid()}-{uuid.uuid4().hex}")
+        self.volume = volume
+        self.state = "empty"  # -> "emptying" (given a volume) -> "ready" (taken: "empty" again)
+        self._lock = threading.Lock()
+        self._mode = 0
+
+    def take(self, folder: str) -> bool:
+        """Put the emptied folders into the job's folder, if they are ready."""
+        with self._lock:
+            if self.state != "ready":
+                return False
+            self.state = "empty"
+        for index, part in enumerate(self.volume):
+            parent = os.path.dirname(part)
+            if parent:
+                os.makedirs(os.path.join(folder, parent), exist_ok=True)
+            with contextlib.suppress(FileNotFoundError):  # left out as it was not as new
+                os.rename(os.path.join(self.root, str(index)), os.path.join(folder, part))
+        return True
+
+    def give(self, folder: str, discarder: VolumeDiscarder) -> bool:
+        """Move a completed job's volume in and empty it later; False if the spare is taken."""
+        with self._lock:
+            if self.state != "empty":
+                return False
+            self.state = "emptying"
+        try:
+            if not self._mode:
+                os.makedirs(self.root)
+                self._mode = stat.S_IMODE(os.stat(self.root).st_mode)  # a new folder's
+            for index, part in enumerate(self.volume):
+                source = os.path.join(folder, part)
+                try:
+                    os.rename(source, os.path.join(self.root, str(index)))
+                except FileNotFoundError:
+                    if os.path.lexists(source):
+                        raise  # the spare is gone
+                    # the job removed that part: a new folder takes its place
+        except OSError:  # another file system, say: what was not moved is discarded, no spare again
+            self._give_up()
+            return False
+        discarder.later(self._empty)
+        return True
+
+    def _empty(self) -> None:
+        try:
+            for index in range(len(self.volume)):
+                with contextlib.suppress(FileNotFoundError):  # a part the job removed
+                    _empty_folder(os.path.join(self.root, str(index)), self._mode)
+        except OSError:
+            self._give_up()
+            return
+        with self._lock:
+            self.state = "ready"
+
+    def _give_up(self) -> None:
+        with self._lock:
+            self.state = GIVEN_UP
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+GIVEN_UP = "given up"
+SPARES_PER_WORKER = 2  # one being emptied while the other is ready: emptying takes about a fold job's time
+_spares: dict[tuple[str, tuple[str, ...]], list[_Spare]] = {}
+"""The worker's spare volumes per trash folder and volume layout."""
+
+
+def _empty_folder(path: str, mode: int) -> None:
+    """Delete ``path`` if it is not a folder as a new one is, else the files under it and the
+    folders in it that are not."""
+    info = os.stat(path, follow_symlinks=False)
+    if not stat.S_ISDIR(info.st_mode) or stat.S_IMODE(info.st_mode) != mode:
+        if stat.S_ISDIR(info.st_mode):
+            shutil.rmtree(path)
+        else:
+            os.unlink(path)
+        return
+    with os.scandir(path) as scan:
+        entries = list(scan)
+    for entry in entries:
+        if entry.is_dir(follow_symlinks=False):
+            _empty_folder(entry.path, mode)
+        else:
+            os.unlink(entry.path)
 
 
 _discarders: dict[str, VolumeDiscarder] = {}
@@ -131,6 +254,8 @@ class Instance:
         store = LocalObjectStore(Path(self.store))
         folder = self.folder
         try:
+            if self.volume and any(spare.take(folder) for spare in self._spares(store)):
+                self._fit_spare()
             for name in self.folders:
                 with contextlib.suppress(FileExistsError):
                     os.mkdir(os.path.join(folder, name))
@@ -162,12 +287,44 @@ class Instance:
             elif how == TAR or _has_entries(path):
                 store.put_bytes(uri, packed(path))
 
+    def _spares(self, store: LocalObjectStore) -> list[_Spare]:
+        trash = str(store.root / DISCARDED)
+        spares = _spares.get((trash, self.volume))
+        if spares is None:  # made once: a spare given up stays so (the reason would stay too)
+            spares = _spares[trash, self.volume] = [
+                _Spare(trash, self.volume) for _ in range(SPARES_PER_WORKER)
+            ]
+        return spares
+
+    def _fit_spare(self) -> None:
+        """Delete the spare's folders that this job's layout does not make (another job's channels)."""
+        laid_out = set(self.folders)
+        for _, channel in self.inputs:  # download_prefix makes a channel's folder and its parents
+            parts = channel.split("/")
+            laid_out.update("/".join(parts[:end]) for end in range(1, len(parts) + 1))
+
+        def fit(name: str) -> None:
+            with os.scandir(os.path.join(self.folder, name)) as scan:
+                inner = [(f"{name}/{entry.name}", entry.is_dir(follow_symlinks=False)) for entry in scan]
+            for path, is_folder in inner:
+                if is_folder and path in laid_out:
+                    fit(path)
+                elif is_folder:
+                    shutil.rmtree(os.path.join(self.folder, path))
+                else:  # an emptied spare has no files: this is one for sure
+                    os.unlink(os.path.join(self.folder, path))
+
+        for part in self.volume:
+            with contextlib.suppress(FileNotFoundError):
+                fit(part)
+
     def _discard_volume(self, store: LocalObjectStore) -> None:
         if not self.volume:
             return
         trash = str(store.root / DISCARDED)
         discarder = _discarders.get(trash) or _discarders.setdefault(trash, VolumeDiscarder(Path(trash)))
-        discarder.discard([Path(self.folder, name) for name in self.volume])
+        if not any(spare.give(self.folder, discarder) for spare in self._spares(store)):
+            discarder.discard([Path(self.folder, name) for name in self.volume])
 
 
 def _has_entries(path: str) -> bool:

@@ -371,6 +371,7 @@ class LocalPipeline:
     def __exit__(self, *exc: object) -> None:
         self.pool.close()
         self.functions.close()
+        self.volumes.drain()  # the workers' spare volumes, now that the workers are gone
 
     def run_dir(self, execution_name: str) -> Path:
         return self.store.path(f"s3://{self.bucket}/runs/{execution_name}")
