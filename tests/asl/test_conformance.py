@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from datetime import UTC, datetime
+from json import dumps as json_dumps
 from json import loads as json_loads
 from typing import Any
 
@@ -1693,6 +1694,17 @@ def test_writer_config_none_keeps_the_execution_metadata() -> None:
     # A child's state machine is the parent's, named by the Map's label.
     assert first["StateMachineArn"].endswith(":stateMachine:Orders/M")
     assert first["ExecutionArn"].split(":")[-2:] == ["Orders/M", first["Name"]]
+
+
+@pytest.mark.parametrize("item", ["ascii", "café", "del\x7f", {"k": ["é", 1.5, None]}])
+def test_a_record_holds_input_and_output_as_escaped_compact_json(item: Any) -> None:
+    state = distributed(
+        {"P": pass_state()}, ResultWriter={"WriterConfig": {"Transformation": "NONE", "OutputType": "JSON"}}
+    )
+    result = run_with(MemoryObjects(), machine({"M": state}), [item])
+    assert result.status == "SUCCEEDED", result.cause
+    (record,) = result.output
+    assert record["Input"] == record["Output"] == json_dumps(item, separators=(",", ":"))
 
 
 def exported(objects: MemoryObjects, output: dict[str, Any], status: str = "SUCCEEDED") -> bytes:

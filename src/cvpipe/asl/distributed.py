@@ -223,12 +223,15 @@ class ChildExecution:
     start_date: str = ""
     stop_date: str = ""
     history: list[Any] = field(default_factory=list)
+    input_text: str = ""
+    output_text: str = ""
+    """The compact JSON texts of the input and output, once the history has them."""
 
     def record(self, state_machine_arn: str) -> dict[str, Any]:
         """The entry ResultWriter writes for this execution (DescribeExecution's shape)."""
         entry: dict[str, Any] = {
             "ExecutionArn": self.arn,
-            "Input": json.dumps(self.input, separators=(",", ":")),
+            "Input": _ascii_json(self.input, self.input_text),
             "InputDetails": {"Included": True},
             "Name": self.name,
             "RedriveCount": 0,
@@ -240,13 +243,21 @@ class ChildExecution:
             "StopDate": self.stop_date,
         }
         if self.status == "SUCCEEDED":
-            entry["Output"] = json.dumps(self.output, separators=(",", ":"))
+            entry["Output"] = _ascii_json(self.output, self.output_text)
             entry["OutputDetails"] = {"Included": True}
         else:
             entry.update(
                 {key: value for key, value in (("Error", self.error), ("Cause", self.cause)) if value}
             )
         return entry
+
+
+def _ascii_json(value: Any, text: str) -> str:
+    """``value`` as compact JSON text with characters past ``~`` escaped; ``text`` is its compact text
+    with them kept (or "" if unknown), the same when it has none."""
+    if text and text.isascii() and "\x7f" not in text:
+        return text
+    return json.dumps(value, separators=(",", ":"))
 
 
 @dataclass

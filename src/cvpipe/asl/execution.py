@@ -143,7 +143,7 @@ class Lane:
         self.place = path
         """The state entry the lane is in: its path, the state's name and how often it was entered."""
         self._entries: dict[str, int] = {}
-        self._assigned: dict[str, Any] = {}
+        self._assigned: dict[str, str] = {}
 
     def enter(self, state_name: str) -> None:
         count = self._entries.get(state_name, 0)
@@ -153,8 +153,7 @@ class Lane:
 
     def assign(self, values: dict[str, Any]) -> None:
         """Store the current state's Assign; its ``StateExited`` event reports the values."""
-        self.variables.assign(values)
-        self._assigned = values
+        self._assigned = self.variables.assign(values)
 
     def emit(self, event_type: str, details: dict[str, Any] | None = None, *, final: bool = False) -> Event:
         return self.trace.emit(event_type, details, final=final)
@@ -180,7 +179,7 @@ class Lane:
         self.recorded(output, text)
         details = text_details("output", text, name=state_name)
         if self._assigned:
-            details["assignedVariables"] = {name: to_json_text(v) for name, v in self._assigned.items()}
+            details["assignedVariables"] = self._assigned
             details["assignedVariablesDetails"] = {"truncated": False}
         return details
 

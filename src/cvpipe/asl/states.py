@@ -147,7 +147,8 @@ class State:
         entered = lane.emit(f"{self.type}StateEntered", lane.input_details(raw_input, self.name))
         try:
             output, next_name = self.execute(lane, raw_input, entered.timestamp)
-            output_text = checked_json_text(output)
+            output_text = lane.json_text(output)  # the input's, when the state passes its input on
+            check_text_size(output_text)
         except Cancelled:
             if self.abortable:
                 lane.emit(f"{self.type}StateAborted")
@@ -965,7 +966,7 @@ class DistributedMap(Map):
     def _run_child(self, child: ChildExecution, lane: Lane) -> Any:
         history = lane.run.history
         child.status = "RUNNING"
-        text = to_json_text(child.input)
+        text = child.input_text = to_json_text(child.input)
         history.append("ExecutionStarted", text_details("input", text), 0)
         try:
             check_text_size(text)
@@ -982,8 +983,8 @@ class DistributedMap(Map):
         finally:
             child.stop_date = timestamp_text(lane.run.clock.now())
             child.history = history.events
-        child.status, child.output = "SUCCEEDED", output
-        lane.emit("ExecutionSucceeded", text_details("output", lane.json_text(output)), final=True)
+        child.status, child.output, child.output_text = "SUCCEEDED", output, lane.json_text(output)
+        lane.emit("ExecutionSucceeded", text_details("output", child.output_text), final=True)
         child.history = history.events
         return output
 

@@ -54,12 +54,14 @@ class Variables:
             scope = scope.parent
         return False, None
 
-    def assign(self, values: dict[str, Any]) -> None:
-        """Store one state's Assign (all its values were computed before any is stored)."""
-        sizes = {
-            name: len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
+    def assign(self, values: dict[str, Any]) -> dict[str, str]:
+        """Store one state's Assign (all its values were computed before any is stored); the JSON text
+        of each value, as measured (the state's exited event reports them)."""
+        texts = {
+            name: json.dumps(value, separators=(",", ":"), ensure_ascii=False)
             for name, value in values.items()
         }
+        sizes = {name: len(text.encode("utf-8")) for name, text in texts.items()}
         for name, size in sizes.items():
             if size > VARIABLE_LIMIT:
                 raise StatesError(
@@ -84,6 +86,7 @@ class Variables:
             self._budget.bytes = total
         self._values.update(values)
         self._sizes.update(sizes)
+        return texts
 
 
 class Context(dict[str, Any]):
