@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from .errors import ITEM_READER_FAILED, RESULT_WRITER_FAILED, StatesError
+from .history import to_json_text
 
 GET_OBJECT = "arn:aws:states:::s3:getObject"
 LIST_OBJECTS = "arn:aws:states:::s3:listObjectsV2"
@@ -205,7 +206,7 @@ def batches(items: list[Any], batcher: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _size(value: Any) -> int:
-    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
+    return len(to_json_text(value).encode("utf-8"))
 
 
 @dataclass

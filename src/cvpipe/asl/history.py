@@ -20,9 +20,14 @@ from .errors import RUNTIME, StatesError
 logger = logging.getLogger(__name__)
 
 
+_COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
 def to_json_text(value: Any) -> str:
-    """JSON text as history details carry inputs and outputs: compact, key order kept."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    """JSON text as AWS prints payloads and history details carry them: no insignificant whitespace,
+    key order kept, non-ASCII kept as is. (One encoder for every call: ``json.dumps`` with options
+    builds a new one each time.)"""
+    return _COMPACT.encode(value)
 
 
 def timestamp_text(moment: datetime) -> str:

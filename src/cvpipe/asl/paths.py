@@ -31,6 +31,7 @@ from jsonpath_ng.ext.parser import parse as parse_extended
 from jsonpath_ng.jsonpath import Child, Descendants, Fields, Index, Root, Slice, Wildcard
 
 from .errors import RESULT_PATH_MATCH_FAILURE, RUNTIME, StatesError
+from .history import to_json_text
 from .variables import variables_of
 
 Step = str | int
@@ -70,10 +71,8 @@ class _NoMatch(Exception):
 
 _PAST_THE_END = object()
 
-
-def compact_json(value: Any) -> str:
-    """JSON text as AWS prints payloads: no insignificant whitespace, non-ASCII kept as is."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+compact_json = to_json_text
+"""JSON text as AWS prints payloads: no insignificant whitespace, non-ASCII kept as is."""
 
 
 @lru_cache(maxsize=4096)
@@ -152,21 +151,21 @@ def _selector(node: JSONPath, top: bool = False) -> Selector | None:
 def _sequence(left: Selector, right: Selector, descend: bool) -> Selector:
     """``left.right`` (Child) or ``left..right`` (Descendants: right applies to every node below)."""
     if descend:
-        return lambda nodes: right(_preorder(left(nodes)))
+        return lambda nodes: right(_containers(left(nodes)))
     return lambda nodes: right(left(nodes))
 
 
-def _preorder(nodes: list[Any]) -> list[Any]:
-    """Every node and all its descendants, depth first, each before its children (in their order)."""
+def _containers(nodes: list[Any]) -> list[Any]:
+    """The objects and arrays among ``nodes`` and below them, depth first, each before what it holds:
+    the nodes of a recursive descent that a step can find anything in (no step finds anything in a
+    string, number, boolean or null)."""
     found: list[Any] = []
-    stack = nodes[::-1]
+    stack = [node for node in reversed(nodes) if isinstance(node, (dict, list))]
     while stack:
         value = stack.pop()
         found.append(value)
-        if isinstance(value, dict):
-            stack.extend(reversed(value.values()))
-        elif isinstance(value, list):
-            stack.extend(reversed(value))
+        children = reversed(value.values()) if isinstance(value, dict) else reversed(value)
+        stack.extend([child for child in children if isinstance(child, (dict, list))])
     return found
 
 
