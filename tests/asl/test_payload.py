@@ -92,6 +92,18 @@ class TestApplyTemplate:
         cause = runtime_error(apply_template, {"x.$": value}, {})
         assert "must be a valid JSONPath or a valid intrinsic function call" in cause
 
+    def test_a_template_filled_again_reads_the_new_data_and_builds_new_containers(self):
+        template = {"fixed": {"list": [1, 2]}, "value.$": "$.x"}
+        first, second = apply_template(template, {"x": 1}), apply_template(template, {"x": 2})
+        assert (first["value"], second["value"]) == (1, 2)
+        assert first["fixed"] == second["fixed"] and first["fixed"] is not second["fixed"]
+        assert first["fixed"]["list"] is not second["fixed"]["list"]
+
+    def test_a_field_that_is_no_path_fails_each_time_the_template_is_filled(self):
+        template = {"x.$": "not a path"}
+        for _ in range(2):
+            assert "must be a valid JSONPath" in runtime_error(apply_template, template, {})
+
 
 class TestProcessInput:
     DATA = {"numbers": {"val1": 3, "val2": 4}, "title": "Numbers to add"}

@@ -7,6 +7,7 @@ the input by paths are shared with it, so inputs must be treated as immutable.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from .errors import DATA_LIMIT_EXCEEDED, RUNTIME, StatesError
@@ -17,45 +18,81 @@ PAYLOAD_LIMIT = 262_144
 """AWS's limit for a state's input or output: 256 KiB of UTF-8 JSON text."""
 
 
+Filler = Callable[[Any, "dict[str, Any] | None"], Any]
+"""A compiled template: what it makes of ``(data, context)``."""
+
+
 def apply_template(template: Any, data: Any, context: dict[str, Any] | None = None) -> Any:
     """Fill a payload template (Parameters, ItemSelector, ResultSelector) from ``data`` and ``context``.
 
     A field whose name ends in ``.$`` takes the value of its path or intrinsic call and loses the
     suffix; objects and arrays are walked to any depth; everything else is copied as written.
     """
-    if isinstance(template, dict):
-        filled = {}
-        for key, value in template.items():
-            if key.endswith(".$"):
-                filled[key[:-2]] = _resolve_field(key, value, data, context)
-            else:
-                filled[key] = apply_template(value, data, context)
-        return filled
-    if isinstance(template, list):
-        return [apply_template(item, data, context) for item in template]
+    if isinstance(template, (dict, list)):
+        return _filler(template)(data, context)
     return template
 
 
-def _resolve_field(key: str, expression: Any, data: Any, context: dict[str, Any] | None) -> Any:
+_FILLERS: dict[int, tuple[Any, Filler]] = {}
+"""Compiled templates by the template's identity (the template is kept, so the identity is its own)."""
+_MOST_FILLERS = 4096
+
+
+def _filler(template: Any) -> Filler:
+    """``template`` compiled on first use: a definition's templates are filled once per state entry,
+    and each time the same fields are told apart and the same paths checked."""
+    entry = _FILLERS.get(id(template))
+    if entry is None or entry[0] is not template:
+        if len(_FILLERS) >= _MOST_FILLERS:
+            _FILLERS.clear()
+        entry = _FILLERS[id(template)] = (template, _compile(template))
+    return entry[1]
+
+
+def _compile(template: Any) -> Filler:
+    if isinstance(template, dict):
+        fields = [
+            (key[:-2], _field(key, value)) if key.endswith(".$") else (key, _compile(value))
+            for key, value in template.items()
+        ]
+        return lambda data, context: {key: fill(data, context) for key, fill in fields}
+    if isinstance(template, list):
+        items = [_compile(item) for item in template]
+        return lambda data, context: [fill(data, context) for fill in items]
+    return lambda data, context: template
+
+
+def _field(key: str, expression: Any) -> Filler:
+    """A ``.$`` field: its intrinsic call, or its path (a path that is not valid fails each time)."""
     if is_intrinsic(expression):
-        try:
-            return evaluate_intrinsic(expression, data, context)
-        except StatesError as error:
-            # Intrinsics report their own failures as States.IntrinsicFailure; States.Runtime
-            # from inside one means a path argument found nothing.
-            if error.error != RUNTIME:
-                raise
-            raise StatesError(
-                RUNTIME,
-                f"The JsonPath argument for the field '{key}' could not be found in the input "
-                f"'{compact_json(data)}': {error.cause}",
-            ) from None
+        return lambda data, context: _intrinsic_value(key, expression, data, context)
     problem = validate_path(expression)
     if problem:
+        cause = f"The value for the field '{key}' must be a valid JSONPath or a valid intrinsic function call: {problem}"
+
+        def refuse(data: Any, context: dict[str, Any] | None) -> Any:
+            raise StatesError(RUNTIME, cause)
+
+        return refuse
+    return lambda data, context: _path_value(key, expression, data, context)
+
+
+def _intrinsic_value(key: str, expression: str, data: Any, context: dict[str, Any] | None) -> Any:
+    try:
+        return evaluate_intrinsic(expression, data, context)
+    except StatesError as error:
+        # Intrinsics report their own failures as States.IntrinsicFailure; States.Runtime
+        # from inside one means a path argument found nothing.
+        if error.error != RUNTIME:
+            raise
         raise StatesError(
             RUNTIME,
-            f"The value for the field '{key}' must be a valid JSONPath or a valid intrinsic function call: {problem}",
-        )
+            f"The JsonPath argument for the field '{key}' could not be found in the input "
+            f"'{compact_json(data)}': {error.cause}",
+        ) from None
+
+
+def _path_value(key: str, expression: str, data: Any, context: dict[str, Any] | None) -> Any:
     try:
         return get_path(expression, data, context)
     except StatesError:
