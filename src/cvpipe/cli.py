@@ -24,11 +24,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, fresh_process: bool = False) -> int:
+    """Run the command; ``fresh_process``: this process was started for it (as ``started_early`` says)."""
     from .pipeline.project import started_early
 
     argv = sys.argv[1:] if argv is None else argv
-    with started_early(argv):
+    with started_early(argv, fresh_process=fresh_process):
         args = build_parser().parse_args(argv)
         try:
             return args.handler(args)
@@ -49,7 +50,7 @@ def console() -> int:
     joined its threads and run the other exit handlers, the process exits without freeing every
     module and object one by one (the engine, botocore's service models, ...), which takes 0.1-0.2 s
     that the operating system's own clean-up does at once."""
-    _console_status.append(main())
+    _console_status.append(main(fresh_process=True))
     return _console_status[0]
 
 

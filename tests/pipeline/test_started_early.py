@@ -3,6 +3,7 @@ the run did not take."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -39,8 +40,8 @@ def test_a_refused_run_leaves_no_process_behind(tmp_path, capsys, monkeypatch) -
     started: list[jobs.Template] = []
     start_early = jobs.start_early
 
-    def recorded(*args: Any) -> None:
-        start_early(*args)
+    def recorded(*args: Any, **options: Any) -> None:
+        start_early(*args, **options)
         started.append(jobs._early[-1])
 
     monkeypatch.setattr(jobs, "start_early", recorded)
@@ -50,3 +51,16 @@ def test_a_refused_run_leaves_no_process_behind(tmp_path, capsys, monkeypatch) -
     for template in started:
         template.process.join(5)
         assert not template.process.is_alive()
+
+
+def test_templates_forked_from_a_fresh_process_each_learn_when_their_user_goes() -> None:
+    # The second fork inherits the first one's connection: it must not keep the first one alive.
+    with started_early(["run"], fresh_process=True):
+        taken = [jobs.take_template(None, template.args, template.name) for template in list(jobs._early)]
+    for template in taken:
+        template.preloaded()  # its imports done, it waits for requests
+    for template in taken:  # the first forked first
+        started = time.monotonic()
+        template.close(jobs.STOP_GRACE_SECONDS)  # killed only if it did not exit on its own by then
+        assert time.monotonic() - started < jobs.STOP_GRACE_SECONDS / 2
+        assert template.process.exitcode == 0

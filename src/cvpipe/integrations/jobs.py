@@ -79,11 +79,21 @@ class Template:
     reaps them. ``args``: ``(sys_path, modules, threads)``, ``threads`` the BLAS thread limit (None:
     none set)."""
 
-    def __init__(self, context: Any, args: tuple[Any, ...], name: str = WORKER_NAME) -> None:
+    def __init__(
+        self,
+        context: Any,
+        args: tuple[Any, ...],
+        name: str = WORKER_NAME,
+        inherited: Iterable[Connection] = (),
+    ) -> None:
+        """``inherited``: for a ``fork`` context, this process's connections the fork must close (those
+        to other templates): a template learns that its pool is gone when its connection's other end
+        closes, which a copy held elsewhere prevents."""
         self.args, self.name = args, name
         self._conn, child_end = context.Pipe()  # duplex: a socket, which can carry descriptors
+        inherited = [self._conn, *inherited] if context.get_start_method() == "fork" else []
         # Not a daemon: its forks are the workers, and a job may start processes of its own.
-        self.process = context.Process(target=_template, args=(child_end, *args), name=name)
+        self.process = context.Process(target=_template, args=(child_end, inherited, *args), name=name)
         self.process.start()
         child_end.close()
         self._lock = threading.Lock()
@@ -129,13 +139,18 @@ _early: list[Template] = []
 _early_lock = threading.Lock()
 
 
-def start_early(args: tuple[Any, ...], name: str = WORKER_NAME) -> None:
+def start_early(args: tuple[Any, ...], name: str = WORKER_NAME, *, fork: bool = False) -> None:
     """Start a template now, ahead of the pool (or other user) of this process that will ask for one
     with the same ``args`` and ``name``: its imports then overlap whatever the process does until
-    then. ``end_early`` ends those that nobody took."""
-    template = Template(multiprocessing.get_context("spawn"), args, name)
+    then. ``end_early`` ends those that nobody took.
+
+    ``fork``: the process has just started (it holds no connection but those of the templates started
+    early), so the template may be a fork of it: it starts at once, with no interpreter to start and
+    no module to import again. Not while another thread runs (its fork may inherit a held lock)."""
+    method = "fork" if fork and threading.active_count() == 1 else "spawn"
     with _early_lock:
-        _early.append(template)
+        others = [template._conn for template in _early]
+        _early.append(Template(multiprocessing.get_context(method), args, name, others))
 
 
 def take_template(context: Any, args: tuple[Any, ...], name: str = WORKER_NAME) -> Template:
@@ -239,10 +254,11 @@ class JobPool:
             with contextlib.suppress(RuntimeError):  # closed meanwhile
                 self._idle.put(self._spawn())
 
-    def start_early(self) -> None:
+    def start_early(self, *, fork: bool = False) -> None:
         """Start this pool's template now, for an equal pool of this process to take when it starts:
-        for a caller that knows the pool's settings long before it can make the pool itself."""
-        start_early(self._template_args)
+        for a caller that knows the pool's settings long before it can make the pool itself. ``fork``:
+        as for ``start_early``."""
+        start_early(self._template_args, fork=fork)
 
     def run(
         self,
@@ -425,7 +441,15 @@ def _open_log(log_path: str) -> int:
 THREAD_LIMITS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
-def _template(conn: Connection, sys_path: list[str], warm_modules: list[str], threads: int | None) -> None:
+def _template(
+    conn: Connection,
+    inherited: list[Connection],
+    sys_path: list[str],
+    warm_modules: list[str],
+    threads: int | None,
+) -> None:
+    for other_end in inherited:
+        other_end.close()
     # Ctrl-C reaches the whole process group; the pool decides what happens to jobs.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if threads is not None:

@@ -51,21 +51,22 @@ def job_pool(root: Path, workers: int | None = None) -> jobs.JobPool:
 
 
 @contextlib.contextmanager
-def started_early(argv: Sequence[str]) -> Iterator[None]:
+def started_early(argv: Sequence[str], *, fresh_process: bool = False) -> Iterator[None]:
     """For ``cvpipe run`` (``argv`` its command line after the program name), start the job image's
     template (scikit-learn's imports: a second or more) and the Lambda environments' template now,
     so that they overlap the command's own start-up (its imports, the template, PrepareInput) instead
     of following it; the run's job pool and functions take them. Those nobody took (the command
-    stopped before the run) are ended when the block ends."""
+    stopped before the run) are ended when the block ends. ``fresh_process``: this process has just
+    started (the console script), so the templates may be forks of it."""
     try:
         if argv[:1] == ["run"]:
-            _start_for_run(argv[1:])
+            _start_for_run(argv[1:], fresh_process)
         yield
     finally:
         jobs.end_early()
 
 
-def _start_for_run(options: Sequence[str]) -> None:
+def _start_for_run(options: Sequence[str], fork: bool) -> None:
     # Only what the processes depend on is read here; the command's own parser judges the line later.
     parser = argparse.ArgumentParser(add_help=False, exit_on_error=False)
     parser.add_argument("--workers", type=int)
@@ -75,5 +76,5 @@ def _start_for_run(options: Sequence[str]) -> None:
         pool = job_pool(root, workers)
     except (argparse.ArgumentError, UserError, OSError, ValueError):
         return  # the command reports it
-    pool.start_early()
-    jobs.start_early(TEMPLATE_ARGS, TEMPLATE_NAME)
+    pool.start_early(fork=fork)
+    jobs.start_early(TEMPLATE_ARGS, TEMPLATE_NAME, fork=fork)
