@@ -32,6 +32,14 @@ def test_pass_parameters_read_input_context_and_intrinsics() -> None:
     assert result.output == {"first": 5, "count": 2, "state": "P", "literal": {"kept": True}}
 
 
+def test_a_definition_changed_after_a_run_runs_as_changed() -> None:
+    parameters = {"value.$": "$.a", "literal": 1}
+    definition = machine({"P": {"Type": "Pass", "Parameters": parameters, "End": True}})
+    assert run(definition, {"a": 1, "b": 2}).output == {"value": 1, "literal": 1}
+    parameters["value.$"], parameters["literal"] = "$.b", 2
+    assert run(definition, {"a": 1, "b": 2}).output == {"value": 2, "literal": 2}
+
+
 def test_input_path_null_gives_an_empty_object_and_output_path_selects() -> None:
     states = {
         "A": {"Type": "Pass", "InputPath": None, "ResultPath": "$.seen", "Next": "B"},

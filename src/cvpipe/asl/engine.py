@@ -22,7 +22,7 @@ from .distributed import MapRun, ObjectStorage
 from .errors import RUNTIME, TIMEOUT, DefinitionError, StatesError
 from .execution import Cancelled, Clock, Lane, Run
 from .history import Event, History, Trace, text_details, timestamp_text, to_json_text
-from .payload import check_text_size
+from .payload import check_text_size, copy_document
 from .redrive import TaskJournal
 from .states import StateMachine
 from .tasks import TaskRegistry
@@ -240,7 +240,9 @@ class Engine:
         the earlier attempts' outcomes, which tasks at the same place with the same input take instead
         of running again.
         """
-        spec = parse_definition(definition)
+        # The execution's own copy: its templates are compiled on first use (see payload), so a
+        # definition dict that the caller changes afterwards must not be the one they came from.
+        spec = copy_document(parse_definition(definition))
         validate(spec)
         name = name or str(uuid.uuid4())
         execution_input = {} if input is None else json.loads(json.dumps(input))
