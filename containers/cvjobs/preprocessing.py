@@ -164,13 +164,14 @@ def build_pipeline(
     )
 
 
-def build_numeric_pipeline(estimator: BaseEstimator, prep: Preprocessing, task: str) -> Pipeline:
-    """The pipeline of ``build_pipeline`` without its ColumnTransformer, for a table of numeric
-    columns only: the numeric steps that do something, ``select``, ``estimator``.
+def numeric_transformers(estimator: BaseEstimator, prep: Preprocessing, task: str) -> list[Any]:
+    """The steps of ``build_pipeline`` before the estimator, for a table of numeric columns only,
+    without its ColumnTransformer: the numeric steps that do something, then ``select``.
 
-    Given the very array the ColumnTransformer hands its numeric steps (``X[:, numeric]``), it fits
-    and predicts the same numbers: the ColumnTransformer only adds a copy of their output (same
-    values, same memory order) and, on every call, its validation, which is most of a small fit's time.
-    Its steps have other names, so it takes no ``step__param`` hyperparameters."""
-    steps = [(name, step) for name, step in numeric_steps(estimator, prep) if step != "passthrough"]
-    return Pipeline([*steps, *selection_steps(prep, task), ("estimator", estimator)])
+    Fitted one after the other, each on the output of the one before (as a Pipeline does), starting
+    from the very array the ColumnTransformer hands its numeric steps (``X[:, numeric]``), they give
+    the estimator the same numbers as the full pipeline: the ColumnTransformer only adds a copy of
+    their output (same values, same memory order) and, on every call, its validation, which is most
+    of a small fit's time."""
+    steps = [step for _, step in numeric_steps(estimator, prep) if step != "passthrough"]
+    return [*steps, *(step for _, step in selection_steps(prep, task))]

@@ -24,7 +24,7 @@ import os
 import platform
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,6 @@ import joblib
 import numpy as np
 import pandas as pd
 import sklearn
-from sklearn.pipeline import Pipeline
 
 from cvjobs.allowlist import NotAllowedError, allowed_packages
 from cvjobs.data import (
@@ -46,7 +45,7 @@ from cvjobs.data import (
 )
 from cvjobs.estimators import EstimatorSpec, make_estimator, resolve_estimator
 from cvjobs.job import Content, UserError, json_bytes, publish, quote_names, run_job
-from cvjobs.preprocessing import SCALERS, Preprocessing, build_numeric_pipeline, build_pipeline
+from cvjobs.preprocessing import SCALERS, Preprocessing, build_pipeline, numeric_transformers
 
 IMPUTER_PARAMS = "preprocess__numeric__impute"
 CONTROL_KEYS = (
@@ -159,20 +158,27 @@ def read_hyperparameters(path: Path) -> dict[str, Any]:
 
 @dataclass
 class FittedFold:
-    """A fitted pipeline and the rows it was fitted on (``train``) and is scored on (``test``)."""
+    """A fitted model and the rows it was fitted on (``train``) and is scored on (``test``)."""
 
-    pipeline: Pipeline
+    model: Any  # what is scored (and kept): the fitted pipeline, or the lean path's estimator
     spec: EstimatorSpec
     X: Any  # the features it was fitted on and is scored on: a DataFrame, or their array
     train: np.ndarray
     test: np.ndarray | None
     params: dict[str, Any]
     fit_time: float
-    columns: list[int] | None = None  # the array's columns the pipeline takes, when it selects none itself
+    # The lean path's: the array's columns it starts from, and its fitted steps before the estimator.
+    columns: list[int] | None = None
+    transformers: list[Any] = field(default_factory=list)
 
     def features(self, rows: np.ndarray) -> Any:
-        """The features of these rows, as the pipeline takes them."""
-        return take(self.X, rows) if self.columns is None else take(self.X, rows)[:, self.columns]
+        """The features of these rows, as ``model`` takes them."""
+        if self.columns is None:
+            return take(self.X, rows)
+        X = take(self.X, rows)[:, self.columns]
+        for transformer in self.transformers:
+            X = transformer.transform(X)
+        return X
 
 
 def rows_of(split: SplitData, fold: int | str | None) -> tuple[np.ndarray, np.ndarray | None]:
@@ -197,10 +203,13 @@ def fit_fold(split: SplitData, config: TrainConfig, as_array: bool = False) -> F
     rather than on the DataFrame, with the columns given by position: scikit-learn converts the frame
     to that very array, so the scores are the same, without pandas' indexing and feature-name checks
     in every step (most of a small fit's time). The fitted pipeline then has no feature names, so it
-    is for a model that is only scored, never for one that is kept. Unless a ``step__param``
-    hyperparameter addresses a step of the full pipeline, it is then also the lean pipeline of
-    ``build_numeric_pipeline``, given the columns the ColumnTransformer would give its numeric steps
-    (``FittedFold.features``)."""
+    is for a model that is only scored, never for one that is kept.
+
+    Such a model is then also lean, unless a ``step__param`` hyperparameter addresses a step of the
+    full pipeline: the transformers of ``numeric_transformers`` and the estimator are fitted one
+    after the other as a Pipeline would, without the Pipeline and its ColumnTransformer (their
+    validation is most of a small job's time), and ``FittedFold.features`` hands the estimator what
+    they make of a fold's rows: the same numbers, bit for bit, as the full pipeline's."""
     manifest = split.manifest
     spec = _estimator_spec(split, config)
     seed = manifest["seed"] if config.seed is None else config.seed
@@ -219,28 +228,35 @@ def fit_fold(split: SplitData, config: TrainConfig, as_array: bool = False) -> F
             # only scored does without it (its parameters, when searched, keep it in).
             preprocessing = replace(preprocessing, numeric_impute="none")
         columns = lean_columns(split, pipeline_params)
+    model: Any = estimator
+    transformers: list[Any] = []
     if columns is not None:
-        pipeline = build_numeric_pipeline(estimator, preprocessing, manifest["task"])
+        transformers = numeric_transformers(estimator, preprocessing, manifest["task"])
     else:
-        pipeline = build_pipeline(
+        model = build_pipeline(
             estimator, preprocessing, numeric, manifest["categorical_features"], manifest["task"]
         )
         try:
-            pipeline.set_params(**pipeline_params)
+            model.set_params(**pipeline_params)
         except ValueError as exc:
             raise UserError(
                 f"the pipeline rejected hyperparameters {quote_names(sorted(pipeline_params))}: {exc}"
             ) from None
     train_rows, test_rows = rows_of(split, config.fold)
-    fitted = FittedFold(pipeline, spec, X, train_rows, test_rows, {**params, **pipeline_params}, 0.0, columns)
-    X_train, y_train = fitted.features(train_rows), split.target[train_rows]
+    X_train, y_train = take(X, train_rows), split.target[train_rows]
     started = time.perf_counter()
     try:
-        pipeline.fit(X_train, y_train)
+        if columns is not None:
+            X_train = X_train[:, columns]
+            for transformer in transformers:
+                X_train = transformer.fit_transform(X_train, y_train)
+        model.fit(X_train, y_train)
     except ValueError as exc:  # sklearn's InvalidParameterError, or data the estimator cannot take
         raise UserError(f"estimator {spec.name} failed to fit with these hyperparameters: {exc}") from None
-    fitted.fit_time = time.perf_counter() - started
-    return fitted
+    fit_time = time.perf_counter() - started
+    return FittedFold(
+        model, spec, X, train_rows, test_rows, {**params, **pipeline_params}, fit_time, columns, transformers
+    )
 
 
 def lean_columns(split: SplitData, pipeline_params: dict[str, Any]) -> list[int] | None:
@@ -305,7 +321,7 @@ def _train(ml_root: Path) -> None:
     started = time.perf_counter()
     if fitted.test is not None:
         X_test, y_test = fitted.features(fitted.test), y[fitted.test]
-        test_scores = {m: score(scorers[m], m, fitted.pipeline, X_test, y_test) for m in metrics_list}
+        test_scores = {m: score(scorers[m], m, fitted.model, X_test, y_test) for m in metrics_list}
         undefined = [m for m, value in test_scores.items() if not math.isfinite(value)]
         if undefined:
             where, fix = (
@@ -320,7 +336,7 @@ def _train(ml_root: Path) -> None:
     score_time = time.perf_counter() - started
     if config.fold is None or config.train_score:
         X_train, y_train = fitted.features(fitted.train), y[fitted.train]
-        train_scores = {m: score(scorers[m], m, fitted.pipeline, X_train, y_train) for m in metrics_list}
+        train_scores = {m: score(scorers[m], m, fitted.model, X_train, y_train) for m in metrics_list}
 
     metrics = {
         "fold": config.fold,
@@ -360,7 +376,7 @@ def _train(ml_root: Path) -> None:
     }
     model_files: dict[str, Content] = {"metadata.json": json_bytes(metadata)}
     if config.fold is None:
-        model_files["model.joblib"] = lambda stream: joblib.dump(fitted.pipeline, stream)
+        model_files["model.joblib"] = lambda stream: joblib.dump(fitted.model, stream)
     publish(ml_root / "model", model_files)
     publish(ml_root / "output" / "data", {"metrics.json": json_bytes(metrics)})
     # The MetricDefinitions of the state machine parse these lines from the job's log.

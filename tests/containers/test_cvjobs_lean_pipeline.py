@@ -1,6 +1,6 @@
-"""A fold job on a numeric table fits its steps without the ColumnTransformer (the lean pipeline):
-only when nothing needs the full pipeline, and then with the full pipeline's predictions and scores,
-bit for bit."""
+"""A fold job on a numeric table fits its steps without the Pipeline and its ColumnTransformer (the
+lean path): only when nothing needs the full pipeline, and then with the full pipeline's predictions
+and scores, bit for bit."""
 
 from __future__ import annotations
 
@@ -12,6 +12,10 @@ import numpy as np
 import pytest
 from conftest import IRIS_COLUMNS, iris_rows
 from sklearn.datasets import load_diabetes
+from sklearn.feature_selection import VarianceThreshold
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import RobustScaler, StandardScaler
+from sklearn.svm import SVC
 
 from cvjobs import data, train
 
@@ -144,22 +148,29 @@ def split_of(jobs, table, transform, settings) -> data.SplitData:
 
 def outputs(fitted: train.FittedFold, rows: np.ndarray) -> dict[str, np.ndarray]:
     X = fitted.features(rows)
-    return {name: getattr(fitted.pipeline, name)(X) for name in PREDICTIONS if hasattr(fitted.pipeline, name)}
+    return {name: getattr(fitted.model, name)(X) for name in PREDICTIONS if hasattr(fitted.model, name)}
+
+
+def is_lean(fitted: train.FittedFold) -> bool:
+    """Whether the model is the bare estimator, fitted on the array's columns after the transformers."""
+    lean = not isinstance(fitted.model, Pipeline)
+    assert lean == (fitted.columns is not None)
+    assert lean or (fitted.transformers == [] and "preprocess" in fitted.model.named_steps)
+    return lean
 
 
 @pytest.mark.parametrize("case", list(CASES))
-def test_the_lean_pipeline_predicts_and_scores_as_the_full_one_bit_for_bit(jobs, monkeypatch, case):
+def test_the_lean_model_predicts_and_scores_as_the_full_pipeline_bit_for_bit(jobs, monkeypatch, case):
     table, transform, settings, hyperparameters, metrics = CASES[case]
     split = split_of(jobs, table, transform, settings)
     config = train.parse_hyperparameters({"cv_fold": "1", **hyperparameters})
     lean = train.fit_fold(split, config, as_array=True)
-    assert lean.columns is not None and "preprocess" not in lean.pipeline.named_steps
+    assert is_lean(lean)
     on_frame = train.fit_fold(split, config, as_array=False)
     with monkeypatch.context() as patched:  # the ColumnTransformer on the very same array
         patched.setattr(train, "lean_columns", lambda *args: None)
         on_array = train.fit_fold(split, config, as_array=True)
-    assert on_array.columns is None and "preprocess" in on_array.pipeline.named_steps
-    assert on_frame.columns is None and "preprocess" in on_frame.pipeline.named_steps
+    assert not is_lean(on_array) and not is_lean(on_frame)
 
     for rows in (lean.test, lean.train):
         expected = outputs(lean, rows)
@@ -172,7 +183,7 @@ def test_the_lean_pipeline_predicts_and_scores_as_the_full_one_bit_for_bit(jobs,
         for metric in metrics:
             scorer = data.build_scorer(metric, split.manifest["pos_label"])
             values = [
-                data.score(scorer, metric, fitted.pipeline, fitted.features(rows), split.target[rows])
+                data.score(scorer, metric, fitted.model, fitted.features(rows), split.target[rows])
                 for fitted in (lean, on_array, on_frame)
             ]
             assert np.isfinite(values[0]) and values[1:] == values[:1] * 2, (case, metric, values)
@@ -181,18 +192,24 @@ def test_the_lean_pipeline_predicts_and_scores_as_the_full_one_bit_for_bit(jobs,
 def test_only_a_model_that_is_scored_and_has_no_pipeline_hyperparameter_is_lean(jobs):
     split = split_of(jobs, IRIS, None, {})
 
-    def lean(as_array: bool = True, **hyperparameters: str) -> bool:
+    def lean(as_array: bool = True, **hyperparameters: str) -> list[type] | None:
+        """The lean model's transformers, or None for the full pipeline."""
         config = train.parse_hyperparameters({"cv_fold": "0", **hyperparameters})
         fitted = train.fit_fold(split, config, as_array=as_array)
-        is_lean = "preprocess" not in fitted.pipeline.named_steps
-        assert is_lean == (fitted.columns == [0, 1, 2, 3])
-        return is_lean
+        if not is_lean(fitted):
+            return None
+        assert fitted.columns == [0, 1, 2, 3] and isinstance(fitted.model, SVC)
+        return [type(transformer) for transformer in fitted.transformers]
 
-    assert (
-        lean()
-        and lean(cv_scaler="none")
-        and lean(cv_preprocessing=json.dumps({"select": "VarianceThreshold"}))
-    )
+    assert lean() == [StandardScaler]
+    assert lean(cv_scaler="none") == []
+    assert lean(cv_preprocessing=json.dumps({"select": "VarianceThreshold"})) == [
+        StandardScaler,
+        VarianceThreshold,
+    ]
+    assert lean(cv_preprocessing=json.dumps({"numeric": {"impute": "median", "scale": "RobustScaler"}})) == [
+        RobustScaler
+    ]  # iris has no missing value to impute
     assert not lean(as_array=False)
     # Any step__param names a step of the full pipeline, the estimator's included.
     assert not lean(preprocess__numeric__impute__strategy='"median"')
@@ -216,7 +233,7 @@ def test_a_table_with_text_or_mixed_dtypes_keeps_the_column_transformer(jobs, he
     split = data.load_split(split_job.root / "processing/output")
     config = train.parse_hyperparameters({"cv_fold": "0"})
     fitted = train.fit_fold(split, config, as_array=True)
-    assert fitted.columns is None and "preprocess" in fitted.pipeline.named_steps
+    assert not is_lean(fitted)
 
 
 def custom_scorer_package(tmp_path: Path, monkeypatch) -> str:
@@ -234,7 +251,7 @@ def custom_scorer_package(tmp_path: Path, monkeypatch) -> str:
 
 def test_the_jobs_take_the_lean_pipeline_for_fold_and_holdout_scores_only(jobs, tmp_path, monkeypatch):
     built: list[str] = []
-    for name in ("build_numeric_pipeline", "build_pipeline"):
+    for name in ("numeric_transformers", "build_pipeline"):
         original = getattr(train, name)
         monkeypatch.setattr(
             train, name, lambda *args, _name=name, _original=original: built.append(_name) or _original(*args)
@@ -248,9 +265,9 @@ def test_the_jobs_take_the_lean_pipeline_for_fold_and_holdout_scores_only(jobs, 
         assert len(built) == 1
         return built[0]
 
-    assert pipeline_of(cv_fold="2") == "build_numeric_pipeline"
-    assert pipeline_of(cv_fold="holdout") == "build_numeric_pipeline"
-    assert pipeline_of(cv_fold="2", cv_train_score="true") == "build_numeric_pipeline"
+    assert pipeline_of(cv_fold="2") == "numeric_transformers"
+    assert pipeline_of(cv_fold="holdout") == "numeric_transformers"
+    assert pipeline_of(cv_fold="2", cv_train_score="true") == "numeric_transformers"
     assert pipeline_of(cv_fold="2", preprocess__numeric__impute__strategy='"median"') == "build_pipeline"
     # The final model is kept, and serve needs its feature names.
     assert pipeline_of() == "build_pipeline"

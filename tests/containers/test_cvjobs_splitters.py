@@ -262,7 +262,7 @@ def test_preprocessing_learns_from_the_training_rows_only(jobs):
     poisoned.loc[test, "site"] = "only-in-test"
     refitted = train.fit_fold(data.SplitData(poisoned, split.folds, split.manifest), config)
 
-    for model in (fitted.pipeline, refitted.pipeline):
+    for model in (fitted.model, refitted.model):
         numeric = model.named_steps["preprocess"].named_transformers_["numeric"]
         categorical = model.named_steps["preprocess"].named_transformers_["categorical"]
         training = frame.iloc[fitted.train]
@@ -273,7 +273,7 @@ def test_preprocessing_learns_from_the_training_rows_only(jobs):
         assert categories == sorted(training["site"].dropna().unique())
         assert "only-in-test" not in categories
     assert np.array_equal(
-        fitted.pipeline.named_steps["estimator"].coef_, refitted.pipeline.named_steps["estimator"].coef_
+        fitted.model.named_steps["estimator"].coef_, refitted.model.named_steps["estimator"].coef_
     )
     # Unknown levels are ignored when scoring, as handle_unknown="ignore" promises.
     result = jobs.train(split_job, {"cv_fold": "2"})

@@ -376,19 +376,18 @@ def test_a_fold_of_a_one_dtype_numeric_table_is_fitted_on_its_array_with_the_fra
     on_array, on_frame = (train.fit_fold(split, config, as_array=flag) for flag in (True, False))
     assert isinstance(on_array.X, np.ndarray) and isinstance(on_frame.X, pd.DataFrame)
     decisions = [
-        fitted.pipeline.decision_function(train.take(fitted.X, fitted.test))
-        for fitted in (on_array, on_frame)
+        fitted.model.decision_function(fitted.features(fitted.test)) for fitted in (on_array, on_frame)
     ]
     assert np.array_equal(*decisions)
     # Iris has no missing value: the model that is only scored does without the imputer...
     imputer = "preprocess__numeric__impute"
-    assert "impute" not in on_array.pipeline.named_steps
-    assert on_frame.pipeline.get_params()[imputer] != "passthrough"
+    assert [type(step) for step in on_array.transformers] == [StandardScaler]
+    assert on_frame.model.get_params()[imputer] != "passthrough"
     scaled = train.parse_hyperparameters({"cv_fold": "1", "preprocess__numeric__scale__with_std": "true"})
-    assert train.fit_fold(split, scaled, as_array=True).pipeline.get_params()[imputer] == "passthrough"
+    assert train.fit_fold(split, scaled, as_array=True).model.get_params()[imputer] == "passthrough"
     # ...unless its parameters are searched.
     searched = train.parse_hyperparameters({"cv_fold": "1", f"{imputer}__strategy": '"median"'})
-    assert train.fit_fold(split, searched, as_array=True).pipeline.get_params()[imputer].strategy == "median"
+    assert train.fit_fold(split, searched, as_array=True).model.get_params()[imputer].strategy == "median"
 
 
 def test_tables_of_mixed_dtypes_or_text_are_fitted_as_frames(jobs):
