@@ -9,13 +9,14 @@ exactly the order, that ``cross_validate`` would.
 from __future__ import annotations
 
 import difflib
+import functools
 import importlib
 import inspect
 import json
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -312,7 +313,16 @@ def load_custom_scorer(path: str) -> Any:
 def build_scorer(metric: str, pos_label: Any = None) -> Any:
     """The scorer of ``metric``; ``pos_label`` is passed to binary metrics that take one (f1, precision...)."""
     if is_custom_scorer(metric):
-        return load_custom_scorer(metric)
+        return load_custom_scorer(metric)  # checked against the allowlist of each job's environment
+    if isinstance(pos_label, Hashable):  # a JSON scalar; a list or an object is built every time
+        return _sklearn_scorer(metric, pos_label)
+    return _sklearn_scorer.__wrapped__(metric, pos_label)
+
+
+@functools.lru_cache(maxsize=64, typed=True)  # typed: pos_label True is not 1
+def _sklearn_scorer(metric: str, pos_label: Any) -> Any:
+    """A scikit-learn scorer, built once per worker: building one copies the registered scorer (and,
+    for pos_label, inspects its function), while calling one changes nothing in it."""
     scorer = get_scorer(metric)
     if pos_label is None or not takes_pos_label(scorer):
         return scorer

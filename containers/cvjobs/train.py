@@ -379,20 +379,27 @@ def _train(ml_root: Path) -> None:
         model_files["model.joblib"] = lambda stream: joblib.dump(fitted.model, stream)
     publish(ml_root / "model", model_files)
     publish(ml_root / "output" / "data", {"metrics.json": json_bytes(metrics)})
-    # The MetricDefinitions of the state machine parse these lines from the job's log.
+    lines = metric_lines(refit, metrics_list, test_scores, train_scores)
+    print("\n".join([*lines, f"fit_time={fitted.fit_time:.6f}", f"score_time={score_time:.6f}"]), flush=True)
+
+
+def metric_lines(
+    refit: str, metrics: list[str], test_scores: dict[str, float], train_scores: dict[str, float]
+) -> list[str]:
+    """The score lines of the job's log, which the MetricDefinitions of the state machine parse."""
+    lines = []
     if refit in test_scores:
-        print(f"validation:score={test_scores[refit]!r}", flush=True)
+        lines.append(f"validation:score={test_scores[refit]!r}")
     if refit in train_scores:
-        print(f"train:score={train_scores[refit]!r}", flush=True)
-    for index, metric in enumerate(metrics_list):
+        lines.append(f"train:score={train_scores[refit]!r}")
+    for index, metric in enumerate(metrics):
         if metric == refit:
             continue  # reported as validation:score / train:score
         if metric in test_scores:
-            print(f"validation:metric{index}={test_scores[metric]!r}", flush=True)
+            lines.append(f"validation:metric{index}={test_scores[metric]!r}")
         if metric in train_scores:
-            print(f"train:metric{index}={train_scores[metric]!r}", flush=True)
-    print(f"fit_time={fitted.fit_time:.6f}", flush=True)
-    print(f"score_time={score_time:.6f}", flush=True)
+            lines.append(f"train:metric{index}={train_scores[metric]!r}")
+    return lines
 
 
 def _finite(value: float | None) -> float | None:
