@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import IRIS_COLUMNS, reference_pipeline
-from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge
 from sklearn.metrics import get_scorer
 from sklearn.model_selection import KFold, StratifiedKFold, cross_validate
 from sklearn.pipeline import Pipeline
@@ -430,3 +430,30 @@ def test_console_scripts_exit_with_the_code_of_main(module, monkeypatch):
     with pytest.raises(SystemExit) as exited:
         module.cli()
     assert exited.value.code == 3
+
+
+def test_a_worker_builds_each_scorer_once_per_metric_and_pos_label():
+    assert data.build_scorer("f1", "virginica") is data.build_scorer("f1", "virginica")
+    assert data.build_scorer("f1", "virginica") is not data.build_scorer("f1", "setosa")
+    # pos_label True is not the class 1, and a pos_label that is no JSON scalar is built each time.
+    assert data.build_scorer("f1", True)._kwargs["pos_label"] is True
+    assert data.build_scorer("f1", 1)._kwargs["pos_label"] == 1
+    assert data.build_scorer("f1", 1)._kwargs["pos_label"] is not True
+    assert data.build_scorer("r2", ["x"]) is not data.build_scorer("r2", ["x"])
+
+
+def test_an_estimator_is_built_with_its_hyperparameters_and_the_seed():
+    spec = estimators.resolve_estimator("SVC")
+    built, params = estimators.make_estimator(spec, {"C": 2.0, "kernel": "linear"}, random_state=7)
+    assert params == {"C": 2.0, "kernel": "linear", "random_state": 7}
+    assert built.get_params() == SVC(C=2.0, kernel="linear", random_state=7).get_params()
+    kept, _ = estimators.make_estimator(spec, {"random_state": 3}, random_state=7)
+    assert kept.random_state == 3
+    linear = estimators.resolve_estimator("LinearRegression")
+    unseeded, params = estimators.make_estimator(linear, {"fit_intercept": False}, 7)
+    assert (
+        params == {"fit_intercept": False}
+        and unseeded.get_params() == LinearRegression(fit_intercept=False).get_params()
+    )
+    with pytest.raises(UserError, match="estimator SVC rejected hyperparameters: Invalid parameter 'colour'"):
+        estimators.make_estimator(spec, {"colour": "red"}, random_state=7)
