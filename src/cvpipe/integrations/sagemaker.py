@@ -39,7 +39,7 @@ from cvpipe.asl.tasks import TaskRegistry, TaskRequest
 from .faults import JOB_FAILURE_REASON, AccountLimits, Fault
 from .jobs import JobOutcome, JobPool
 from .local_aws import arn, region
-from .sagemaker_api import invalid_parameters, service_error
+from .sagemaker_api import invalid_parameters, load_service_model, service_error
 from .sagemaker_instance import (
     DISCARDED,
     FILES,
@@ -500,6 +500,7 @@ def register_sagemaker(
     to ``drain`` when a run ends."""
     account = limits or AccountLimits()
     discarder = VolumeDiscarder(store.root / DISCARDED)
+    load_service_model()  # for the first request's validation
 
     def create(kind: type[_Job], request: TaskRequest) -> _Job:
         params = request.parameters

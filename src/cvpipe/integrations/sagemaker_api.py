@@ -42,9 +42,24 @@ _PYTHON_TYPES: dict[str, type | tuple[type, ...]] = {
 }
 
 
-@functools.cache
+_model_lock = threading.Lock()
+
+
 def service_model() -> ServiceModel:
+    """botocore's model of SageMaker's API, loaded once; ``load_service_model`` starts loading it."""
+    with _model_lock:  # a load under way is waited for, not repeated
+        return _loaded_service_model()
+
+
+@functools.cache
+def _loaded_service_model() -> ServiceModel:
     return botocore.session.get_session().get_service_model("sagemaker")
+
+
+def load_service_model() -> None:
+    """Load the model on a thread of its own (a tenth of a second), for the first request not to
+    wait for it: a run's first job comes after its input is checked, while this process waits."""
+    threading.Thread(target=service_model, name="cvpipe-sagemaker-model", daemon=True).start()
 
 
 def invalid_parameters(operation: str, params: Any) -> str | None:
