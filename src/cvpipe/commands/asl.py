@@ -23,6 +23,7 @@ from ..integrations.jobs import JobPool
 from ..integrations.lambda_ import register_lambda
 from ..integrations.registry import LocalModelRegistry, register_registry
 from ..integrations.sagemaker import register_sagemaker
+from ..integrations.sagemaker_instance import VolumeDiscarder
 from ..integrations.stepfunctions import register_step_functions
 from ..integrations.store import LocalObjectStore, StoreObjects, register_s3
 from ..integrations.template import (
@@ -113,7 +114,7 @@ def run_command(args: argparse.Namespace) -> int:
             if limits is not None or any(
                 ":sagemaker:" in json.dumps(d) for d in (definition, *nested.values())
             ):
-                jobs = register_local_account(registry, store, local_home(args.home), limits)
+                jobs, volumes = register_local_account(registry, store, local_home(args.home), limits)
         engine = Engine(
             registry,
             VirtualClock() if args.virtual_clock else RealClock(),
@@ -143,12 +144,13 @@ def run_command(args: argparse.Namespace) -> int:
             functions.close()
         if jobs is not None:
             jobs.close()
+            volumes.drain()  # the jobs' volumes still in the trash, the workers' spares among them
     return 0 if result.status == SUCCEEDED else 1
 
 
 def register_local_account(
     registry: TaskRegistry, store: LocalObjectStore, home: Path, limits: AccountLimits | None
-) -> JobPool:
+) -> tuple[JobPool, VolumeDiscarder]:
     """SageMaker training and processing jobs (the job image's programs, as `cvpipe run` runs them;
     folders under HOME/asl-jobs/EXECUTION/) and the Model Registry (HOME/registry.sqlite, the one
     `cvpipe models list` reads), with the account's quotas and injected faults."""
@@ -159,7 +161,7 @@ def register_local_account(
             f"local state folder {home}: cannot hold the model registry there ({error})"
         ) from None
     jobs = job_pool(find_project_root())
-    register_sagemaker(
+    volumes = register_sagemaker(
         registry,
         store,
         jobs,
@@ -167,7 +169,7 @@ def register_local_account(
         limits=limits,
     )
     register_registry(registry, model_registry, limits)
-    return jobs
+    return jobs, volumes
 
 
 def nested_definitions(given: list[str], substitutions: dict[str, str]) -> dict[str, dict[str, Any] | str]:
