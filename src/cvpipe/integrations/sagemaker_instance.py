@@ -311,7 +311,7 @@ class Instance:
                     fit(path)
                 elif is_folder:
                     shutil.rmtree(os.path.join(self.folder, path))
-                else:  # an emptied spare has no files: this is one for sure
+                else:  # a file, which an emptied spare does not hold: not this job's either
                     os.unlink(os.path.join(self.folder, path))
 
         for part in self.volume:
