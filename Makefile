@@ -22,7 +22,7 @@ STACK ?= cvpipe
 IMAGE_TAG ?= $(shell cat containers/Dockerfile containers/pyproject.toml containers/requirements.lock \
 	$$(find containers/cvjobs -name '*.py' | LC_ALL=C sort) | sha256sum | cut -c1-16)
 
-.PHONY: install run check test test-fast schemas bench clean image sam-check tools
+.PHONY: install run check test test-fast schemas bench clean image sam-check tools bytecode
 
 $(STAMP): pyproject.toml containers/pyproject.toml $(CONSTRAINTS)
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "cvpipe needs Python 3.11 or newer; set PYTHON=python3.11 (or newer)")'
@@ -42,8 +42,13 @@ $(SAM_STAMP):
 
 install: $(STAMP)
 
-run: $(STAMP)
+run: $(STAMP) bytecode
 	$(BIN)/cvpipe run
+
+# The project's own modules compiled ahead, as an installed package's are: where the environment sets
+# PYTHONDONTWRITEBYTECODE, every run would otherwise compile them again (about 0.15 s of a small run).
+bytecode: $(STAMP)
+	$(BIN)/python -m compileall -q src containers/cvjobs functions
 
 # Lint, format and types. The suite itself holds the checks of the definition and the template
 # (cfn-lint, statelint, placeholders, botocore parameter validation).
@@ -86,7 +91,7 @@ sam-check: $(STAMP) $(SAM_STAMP)
 image:
 	STACK=$(STACK) IMAGE_TAG=$(IMAGE_TAG) containers/push-image.sh
 
-bench: $(STAMP)
+bench: $(STAMP) bytecode
 	$(BIN)/python bench/bench_gridsearch.py
 
 clean:
