@@ -77,6 +77,21 @@ def test_a_request_after_valid_ones_is_judged_as_the_whole_check_judges_it(path,
     assert invalid_parameters(OPERATION, VALID) is None
 
 
+@pytest.mark.parametrize(
+    "path",
+    [("StoppingCondition", "MaxRuntimeInSeconds"), ("ResourceConfig", "VolumeSizeInGB")],
+)
+def test_a_boolean_where_the_model_wants_a_number_is_refused_naming_the_member(path) -> None:
+    sagemaker_api._valid_members.clear()
+    member = ".".join(name[:1].lower() + name[1:] for name in path)
+
+    assert invalid_parameters(OPERATION, changed(path, True)) == (
+        f"1 validation error detected: Value 'true' at '{member}' failed to satisfy constraint: "
+        "Member must be a number"
+    )
+    assert invalid_parameters(OPERATION, changed(path, 1)) is None
+
+
 def test_a_valid_request_with_new_values_in_a_few_members_is_valid() -> None:
     assert invalid_parameters(OPERATION, VALID) is None
     for index in range(5):

@@ -40,6 +40,7 @@ _PYTHON_TYPES: dict[str, type | tuple[type, ...]] = {
     "boolean": bool,
     "blob": (bytes, bytearray, str),
 }
+_NUMBERS = frozenset({"integer", "long", "float", "double"})
 
 
 _model_lock = threading.Lock()
@@ -126,6 +127,10 @@ def _valid_member_by_member(operation: str, shape: StructureShape, params: Any) 
 def constraint_violations(value: Any, shape: Shape, path: str = "") -> Iterator[str]:
     """Each constraint of the model that ``value`` breaks, in the service's words. Values of the
     wrong type are skipped: botocore's own check reports them."""
+    if isinstance(value, bool) and shape.type_name in _NUMBERS:
+        # botocore takes True for a number (a bool is an int in Python); the service's JSON does not.
+        yield f"Value {_shown(value)} at '{path}' failed to satisfy constraint: Member must be a number"
+        return
     if not _well_typed(value, shape):
         return
     if shape.type_name == "structure":
