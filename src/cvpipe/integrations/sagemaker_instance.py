@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import io
 import json
 import math
 import os
@@ -27,7 +26,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from .store import LocalObjectStore
 
@@ -285,7 +284,8 @@ class Instance:
             if how == FILES:
                 store.upload_dir(Path(path), uri)
             elif how == TAR or _has_entries(path):
-                store.put_bytes(uri, packed(path))
+                with store.writer(uri) as file:  # streamed: a final model may be large
+                    pack(path, file)
 
     def _spares(self, store: LocalObjectStore) -> list[_Spare]:
         trash = str(store.root / DISCARDED)
@@ -332,11 +332,10 @@ def _has_entries(path: str) -> bool:
         return any(True for _ in entries)
 
 
-def packed(folder: str) -> bytes:
-    """``folder``'s contents as a gzipped tar with the files at its top level, entries in path
-    order, as SageMaker packs ``/opt/ml/model`` into ``model.tar.gz``."""
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz", compresslevel=6) as tar:
+def pack(folder: str, file: IO[bytes]) -> None:
+    """Write ``folder``'s contents to ``file`` as a gzipped tar with the files at its top level,
+    entries in path order, as SageMaker packs ``/opt/ml/model`` into ``model.tar.gz``."""
+    with tarfile.open(fileobj=file, mode="w:gz", compresslevel=6) as tar:
 
         def add(path: str, prefix: str) -> None:
             with os.scandir(path) as scan:
@@ -348,7 +347,6 @@ def packed(folder: str) -> bytes:
                     add(entry.path, name + "/")
 
         add(folder, "")
-    return buffer.getvalue()
 
 
 def metric_values(definitions: tuple[tuple[str, str], ...], log_path: str) -> tuple[tuple[str, float], ...]:
